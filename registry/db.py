@@ -1,0 +1,168 @@
+"""Database engines, transactions and schema migrations.
+
+One :class:`~sqlalchemy.ext.asyncio.AsyncEngine` per process. SQLite (the
+embedded default) runs in WAL mode with full fsync, foreign keys on, and
+write transactions opened with ``BEGIN IMMEDIATE`` so that two writers never
+deadlock on a lock upgrade. PostgreSQL runs through asyncpg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+_WRITE_OPTION = "idnode_write"
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used: unreachable, or its schema is not ours."""
+
+
+class SchemaOutOfDate(DatabaseError):
+    pass
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    if is_sqlite(url):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Take BEGIN out of the driver's hands so that the "begin" hook below
+        # decides between a deferred and an immediate transaction.
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=30000",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that will write: committed on exit, rolled back on error."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{_WRITE_OPTION: True})
+        async with conn.begin():
+            yield conn
+
+
+@contextlib.asynccontextmanager
+async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+# --- migrations -------------------------------------------------------------
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply Alembic migrations up to ``revision`` on this engine."""
+    cfg = alembic_config()
+
+    def run(connection: Connection) -> None:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                await conn.run_sync(run)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseError(f"cannot migrate the database: {_reason(exc)}") from None
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(read)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseError(f"database unreachable: {_reason(exc)}") from None
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Refuse to run against a database whose schema is not at our head."""
+    current = await current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaOutOfDate("database has no idnode schema; run `idnode migrate`")
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current in known:
+        raise SchemaOutOfDate(
+            f"database schema {current} is older than {head}; run `idnode migrate`"
+        )
+    raise SchemaOutOfDate(
+        f"database schema {current} is unknown to this idnode (newer release?); refusing to run"
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OperationalError | DBAPIError) and exc.orig is not None:
+        return str(exc.orig).strip().splitlines()[0]
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an operator, without a stack trace."""
+    return _reason(exc)
+
+
+def url_for_log(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+

@@ -1,0 +1,146 @@
+"""Secrets at rest: salted hashes, sealed digests and the node key.
+
+Passwords and secret keys are kept as salted scrypt hashes. The SNMS
+``/identity/token/v1`` login proves knowledge of ``sha256(secret)`` mixed with
+the date, so the server must be able to recompute that digest: it is kept
+sealed (AES-256-GCM) under a key derived from the node key, never in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_NONCE_BYTES = 12
+NODE_KEY_BYTES = 32
+
+
+class NodeKeyError(RuntimeError):
+    """The node key file is missing, unreadable, malformed or too open."""
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def hash_secret(secret: str) -> str:
+    """Salted scrypt hash in a self-describing text form."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(
+        secret.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
+    return "$".join(
+        [
+            "scrypt",
+            str(_SCRYPT_N),
+            str(_SCRYPT_R),
+            str(_SCRYPT_P),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        ]
+    )
+
+
+def verify_secret(secret: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt = base64.b64decode(salt_b64)
+        expected = base64.b64decode(digest_b64)
+        actual = hashlib.scrypt(
+            secret.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+@dataclass(frozen=True)
+class NodeKey:
+    """The node's master secret; purpose-specific keys are derived from it."""
+
+    material: bytes
+
+    def derive(self, purpose: str) -> bytes:
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
+        ).derive(self.material)
+
+    def seal(self, plaintext: bytes, *, purpose: str = "idnode secret digest") -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + AESGCM(self.derive(purpose)).encrypt(nonce, plaintext, purpose.encode())
+
+    def unseal(self, sealed: bytes, *, purpose: str = "idnode secret digest") -> bytes:
+        nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+        return AESGCM(self.derive(purpose)).decrypt(nonce, ciphertext, purpose.encode())
+
+    @classmethod
+    def generate(cls) -> NodeKey:
+        return cls(secrets.token_bytes(NODE_KEY_BYTES))
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> NodeKey:
+        """Read the key file, creating it (mode 0600) on first start."""
+        if not path.exists():
+            key = cls.generate()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.b64encode(key.material).decode() + "\n")
+            return key
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise NodeKeyError(
+                f"node key file {path} is readable by others (mode {mode & 0o777:o}); "
+                "chmod 600 it"
+            )
+        try:
+            material = base64.b64decode(path.read_text().strip(), validate=True)
+        except (OSError, ValueError) as exc:
+            raise NodeKeyError(f"cannot read node key file {path}: {exc}") from None
+        if len(material) != NODE_KEY_BYTES:
+            raise NodeKeyError(f"node key file {path} does not hold a {NODE_KEY_BYTES}-byte key")
+        return cls(material)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecret:
+    """What the store keeps for one password or secret key.
+
+    SNMS hands passwords around as ``sha256(plain)`` hex (the enterprise
+    application carries only that), so the digest is the unit kept here.
+    """
+
+    hash: str
+    digest_sealed: bytes
+
+    @classmethod
+    def from_plain(cls, secret: str, key: NodeKey) -> StoredSecret:
+        return cls.from_digest(sha256_hex(secret), key)
+
+    @classmethod
+    def from_digest(cls, digest_hex: str, key: NodeKey) -> StoredSecret:
+        digest_hex = digest_hex.lower()
+        return cls(hash_secret(digest_hex), key.seal(digest_hex.encode()))
+
+
+def verify_plain(secret: str, stored_hash: str) -> bool:
+    return verify_secret(sha256_hex(secret), stored_hash)
+
+
+def dated_digest(secret_sha256_hex: str, day: str) -> str:
+    """SNMS ``/identity/token/v1`` password: ``sha256(sha256(pw) + "yyyy-MM-dd")``."""
+    return sha256_hex(secret_sha256_hex + day)

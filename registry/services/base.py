@@ -1,0 +1,225 @@
+"""What every registry service shares: the caller, the clock, transactions.
+
+A registry change is written with :meth:`Services.change`: one database
+transaction that locks the sequence head first, then carries the data
+rows, their audit entry and their outbox event, and commits before the
+caller is answered. Batch operations use :meth:`Change.item` savepoints so
+each item is atomic on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import zoneinfo
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .. import store
+from ..db import read_transaction, write_transaction
+from ..errors import AlreadyExists, Forbidden, InvalidRequest
+from ..grammar import Grammar, GrammarError, HandleName, normalize_prefix
+from ..models import Principal
+from ..secrets import NodeKey
+
+SYSTEM = "system"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for a change, and from where: recorded in the audit log."""
+
+    principal: Principal | None
+    remote: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.principal is None:
+            return SYSTEM
+        return f"{self.principal.via}:{self.principal.username}"
+
+    def require(self) -> Principal:
+        if self.principal is None:
+            raise Forbidden("没有权限 (not authenticated)")
+        return self.principal
+
+    def require_admin(self) -> Principal:
+        principal = self.require()
+        if not principal.is_admin:
+            raise Forbidden("没有权限，仅节点管理员可操作 (node administrators only)")
+        return principal
+
+
+SYSTEM_ACTOR = Actor(principal=None, remote="local")
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """1-based page, as SNMS clients send ``currentPage``."""
+
+    current: int = 1
+    size: int = 10
+
+    MAX_SIZE = 1000
+
+    def __post_init__(self) -> None:
+        if self.current < 1:
+            raise InvalidRequest("currentPage 应从1开始 (currentPage starts at 1)")
+        if not 1 <= self.size <= self.MAX_SIZE:
+            raise InvalidRequest(f"pageSize 应为1~{self.MAX_SIZE}")
+
+    @property
+    def offset(self) -> int:
+        return (self.current - 1) * self.size
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult(Generic[T]):
+    items: list[T]
+    total: int
+    request: PageRequest
+
+    @property
+    def total_pages(self) -> int:
+        return (self.total + self.request.size - 1) // self.request.size
+
+
+class Change:
+    """One write transaction: data rows plus their audit entries and events."""
+
+    def __init__(self, conn: AsyncConnection, head: store.Head, actor: Actor, now: datetime
+                 ) -> None:
+        self.conn = conn
+        self.head = head
+        self.actor = actor
+        self.now = now
+
+    async def audit(self, action: str, target: str, detail: dict[str, Any] | None = None
+                    ) -> None:
+        await store.append_audit(
+            self.conn,
+            self.head,
+            actor=self.actor.name,
+            action=action,
+            target=target,
+            detail=detail or {},
+            remote=self.actor.remote,
+            at=self.now,
+        )
+
+    async def emit(self, event: str, subject: str, payload: dict[str, Any]) -> None:
+        await store.append_outbox(
+            self.conn, self.head, event=event, subject=subject, payload=payload, at=self.now
+        )
+
+    async def record(self, action: str, target: str, payload: dict[str, Any],
+                     audit_detail: dict[str, Any] | None = None) -> None:
+        """Audit a change and queue it for the top-level node, together."""
+        await self.audit(action, target, audit_detail if audit_detail is not None else payload)
+        await self.emit(action, target, payload)
+
+    @contextlib.asynccontextmanager
+    async def item(self) -> AsyncIterator[None]:
+        """A savepoint: on error, this item's rows and sequence numbers vanish."""
+        saved = dataclasses.replace(self.head)
+        savepoint = await self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            await savepoint.rollback()
+            self.head.audit_seq, self.head.audit_hash, self.head.outbox_seq = (
+                saved.audit_seq,
+                saved.audit_hash,
+                saved.outbox_seq,
+            )
+            raise
+        else:
+            await savepoint.commit()
+
+
+def _china_time() -> tzinfo:
+    try:
+        return zoneinfo.ZoneInfo("Asia/Shanghai")
+    except zoneinfo.ZoneInfoNotFoundError:
+        from datetime import timezone
+
+        return timezone(timedelta(hours=8), "CST")
+
+
+class Services:
+    """Shared context of the registry services."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        node_prefix: str,
+        node_key: NodeKey,
+        grammar: Grammar | None = None,
+        display_tz: tzinfo | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.node_prefix = node_prefix
+        self.node_prefix_key = normalize_prefix(node_prefix)
+        self.node_key = node_key
+        self.grammar = grammar or Grammar()
+        self.tz = display_tz or _china_time()
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    @contextlib.asynccontextmanager
+    async def change(self, actor: Actor) -> AsyncIterator[Change]:
+        try:
+            async with write_transaction(self.engine) as conn:
+                head = await store.lock_head(conn)
+                change = Change(conn, head, actor, self.now())
+                yield change
+                await store.save_head(conn, head)
+        except IntegrityError as exc:
+            # Checks run before every insert; a unique violation here means a
+            # concurrent writer won the race. Nothing was committed.
+            raise AlreadyExists(f"记录已存在 (conflicting concurrent write: {_first_line(exc)})"
+                                ) from None
+
+    def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return read_transaction(self.engine)
+
+    def parse_name(self, name: str) -> HandleName:
+        try:
+            return self.grammar.parse(name)
+        except GrammarError as exc:
+            raise InvalidRequest(f"标识格式错误: {exc}") from None
+
+    def format_time(self, value: datetime) -> str:
+        """SNMS timestamps: ``yyyy-MM-dd HH:mm:ss`` in the node's local time."""
+        return value.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+    def parse_time(self, text: str, field: str) -> datetime:
+        try:
+            local = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            try:
+                local = datetime.strptime(text.strip(), "%Y-%m-%d")
+            except ValueError:
+                raise InvalidRequest(
+                    f"{field} 格式应为 yyyy-MM-dd HH:mm:ss (got {text!r})"
+                ) from None
+        return local.replace(tzinfo=self.tz).astimezone(UTC)
+
+    def local_date(self, offset_days: int = 0) -> str:
+        return (self.now().astimezone(self.tz) + timedelta(days=offset_days)).strftime("%Y-%m-%d")
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,288 @@
+"""Identifier registration through the SNMS data API (``/identityv2/data``)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+
+from .. import store
+from ..errors import AlreadyExists, Forbidden, InvalidRequest, NotFound, RegistryError
+from ..grammar import MAX_NAME_BYTES, HandleName, check_value_count, normalize_prefix
+from ..models import (
+    PERM_PUBLIC,
+    PERM_RESTRICTED,
+    TEMPLATE_VERSION_INDEX,
+    HandleValue,
+    Identifier,
+    Prefix,
+    Template,
+)
+from ..templates import RecordValue, TemplateError, check_record, value_is_public
+from .base import Actor, Change, Services
+
+MAX_BATCH = 2000
+MAX_SNMS_HANDLE_CHARS = 255
+TEMPLATE_VALUE_TYPE = "TEMPLATE"
+EXISTS = "标识已存在"
+NOT_FOUND = "没有找到标识"
+BATCH_NOT_FOUND = "标识不存在"
+SUCCESS = "success"
+
+
+@dataclass(frozen=True, slots=True)
+class SnmsRecord:
+    handle: str
+    template_version: str
+    values: tuple[RecordValue, ...]
+
+
+ItemT = TypeVar("ItemT", SnmsRecord, str)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    handle: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierView:
+    identifier: Identifier
+    template: Template | None
+    prefix: Prefix | None
+
+
+def _payload(name: str, template: Template | None, values: Sequence[HandleValue]
+             ) -> dict[str, Any]:
+    """An identifier registration as sent upward: the full record, as backup."""
+    return {
+        "handle": name,
+        "templateVersion": template.version if template else None,
+        "values": [
+            {
+                "index": v.index,
+                "type": v.type,
+                "data": base64.b64encode(v.data).decode(),
+                "ttl": v.ttl,
+                "permissions": v.permissions,
+            }
+            for v in values
+        ],
+    }
+
+
+class Identifiers:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    # --- reading ----------------------------------------------------------
+
+    async def detail(self, actor: Actor, name: str) -> IdentifierView:
+        principal = actor.require()
+        parsed = self.s.parse_name(name)
+        async with self.s.read() as conn:
+            identifier = await store.get_identifier(conn, parsed.key)
+            if identifier is None:
+                raise NotFound(NOT_FOUND)
+            prefix = (await store.get_prefix_by_id(conn, identifier.prefix_id)
+                      if identifier.prefix_id is not None else None)
+            if not (principal.is_admin or (prefix and principal.may_manage(prefix.prefix_key))):
+                raise Forbidden("没有权限 (not your prefix)")
+            template = (await store.get_template_by_id(conn, identifier.template_id)
+                        if identifier.template_id is not None else None)
+        return IdentifierView(identifier, template, prefix)
+
+    # --- single writes ----------------------------------------------------
+
+    async def create(self, actor: Actor, record: SnmsRecord) -> bool:
+        """Register; ``False`` when an identical record was already there."""
+        async with self.s.change(actor) as change:
+            return await self._create(change, record)
+
+    async def update(self, actor: Actor, record: SnmsRecord) -> None:
+        async with self.s.change(actor) as change:
+            await self._update(change, record)
+
+    async def delete(self, actor: Actor, name: str) -> None:
+        async with self.s.change(actor) as change:
+            await self._delete(change, name)
+
+    # --- batches: one transaction, one savepoint per item ------------------
+
+    async def batch_create(self, actor: Actor, records: Sequence[SnmsRecord]
+                           ) -> list[ItemResult]:
+        return await self._batch(actor, records, self._create)
+
+    async def batch_update(self, actor: Actor, records: Sequence[SnmsRecord]
+                           ) -> list[ItemResult]:
+        return await self._batch(actor, records, self._update)
+
+    async def batch_delete(self, actor: Actor, names: Sequence[str]) -> list[ItemResult]:
+        results = await self._batch(actor, names, self._delete)
+        return [
+            ItemResult(r.handle, r.ok, BATCH_NOT_FOUND if r.message == NOT_FOUND else r.message)
+            for r in results
+        ]
+
+    async def _batch(
+        self,
+        actor: Actor,
+        items: Sequence[ItemT],
+        operation: Callable[[Change, ItemT], Awaitable[object]],
+    ) -> list[ItemResult]:
+        actor.require()
+        if len(items) > MAX_BATCH:
+            raise InvalidRequest(f"批量操作不能超过{MAX_BATCH}条 (at most {MAX_BATCH} items)")
+        results: list[ItemResult] = []
+        async with self.s.change(actor) as change:
+            for item in items:
+                handle = item if isinstance(item, str) else getattr(item, "handle", "")
+                try:
+                    async with change.item():
+                        await operation(change, item)
+                except RegistryError as exc:
+                    results.append(ItemResult(handle, False, str(exc)))
+                except IntegrityError:
+                    results.append(ItemResult(handle, False, EXISTS))
+                else:
+                    results.append(ItemResult(handle, True, SUCCESS))
+        return results
+
+    # --- the operations, inside a change ----------------------------------
+
+    async def _writable_prefix(self, change: Change, parsed: HandleName) -> Prefix:
+        principal = change.actor.require()
+        prefix = await store.get_prefix(change.conn, normalize_prefix(parsed.prefix))
+        if prefix is None:
+            raise InvalidRequest(f"前缀{parsed.prefix}不存在或不属于本节点 (unknown prefix)")
+        if not principal.may_manage(prefix.prefix_key):
+            raise Forbidden(f"没有权限操作前缀{parsed.prefix} (not your prefix)")
+        if not prefix.writable:
+            raise InvalidRequest(
+                f"前缀{prefix.prefix}未启用或未托管，不能注册标识 (prefix not enabled and hosted)"
+            )
+        return prefix
+
+    async def _prepare(self, change: Change, record: SnmsRecord
+                       ) -> tuple[HandleName, Prefix, Template, list[HandleValue]]:
+        if len(record.handle) > MAX_SNMS_HANDLE_CHARS:
+            raise InvalidRequest(f"handle 长度不能超过{MAX_SNMS_HANDLE_CHARS} (handle too long)")
+        parsed = self.s.parse_name(record.handle)
+        if parsed.is_prefix_handle:
+            raise InvalidRequest("不能通过数据接口注册前缀标识 (0.NA/ handles are not data)")
+        if not record.template_version:
+            raise InvalidRequest("缺少必要的请求参数: templateVersion")
+        prefix = await self._writable_prefix(change, parsed)
+        template = await store.get_template(change.conn, prefix.id, record.template_version)
+        if template is None:
+            raise InvalidRequest(f"模板{record.template_version}不存在 (unknown template)")
+        try:
+            check_value_count(len(record.values) + 1)
+            check_record(template.items, record.values)
+        except (TemplateError, ValueError) as exc:
+            raise InvalidRequest(str(exc)) from None
+        items = {item.id_index: item for item in template.items}
+        timestamp = int(change.now.timestamp())
+        values = [
+            HandleValue(
+                index=v.index,
+                type=v.type,
+                data=v.value.encode("utf-8"),
+                timestamp=timestamp,
+                permissions=PERM_PUBLIC if value_is_public(items[v.index], v) else PERM_RESTRICTED,
+            )
+            for v in record.values
+        ]
+        values.append(
+            HandleValue(
+                index=TEMPLATE_VERSION_INDEX,
+                type=TEMPLATE_VALUE_TYPE,
+                data=template.version.encode("utf-8"),
+                timestamp=timestamp,
+            )
+        )
+        values.sort(key=lambda v: v.index)
+        return parsed, prefix, template, values
+
+    async def _create(self, change: Change, record: SnmsRecord) -> bool:
+        parsed, prefix, template, values = await self._prepare(change, record)
+        existing = await store.get_identifier(change.conn, parsed.key)
+        if existing is not None:
+            if existing.template_id == template.id and _same_values(existing.values, values):
+                return False  # a retried create: the first one already succeeded
+            raise AlreadyExists(EXISTS)
+        await store.insert_identifier(
+            change.conn,
+            name=parsed.text,
+            name_key=parsed.key,
+            prefix_id=prefix.id,
+            template_id=template.id,
+            values=values,
+        )
+        await change.record(
+            "identifier.created",
+            parsed.text,
+            _payload(parsed.text, template, values),
+            {"template": template.version, "indexes": [v.index for v in values]},
+        )
+        return True
+
+    async def _update(self, change: Change, record: SnmsRecord) -> None:
+        parsed, _prefix, template, values = await self._prepare(change, record)
+        existing = await store.get_identifier(change.conn, parsed.key)
+        if existing is None:
+            raise NotFound(NOT_FOUND)
+        managed = {item.id_index for item in template.items} | {TEMPLATE_VERSION_INDEX}
+        if existing.template_id is not None and existing.template_id != template.id:
+            old = await store.get_template_by_id(change.conn, existing.template_id)
+            managed |= {item.id_index for item in old.items} if old else set()
+        previous = {v.index: v for v in existing.values}
+        kept = [v for v in existing.values if v.index not in managed]
+        # A value whose content did not change keeps its original timestamp.
+        fresh = [
+            previous[v.index] if v.index in previous and previous[v.index].same_content(v) else v
+            for v in values
+        ]
+        merged = sorted([*kept, *fresh], key=lambda v: v.index)
+        try:
+            check_value_count(len(merged))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        await store.replace_identifier_values(
+            change.conn, existing, template_id=template.id, values=merged
+        )
+        await change.record(
+            "identifier.updated",
+            existing.name,
+            _payload(existing.name, template, merged),
+            {"template": template.version, "indexes": [v.index for v in merged]},
+        )
+
+    async def _delete(self, change: Change, name: str) -> None:
+        principal = change.actor.require()
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("缺少必要的请求参数: handle")
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise InvalidRequest("handle 过长 (handle too long)")
+        parsed = self.s.parse_name(name)
+        existing = await store.get_identifier(change.conn, parsed.key)
+        if existing is None:
+            raise NotFound(NOT_FOUND)
+        prefix = (await store.get_prefix_by_id(change.conn, existing.prefix_id)
+                  if existing.prefix_id is not None else None)
+        if not (principal.is_admin or (prefix and principal.may_manage(prefix.prefix_key))):
+            raise Forbidden("没有权限 (not your prefix)")
+        await store.delete_identifier(change.conn, existing.id)
+        await change.record("identifier.deleted", existing.name, {"handle": existing.name})
+
+
+def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
+    return len(a) == len(b) and all(
+        x.same_content(y) for x, y in zip(sorted(a, key=lambda v: v.index),
+                                          sorted(b, key=lambda v: v.index), strict=True)
+    )

@@ -1,0 +1,847 @@
+"""Data access: rows in, domain records out, one function per query.
+
+Every function takes the connection of a transaction opened by the caller
+(``registry.db.write_transaction`` / ``read_transaction``), so several of
+them compose into one atomic change. Business rules live in
+``registry.service``; this module only knows tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import schema as t
+from .audit import canonical_json, entry_hash
+from .models import (
+    AuditEntry,
+    Enterprise,
+    EnterpriseStatus,
+    HandleValue,
+    Identifier,
+    Prefix,
+    PrefixState,
+    ProxyState,
+    Role,
+    SiteRoute,
+    Template,
+    TemplateItem,
+    User,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- sequence head, audit log and outbox ------------------------------------
+
+
+@dataclass(slots=True)
+class Head:
+    audit_seq: int
+    audit_hash: str
+    outbox_seq: int
+
+
+async def lock_head(conn: AsyncConnection) -> Head:
+    """Lock the sequence head for the rest of the transaction.
+
+    Every write transaction calls this first, so writers queue here instead
+    of deadlocking on each other's rows, and sequence numbers are handed out
+    in commit order (SQLite already holds its write lock: ``BEGIN IMMEDIATE``).
+    """
+    query = select(t.registry_head).where(t.registry_head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).one()
+    return Head(row.audit_seq, row.audit_hash, row.outbox_seq)
+
+
+async def save_head(conn: AsyncConnection, head: Head) -> None:
+    await conn.execute(
+        update(t.registry_head)
+        .where(t.registry_head.c.id == 1)
+        .values(audit_seq=head.audit_seq, audit_hash=head.audit_hash, outbox_seq=head.outbox_seq)
+    )
+
+
+async def append_audit(
+    conn: AsyncConnection,
+    head: Head,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
+    remote: str,
+    at: datetime,
+) -> None:
+    seq = head.audit_seq + 1
+    detail = json.loads(canonical_json(detail))  # exactly what will be read back
+    digest = entry_hash(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        target=target,
+        detail=detail,
+        remote=remote,
+        prev_hash=head.audit_hash,
+    )
+    await conn.execute(
+        insert(t.audit_log).values(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            detail=canonical_json(detail),
+            remote=remote,
+            prev_hash=head.audit_hash,
+            hash=digest,
+        )
+    )
+    head.audit_seq, head.audit_hash = seq, digest
+
+
+async def append_outbox(
+    conn: AsyncConnection,
+    head: Head,
+    *,
+    event: str,
+    subject: str,
+    payload: dict[str, Any],
+    at: datetime,
+) -> int:
+    seq = head.outbox_seq + 1
+    await conn.execute(
+        insert(t.outbox).values(
+            seq=seq,
+            created_at=at,
+            event=event,
+            subject=subject,
+            payload=canonical_json(payload),
+            attempts=0,
+            parked=False,
+        )
+    )
+    head.outbox_seq = seq
+    return seq
+
+
+async def read_audit(conn: AsyncConnection, *, after: int = 0, limit: int | None = None
+                     ) -> list[AuditEntry]:
+    query = select(t.audit_log).where(t.audit_log.c.seq > after).order_by(t.audit_log.c.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        AuditEntry(
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            target=row.target,
+            detail=json.loads(row.detail),
+            remote=row.remote,
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+        )
+        for row in await conn.execute(query)
+    ]
+
+
+async def read_head(conn: AsyncConnection) -> Head:
+    row = (await conn.execute(select(t.registry_head).where(t.registry_head.c.id == 1))).one()
+    return Head(row.audit_seq, row.audit_hash, row.outbox_seq)
+
+
+async def outbox_events(conn: AsyncConnection, *, after: int = 0, limit: int = 1000
+                        ) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(t.outbox).where(t.outbox.c.seq > after).order_by(t.outbox.c.seq).limit(limit)
+    )
+    return [
+        {
+            "seq": row.seq,
+            "event": row.event,
+            "subject": row.subject,
+            "payload": json.loads(row.payload),
+            "created_at": row.created_at,
+            "delivered_at": row.delivered_at,
+        }
+        for row in rows
+    ]
+
+
+# --- node prefixes ----------------------------------------------------------
+
+
+async def node_prefix_keys(conn: AsyncConnection) -> list[str]:
+    return list((await conn.execute(select(t.node_prefixes.c.prefix_key))).scalars())
+
+
+async def insert_node_prefix(conn: AsyncConnection, prefix: str, key: str, description: str
+                             ) -> None:
+    await conn.execute(
+        insert(t.node_prefixes).values(
+            prefix=prefix, prefix_key=key, description=description, created_at=utcnow()
+        )
+    )
+
+
+# --- enterprises ------------------------------------------------------------
+
+
+def _enterprise(row: Row[Any]) -> Enterprise:
+    return Enterprise(
+        id=row.id,
+        org_name=row.org_name,
+        org_nature=row.org_nature,
+        org_crt_type=row.org_crt_type,
+        org_crt_code=row.org_crt_code,
+        org_desc=row.org_desc,
+        org_addr=row.org_addr,
+        industry_category=row.industry_category,
+        industry_specific=row.industry_specific,
+        website=row.website,
+        contact_name=row.contact_name,
+        contact_phone=row.contact_phone,
+        contact_email=row.contact_email,
+        status=EnterpriseStatus(row.status),
+        filing=json.loads(row.filing),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def insert_enterprise(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    now = utcnow()
+    values = {**values, "created_at": now, "updated_at": now}
+    values["filing"] = canonical_json(values.get("filing", {}))
+    result = await conn.execute(insert(t.enterprises).values(**values).returning(t.enterprises.c.id))
+    return int(result.scalar_one())
+
+
+async def get_enterprise(conn: AsyncConnection, enterprise_id: int) -> Enterprise | None:
+    row = (
+        await conn.execute(select(t.enterprises).where(t.enterprises.c.id == enterprise_id))
+    ).first()
+    return _enterprise(row) if row else None
+
+
+async def find_enterprise_by_credit_code(conn: AsyncConnection, crt_type: int, code: str
+                                         ) -> Enterprise | None:
+    row = (
+        await conn.execute(
+            select(t.enterprises).where(
+                t.enterprises.c.org_crt_type == crt_type, t.enterprises.c.org_crt_code == code
+            )
+        )
+    ).first()
+    return _enterprise(row) if row else None
+
+
+async def page_enterprises(
+    conn: AsyncConnection,
+    *,
+    name_like: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    only_id: int | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Enterprise], int]:
+    conditions: list[ColumnElement[bool]] = []
+    if name_like:
+        conditions.append(t.enterprises.c.org_name.contains(name_like, autoescape=True))
+    if start:
+        conditions.append(t.enterprises.c.created_at >= start)
+    if end:
+        conditions.append(t.enterprises.c.created_at <= end)
+    if only_id is not None:
+        conditions.append(t.enterprises.c.id == only_id)
+    where = and_(*conditions) if conditions else None
+    count_q = select(func.count()).select_from(t.enterprises)
+    page_q = select(t.enterprises).order_by(t.enterprises.c.id).offset(offset).limit(limit)
+    if where is not None:
+        count_q, page_q = count_q.where(where), page_q.where(where)
+    total = int((await conn.execute(count_q)).scalar_one())
+    return [_enterprise(row) for row in await conn.execute(page_q)], total
+
+
+async def count_enterprises(conn: AsyncConnection, status: EnterpriseStatus | None = None) -> int:
+    query = select(func.count()).select_from(t.enterprises)
+    if status is not None:
+        query = query.where(t.enterprises.c.status == int(status))
+    return int((await conn.execute(query)).scalar_one())
+
+
+# --- enterprise prefixes ----------------------------------------------------
+
+
+def _prefix(row: Row[Any]) -> Prefix:
+    route = None
+    if row.site_ip is not None:
+        route = SiteRoute(
+            ip_type=row.site_ip_type,
+            ip=row.site_ip,
+            tcp_port=row.site_tcp_port,
+            udp_port=row.site_udp_port,
+            http_port=row.site_http_port,
+        )
+    return Prefix(
+        id=row.id,
+        prefix=row.prefix,
+        prefix_key=row.prefix_key,
+        enterprise_id=row.enterprise_id,
+        state=PrefixState(row.state),
+        proxy_state=ProxyState(row.proxy_state),
+        proxy_server_id=row.proxy_server_id,
+        route=route,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def insert_prefix(
+    conn: AsyncConnection,
+    *,
+    prefix: str,
+    key: str,
+    enterprise_id: int,
+    state: PrefixState,
+    proxy_state: ProxyState,
+) -> int:
+    now = utcnow()
+    result = await conn.execute(
+        insert(t.prefixes)
+        .values(
+            prefix=prefix,
+            prefix_key=key,
+            enterprise_id=enterprise_id,
+            state=int(state),
+            proxy_state=int(proxy_state),
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(t.prefixes.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def get_prefix(conn: AsyncConnection, key: str) -> Prefix | None:
+    row = (await conn.execute(select(t.prefixes).where(t.prefixes.c.prefix_key == key))).first()
+    return _prefix(row) if row else None
+
+
+async def get_prefix_by_id(conn: AsyncConnection, prefix_id: int) -> Prefix | None:
+    row = (await conn.execute(select(t.prefixes).where(t.prefixes.c.id == prefix_id))).first()
+    return _prefix(row) if row else None
+
+
+async def prefixes_of_enterprise(conn: AsyncConnection, enterprise_id: int) -> list[Prefix]:
+    rows = await conn.execute(
+        select(t.prefixes)
+        .where(t.prefixes.c.enterprise_id == enterprise_id)
+        .order_by(t.prefixes.c.id)
+    )
+    return [_prefix(row) for row in rows]
+
+
+async def all_prefix_keys(conn: AsyncConnection) -> list[str]:
+    return list((await conn.execute(select(t.prefixes.c.prefix_key))).scalars())
+
+
+async def page_prefixes(
+    conn: AsyncConnection,
+    *,
+    ent_name_like: str | None,
+    prefix_like: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    enterprise_id: int | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[tuple[Prefix, str]], int]:
+    joined = t.prefixes.join(t.enterprises, t.prefixes.c.enterprise_id == t.enterprises.c.id)
+    conditions: list[ColumnElement[bool]] = []
+    if ent_name_like:
+        conditions.append(t.enterprises.c.org_name.contains(ent_name_like, autoescape=True))
+    if prefix_like:
+        conditions.append(t.prefixes.c.prefix.contains(prefix_like, autoescape=True))
+    if start:
+        conditions.append(t.prefixes.c.created_at >= start)
+    if end:
+        conditions.append(t.prefixes.c.created_at <= end)
+    if enterprise_id is not None:
+        conditions.append(t.prefixes.c.enterprise_id == enterprise_id)
+    count_q = select(func.count()).select_from(joined)
+    page_q = (
+        select(t.prefixes, t.enterprises.c.org_name)
+        .select_from(joined)
+        .order_by(t.prefixes.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    if conditions:
+        count_q, page_q = count_q.where(and_(*conditions)), page_q.where(and_(*conditions))
+    total = int((await conn.execute(count_q)).scalar_one())
+    rows = await conn.execute(page_q)
+    return [(_prefix(row), row.org_name) for row in rows], total
+
+
+async def update_prefix(conn: AsyncConnection, prefix_id: int, **values: Any) -> None:
+    await conn.execute(
+        update(t.prefixes).where(t.prefixes.c.id == prefix_id).values(updated_at=utcnow(), **values)
+    )
+
+
+async def max_child_segment(conn: AsyncConnection, parent_key: str) -> int:
+    """Highest numeric last segment among enterprise prefixes directly under ``parent``."""
+    rows = await conn.execute(
+        select(t.prefixes.c.prefix_key).where(t.prefixes.c.prefix_key.startswith(parent_key + "."))
+    )
+    highest = 0
+    for key in rows.scalars():
+        rest = key[len(parent_key) + 1 :]
+        if rest.isdigit():
+            highest = max(highest, int(rest))
+    return highest
+
+
+# --- templates --------------------------------------------------------------
+
+
+def _item(row: Row[Any]) -> TemplateItem:
+    return TemplateItem(
+        id=row.id,
+        name=row.name,
+        id_type=row.id_type,
+        id_index=row.id_index,
+        required=bool(row.required),
+        state=row.state,
+        value_type=row.value_type,
+        min_length=row.min_length,
+        max_length=row.max_length,
+        public=bool(row.public),
+    )
+
+
+async def _template_items(conn: AsyncConnection, template_ids: Sequence[int]
+                          ) -> dict[int, list[TemplateItem]]:
+    items: dict[int, list[TemplateItem]] = {tid: [] for tid in template_ids}
+    if not template_ids:
+        return items
+    rows = await conn.execute(
+        select(t.template_items)
+        .where(t.template_items.c.template_id.in_(template_ids))
+        .order_by(t.template_items.c.id_index)
+    )
+    for row in rows:
+        items[row.template_id].append(_item(row))
+    return items
+
+
+async def _templates(conn: AsyncConnection, where: ColumnElement[bool]) -> list[Template]:
+    rows = (
+        await conn.execute(
+            select(t.templates, t.prefixes.c.prefix)
+            .select_from(t.templates.join(t.prefixes, t.templates.c.prefix_id == t.prefixes.c.id))
+            .where(where)
+            .order_by(t.templates.c.id)
+        )
+    ).all()
+    items = await _template_items(conn, [row.id for row in rows])
+    return [
+        Template(
+            id=row.id,
+            prefix_id=row.prefix_id,
+            prefix=row.prefix,
+            version=row.version,
+            handle=row.handle,
+            industry_category=row.industry_category,
+            industry_specific=row.industry_specific,
+            industry_trade=row.industry_trade,
+            industry_subclass=row.industry_subclass,
+            carrier_type=row.carrier_type,
+            description=row.description,
+            items=tuple(items[row.id]),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ]
+
+
+async def get_template(conn: AsyncConnection, prefix_id: int, version: str) -> Template | None:
+    found = await _templates(
+        conn, and_(t.templates.c.prefix_id == prefix_id, t.templates.c.version == version)
+    )
+    return found[0] if found else None
+
+
+async def get_template_by_id(conn: AsyncConnection, template_id: int) -> Template | None:
+    found = await _templates(conn, t.templates.c.id == template_id)
+    return found[0] if found else None
+
+
+async def templates_of_prefix(conn: AsyncConnection, prefix_id: int) -> list[Template]:
+    return await _templates(conn, t.templates.c.prefix_id == prefix_id)
+
+
+async def insert_template(conn: AsyncConnection, values: dict[str, Any],
+                          items: Iterable[TemplateItem]) -> int:
+    now = utcnow()
+    result = await conn.execute(
+        insert(t.templates)
+        .values(**values, created_at=now, updated_at=now)
+        .returning(t.templates.c.id)
+    )
+    template_id = int(result.scalar_one())
+    await _insert_items(conn, template_id, items)
+    return template_id
+
+
+async def _insert_items(conn: AsyncConnection, template_id: int, items: Iterable[TemplateItem]
+                        ) -> None:
+    rows = [
+        {
+            "template_id": template_id,
+            "name": item.name,
+            "id_type": item.id_type,
+            "id_index": item.id_index,
+            "required": item.required,
+            "state": item.state,
+            "value_type": item.value_type,
+            "min_length": item.min_length,
+            "max_length": item.max_length,
+            "public": item.public,
+        }
+        for item in items
+    ]
+    if rows:
+        await conn.execute(insert(t.template_items), rows)
+
+
+async def replace_template(conn: AsyncConnection, template_id: int, values: dict[str, Any],
+                           items: Iterable[TemplateItem]) -> None:
+    """Rewrite a template's fields and items, keeping each item's row id."""
+    await conn.execute(
+        update(t.templates)
+        .where(t.templates.c.id == template_id)
+        .values(**values, updated_at=utcnow())
+    )
+    new_items: list[TemplateItem] = []
+    for item in items:
+        if item.id is None:
+            new_items.append(item)
+            continue
+        await conn.execute(
+            update(t.template_items)
+            .where(t.template_items.c.id == item.id)
+            .values(
+                name=item.name,
+                required=item.required,
+                state=item.state,
+                value_type=item.value_type,
+                min_length=item.min_length,
+                max_length=item.max_length,
+                public=item.public,
+            )
+        )
+    await _insert_items(conn, template_id, new_items)
+
+
+async def delete_template(conn: AsyncConnection, template_id: int) -> None:
+    await conn.execute(delete(t.templates).where(t.templates.c.id == template_id))
+
+
+async def template_in_use(conn: AsyncConnection, template_id: int) -> bool:
+    query = select(t.identifiers.c.id).where(t.identifiers.c.template_id == template_id).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
+# --- identifiers ------------------------------------------------------------
+
+
+def _value(row: Row[Any]) -> HandleValue:
+    return HandleValue(
+        index=row.idx,
+        type=row.type,
+        data=bytes(row.data),
+        ttl_type=row.ttl_type,
+        ttl=row.ttl,
+        timestamp=row.timestamp,
+        permissions=row.permissions,
+        references=tuple((str(h), int(i)) for h, i in json.loads(row.refs)),
+    )
+
+
+def _value_row(identifier_id: int, value: HandleValue) -> dict[str, Any]:
+    return {
+        "identifier_id": identifier_id,
+        "idx": value.index,
+        "type": value.type,
+        "data": value.data,
+        "ttl_type": value.ttl_type,
+        "ttl": value.ttl,
+        "timestamp": value.timestamp,
+        "permissions": value.permissions,
+        "refs": json.dumps([list(ref) for ref in value.references]),
+    }
+
+
+async def get_identifier(conn: AsyncConnection, name_key: str) -> Identifier | None:
+    row = (
+        await conn.execute(select(t.identifiers).where(t.identifiers.c.name_key == name_key))
+    ).first()
+    if row is None:
+        return None
+    values = await conn.execute(
+        select(t.identifier_values)
+        .where(t.identifier_values.c.identifier_id == row.id)
+        .order_by(t.identifier_values.c.idx)
+    )
+    return Identifier(
+        id=row.id,
+        name=row.name,
+        name_key=row.name_key,
+        prefix_id=row.prefix_id,
+        template_id=row.template_id,
+        revision=row.revision,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        values=tuple(_value(v) for v in values),
+    )
+
+
+async def insert_identifier(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    name_key: str,
+    prefix_id: int | None,
+    template_id: int | None,
+    values: Sequence[HandleValue],
+) -> int:
+    now = utcnow()
+    result = await conn.execute(
+        insert(t.identifiers)
+        .values(
+            name=name,
+            name_key=name_key,
+            prefix_id=prefix_id,
+            template_id=template_id,
+            revision=1,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(t.identifiers.c.id)
+    )
+    identifier_id = int(result.scalar_one())
+    if values:
+        await conn.execute(
+            insert(t.identifier_values), [_value_row(identifier_id, v) for v in values]
+        )
+    return identifier_id
+
+
+async def replace_identifier_values(
+    conn: AsyncConnection,
+    identifier: Identifier,
+    *,
+    template_id: int | None,
+    values: Sequence[HandleValue],
+) -> None:
+    await conn.execute(
+        delete(t.identifier_values).where(t.identifier_values.c.identifier_id == identifier.id)
+    )
+    if values:
+        await conn.execute(
+            insert(t.identifier_values), [_value_row(identifier.id, v) for v in values]
+        )
+    await conn.execute(
+        update(t.identifiers)
+        .where(t.identifiers.c.id == identifier.id)
+        .values(template_id=template_id, revision=identifier.revision + 1, updated_at=utcnow())
+    )
+
+
+async def delete_identifier(conn: AsyncConnection, identifier_id: int) -> None:
+    # Values go explicitly: SQLite enforces ON DELETE CASCADE only with the
+    # foreign_keys pragma, and a store must not depend on a pragma for this.
+    await conn.execute(
+        delete(t.identifier_values).where(t.identifier_values.c.identifier_id == identifier_id)
+    )
+    await conn.execute(delete(t.identifiers).where(t.identifiers.c.id == identifier_id))
+
+
+async def count_identifiers(conn: AsyncConnection, prefix_id: int | None = None) -> int:
+    query = select(func.count()).select_from(t.identifiers)
+    if prefix_id is not None:
+        query = query.where(t.identifiers.c.prefix_id == prefix_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+# --- users and access keys --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A stored secret and the user it belongs to."""
+
+    user: User
+    secret_hash: str
+    digest_sealed: bytes | None
+    access_key_id: int | None
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        role=Role(row.role),
+        enterprise_id=row.enterprise_id,
+        email=row.email,
+        mobile=row.mobile,
+        status=row.status,
+        created_at=row.created_at,
+    )
+
+
+async def insert_user(
+    conn: AsyncConnection,
+    *,
+    username: str,
+    role: Role,
+    enterprise_id: int | None,
+    email: str | None,
+    mobile: str | None,
+    secret_hash: str,
+    digest_sealed: bytes | None,
+) -> int:
+    result = await conn.execute(
+        insert(t.users)
+        .values(
+            username=username,
+            role=str(role),
+            enterprise_id=enterprise_id,
+            email=email,
+            mobile=mobile,
+            secret_hash=secret_hash,
+            secret_digest_sealed=digest_sealed,
+            status=1,
+            created_at=utcnow(),
+        )
+        .returning(t.users.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
+    row = (await conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
+    return _user(row) if row else None
+
+
+async def bind_user_to_enterprise(conn: AsyncConnection, user_id: int, enterprise_id: int
+                                  ) -> None:
+    await conn.execute(
+        update(t.users).where(t.users.c.id == user_id).values(enterprise_id=enterprise_id)
+    )
+
+
+async def find_user(conn: AsyncConnection, *, username: str | None = None,
+                    email: str | None = None, mobile: str | None = None) -> User | None:
+    conditions: list[ColumnElement[bool]] = []
+    if username is not None:
+        conditions.append(t.users.c.username == username)
+    if email is not None:
+        conditions.append(t.users.c.email == email)
+    if mobile is not None:
+        conditions.append(t.users.c.mobile == mobile)
+    if not conditions:
+        return None
+    row = (await conn.execute(select(t.users).where(or_(*conditions)).limit(1))).first()
+    return _user(row) if row else None
+
+
+async def credential_for_login(conn: AsyncConnection, login: str) -> Credential | None:
+    """The secret behind a login name: an access key first, else a username."""
+    row = (
+        await conn.execute(
+            select(t.access_keys, t.users)
+            .select_from(t.access_keys.join(t.users, t.access_keys.c.user_id == t.users.c.id))
+            .where(t.access_keys.c.access_key == login, t.access_keys.c.status == 1)
+        )
+    ).first()
+    if row is not None:
+        key = row._mapping
+        user = (await get_user(conn, key[t.users.c.id]))
+        assert user is not None
+        return Credential(
+            user=user,
+            secret_hash=key[t.access_keys.c.secret_hash],
+            digest_sealed=key[t.access_keys.c.secret_digest_sealed],
+            access_key_id=key[t.access_keys.c.id],
+        )
+    user_row = (await conn.execute(select(t.users).where(t.users.c.username == login))).first()
+    if user_row is None:
+        return None
+    return Credential(
+        user=_user(user_row),
+        secret_hash=user_row.secret_hash,
+        digest_sealed=user_row.secret_digest_sealed,
+        access_key_id=None,
+    )
+
+
+async def insert_access_key(conn: AsyncConnection, *, access_key: str, user_id: int,
+                            secret_hash: str, digest_sealed: bytes) -> int:
+    result = await conn.execute(
+        insert(t.access_keys)
+        .values(
+            access_key=access_key,
+            user_id=user_id,
+            secret_hash=secret_hash,
+            secret_digest_sealed=digest_sealed,
+            status=1,
+            created_at=utcnow(),
+        )
+        .returning(t.access_keys.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def update_access_key_secret(conn: AsyncConnection, key_id: int, *, secret_hash: str,
+                                   digest_sealed: bytes) -> None:
+    await conn.execute(
+        update(t.access_keys)
+        .where(t.access_keys.c.id == key_id)
+        .values(secret_hash=secret_hash, secret_digest_sealed=digest_sealed, status=1)
+    )
+
+
+async def find_access_key(conn: AsyncConnection, access_key: str) -> tuple[int, int] | None:
+    """``(key id, user id)`` of an access key, enabled or not."""
+    row = (
+        await conn.execute(
+            select(t.access_keys.c.id, t.access_keys.c.user_id).where(
+                t.access_keys.c.access_key == access_key
+            )
+        )
+    ).first()
+    return (row.id, row.user_id) if row else None
+
+
+async def touch_access_key(conn: AsyncConnection, key_id: int) -> None:
+    await conn.execute(
+        update(t.access_keys).where(t.access_keys.c.id == key_id).values(last_used_at=utcnow())
+    )

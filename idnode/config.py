@@ -1,0 +1,145 @@
+"""Node configuration: defaults, then a TOML file, then ``IDNODE_*`` variables,
+then command-line flags — each later source overriding the earlier ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "IDNODE_"
+DEFAULT_DB = "sqlite+aiosqlite:///idnode.db"
+DEMO_DB = "sqlite+aiosqlite:///idnode-demo.db"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """``127.0.0.1:8000``, ``[::1]:8000``, ``:8000`` (all interfaces) or ``8000``."""
+        text = text.strip()
+        if text.isdigit():
+            host, port_text = "127.0.0.1", text
+        elif text.startswith("["):
+            host, sep, port_text = text[1:].partition("]:")
+            if not sep:
+                raise ConfigError(f"bad endpoint {text!r}: expected [v6-address]:port")
+        else:
+            host, sep, port_text = text.rpartition(":")
+            if not sep:
+                raise ConfigError(f"bad endpoint {text!r}: expected host:port")
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ConfigError(f"bad port in endpoint {text!r}")
+        return cls(host or "0.0.0.0", int(port_text))  # noqa: S104 - ":port" asks for all
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    node_prefix: str = "88.100"
+    database_url: str = DEFAULT_DB
+    http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8000))
+    key_file: str = "idnode.key"
+    bootstrap_admin: str = ""
+    """``<access-key>:<secret-key>`` of a node administrator to create at start."""
+    suffix_case_sensitive: bool = True
+    toplevel_name: str = "工业互联网标识解析国家顶级节点--北京"
+    log_format: str = "auto"
+    """``json`` (one object a line), ``text``, or ``auto``: text on a terminal."""
+    log_level: str = "info"
+    access_log: bool = False
+    demo: bool = False
+    """Serve the seeded demo data set (``serve --demo``, same as ``idnode demo``)."""
+    demo_enterprises: int = 32
+    demo_identifiers: int = 10240
+
+    def bootstrap_pair(self) -> tuple[str, str] | None:
+        if not self.bootstrap_admin:
+            return None
+        access_key, sep, secret_key = self.bootstrap_admin.partition(":")
+        if not sep or not access_key or not secret_key:
+            raise ConfigError("bootstrap_admin must be <access-key>:<secret-key>")
+        return access_key, secret_key
+
+
+def _coerce(name: str, raw: Any, target: Any) -> Any:
+    if target is Endpoint:
+        if isinstance(raw, Endpoint):
+            return raw
+        return Endpoint.parse(str(raw))
+    if target is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if target is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if not isinstance(raw, str):
+        raise ConfigError(f"{name}: expected a string, got {raw!r}")
+    return raw
+
+
+_TYPES = {"Endpoint": Endpoint, "bool": bool, "int": int, "str": str}
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: _TYPES[str(f.type)] for f in fields(Config)}
+
+
+def load(
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Config | None = None,
+) -> Config:
+    """Build the configuration from every source, most specific last."""
+    environ = os.environ if environ is None else environ
+    types = _field_types()
+    values: dict[str, Any] = {}
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        unknown = sorted(set(data) - set(types))
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown keys {', '.join(unknown)}")
+        values.update(data)
+    for name in types:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = env_value
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    coerced = {name: _coerce(name, raw, types[name]) for name, raw in values.items()}
+    config = dataclasses.replace(base or Config(), **coerced)
+    if config.log_format not in ("auto", "json", "text"):
+        raise ConfigError("log_format must be auto, json or text")
+    config.bootstrap_pair()
+    return config

@@ -1,0 +1,162 @@
+"""Wiring: open the node's resources, build its servers, run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import registry.api
+from registry.db import (
+    DatabaseError,
+    check_schema,
+    create_engine,
+    describe_error,
+    migrate,
+    url_for_log,
+)
+from registry.errors import RegistryError
+from registry.grammar import GrammarError
+from registry.grammar import Grammar
+from registry.secrets import NodeKey
+from registry.services import Registry
+from registry.tokens import TokenIssuer
+
+from .config import Config, ConfigError, Endpoint
+
+log = logging.getLogger("idnode")
+
+
+class StartupError(RuntimeError):
+    """The node cannot start; the message is the one-line reason."""
+
+
+@dataclass
+class Node:
+    config: Config
+    engine: AsyncEngine
+    registry: Registry
+    tokens: TokenIssuer
+
+
+@asynccontextmanager
+async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIterator[Node]:
+    """Database, node key and registry services, checked and ready."""
+    try:
+        node_key = NodeKey.load_or_create(Path(config.key_file))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        engine = create_engine(config.database_url)
+    except (ArgumentError, ImportError) as exc:
+        raise StartupError(f"bad database URL {config.database_url!r}: {exc}") from None
+    try:
+        try:
+            if migrate_schema:
+                await migrate(engine)
+            await check_schema(engine)
+            grammar = Grammar(suffix_case_sensitive=config.suffix_case_sensitive)
+            reg = Registry(
+                engine, node_prefix=config.node_prefix, node_key=node_key, grammar=grammar
+            )
+            await reg.ensure_node_prefix()
+            pair = config.bootstrap_pair()
+            if pair is not None:
+                await reg.accounts.bootstrap_admin(*pair)
+        except (DatabaseError, RegistryError, GrammarError, ConfigError) as exc:
+            raise StartupError(str(exc)) from None
+        except (OSError, DBAPIError) as exc:
+            raise StartupError(f"database unavailable: {describe_error(exc)}") from None
+        yield Node(config, engine, reg, TokenIssuer(node_key))
+    finally:
+        await engine.dispose()
+
+
+HEALTH_ENGINE = web.AppKey("engine", AsyncEngine)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[HEALTH_ENGINE].connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means "not healthy", never a 500
+        return web.json_response({"status": "unavailable", "database": str(exc)[:200]},
+                                 status=503)
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+def build_http_app(node: Node) -> web.Application:
+    app = web.Application(client_max_size=registry.api.MAX_BODY_BYTES)
+    app[HEALTH_ENGINE] = node.engine
+    registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def bind_tcp(endpoint: Endpoint) -> socket.socket:
+    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((endpoint.host, endpoint.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {endpoint}: {exc.strerror}") from None
+    return sock
+
+
+def bound(sock: socket.socket) -> Endpoint:
+    host, port = sock.getsockname()[:2]
+    return Endpoint(host, port)
+
+
+def announce(service: str, endpoint: Endpoint) -> None:
+    """The ready line scripts and tests wait for."""
+    print(f"listening {service} {endpoint}", flush=True)
+    log.info("listening %s %s", service, endpoint)
+
+
+async def serve(config: Config, *, migrate_schema: bool = False,
+                before_ready: Callable[[Node], Awaitable[None]] | None = None,
+                after_ready: Callable[[Node, Endpoint], None] | None = None) -> None:
+    """Run the node until SIGINT or SIGTERM."""
+    async with open_node(config, migrate_schema=migrate_schema) as node:
+        log.info("database %s", url_for_log(config.database_url))
+        if before_ready is not None:
+            await before_ready(node)
+        sock = bind_tcp(config.http)
+        runner = web.AppRunner(
+            build_http_app(node), access_log=log if config.access_log else None,
+            handle_signals=False,
+        )
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            http = bound(sock)
+            announce("http", http)
+            if after_ready is not None:
+                after_ready(node, http)
+            await _wait_for_stop()
+            log.info("stopping")
+        finally:
+            await runner.cleanup()
+
+
+async def _wait_for_stop() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

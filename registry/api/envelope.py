@@ -1,0 +1,140 @@
+"""The SNMS response envelope and the one table that maps errors onto it.
+
+Every SNMS answer is ``{"message", "status", "data"}`` with HTTP 200, as the
+reference serves it: status 1 success, -1 not logged in, -2 business
+failure, -3 no permission, -4 internal error. Only transport-level faults
+use other HTTP statuses (413 body too large, 404/405 unknown endpoint, 503
+database unavailable, 500 for a bug).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError
+
+from ..errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidRequest,
+    LoginFailed,
+    NotFound,
+    RegistryError,
+    Unauthenticated,
+)
+from ..services import Actor, Registry
+from ..tokens import InvalidToken, TokenIssuer
+
+log = logging.getLogger("idnode.api")
+
+OK = 1
+NOT_LOGGED_IN = -1
+FAILED = -2
+NO_PERMISSION = -3
+INTERNAL = -4
+
+STATUS_OF: dict[type[RegistryError], int] = {
+    InvalidRequest: FAILED,
+    NotFound: FAILED,
+    AlreadyExists: FAILED,
+    LoginFailed: FAILED,
+    Unauthenticated: NOT_LOGGED_IN,
+    Forbidden: NO_PERMISSION,
+}
+
+REGISTRY = web.AppKey("registry", Registry)
+TOKENS = web.AppKey("tokens", TokenIssuer)
+
+
+def envelope(status: int, message: str, data: Any = None, *, http_status: int = 200
+             ) -> web.Response:
+    body = json.dumps({"message": message, "status": status, "data": data}, ensure_ascii=False)
+    return web.Response(
+        text=body, status=http_status, content_type="application/json", charset="utf-8"
+    )
+
+
+def success(data: Any = True) -> web.Response:
+    return envelope(OK, "success", data)
+
+
+def status_of(error: RegistryError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return FAILED
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or ""
+
+
+async def actor_of(request: web.Request) -> Actor:
+    """The authenticated caller of a request, from its bearer token."""
+    header = request.headers.get("Authorization", "").strip()
+    if not header:
+        raise Unauthenticated("没有登录，需要验证 (missing bearer token)")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        token = header  # some clients send the bare token
+    try:
+        claims = request.app[TOKENS].verify(token.strip())
+    except InvalidToken as exc:
+        raise Unauthenticated(f"token无效或已过期 ({exc})") from None
+    principal = await request.app[REGISTRY].accounts.principal(claims.user_id, claims.via)
+    return Actor(principal=principal, remote=client_address(request))
+
+
+async def json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        raise InvalidRequest("请求体不能为空 (empty body)")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"请求体不是合法的JSON ({exc})") from None
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+AuthedHandler = Callable[[web.Request, Actor], Awaitable[web.Response]]
+
+
+def _guard(run: Handler) -> Handler:
+    @functools.wraps(run)
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            return await run(request)
+        except RegistryError as exc:
+            return envelope(status_of(exc), str(exc))
+        except web.HTTPRequestEntityTooLarge as exc:
+            return envelope(FAILED, f"请求体过大 (body larger than {exc.max_size} bytes)",
+                            http_status=413)
+        except (DBAPIError, OSError, ConnectionError) as exc:
+            log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+            return envelope(INTERNAL, "系统繁忙 (database unavailable)", http_status=503)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return envelope(INTERNAL, "系统内部错误 (internal error)", http_status=500)
+
+    return guarded
+
+
+def public(handler: Handler) -> Handler:
+    """An SNMS endpoint that needs no login (the token endpoints)."""
+    return _guard(handler)
+
+
+def authenticated(handler: AuthedHandler) -> Handler:
+    """An SNMS endpoint that needs a bearer token; the handler gets the caller."""
+
+    async def run(request: web.Request) -> web.Response:
+        return await handler(request, await actor_of(request))
+
+    return _guard(functools.wraps(handler)(run))

@@ -4,8 +4,8 @@ twin and a key in the TOML configuration file."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -34,58 +34,96 @@ IDNODE_KEY_FILE, IDNODE_SUFFIX_CASE_SENSITIVE, IDNODE_LOG_FORMAT, ...) < flags.
 
 def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    parser.add_argument("--db", metavar="URL", dest="database_url",
-                        help="database URL (default sqlite+aiosqlite:///idnode.db; "
-                             "postgresql+asyncpg://user@host/db for PostgreSQL)")
-    parser.add_argument("--node-prefix", metavar="PREFIX",
-                        help="this node's own prefix (default 88.100)")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        dest="database_url",
+        help="database URL (default sqlite+aiosqlite:///idnode.db; "
+        "postgresql+asyncpg://user@host/db for PostgreSQL)",
+    )
+    parser.add_argument(
+        "--node-prefix", metavar="PREFIX", help="this node's own prefix (default 88.100)"
+    )
     if http:
-        parser.add_argument("--http", metavar="HOST:PORT",
-                            help="admin/HTTP listener (default 127.0.0.1:8000; port 0 = any)")
+        parser.add_argument(
+            "--http",
+            metavar="HOST:PORT",
+            help="admin/HTTP listener (default 127.0.0.1:8000; port 0 = any)",
+        )
     parser.add_argument("--log-format", choices=("auto", "json", "text"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="idnode", description=DESCRIPTION, epilog=EPILOG,
+        prog="idnode",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("serve", help="run the node against a migrated database",
-                       description="Run the node. The database must be at the current schema "
-                                   "(run `idnode migrate` first); with --demo, serve the demo "
-                                   "data set instead (like `idnode demo`).")
+    p = sub.add_parser(
+        "serve",
+        help="run the node against a migrated database",
+        description="Run the node. The database must be at the current schema "
+        "(run `idnode migrate` first); with --demo, serve the demo "
+        "data set instead (like `idnode demo`).",
+    )
     _common(p)
-    p.add_argument("--demo", action="store_true", default=None,
-                   help="seed and serve the demo data set")
+    p.add_argument(
+        "--demo", action="store_true", default=None, help="seed and serve the demo data set"
+    )
 
-    p = sub.add_parser("demo", help="seed a demo data set into ./idnode-demo.db and serve it",
-                       description="Create (once) a SQLite database with >= 30 enterprises in "
-                                   "five application modes, a metadata template per mode and "
-                                   ">= 10,000 identifiers, then serve it and print example "
-                                   "requests. The admin key pair is IDNODE_BOOTSTRAP_ADMIN or "
-                                   "demo-admin:demo-secret.")
+    p = sub.add_parser(
+        "demo",
+        help="seed a demo data set into ./idnode-demo.db and serve it",
+        description="Create (once) a SQLite database with >= 30 enterprises in "
+        "five application modes, a metadata template per mode and "
+        ">= 10,000 identifiers, then serve it and print example "
+        "requests. The admin key pair is IDNODE_BOOTSTRAP_ADMIN or "
+        "demo-admin:demo-secret.",
+    )
     _common(p)
-    p.add_argument("--enterprises", type=int, dest="demo_enterprises",
-                   help="number of demo enterprises (default 32)")
-    p.add_argument("--identifiers", type=int, dest="demo_identifiers",
-                   help="number of demo identifiers (default 10240)")
+    p.add_argument(
+        "--enterprises",
+        type=int,
+        dest="demo_enterprises",
+        help="number of demo enterprises (default 32)",
+    )
+    p.add_argument(
+        "--identifiers",
+        type=int,
+        dest="demo_identifiers",
+        help="number of demo identifiers (default 10240)",
+    )
 
-    p = sub.add_parser("migrate", help="apply the database schema migrations",
-                       description="Create or upgrade the database schema (Alembic).")
+    p = sub.add_parser(
+        "migrate",
+        help="apply the database schema migrations",
+        description="Create or upgrade the database schema (Alembic).",
+    )
     _common(p, http=False)
 
-    p = sub.add_parser("audit", help="check the audit log's hash chain",
-                       description="Verify that no audit entry was edited, removed or "
-                                   "reordered; exit 1 if one was.")
+    p = sub.add_parser(
+        "audit",
+        help="check the audit log's hash chain",
+        description="Verify that no audit entry was edited, removed or "
+        "reordered; exit 1 if one was.",
+    )
     _common(p, http=False)
     p.add_argument("action", choices=("verify",))
     return parser
 
 
-_OVERRIDES = ("database_url", "node_prefix", "http", "log_format", "demo",
-              "demo_enterprises", "demo_identifiers")
+_OVERRIDES = (
+    "database_url",
+    "node_prefix",
+    "http",
+    "log_format",
+    "demo",
+    "demo_enterprises",
+    "demo_identifiers",
+)
 
 
 def _config(args: argparse.Namespace, base: Config | None = None) -> Config:
@@ -113,19 +151,30 @@ async def _demo(config: Config) -> int:
     config = dataclasses.replace(config, bootstrap_admin=":".join(admin))
 
     async def seed(node: Node) -> None:
-        print("idnode demo: preparing the demo data set (first start takes a minute)...",
-              flush=True)
-        summary = await demo.seed(node.registry, enterprises=config.demo_enterprises,
-                                  identifiers=config.demo_identifiers, admin=admin)
+        print(
+            "idnode demo: preparing the demo data set (first start takes a minute)...", flush=True
+        )
+        summary = await demo.seed(
+            node.registry,
+            enterprises=config.demo_enterprises,
+            identifiers=config.demo_identifiers,
+            admin=admin,
+        )
         state = "seeded" if summary.seeded else "kept"
-        print(f"idnode demo: {state} {summary.enterprises} enterprises in {summary.modes} "
-              f"application modes with {summary.identifiers} identifiers", flush=True)
+        print(
+            f"idnode demo: {state} {summary.enterprises} enterprises in {summary.modes} "
+            f"application modes with {summary.identifiers} identifiers",
+            flush=True,
+        )
 
     def show(node: Node, http: Any) -> None:
         base = f"http://{http}"
-        print(f"idnode demo: admin access key {admin[0]} secret key {admin[1]}; "
-              f"enterprise users ent1..ent{config.demo_enterprises} "
-              f"password {demo.DEMO_USER_PASSWORD}", flush=True)
+        print(
+            f"idnode demo: admin access key {admin[0]} secret key {admin[1]}; "
+            f"enterprise users ent1..ent{config.demo_enterprises} "
+            f"password {demo.DEMO_USER_PASSWORD}",
+            flush=True,
+        )
         print("idnode demo: try these (stop with Ctrl-C):", flush=True)
         for line in demo.examples(base, admin):
             print("  " + line, flush=True)

@@ -23,7 +23,7 @@ from registry.services.templates import TemplateSpec
 from registry.templates import ItemChange, RecordValue
 
 DEMO_ADMIN = ("demo-admin", "demo-secret")
-DEMO_USER_PASSWORD = "Demo@2026"
+DEMO_USER_PASSWORD = "Demo@2026"  # noqa: S105 - published demo credential
 BATCH_SIZE = 512
 _SEED = 20261125
 
@@ -40,45 +40,111 @@ class Mode:
 
 
 MODES = (
-    Mode("trace", "产品追溯", "trace-1.0", ("C", "39", "397", "3971"),
-         (("URL", "产品主页", True, True), ("productName", "产品名称", True, True),
-          ("model", "型号", True, True), ("batchNo", "批次号", True, True),
-          ("productionDate", "生产日期", True, True), ("factory", "生产工厂", False, True),
-          ("parentBatch", "所属批次标识", False, True), ("parts", "零部件标识", False, True),
-          ("inspector", "质检员", False, False)),
-         ("精密电子", "汽车零部件", "智能装备", "光电器件", "新能源电池", "家电制造", "医疗器械")),
-    Mode("quality", "质量管控", "qc-1.0", ("C", "34", "344", "3441"),
-         (("URL", "检验报告", True, True), ("productHandle", "被检产品标识", True, True),
-          ("inspectionDate", "检验日期", True, True), ("result", "检验结论", True, True),
-          ("defectRate", "不良率", False, True), ("standard", "执行标准", False, True),
-          ("certificateNo", "证书编号", False, True), ("inspector", "检验员", False, False)),
-         ("检测认证", "质量技术", "计量检测", "材料检验", "品质服务", "标准检测")),
-    Mode("equipment", "设备全生命周期管理", "equip-1.0", ("C", "35", "351", "3511"),
-         (("URL", "设备档案", True, True), ("equipmentName", "设备名称", True, True),
-          ("model", "型号", True, True), ("manufacturer", "制造商", True, True),
-          ("installDate", "安装日期", True, True), ("location", "安装位置", False, True),
-          ("maintenanceIntervalDays", "保养周期(天)", False, True),
-          ("lastMaintenance", "最近保养", False, True), ("healthScore", "健康度", False, True),
-          ("telemetryEndpoint", "遥测接口", False, False)),
-         ("重型机械", "数控机床", "工业机器人", "压缩机", "风电装备", "电梯设备", "注塑机械")),
-    Mode("logistics", "供应链物流", "ship-1.0", ("G", "54", "543", "5430"),
-         (("URL", "运单跟踪", True, True), ("shipmentNo", "运单号", True, True),
-          ("origin", "始发地", True, True), ("destination", "目的地", True, True),
-          ("carrier", "承运商", True, True), ("status", "运输状态", True, True),
-          ("eta", "预计到达", False, True), ("containerNo", "集装箱号", False, True),
-          ("consignee", "收货人", False, False)),
-         ("供应链管理", "国际物流", "冷链物流", "仓储服务", "港口物流", "快运")),
-    Mode("energy", "能耗与碳排放", "energy-1.0", ("D", "44", "441", "4411"),
-         (("URL", "能耗报表", True, True), ("meterId", "计量表号", True, True),
-          ("site", "计量点位", True, True), ("periodStart", "统计起始", True, True),
-          ("electricityKWh", "用电量(kWh)", True, True), ("gasM3", "用气量(m3)", False, True),
-          ("co2Kg", "碳排放(kgCO2)", True, True), ("methodology", "核算方法", False, True)),
-         ("热电", "能源科技", "节能服务", "新能源", "碳资产管理", "综合能源")),
+    Mode(
+        "trace",
+        "产品追溯",
+        "trace-1.0",
+        ("C", "39", "397", "3971"),
+        (
+            ("URL", "产品主页", True, True),
+            ("productName", "产品名称", True, True),
+            ("model", "型号", True, True),
+            ("batchNo", "批次号", True, True),
+            ("productionDate", "生产日期", True, True),
+            ("factory", "生产工厂", False, True),
+            ("parentBatch", "所属批次标识", False, True),
+            ("parts", "零部件标识", False, True),
+            ("inspector", "质检员", False, False),
+        ),
+        ("精密电子", "汽车零部件", "智能装备", "光电器件", "新能源电池", "家电制造", "医疗器械"),
+    ),
+    Mode(
+        "quality",
+        "质量管控",
+        "qc-1.0",
+        ("C", "34", "344", "3441"),
+        (
+            ("URL", "检验报告", True, True),
+            ("productHandle", "被检产品标识", True, True),
+            ("inspectionDate", "检验日期", True, True),
+            ("result", "检验结论", True, True),
+            ("defectRate", "不良率", False, True),
+            ("standard", "执行标准", False, True),
+            ("certificateNo", "证书编号", False, True),
+            ("inspector", "检验员", False, False),
+        ),
+        ("检测认证", "质量技术", "计量检测", "材料检验", "品质服务", "标准检测"),
+    ),
+    Mode(
+        "equipment",
+        "设备全生命周期管理",
+        "equip-1.0",
+        ("C", "35", "351", "3511"),
+        (
+            ("URL", "设备档案", True, True),
+            ("equipmentName", "设备名称", True, True),
+            ("model", "型号", True, True),
+            ("manufacturer", "制造商", True, True),
+            ("installDate", "安装日期", True, True),
+            ("location", "安装位置", False, True),
+            ("maintenanceIntervalDays", "保养周期(天)", False, True),
+            ("lastMaintenance", "最近保养", False, True),
+            ("healthScore", "健康度", False, True),
+            ("telemetryEndpoint", "遥测接口", False, False),
+        ),
+        ("重型机械", "数控机床", "工业机器人", "压缩机", "风电装备", "电梯设备", "注塑机械"),
+    ),
+    Mode(
+        "logistics",
+        "供应链物流",
+        "ship-1.0",
+        ("G", "54", "543", "5430"),
+        (
+            ("URL", "运单跟踪", True, True),
+            ("shipmentNo", "运单号", True, True),
+            ("origin", "始发地", True, True),
+            ("destination", "目的地", True, True),
+            ("carrier", "承运商", True, True),
+            ("status", "运输状态", True, True),
+            ("eta", "预计到达", False, True),
+            ("containerNo", "集装箱号", False, True),
+            ("consignee", "收货人", False, False),
+        ),
+        ("供应链管理", "国际物流", "冷链物流", "仓储服务", "港口物流", "快运"),
+    ),
+    Mode(
+        "energy",
+        "能耗与碳排放",
+        "energy-1.0",
+        ("D", "44", "441", "4411"),
+        (
+            ("URL", "能耗报表", True, True),
+            ("meterId", "计量表号", True, True),
+            ("site", "计量点位", True, True),
+            ("periodStart", "统计起始", True, True),
+            ("electricityKWh", "用电量(kWh)", True, True),
+            ("gasM3", "用气量(m3)", False, True),
+            ("co2Kg", "碳排放(kgCO2)", True, True),
+            ("methodology", "核算方法", False, True),
+        ),
+        ("热电", "能源科技", "节能服务", "新能源", "碳资产管理", "综合能源"),
+    ),
 )
 
-CITIES = (("苏州", "320500"), ("无锡", "320200"), ("宁波", "330200"), ("佛山", "440600"),
-          ("青岛", "370200"), ("合肥", "340100"), ("成都", "510100"), ("武汉", "420100"),
-          ("西安", "610100"), ("长沙", "430100"), ("厦门", "350200"), ("天津", "120100"))
+CITIES = (
+    ("苏州", "320500"),
+    ("无锡", "320200"),
+    ("宁波", "330200"),
+    ("佛山", "440600"),
+    ("青岛", "370200"),
+    ("合肥", "340100"),
+    ("成都", "510100"),
+    ("武汉", "420100"),
+    ("西安", "610100"),
+    ("长沙", "430100"),
+    ("厦门", "350200"),
+    ("天津", "120100"),
+)
 
 
 @dataclass(frozen=True)
@@ -113,26 +179,37 @@ def demo_enterprises(count: int) -> list[DemoEnterprise]:
         city, region = CITIES[(n * 7) % len(CITIES)]
         keyword = mode.keywords[((n - 1) // len(MODES)) % len(mode.keywords)]
         name = f"{city}{keyword}{'有限公司' if n % 3 else '股份有限公司'}"
-        result.append(DemoEnterprise(n, mode, name, f"{mode.key}{n}", city, region,
-                                     credit_code(rng, region)))
+        result.append(
+            DemoEnterprise(n, mode, name, f"{mode.key}{n}", city, region, credit_code(rng, region))
+        )
     return result
 
 
 def _application(ent: DemoEnterprise) -> EnterpriseApplication:
     from registry.secrets import sha256_hex
 
-    basic = {"orgName": ent.name, "orgCrtType": 1, "orgCrtCode": ent.credit_code,
-             "orgAddrProvince": ent.region[:2] + "0000", "orgAddrCity": ent.region,
-             "industryCategory": ent.mode.industry[0], "industrySpecific": ent.mode.industry[1],
-             "entPrefix": ent.prefix}
+    basic = {
+        "orgName": ent.name,
+        "orgCrtType": 1,
+        "orgCrtCode": ent.credit_code,
+        "orgAddrProvince": ent.region[:2] + "0000",
+        "orgAddrCity": ent.region,
+        "industryCategory": ent.mode.industry[0],
+        "industrySpecific": ent.mode.industry[1],
+        "entPrefix": ent.prefix,
+    }
     return EnterpriseApplication(
         org_name=ent.name,
         org_crt_type=1,
         org_crt_code=ent.credit_code,
         contact_name="联系人" + str(ent.number),
         contact_phone=f"1380000{ent.number:04d}",
-        new_user=NewUser(ent.username, sha256_hex(DEMO_USER_PASSWORD),
-                         f"{ent.username}@{ent.slug}.example.com", f"1390000{ent.number:04d}"),
+        new_user=NewUser(
+            ent.username,
+            sha256_hex(DEMO_USER_PASSWORD),
+            f"{ent.username}@{ent.slug}.example.com",
+            f"1390000{ent.number:04d}",
+        ),
         org_nature=1 + ent.number % 5,
         org_desc=f"{ent.name}，{ent.mode.name}应用示范企业。",
         org_addr=f"{ent.city}市高新区创新大道{ent.number}号",
@@ -151,9 +228,17 @@ def _template(ent: DemoEnterprise) -> TemplateSpec:
         prefix=ent.prefix,
         version=mode.version,
         items=tuple(
-            ItemChange(name=name, id_type=id_type, id_index=2000 + i, required=required,
-                       state=1, value_type="string", min_length=1, max_length=255,
-                       public=public)
+            ItemChange(
+                name=name,
+                id_type=id_type,
+                id_index=2000 + i,
+                required=required,
+                state=1,
+                value_type="string",
+                min_length=1,
+                max_length=255,
+                public=public,
+            )
             for i, (id_type, name, required, public) in enumerate(mode.items)
         ),
         industry_category=mode.industry[0],
@@ -167,9 +252,13 @@ def _template(ent: DemoEnterprise) -> TemplateSpec:
 
 def example_handle(ent: DemoEnterprise, i: int) -> str:
     """The demo suffixes are fixed, so documentation and tests can name them."""
-    suffix = {"trace": "SN-2026-{:06d}", "quality": "QC-2026-{:06d}",
-              "equipment": "EQ-{:06d}", "logistics": "WB-2026-{:06d}",
-              "energy": "EM-2026-{:06d}"}[ent.mode.key]
+    suffix = {
+        "trace": "SN-2026-{:06d}",
+        "quality": "QC-2026-{:06d}",
+        "equipment": "EQ-{:06d}",
+        "logistics": "WB-2026-{:06d}",
+        "energy": "EM-2026-{:06d}",
+    }[ent.mode.key]
     return f"{ent.prefix}/{suffix.format(i)}"
 
 
@@ -177,8 +266,9 @@ def batch_handle(ent: DemoEnterprise, i: int) -> str:
     return f"{ent.prefix}/BATCH-2026-{i:04d}"
 
 
-def _records(ent: DemoEnterprise, per_enterprise: int, peers: list[DemoEnterprise],
-             rng: random.Random) -> Iterator[SnmsRecord]:
+def _records(
+    ent: DemoEnterprise, per_enterprise: int, peers: list[DemoEnterprise], rng: random.Random
+) -> Iterator[SnmsRecord]:
     mode = ent.mode
     indexes = {id_type: 2000 + i for i, (id_type, *_rest) in enumerate(mode.items)}
     base_day = date(2026, 1, 5)
@@ -193,10 +283,17 @@ def _records(ent: DemoEnterprise, per_enterprise: int, peers: list[DemoEnterpris
         suppliers = [p for p in peers if p.mode.key == "trace" and p is not ent]
         for b in range(1, batches + 1):
             day = base_day + timedelta(days=b * 3)
-            yield record(batch_handle(ent, b), {
-                "URL": f"{url}/batch/{b}", "productName": "生产批次", "model": "BATCH",
-                "batchNo": f"B{day:%Y%m%d}-{b:03d}", "productionDate": day.isoformat(),
-                "factory": f"{ent.city}一号工厂"})
+            yield record(
+                batch_handle(ent, b),
+                {
+                    "URL": f"{url}/batch/{b}",
+                    "productName": "生产批次",
+                    "model": "BATCH",
+                    "batchNo": f"B{day:%Y%m%d}-{b:03d}",
+                    "productionDate": day.isoformat(),
+                    "factory": f"{ent.city}一号工厂",
+                },
+            )
         for i in range(1, per_enterprise - batches + 1):
             b = 1 + (i - 1) % batches
             day = base_day + timedelta(days=b * 3)
@@ -211,8 +308,10 @@ def _records(ent: DemoEnterprise, per_enterprise: int, peers: list[DemoEnterpris
                 "inspector": f"QC-{rng.randint(100, 999)}",
             }
             if suppliers:
-                parts = [example_handle(suppliers[(i + k) % len(suppliers)], 1 + (i + k) % 50)
-                         for k in range(2)]
+                parts = [
+                    example_handle(suppliers[(i + k) % len(suppliers)], 1 + (i + k) % 50)
+                    for k in range(2)
+                ]
                 fields["parts"] = ",".join(parts)
             yield record(example_handle(ent, i), fields)
         return
@@ -279,8 +378,9 @@ class DemoSummary:
     seeded: bool
 
 
-async def seed(registry: Registry, *, enterprises: int, identifiers: int,
-               admin: tuple[str, str]) -> DemoSummary:
+async def seed(
+    registry: Registry, *, enterprises: int, identifiers: int, admin: tuple[str, str]
+) -> DemoSummary:
     """Seed the demo data set once; a database that has it already is kept."""
     if enterprises < 1:
         raise ValueError("the demo needs at least one enterprise")
@@ -303,8 +403,9 @@ async def seed(registry: Registry, *, enterprises: int, identifiers: int,
             if len(pending) == BATCH_SIZE:
                 await _flush(registry, actor, pending)
         await _flush(registry, actor, pending)
-    return DemoSummary(enterprises, len({e.mode.key for e in ents}),
-                       await _count_identifiers(registry), True)
+    return DemoSummary(
+        enterprises, len({e.mode.key for e in ents}), await _count_identifiers(registry), True
+    )
 
 
 async def _flush(registry: Registry, actor: Actor, pending: list[SnmsRecord]) -> None:
@@ -331,20 +432,28 @@ def examples(base_url: str, admin: tuple[str, str]) -> list[str]:
     token = (
         f"TOKEN=$(curl -s -X POST {base_url}/identity/token -H 'Content-Type: application/json' "
         f"-d {shlex.quote(login)} | python3 -c 'import sys,json;print(json.load(sys.stdin)"
-        "[\"data\"][\"token\"])')"
+        '["data"]["token"])\')'
     )
     auth = '-H "Authorization: Bearer $TOKEN"'
-    new_record = json.dumps({
-        "handle": f"{ent.prefix}/SN-DEMO-NEW-1",
-        "templateVersion": ent.mode.version,
-        "value": [
-            {"index": 2000 + i, "type": t, "auth": "",
-             "data": {"format": "string", "value": v}}
-            for i, (t, v) in enumerate([("URL", "https://example.com/new"),
-                                        ("productName", "演示产品"), ("model", "M-1"),
-                                        ("batchNo", "B-NEW"), ("productionDate", "2026-11-25")])
-        ],
-    }, ensure_ascii=False)
+    new_record = json.dumps(
+        {
+            "handle": f"{ent.prefix}/SN-DEMO-NEW-1",
+            "templateVersion": ent.mode.version,
+            "value": [
+                {"index": 2000 + i, "type": t, "auth": "", "data": {"format": "string", "value": v}}
+                for i, (t, v) in enumerate(
+                    [
+                        ("URL", "https://example.com/new"),
+                        ("productName", "演示产品"),
+                        ("model", "M-1"),
+                        ("batchNo", "B-NEW"),
+                        ("productionDate", "2026-11-25"),
+                    ]
+                )
+            ],
+        },
+        ensure_ascii=False,
+    )
     return [
         token,
         f"curl -s {auth} '{base_url}/identityv2/data/detail?handle={example_handle(ent, 1)}'",

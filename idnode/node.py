@@ -26,8 +26,7 @@ from registry.db import (
     url_for_log,
 )
 from registry.errors import RegistryError
-from registry.grammar import GrammarError
-from registry.grammar import Grammar
+from registry.grammar import Grammar, GrammarError
 from registry.secrets import NodeKey
 from registry.services import Registry
 from registry.tokens import TokenIssuer
@@ -90,8 +89,7 @@ async def healthz(request: web.Request) -> web.Response:
         async with request.app[HEALTH_ENGINE].connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "not healthy", never a 500
-        return web.json_response({"status": "unavailable", "database": str(exc)[:200]},
-                                 status=503)
+        return web.json_response({"status": "unavailable", "database": str(exc)[:200]}, status=503)
     return web.json_response({"status": "ok", "database": "ok"})
 
 
@@ -128,9 +126,13 @@ def announce(service: str, endpoint: Endpoint) -> None:
     log.info("listening %s %s", service, endpoint)
 
 
-async def serve(config: Config, *, migrate_schema: bool = False,
-                before_ready: Callable[[Node], Awaitable[None]] | None = None,
-                after_ready: Callable[[Node, Endpoint], None] | None = None) -> None:
+async def serve(
+    config: Config,
+    *,
+    migrate_schema: bool = False,
+    before_ready: Callable[[Node], Awaitable[None]] | None = None,
+    after_ready: Callable[[Node, Endpoint], None] | None = None,
+) -> None:
     """Run the node until SIGINT or SIGTERM."""
     async with open_node(config, migrate_schema=migrate_schema) as node:
         log.info("database %s", url_for_log(config.database_url))
@@ -138,7 +140,8 @@ async def serve(config: Config, *, migrate_schema: bool = False,
             await before_ready(node)
         sock = bind_tcp(config.http)
         runner = web.AppRunner(
-            build_http_app(node), access_log=log if config.access_log else None,
+            build_http_app(node),
+            access_log=log if config.access_log else None,
             handle_signals=False,
         )
         await runner.setup()

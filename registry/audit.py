@@ -35,9 +35,7 @@ def entry_hash(
     remote: str,
     prev_hash: str,
 ) -> str:
-    body = canonical_json(
-        [seq, at.isoformat(), actor, action, target, detail, remote, prev_hash]
-    )
+    body = canonical_json([seq, at.isoformat(), actor, action, target, detail, remote, prev_hash])
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 

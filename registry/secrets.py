@@ -76,9 +76,9 @@ class NodeKey:
     material: bytes
 
     def derive(self, purpose: str) -> bytes:
-        return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
-        ).derive(self.material)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            self.material
+        )
 
     def seal(self, plaintext: bytes, *, purpose: str = "idnode secret digest") -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
@@ -104,8 +104,7 @@ class NodeKey:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise NodeKeyError(
-                f"node key file {path} is readable by others (mode {mode & 0o777:o}); "
-                "chmod 600 it"
+                f"node key file {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
             )
         try:
             material = base64.b64decode(path.read_text().strip(), validate=True)

@@ -137,8 +137,9 @@ async def append_outbox(
     return seq
 
 
-async def read_audit(conn: AsyncConnection, *, after: int = 0, limit: int | None = None
-                     ) -> list[AuditEntry]:
+async def read_audit(
+    conn: AsyncConnection, *, after: int = 0, limit: int | None = None
+) -> list[AuditEntry]:
     query = select(t.audit_log).where(t.audit_log.c.seq > after).order_by(t.audit_log.c.seq)
     if limit is not None:
         query = query.limit(limit)
@@ -163,8 +164,9 @@ async def read_head(conn: AsyncConnection) -> Head:
     return Head(row.audit_seq, row.audit_hash, row.outbox_seq)
 
 
-async def outbox_events(conn: AsyncConnection, *, after: int = 0, limit: int = 1000
-                        ) -> list[dict[str, Any]]:
+async def outbox_events(
+    conn: AsyncConnection, *, after: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
     rows = await conn.execute(
         select(t.outbox).where(t.outbox.c.seq > after).order_by(t.outbox.c.seq).limit(limit)
     )
@@ -188,8 +190,9 @@ async def node_prefix_keys(conn: AsyncConnection) -> list[str]:
     return list((await conn.execute(select(t.node_prefixes.c.prefix_key))).scalars())
 
 
-async def insert_node_prefix(conn: AsyncConnection, prefix: str, key: str, description: str
-                             ) -> None:
+async def insert_node_prefix(
+    conn: AsyncConnection, prefix: str, key: str, description: str
+) -> None:
     await conn.execute(
         insert(t.node_prefixes).values(
             prefix=prefix, prefix_key=key, description=description, created_at=utcnow()
@@ -226,7 +229,9 @@ async def insert_enterprise(conn: AsyncConnection, values: dict[str, Any]) -> in
     now = utcnow()
     values = {**values, "created_at": now, "updated_at": now}
     values["filing"] = canonical_json(values.get("filing", {}))
-    result = await conn.execute(insert(t.enterprises).values(**values).returning(t.enterprises.c.id))
+    result = await conn.execute(
+        insert(t.enterprises).values(**values).returning(t.enterprises.c.id)
+    )
     return int(result.scalar_one())
 
 
@@ -237,8 +242,9 @@ async def get_enterprise(conn: AsyncConnection, enterprise_id: int) -> Enterpris
     return _enterprise(row) if row else None
 
 
-async def find_enterprise_by_credit_code(conn: AsyncConnection, crt_type: int, code: str
-                                         ) -> Enterprise | None:
+async def find_enterprise_by_credit_code(
+    conn: AsyncConnection, crt_type: int, code: str
+) -> Enterprise | None:
     row = (
         await conn.execute(
             select(t.enterprises).where(
@@ -435,8 +441,9 @@ def _item(row: Row[Any]) -> TemplateItem:
     )
 
 
-async def _template_items(conn: AsyncConnection, template_ids: Sequence[int]
-                          ) -> dict[int, list[TemplateItem]]:
+async def _template_items(
+    conn: AsyncConnection, template_ids: Sequence[int]
+) -> dict[int, list[TemplateItem]]:
     items: dict[int, list[TemplateItem]] = {tid: [] for tid in template_ids}
     if not template_ids:
         return items
@@ -497,8 +504,9 @@ async def templates_of_prefix(conn: AsyncConnection, prefix_id: int) -> list[Tem
     return await _templates(conn, t.templates.c.prefix_id == prefix_id)
 
 
-async def insert_template(conn: AsyncConnection, values: dict[str, Any],
-                          items: Iterable[TemplateItem]) -> int:
+async def insert_template(
+    conn: AsyncConnection, values: dict[str, Any], items: Iterable[TemplateItem]
+) -> int:
     now = utcnow()
     result = await conn.execute(
         insert(t.templates)
@@ -510,8 +518,9 @@ async def insert_template(conn: AsyncConnection, values: dict[str, Any],
     return template_id
 
 
-async def _insert_items(conn: AsyncConnection, template_id: int, items: Iterable[TemplateItem]
-                        ) -> None:
+async def _insert_items(
+    conn: AsyncConnection, template_id: int, items: Iterable[TemplateItem]
+) -> None:
     rows = [
         {
             "template_id": template_id,
@@ -531,8 +540,9 @@ async def _insert_items(conn: AsyncConnection, template_id: int, items: Iterable
         await conn.execute(insert(t.template_items), rows)
 
 
-async def replace_template(conn: AsyncConnection, template_id: int, values: dict[str, Any],
-                           items: Iterable[TemplateItem]) -> None:
+async def replace_template(
+    conn: AsyncConnection, template_id: int, values: dict[str, Any], items: Iterable[TemplateItem]
+) -> None:
     """Rewrite a template's fields and items, keeping each item's row id."""
     await conn.execute(
         update(t.templates)
@@ -751,15 +761,19 @@ async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
     return _user(row) if row else None
 
 
-async def bind_user_to_enterprise(conn: AsyncConnection, user_id: int, enterprise_id: int
-                                  ) -> None:
+async def bind_user_to_enterprise(conn: AsyncConnection, user_id: int, enterprise_id: int) -> None:
     await conn.execute(
         update(t.users).where(t.users.c.id == user_id).values(enterprise_id=enterprise_id)
     )
 
 
-async def find_user(conn: AsyncConnection, *, username: str | None = None,
-                    email: str | None = None, mobile: str | None = None) -> User | None:
+async def find_user(
+    conn: AsyncConnection,
+    *,
+    username: str | None = None,
+    email: str | None = None,
+    mobile: str | None = None,
+) -> User | None:
     conditions: list[ColumnElement[bool]] = []
     if username is not None:
         conditions.append(t.users.c.username == username)
@@ -784,7 +798,7 @@ async def credential_for_login(conn: AsyncConnection, login: str) -> Credential 
     ).first()
     if row is not None:
         key = row._mapping
-        user = (await get_user(conn, key[t.users.c.id]))
+        user = await get_user(conn, key[t.users.c.id])
         assert user is not None
         return Credential(
             user=user,
@@ -803,8 +817,9 @@ async def credential_for_login(conn: AsyncConnection, login: str) -> Credential 
     )
 
 
-async def insert_access_key(conn: AsyncConnection, *, access_key: str, user_id: int,
-                            secret_hash: str, digest_sealed: bytes) -> int:
+async def insert_access_key(
+    conn: AsyncConnection, *, access_key: str, user_id: int, secret_hash: str, digest_sealed: bytes
+) -> int:
     result = await conn.execute(
         insert(t.access_keys)
         .values(
@@ -820,8 +835,9 @@ async def insert_access_key(conn: AsyncConnection, *, access_key: str, user_id: 
     return int(result.scalar_one())
 
 
-async def update_access_key_secret(conn: AsyncConnection, key_id: int, *, secret_hash: str,
-                                   digest_sealed: bytes) -> None:
+async def update_access_key_secret(
+    conn: AsyncConnection, key_id: int, *, secret_hash: str, digest_sealed: bytes
+) -> None:
     await conn.execute(
         update(t.access_keys)
         .where(t.access_keys.c.id == key_id)

@@ -63,5 +63,6 @@ class TokenIssuer:
             user_id = int(claims["sub"])
         except ValueError:
             raise InvalidToken("invalid token subject") from None
-        return TokenClaims(user_id=user_id, via=str(claims.get("via", "")),
-                           expires_at=int(claims["exp"]))
+        return TokenClaims(
+            user_id=user_id, via=str(claims.get("via", "")), expires_at=int(claims["exp"])
+        )

@@ -34,15 +34,21 @@ async def unknown_endpoint(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPMethodNotAllowed as exc:
         if not request.path.startswith(API_PREFIXES):
             raise
+        allowed = ", ".join(sorted(exc.allowed_methods))
         return envelope(
             FAILED,
-            f"不支持的请求方法 {request.method} (allowed: {', '.join(sorted(exc.allowed_methods))})",
+            f"不支持的请求方法 {request.method} (allowed: {allowed})",
             http_status=405,
         )
 
 
-def setup(app: web.Application, registry: Registry, tokens: TokenIssuer, *,
-          toplevel_name: str = DEFAULT_TOPLEVEL_NAME) -> None:
+def setup(
+    app: web.Application,
+    registry: Registry,
+    tokens: TokenIssuer,
+    *,
+    toplevel_name: str = DEFAULT_TOPLEVEL_NAME,
+) -> None:
     app[REGISTRY] = registry
     app[TOKENS] = tokens
     app[TOPLEVEL_NAME] = toplevel_name

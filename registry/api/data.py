@@ -95,13 +95,13 @@ def _batch_items(body: Any) -> list[Any]:
     return items
 
 
-def _merge(raw_items: list[Any], parsed: list[Any], results: list[ItemResult]
-           ) -> list[ItemResult]:
+def _merge(raw_items: list[Any], parsed: list[Any], results: list[ItemResult]) -> list[ItemResult]:
     """Put the service's results and the parse failures back in request order."""
     done = iter(results)
     return [
-        next(done) if not isinstance(p, RegistryError) else ItemResult(_handle_of(raw), False,
-                                                                       str(p))
+        next(done)
+        if not isinstance(p, RegistryError)
+        else ItemResult(_handle_of(raw), False, str(p))
         for raw, p in zip(raw_items, parsed, strict=True)
     ]
 
@@ -147,8 +147,12 @@ async def update(request: web.Request, actor: Actor) -> web.Response:
 async def delete(request: web.Request, actor: Actor) -> web.Response:
     handle = request.query.get("handle", "")
     if not handle:
-        handle = f.text(f.require_object(await json_body(request)), "handle", required=True,
-                        max_len=MAX_SNMS_HANDLE_CHARS)
+        handle = f.text(
+            f.require_object(await json_body(request)),
+            "handle",
+            required=True,
+            max_len=MAX_SNMS_HANDLE_CHARS,
+        )
     await request.app[REGISTRY].identifiers.delete(actor, handle)
     return success(True)
 

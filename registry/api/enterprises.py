@@ -30,8 +30,8 @@ def parse_application(raw: Any, *, upgrade: bool) -> EnterpriseApplication:
     else:
         user = f.require_object(body.get("sysUser"), "sysUser")
         new_user = NewUser(
-            username=f.text(user, "userName", max_len=50) or f.text(user, "username",
-                                                                      required=True, max_len=50),
+            username=f.text(user, "userName", max_len=50)
+            or f.text(user, "username", required=True, max_len=50),
             password_digest=f.text(user, "password", required=True, max_len=255),
             email=f.optional_text(user, "email"),
             mobile=f.optional_text(user, "mobile", max_len=32),

@@ -51,8 +51,9 @@ REGISTRY = web.AppKey("registry", Registry)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 
 
-def envelope(status: int, message: str, data: Any = None, *, http_status: int = 200
-             ) -> web.Response:
+def envelope(
+    status: int, message: str, data: Any = None, *, http_status: int = 200
+) -> web.Response:
     body = json.dumps({"message": message, "status": status, "data": data}, ensure_ascii=False)
     return web.Response(
         text=body, status=http_status, content_type="application/json", charset="utf-8"
@@ -111,9 +112,8 @@ def _guard(run: Handler) -> Handler:
             return await run(request)
         except RegistryError as exc:
             return envelope(status_of(exc), str(exc))
-        except web.HTTPRequestEntityTooLarge as exc:
-            return envelope(FAILED, f"请求体过大 (body larger than {exc.max_size} bytes)",
-                            http_status=413)
+        except web.HTTPRequestEntityTooLarge:
+            return envelope(FAILED, "请求体过大 (request body too large)", http_status=413)
         except (DBAPIError, OSError, ConnectionError) as exc:
             log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
             return envelope(INTERNAL, "系统繁忙 (database unavailable)", http_status=503)

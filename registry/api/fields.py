@@ -28,8 +28,14 @@ def require_list(value: Any, what: str = "请求体") -> list[Any]:
     return value
 
 
-def text(obj: Mapping[str, Any], name: str, *, required: bool = False, max_len: int = 255,
-         default: str = "") -> str:
+def text(
+    obj: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    max_len: int = 255,
+    default: str = "",
+) -> str:
     value = obj.get(name)
     if value is None or value == "":
         if required:
@@ -47,8 +53,14 @@ def optional_text(obj: Mapping[str, Any], name: str, *, max_len: int = 255) -> s
     return text(obj, name, max_len=max_len) or None
 
 
-def integer(obj: Mapping[str, Any], name: str, *, required: bool = False,
-            minimum: int | None = None, maximum: int | None = None) -> int | None:
+def integer(
+    obj: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
     value = obj.get(name)
     if value is None or value == "":
         if required:
@@ -71,8 +83,9 @@ def integer(obj: Mapping[str, Any], name: str, *, required: bool = False,
     return result
 
 
-def required_integer(obj: Mapping[str, Any], name: str, *, minimum: int | None = None,
-                     maximum: int | None = None) -> int:
+def required_integer(
+    obj: Mapping[str, Any], name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     result = integer(obj, name, required=True, minimum=minimum, maximum=maximum)
     assert result is not None
     return result

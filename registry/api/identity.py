@@ -60,7 +60,5 @@ async def create_access_key(request: web.Request, actor: Actor) -> web.Response:
     body = f.require_object(await json_body(request))
     assert actor.principal is not None
     username = f.text(body, "username", max_len=50) or actor.principal.username
-    access_key, secret_key = await request.app[REGISTRY].accounts.create_access_key(
-        actor, username
-    )
+    access_key, secret_key = await request.app[REGISTRY].accounts.create_access_key(actor, username)
     return success({"accessKey": access_key, "secretKey": secret_key})

@@ -44,8 +44,14 @@ def route_json(prefix: Prefix) -> dict[str, Any] | None:
     if prefix.route is None:
         return None
     r = prefix.route
-    return {"hdlType": "HS_SITE", "ipType": r.ip_type, "ip": r.ip, "tcpPort": r.tcp_port,
-            "udpPort": r.udp_port, "httpPort": r.http_port}
+    return {
+        "hdlType": "HS_SITE",
+        "ipType": r.ip_type,
+        "ip": r.ip,
+        "tcpPort": r.tcp_port,
+        "udpPort": r.udp_port,
+        "httpPort": r.http_port,
+    }
 
 
 @routes.get("/snms/api/prefix/query")

@@ -86,8 +86,9 @@ def template_json(template: Template) -> dict[str, Any]:
     }
 
 
-def _prefix_and_version(source: Mapping[str, Any], *, version_required: bool
-                        ) -> tuple[str, str | None]:
+def _prefix_and_version(
+    source: Mapping[str, Any], *, version_required: bool
+) -> tuple[str, str | None]:
     prefix = f.text(source, "prefix", required=True, max_len=64)
     version = f.text(source, "version", required=version_required, max_len=128) or None
     return prefix, version

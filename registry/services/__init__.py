@@ -19,10 +19,17 @@ __all__ = ["SYSTEM_ACTOR", "Actor", "PageRequest", "PageResult", "Registry"]
 class Registry:
     """The registry's services over one database engine."""
 
-    def __init__(self, engine: AsyncEngine, *, node_prefix: str, node_key: NodeKey,
-                 grammar: Grammar | None = None) -> None:
-        self.services = Services(engine, node_prefix=node_prefix, node_key=node_key,
-                                 grammar=grammar)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        node_prefix: str,
+        node_key: NodeKey,
+        grammar: Grammar | None = None,
+    ) -> None:
+        self.services = Services(
+            engine, node_prefix=node_prefix, node_key=node_key, grammar=grammar
+        )
         self.accounts = Accounts(self.services)
         self.enterprises = Enterprises(self.services, self.accounts)
         self.templates = Templates(self.services)
@@ -51,8 +58,7 @@ class Registry:
                 await change.record("node.prefix", s.node_prefix, {"prefix": s.node_prefix})
             elif s.node_prefix_key not in keys:
                 raise InvalidRequest(
-                    f"this database belongs to node prefix {', '.join(keys)}, "
-                    f"not {s.node_prefix}"
+                    f"this database belongs to node prefix {', '.join(keys)}, not {s.node_prefix}"
                 )
 
     async def verify_audit(self) -> list[str]:

@@ -140,8 +140,9 @@ class Accounts:
         return user_id
 
     @staticmethod
-    async def ensure_user_is_new(conn: AsyncConnection, username: str,
-                                 email: str | None, mobile: str | None) -> None:
+    async def ensure_user_is_new(
+        conn: AsyncConnection, username: str, email: str | None, mobile: str | None
+    ) -> None:
         for field, value in (("userName", username), ("email", email), ("mobile", mobile)):
             if not value:
                 continue
@@ -247,21 +248,27 @@ class Accounts:
         existing = await store.get_identifier(change.conn, key)
         if existing is None:
             await store.insert_identifier(
-                change.conn, name=name, name_key=key, prefix_id=None, template_id=None,
+                change.conn,
+                name=name,
+                name_key=key,
+                prefix_id=None,
+                template_id=None,
                 values=values,
             )
         else:
             current = {v.index: v for v in existing.values}
-            if all(
-                v.index in current and current[v.index].same_content(v) for v in values
-            ):
+            if all(v.index in current and current[v.index].same_content(v) for v in values):
                 return
             kept = [v for v in existing.values if v.index not in {x.index for x in values}]
             await store.replace_identifier_values(
-                change.conn, existing, template_id=existing.template_id,
+                change.conn,
+                existing,
+                template_id=existing.template_id,
                 values=sorted([*kept, *values], key=lambda v: v.index),
             )
         await change.audit("identity.bootstrapped", f"{HANDLE_SECKEY_INDEX}:{name}", {})
 
 
-_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+_DUMMY_HASH = (
+    "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+)

@@ -93,15 +93,15 @@ class PageResult(Generic[T]):
 class Change:
     """One write transaction: data rows plus their audit entries and events."""
 
-    def __init__(self, conn: AsyncConnection, head: store.Head, actor: Actor, now: datetime
-                 ) -> None:
+    def __init__(
+        self, conn: AsyncConnection, head: store.Head, actor: Actor, now: datetime
+    ) -> None:
         self.conn = conn
         self.head = head
         self.actor = actor
         self.now = now
 
-    async def audit(self, action: str, target: str, detail: dict[str, Any] | None = None
-                    ) -> None:
+    async def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
         await store.append_audit(
             self.conn,
             self.head,
@@ -118,8 +118,13 @@ class Change:
             self.conn, self.head, event=event, subject=subject, payload=payload, at=self.now
         )
 
-    async def record(self, action: str, target: str, payload: dict[str, Any],
-                     audit_detail: dict[str, Any] | None = None) -> None:
+    async def record(
+        self,
+        action: str,
+        target: str,
+        payload: dict[str, Any],
+        audit_detail: dict[str, Any] | None = None,
+    ) -> None:
         """Audit a change and queue it for the top-level node, together."""
         await self.audit(action, target, audit_detail if audit_detail is not None else payload)
         await self.emit(action, target, payload)
@@ -187,8 +192,9 @@ class Services:
         except IntegrityError as exc:
             # Checks run before every insert; a unique violation here means a
             # concurrent writer won the race. Nothing was committed.
-            raise AlreadyExists(f"记录已存在 (conflicting concurrent write: {_first_line(exc)})"
-                                ) from None
+            raise AlreadyExists(
+                f"记录已存在 (conflicting concurrent write: {_first_line(exc)})"
+            ) from None
 
     def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         return read_transaction(self.engine)

@@ -167,8 +167,11 @@ class Enterprises:
             await change.record(
                 "enterprise.filed",
                 crt_code,
-                {"enterprise": _filing_payload(app, crt_code), "prefix": prefix_text,
-                 "user": username},
+                {
+                    "enterprise": _filing_payload(app, crt_code),
+                    "prefix": prefix_text,
+                    "user": username,
+                },
             )
             await change.record(
                 "prefix.allocated",
@@ -225,8 +228,15 @@ class Enterprises:
 
     # --- reading ----------------------------------------------------------
 
-    async def page(self, actor: Actor, *, org_name: str | None, start: datetime | None,
-                   end: datetime | None, page: PageRequest) -> PageResult[Enterprise]:
+    async def page(
+        self,
+        actor: Actor,
+        *,
+        org_name: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        page: PageRequest,
+    ) -> PageResult[Enterprise]:
         principal = actor.require()
         only: int | None = None
         if not principal.is_admin:
@@ -235,13 +245,19 @@ class Enterprises:
             only = principal.enterprise_id
         async with self.s.read() as conn:
             items, total = await store.page_enterprises(
-                conn, name_like=org_name, start=start, end=end, only_id=only,
-                offset=page.offset, limit=page.size,
+                conn,
+                name_like=org_name,
+                start=start,
+                end=end,
+                only_id=only,
+                offset=page.offset,
+                limit=page.size,
             )
         return PageResult(items, total, page)
 
-    async def detail(self, actor: Actor, enterprise_id: int | None
-                     ) -> tuple[Enterprise, list[Prefix]]:
+    async def detail(
+        self, actor: Actor, enterprise_id: int | None
+    ) -> tuple[Enterprise, list[Prefix]]:
         principal = actor.require()
         if enterprise_id is None:
             enterprise_id = principal.enterprise_id
@@ -275,8 +291,9 @@ class Enterprises:
         assert enterprise is not None
         return prefix, enterprise
 
-    async def prefix_page(self, actor: Actor, filters: PrefixFilter, page: PageRequest
-                          ) -> PageResult[tuple[Prefix, str]]:
+    async def prefix_page(
+        self, actor: Actor, filters: PrefixFilter, page: PageRequest
+    ) -> PageResult[tuple[Prefix, str]]:
         principal = actor.require()
         enterprise_id: int | None = None
         if not principal.is_admin:
@@ -296,8 +313,9 @@ class Enterprises:
             )
         return PageResult(items, total, page)
 
-    async def configure(self, actor: Actor, prefix_text: str,
-                        config: HostedConfig | SiteRoute) -> Prefix:
+    async def configure(
+        self, actor: Actor, prefix_text: str, config: HostedConfig | SiteRoute
+    ) -> Prefix:
         """``/snms/api/ent/config``: host the prefix here, or route it to its own node."""
         principal = actor.require()
         if isinstance(config, SiteRoute):
@@ -312,15 +330,26 @@ class Enterprises:
             if not principal.may_manage(prefix.prefix_key):
                 raise Forbidden("没有权限 (not your prefix)")
             if prefix.state is not PrefixState.ENABLED:
-                raise InvalidRequest(f"前缀{prefix.prefix}未审核通过或已停用 (state {prefix.state})")
+                raise InvalidRequest(
+                    f"前缀{prefix.prefix}未审核通过或已停用 (state {prefix.state})"
+                )
             if isinstance(config, HostedConfig):
                 await store.update_prefix(
-                    change.conn, prefix.id, proxy_state=int(ProxyState.HOSTED),
-                    proxy_server_id=config.proxy_server_id, site_ip_type=None, site_ip=None,
-                    site_tcp_port=None, site_udp_port=None, site_http_port=None,
+                    change.conn,
+                    prefix.id,
+                    proxy_state=int(ProxyState.HOSTED),
+                    proxy_server_id=config.proxy_server_id,
+                    site_ip_type=None,
+                    site_ip=None,
+                    site_tcp_port=None,
+                    site_udp_port=None,
+                    site_http_port=None,
                 )
-                payload: dict[str, Any] = {"prefix": prefix.prefix, "hosted": True,
-                                           "proxyServerId": config.proxy_server_id}
+                payload: dict[str, Any] = {
+                    "prefix": prefix.prefix,
+                    "hosted": True,
+                    "proxyServerId": config.proxy_server_id,
+                }
             else:
                 if await store.count_identifiers(change.conn, prefix.id):
                     raise InvalidRequest(
@@ -328,14 +357,27 @@ class Enterprises:
                         "(hosted identifiers exist; delete them first)"
                     )
                 await store.update_prefix(
-                    change.conn, prefix.id, proxy_state=int(ProxyState.NOT_HOSTED),
-                    proxy_server_id=None, site_ip_type=config.ip_type, site_ip=config.ip,
-                    site_tcp_port=config.tcp_port, site_udp_port=config.udp_port,
+                    change.conn,
+                    prefix.id,
+                    proxy_state=int(ProxyState.NOT_HOSTED),
+                    proxy_server_id=None,
+                    site_ip_type=config.ip_type,
+                    site_ip=config.ip,
+                    site_tcp_port=config.tcp_port,
+                    site_udp_port=config.udp_port,
                     site_http_port=config.http_port,
                 )
-                payload = {"prefix": prefix.prefix, "hosted": False, "route": {
-                    "ipType": config.ip_type, "ip": config.ip, "tcpPort": config.tcp_port,
-                    "udpPort": config.udp_port, "httpPort": config.http_port}}
+                payload = {
+                    "prefix": prefix.prefix,
+                    "hosted": False,
+                    "route": {
+                        "ipType": config.ip_type,
+                        "ip": config.ip,
+                        "tcpPort": config.tcp_port,
+                        "udpPort": config.udp_port,
+                        "httpPort": config.http_port,
+                    },
+                }
             await change.record("prefix.configured", prefix.prefix, payload)
             updated = await store.get_prefix_by_id(change.conn, prefix.id)
         assert updated is not None

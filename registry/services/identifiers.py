@@ -57,8 +57,7 @@ class IdentifierView:
     prefix: Prefix | None
 
 
-def _payload(name: str, template: Template | None, values: Sequence[HandleValue]
-             ) -> dict[str, Any]:
+def _payload(name: str, template: Template | None, values: Sequence[HandleValue]) -> dict[str, Any]:
     """An identifier registration as sent upward: the full record, as backup."""
     return {
         "handle": name,
@@ -89,12 +88,18 @@ class Identifiers:
             identifier = await store.get_identifier(conn, parsed.key)
             if identifier is None:
                 raise NotFound(NOT_FOUND)
-            prefix = (await store.get_prefix_by_id(conn, identifier.prefix_id)
-                      if identifier.prefix_id is not None else None)
+            prefix = (
+                await store.get_prefix_by_id(conn, identifier.prefix_id)
+                if identifier.prefix_id is not None
+                else None
+            )
             if not (principal.is_admin or (prefix and principal.may_manage(prefix.prefix_key))):
                 raise Forbidden("没有权限 (not your prefix)")
-            template = (await store.get_template_by_id(conn, identifier.template_id)
-                        if identifier.template_id is not None else None)
+            template = (
+                await store.get_template_by_id(conn, identifier.template_id)
+                if identifier.template_id is not None
+                else None
+            )
         return IdentifierView(identifier, template, prefix)
 
     # --- single writes ----------------------------------------------------
@@ -114,12 +119,10 @@ class Identifiers:
 
     # --- batches: one transaction, one savepoint per item ------------------
 
-    async def batch_create(self, actor: Actor, records: Sequence[SnmsRecord]
-                           ) -> list[ItemResult]:
+    async def batch_create(self, actor: Actor, records: Sequence[SnmsRecord]) -> list[ItemResult]:
         return await self._batch(actor, records, self._create)
 
-    async def batch_update(self, actor: Actor, records: Sequence[SnmsRecord]
-                           ) -> list[ItemResult]:
+    async def batch_update(self, actor: Actor, records: Sequence[SnmsRecord]) -> list[ItemResult]:
         return await self._batch(actor, records, self._update)
 
     async def batch_delete(self, actor: Actor, names: Sequence[str]) -> list[ItemResult]:
@@ -168,8 +171,9 @@ class Identifiers:
             )
         return prefix
 
-    async def _prepare(self, change: Change, record: SnmsRecord
-                       ) -> tuple[HandleName, Prefix, Template, list[HandleValue]]:
+    async def _prepare(
+        self, change: Change, record: SnmsRecord
+    ) -> tuple[HandleName, Prefix, Template, list[HandleValue]]:
         if len(record.handle) > MAX_SNMS_HANDLE_CHARS:
             raise InvalidRequest(f"handle 长度不能超过{MAX_SNMS_HANDLE_CHARS} (handle too long)")
         parsed = self.s.parse_name(record.handle)
@@ -273,8 +277,11 @@ class Identifiers:
         existing = await store.get_identifier(change.conn, parsed.key)
         if existing is None:
             raise NotFound(NOT_FOUND)
-        prefix = (await store.get_prefix_by_id(change.conn, existing.prefix_id)
-                  if existing.prefix_id is not None else None)
+        prefix = (
+            await store.get_prefix_by_id(change.conn, existing.prefix_id)
+            if existing.prefix_id is not None
+            else None
+        )
         if not (principal.is_admin or (prefix and principal.may_manage(prefix.prefix_key))):
             raise Forbidden("没有权限 (not your prefix)")
         await store.delete_identifier(change.conn, existing.id)
@@ -283,6 +290,8 @@ class Identifiers:
 
 def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
     return len(a) == len(b) and all(
-        x.same_content(y) for x, y in zip(sorted(a, key=lambda v: v.index),
-                                          sorted(b, key=lambda v: v.index), strict=True)
+        x.same_content(y)
+        for x, y in zip(
+            sorted(a, key=lambda v: v.index), sorted(b, key=lambda v: v.index), strict=True
+        )
     )

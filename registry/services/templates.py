@@ -58,8 +58,12 @@ def _check_spec(spec: TemplateSpec) -> None:
         raise InvalidRequest("type 应为1(主动标识载体)或2(其他)")
     if len(spec.description) > MAX_DESCRIPTION:
         raise InvalidRequest(f"description 不能超过{MAX_DESCRIPTION}字")
-    for code in (spec.industry_category, spec.industry_specific, spec.industry_trade,
-                 spec.industry_subclass):
+    for code in (
+        spec.industry_category,
+        spec.industry_specific,
+        spec.industry_trade,
+        spec.industry_subclass,
+    ):
         if len(code) > 8:
             raise InvalidRequest(f"行业代码{code!r}过长 (GB/T 4754 codes are at most 4 characters)")
 
@@ -89,8 +93,9 @@ class Templates:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    async def _managed_prefix(self, conn: AsyncConnection, actor: Actor, prefix_text: str
-                              ) -> Prefix:
+    async def _managed_prefix(
+        self, conn: AsyncConnection, actor: Actor, prefix_text: str
+    ) -> Prefix:
         principal = actor.require()
         try:
             key = normalize_prefix(prefix_text.strip())
@@ -126,8 +131,12 @@ class Templates:
             handle = f"{prefix.prefix}/{TEMPLATE_SUFFIX_PREFIX}{spec.version}"
             template_id = await store.insert_template(
                 change.conn,
-                {"prefix_id": prefix.id, "version": spec.version, "handle": handle,
-                 **spec.fields()},
+                {
+                    "prefix_id": prefix.id,
+                    "version": spec.version,
+                    "handle": handle,
+                    **spec.fields(),
+                },
                 items,
             )
             template = await store.get_template_by_id(change.conn, template_id)
@@ -161,8 +170,9 @@ class Templates:
             if await store.template_in_use(change.conn, template.id):
                 raise InvalidRequest(f"模板{version}已被标识使用，不能删除 (template in use)")
             await store.delete_template(change.conn, template.id)
-            await change.record("template.deleted", template.handle,
-                                {"prefix": prefix.prefix, "version": version})
+            await change.record(
+                "template.deleted", template.handle, {"prefix": prefix.prefix, "version": version}
+            )
 
 
 def template_payload(template: Template) -> dict[str, Any]:
@@ -171,8 +181,14 @@ def template_payload(template: Template) -> dict[str, Any]:
         "version": template.version,
         "handle": template.handle,
         "items": [
-            {"idIndex": i.id_index, "idType": i.id_type, "name": i.name, "required": i.required,
-             "state": i.state, "public": i.public}
+            {
+                "idIndex": i.id_index,
+                "idType": i.id_type,
+                "name": i.name,
+                "required": i.required,
+                "state": i.state,
+                "public": i.public,
+            }
             for i in template.items
         ],
     }

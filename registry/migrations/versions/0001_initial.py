@@ -95,7 +95,9 @@ def upgrade() -> None:
         "templates",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
-            "prefix_id", sa.Integer, sa.ForeignKey("prefixes.id", ondelete="RESTRICT"),
+            "prefix_id",
+            sa.Integer,
+            sa.ForeignKey("prefixes.id", ondelete="RESTRICT"),
             nullable=False,
         ),
         sa.Column("version", sa.String(128), nullable=False),
@@ -114,7 +116,9 @@ def upgrade() -> None:
         "template_items",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
-            "template_id", sa.Integer, sa.ForeignKey("templates.id", ondelete="CASCADE"),
+            "template_id",
+            sa.Integer,
+            sa.ForeignKey("templates.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("name", sa.String(128), nullable=False),
@@ -135,9 +139,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(2048), nullable=False),
         sa.Column("name_key", sa.String(2048), nullable=False),
         sa.Column("prefix_id", sa.Integer, sa.ForeignKey("prefixes.id", ondelete="RESTRICT")),
-        sa.Column(
-            "template_id", sa.Integer, sa.ForeignKey("templates.id", ondelete="RESTRICT")
-        ),
+        sa.Column("template_id", sa.Integer, sa.ForeignKey("templates.id", ondelete="RESTRICT")),
         sa.Column("revision", sa.Integer, nullable=False),
         sa.Column("created_at", _ts(), nullable=False),
         sa.Column("updated_at", _ts(), nullable=False),
@@ -148,8 +150,10 @@ def upgrade() -> None:
     op.create_table(
         "identifier_values",
         sa.Column(
-            "identifier_id", sa.Integer,
-            sa.ForeignKey("identifiers.id", ondelete="CASCADE"), primary_key=True,
+            "identifier_id",
+            sa.Integer,
+            sa.ForeignKey("identifiers.id", ondelete="CASCADE"),
+            primary_key=True,
         ),
         sa.Column("idx", sa.Integer, primary_key=True),
         sa.Column("type", sa.String(255), nullable=False),

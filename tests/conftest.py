@@ -1,0 +1,190 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), the registry,
+and the real aiohttp application on a loopback port.
+
+Each test gets a database of its own: a copy of a migrated SQLite file, or
+a PostgreSQL database cloned from a migrated template database. PostgreSQL
+is found through ``IDNODE_TEST_PG`` (default: the local server, user
+postgres); ``scripts/test.sh`` makes sure it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
+from idnode.config import Config
+from idnode.node import Node, build_http_app
+from registry.db import create_engine, migrate
+from registry.grammar import Grammar
+from registry.secrets import NodeKey
+from registry.services import Actor, Registry
+from registry.tokens import TokenIssuer
+
+PG_SERVER = os.environ.get("IDNODE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+PG_TEMPLATE = f"idnode_test_template_{os.getpid()}"
+ADMIN_AK, ADMIN_SK = "AKTESTADMIN", "test-admin-secret"
+NODE_PREFIX = "88.100"
+_counter = itertools.count()
+
+
+def _asyncpg_url(database: str) -> str:
+    return f"{PG_SERVER}/{database}"
+
+
+def _sqlalchemy_pg_url(database: str) -> str:
+    return _asyncpg_url(database).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def _pg_admin(*statements: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_url("postgres"))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _migrate_url(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    asyncio.run(_migrate_url(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    try:
+        asyncio.run(
+            _pg_admin(
+                f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)",
+                f"CREATE DATABASE {PG_TEMPLATE}",
+            )
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL at {PG_SERVER} is not usable ({exc}); run scripts/test.sh")
+    asyncio.run(_migrate_url(_sqlalchemy_pg_url(PG_TEMPLATE)))
+    yield PG_TEMPLATE
+    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "idnode.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"idnode_test_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_pg_admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    yield _sqlalchemy_pg_url(name)
+    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def node_key() -> NodeKey:
+    return NodeKey.generate()
+
+
+@pytest.fixture
+async def registry(database_url: str, node_key: NodeKey) -> AsyncIterator[Registry]:
+    engine = create_engine(database_url)
+    reg = Registry(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=Grammar())
+    await reg.ensure_node_prefix()
+    await reg.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
+    try:
+        yield reg
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def admin(registry: Registry) -> Actor:
+    principal = await registry.accounts.login(ADMIN_AK, ADMIN_SK)
+    return Actor(principal=principal, remote="test")
+
+
+@dataclass
+class ApiClient:
+    """Talks HTTP to the real application on a loopback port."""
+
+    base: str
+    session: aiohttp.ClientSession
+    token: str | None = None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        hdrs = dict(headers or {})
+        bearer = token if token is not None else self.token
+        if bearer:
+            hdrs["Authorization"] = f"Bearer {bearer}"
+        async with self.session.request(
+            method, self.base + path, json=json, data=data, headers=hdrs
+        ) as resp:
+            body = await resp.read()
+            try:
+                import json as jsonlib
+
+                return resp.status, jsonlib.loads(body)
+            except ValueError:
+                return resp.status, body.decode("utf-8", "replace")
+
+    async def login(self, username: str, password: str) -> str:
+        status, body = await self.call(
+            "POST", "/identity/token", json={"username": username, "password": password}
+        )
+        assert status == 200 and body["status"] == 1, body
+        return str(body["data"]["token"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def api(registry: Registry, node_key: NodeKey, database_url: str) -> AsyncIterator[ApiClient]:
+    node = Node(Config(database_url=database_url), registry.engine, registry, TokenIssuer(node_key))
+    runner = web.AppRunner(build_http_app(node), access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    site = web.SockSite(runner, sock)
+    await site.start()
+    port = sock.getsockname()[1]
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(f"http://127.0.0.1:{port}", session)
+        client.token = await client.login(ADMIN_AK, ADMIN_SK)
+        yield client
+    await runner.cleanup()

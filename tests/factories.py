@@ -1,0 +1,174 @@
+"""Builders of valid registry inputs, so each test states only what it varies."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from registry.services import Actor, Registry
+from registry.services.enterprises import (
+    CREDIT_CODE_CHARSET,
+    EnterpriseApplication,
+    HostedConfig,
+    NewUser,
+    credit_code_check_char,
+)
+from registry.services.identifiers import SnmsRecord
+from registry.services.templates import TemplateSpec
+from registry.templates import ItemChange, RecordValue
+
+USER_PASSWORD = "P@ssw0rd-1"
+
+
+def credit_code(n: int) -> str:
+    body = "91320500" + "".join(CREDIT_CODE_CHARSET[(n * 7 + k) % 31] for k in range(9))
+    return body + credit_code_check_char(body)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def application(n: int, *, prefix: str | None = None) -> EnterpriseApplication:
+    return EnterpriseApplication(
+        org_name=f"测试企业{n}有限公司",
+        org_crt_type=1,
+        org_crt_code=credit_code(n),
+        contact_name="张三",
+        contact_phone=f"1380000{n:04d}",
+        new_user=NewUser(f"user{n}", sha256(USER_PASSWORD), f"u{n}@example.com", f"1390000{n:04d}"),
+        industry_category="C",
+        industry_specific="39",
+        ent_prefix=prefix,
+        filing={"entBasicInfo": {"orgName": f"测试企业{n}有限公司"}},
+    )
+
+
+def apply_json(n: int, *, prefix: str | None = None) -> dict[str, Any]:
+    basic: dict[str, Any] = {
+        "orgName": f"测试企业{n}有限公司",
+        "orgNature": 2,
+        "orgCrtType": 1,
+        "orgCrtCode": credit_code(n),
+        "orgAddr": "苏州市工业园区",
+        "industryCategory": "C",
+        "industrySpecific": "39",
+        "website": f"www.e{n}.example.com",
+        "contactName": "张三",
+        "contactPhone": f"1380000{n:04d}",
+        "contactEmail": f"c{n}@example.com",
+    }
+    if prefix:
+        basic["entPrefix"] = prefix
+    return {
+        "sysUser": {
+            "userName": f"user{n}",
+            "password": sha256(USER_PASSWORD),
+            "email": f"u{n}@example.com",
+            "mobile": f"1390000{n:04d}",
+            "remarks": "",
+        },
+        "entBasicInfo": basic,
+        "entRegisterManageInfo": {
+            "entInfoSyses": [{"sysType": 1, "deployMode": 2, "name": "云"}],
+            "servSysBuildType": 1,
+            "servSysOperType": 1,
+        },
+    }
+
+
+ITEMS = (
+    ItemChange("网址", "URL", 2000, True, 1, "string", 1, 255, True),
+    ItemChange("名称", "name", 2001, True, 1, "string", 1, 10, True),
+    ItemChange("备注", "note", 2002, False, 1, "string", None, None, True),
+    ItemChange("内部编号", "secretCode", 2003, False, 1, "string", None, None, False),
+)
+
+
+def template_spec(prefix: str, version: str = "1.0") -> TemplateSpec:
+    return TemplateSpec(
+        prefix=prefix,
+        version=version,
+        items=ITEMS,
+        industry_category="C",
+        carrier_type=1,
+        description="测试模板",
+    )
+
+
+def template_json(prefix: str, version: str = "1.0") -> dict[str, Any]:
+    return {
+        "prefix": prefix,
+        "version": version,
+        "industryCategory": "C",
+        "industrySpecific": "39",
+        "industryTrade": "397",
+        "industrySubclass": "3971",
+        "type": 1,
+        "description": "测试模板",
+        "items": [
+            {
+                "name": "网址",
+                "idType": "URL",
+                "idIndex": "2000",
+                "required": True,
+                "metadata": {"type": "string", "minLength": 1, "maxLength": 255},
+            },
+            {
+                "name": "名称",
+                "idType": "name",
+                "idIndex": 2001,
+                "required": True,
+                "metadata": {"type": "string", "minLength": 1, "maxLength": 10},
+            },
+            {
+                "name": "备注",
+                "idType": "note",
+                "idIndex": 2002,
+                "required": False,
+                "metadata": {"type": "string"},
+            },
+        ],
+    }
+
+
+def record(
+    handle: str,
+    *,
+    url: str = "https://example.com/x",
+    name: str = "产品",
+    version: str = "1.0",
+    note: str | None = None,
+) -> SnmsRecord:
+    values = [RecordValue(2000, "URL", url), RecordValue(2001, "name", name)]
+    if note is not None:
+        values.append(RecordValue(2002, "note", note))
+    return SnmsRecord(handle, version, tuple(values))
+
+
+def record_json(
+    handle: str, *, url: str = "https://example.com/x", name: str = "产品", version: str = "1.0"
+) -> dict[str, Any]:
+    return {
+        "handle": handle,
+        "templateVersion": version,
+        "value": [
+            {"index": 2000, "type": "URL", "auth": "", "data": {"format": "string", "value": url}},
+            {
+                "index": 2001,
+                "type": "name",
+                "auth": "",
+                "data": {"format": "string", "value": name},
+            },
+        ],
+    }
+
+
+async def hosted_enterprise(
+    registry: Registry, admin: Actor, n: int = 1, prefix: str | None = None
+) -> str:
+    """A filed enterprise with a hosted prefix and template "1.0"; returns the prefix."""
+    _, allocated = await registry.enterprises.apply(admin, application(n, prefix=prefix))
+    await registry.enterprises.configure(admin, allocated.prefix, HostedConfig(1))
+    await registry.templates.create(admin, template_spec(allocated.prefix))
+    return allocated.prefix

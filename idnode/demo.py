@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from registry import store
+from registry.errors import NotFound
 from registry.services import Actor, Registry
 from registry.services.enterprises import (
     CREDIT_CODE_CHARSET,
@@ -18,7 +20,7 @@ from registry.services.enterprises import (
     NewUser,
     credit_code_check_char,
 )
-from registry.services.identifiers import SnmsRecord
+from registry.services.identifiers import EXISTS, SnmsRecord
 from registry.services.templates import TemplateSpec
 from registry.templates import ItemChange, RecordValue
 
@@ -386,41 +388,64 @@ async def seed(
         raise ValueError("the demo needs at least one enterprise")
     principal = await registry.accounts.login(*admin)
     actor = Actor(principal=principal, remote="demo")
-    existing = await registry.enterprises.count_served()
-    if existing >= enterprises:
-        return DemoSummary(existing, len(MODES), await _count_identifiers(registry), False)
+    if (
+        await registry.enterprises.count_served() >= enterprises
+        and await _count_identifiers(registry) >= identifiers
+    ):
+        return DemoSummary(
+            await registry.enterprises.count_served(),
+            len(MODES),
+            await _count_identifiers(registry),
+            False,
+        )
+    # Seeding is deterministic and every step is skipped when already done, so
+    # a first start that was interrupted resumes where it stopped.
     ents = demo_enterprises(enterprises)
     for ent in ents:
-        await registry.enterprises.apply(actor, _application(ent))
-        await registry.enterprises.configure(actor, ent.prefix, HostedConfig(proxy_server_id=1))
-        await registry.templates.create(actor, _template(ent))
-    rng = random.Random(_SEED)
+        async with registry.services.read() as conn:
+            known = await store.get_prefix(conn, ent.prefix)
+        if known is None:
+            await registry.enterprises.apply(actor, _application(ent))
+            await registry.enterprises.configure(actor, ent.prefix, HostedConfig(1))
+        if not await _has_template(registry, actor, ent):
+            await registry.templates.create(actor, _template(ent))
     per_enterprise = -(-identifiers // enterprises)
     pending: list[SnmsRecord] = []
     for ent in ents:
+        rng = random.Random(_SEED + ent.number)
         for record in _records(ent, per_enterprise, ents, rng):
             pending.append(record)
             if len(pending) == BATCH_SIZE:
                 await _flush(registry, actor, pending)
         await _flush(registry, actor, pending)
     return DemoSummary(
-        enterprises, len({e.mode.key for e in ents}), await _count_identifiers(registry), True
+        await registry.enterprises.count_served(),
+        len({e.mode.key for e in ents}),
+        await _count_identifiers(registry),
+        True,
     )
+
+
+async def _has_template(registry: Registry, actor: Actor, ent: DemoEnterprise) -> bool:
+    try:
+        await registry.templates.get(actor, ent.prefix, ent.mode.version)
+    except NotFound:
+        return False
+    return True
 
 
 async def _flush(registry: Registry, actor: Actor, pending: list[SnmsRecord]) -> None:
     if not pending:
         return
     results = await registry.identifiers.batch_create(actor, pending)
-    failed = [r for r in results if not r.ok]
+    # "Exists" means an earlier, interrupted or smaller seeding wrote it: keep it.
+    failed = [r for r in results if not r.ok and r.message != EXISTS]
     if failed:
         raise RuntimeError(f"demo seeding failed for {failed[0].handle}: {failed[0].message}")
     pending.clear()
 
 
 async def _count_identifiers(registry: Registry) -> int:
-    from registry import store
-
     async with registry.services.read() as conn:
         return await store.count_identifiers(conn)
 

@@ -138,6 +138,7 @@ async def serve(
         log.info("database %s", url_for_log(config.database_url))
         if before_ready is not None:
             await before_ready(node)
+        stop = _stop_on_signals()
         sock = bind_tcp(config.http)
         runner = web.AppRunner(
             build_http_app(node),
@@ -151,15 +152,16 @@ async def serve(
             announce("http", http)
             if after_ready is not None:
                 after_ready(node, http)
-            await _wait_for_stop()
+            await stop.wait()
             log.info("stopping")
         finally:
             await runner.cleanup()
 
 
-async def _wait_for_stop() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """From here on SIGINT and SIGTERM ask for a clean stop instead of killing."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop

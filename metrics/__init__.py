@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Instruments, daily accounting, alert rules and dashboards (issue 7)."""

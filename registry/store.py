@@ -695,9 +695,15 @@ async def delete_identifier(conn: AsyncConnection, identifier_id: int) -> None:
 
 
 async def count_identifiers(conn: AsyncConnection, prefix_id: int | None = None) -> int:
+    """Identifiers under one enterprise prefix, or under all of them.
+
+    Records the node keeps for itself (prefix handles, identities) do not count.
+    """
     query = select(func.count()).select_from(t.identifiers)
     if prefix_id is not None:
         query = query.where(t.identifiers.c.prefix_id == prefix_id)
+    else:
+        query = query.where(t.identifiers.c.prefix_id.is_not(None))
     return int((await conn.execute(query)).scalar_one())
 
 

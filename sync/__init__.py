@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Synchronisation with the national top-level node (issue 6)."""

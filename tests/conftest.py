@@ -48,7 +48,8 @@ def _sqlalchemy_pg_url(database: str) -> str:
 
 
 async def _pg_admin(*statements: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_url("postgres"))
+    # Maintenance commands run from the test database scripts/test.sh creates.
+    conn = await asyncpg.connect(_asyncpg_url("idnode_test"))
     try:
         for statement in statements:
             await conn.execute(statement)
@@ -81,25 +82,32 @@ def pg_template() -> Iterator[str]:
             )
         )
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"PostgreSQL at {PG_SERVER} is not usable ({exc}); run scripts/test.sh")
+        pytest.fail(
+            f"PostgreSQL at {PG_SERVER}/idnode_test is not usable ({exc}); "
+            "run scripts/test.sh, which installs, starts and prepares it"
+        )
     asyncio.run(_migrate_url(_sqlalchemy_pg_url(PG_TEMPLATE)))
     yield PG_TEMPLATE
     asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)"))
 
 
+@pytest.fixture
+def pg_database(pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database at the current schema."""
+    name = f"idnode_test_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_pg_admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
+    yield _sqlalchemy_pg_url(name)
+    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A freshly migrated, empty database of each kind."""
     if request.param == "sqlite":
         path = tmp_path / "idnode.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite+aiosqlite:///{path}"
-        return
-    template = request.getfixturevalue("pg_template")
-    name = f"idnode_test_{os.getpid()}_{next(_counter)}"
-    asyncio.run(_pg_admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
-    yield _sqlalchemy_pg_url(name)
-    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        return f"sqlite+aiosqlite:///{path}"
+    return str(request.getfixturevalue("pg_database"))
 
 
 @pytest.fixture

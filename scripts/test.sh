@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite on a fresh machine:
+# virtualenv and dependencies, PostgreSQL (installed from the distribution's
+# packages if missing, started if stopped, test database created), then
+# lint, type checks and pytest against SQLite and PostgreSQL.
+#   scripts/test.sh [pytest arguments]
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then su postgres -c "$*"; else sudo -u postgres sh -c "$*"; fi
+}
+
+ensure_postgres() {
+    if ! command -v pg_lsclusters >/dev/null 2>&1; then
+        echo "==> installing PostgreSQL from the distribution's packages"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main"' | grep -q online; then
+        echo "==> starting PostgreSQL $version"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    fi
+    for _ in $(seq 1 30); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && break
+        sleep 1
+    done
+    export PGCONNECT_TIMEOUT=5
+    if [ -z "${IDNODE_TEST_PG:-}" ]; then
+        if psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+            IDNODE_TEST_PG=postgresql://postgres@127.0.0.1:5432
+        else
+            # A stock installation wants a password on TCP: give postgres one for the tests.
+            as_postgres "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\""
+            IDNODE_TEST_PG=postgresql://postgres:postgres@127.0.0.1:5432
+        fi
+        export IDNODE_TEST_PG
+    fi
+    if ! psql "$IDNODE_TEST_PG/idnode_test" -Atc 'SELECT 1' >/dev/null 2>&1; then
+        echo "==> creating the test database idnode_test"
+        psql "$IDNODE_TEST_PG/postgres" -q -c 'CREATE DATABASE idnode_test'
+    fi
+}
+
+ensure_venv "test"
+ensure_postgres
+cd "$ROOT"
+echo "==> ruff"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+echo "==> mypy"
+"$VENV/bin/mypy"
+echo "==> pytest (SQLite and PostgreSQL at ${IDNODE_TEST_PG%%@*}@...)"
+exec "$VENV/bin/pytest" "$@"

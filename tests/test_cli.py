@@ -1,0 +1,225 @@
+"""The ``idnode`` command as an operator runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+LISTENING = re.compile(r"^listening http (\S+)$")
+
+
+def run_idnode(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "idnode", *args],
+        cwd=cwd,
+        env=_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(extra or {})
+    return env
+
+
+class Server:
+    """An ``idnode`` process started in the background, read line by line."""
+
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "idnode", *args],
+            cwd=cwd,
+            env=_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+
+    def wait_for_http(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                stderr = self.proc.stderr.read() if self.proc.stderr else ""
+                pytest.fail(f"idnode exited early: {self.lines} {stderr}")
+            self.lines.append(line.rstrip("\n"))
+            match = LISTENING.match(line.strip())
+            if match:
+                return f"http://{match.group(1)}"
+        pytest.fail(f"no listening line within {timeout}s: {self.lines}")
+
+    def read_more(self, until: str, timeout: float = 10) -> list[str]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not any(until in line for line in self.lines):
+            self.lines.append(self.proc.stdout.readline().rstrip("\n"))
+        return self.lines
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream:
+                    stream.close()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+def http_json(url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_help_explains_every_subcommand(workdir: Path) -> None:
+    result = run_idnode("--help", cwd=workdir)
+    assert result.returncode == 0
+    for command in ("serve", "demo", "migrate", "audit"):
+        assert re.search(rf"^\s+{command}\s+\S", result.stdout, re.M), result.stdout
+    serve_help = run_idnode("serve", "--help", cwd=workdir).stdout
+    for flag in ("--config", "--db", "--http", "--demo"):
+        assert flag in serve_help
+
+
+def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
+    result = run_idnode("serve", "--http", "127.0.0.1:0", cwd=workdir)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "idnode: cannot start: database has no idnode schema; run `idnode migrate`"
+    )
+
+
+def test_unreachable_database_is_one_line(workdir: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_idnode(
+        "serve",
+        "--db",
+        f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x",
+        "--http",
+        "127.0.0.1:0",
+        cwd=workdir,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("idnode: cannot start: database unreachable"), result.stderr
+
+
+def test_bad_configuration_exits_2(workdir: Path) -> None:
+    result = run_idnode("serve", "--http", "localhost", cwd=workdir)
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrate_then_serve_with_bootstrap_admin(
+    workdir: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{workdir / 'node.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    env = {"IDNODE_DATABASE_URL": url, "IDNODE_BOOTSTRAP_ADMIN": "AKOPS:ops-secret"}
+    migrated = run_idnode("migrate", cwd=workdir, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert re.search(r"^migrated .* to schema 0001$", migrated.stdout, re.M)
+    assert "ops-secret" not in migrated.stdout + migrated.stderr
+
+    server = Server("serve", "--http", "127.0.0.1:0", cwd=workdir, env=env)
+    try:
+        base = server.wait_for_http(60)
+        assert http_json(base + "/healthz") == (200, {"status": "ok", "database": "ok"})
+        _, body = http_json(
+            base + "/identity/token", {"username": "AKOPS", "password": "ops-secret"}
+        )
+        assert body["status"] == 1
+        _, page = http_json(base + "/snms/api/prefix/page", token=body["data"]["token"])
+        assert page["status"] == 1 and page["data"]["totalElements"] == 0
+
+        # A second node on the same port cannot start, and says why in one line.
+        port = base.rsplit(":", 1)[1]
+        taken = run_idnode("serve", "--http", f"127.0.0.1:{port}", cwd=workdir, env=env)
+        assert taken.returncode == 1
+        assert (
+            taken.stderr.strip()
+            .splitlines()[-1]
+            .startswith(f"idnode: cannot start: cannot listen on 127.0.0.1:{port}")
+        )
+    finally:
+        assert server.stop() == 0
+    audit = run_idnode("audit", "verify", cwd=workdir, env=env)
+    assert (audit.returncode, audit.stdout.strip()) == (0, "audit: hash chain intact")
+
+
+def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
+    server = Server("demo", "--http", "127.0.0.1:0", cwd=workdir)
+    try:
+        base = server.wait_for_http(300)
+        lines = server.read_more("try these")
+        lines = server.read_more("/identityv2/data -d")
+        summary = next(line for line in lines if " enterprises in " in line)
+        numbers = [int(n) for n in re.findall(r"\d+", summary)]
+        assert numbers[0] >= 30 and numbers[1] >= 5 and numbers[2] >= 10000, summary
+        examples = [line.strip() for line in lines if line.startswith("  ")]
+        assert len(examples) >= 5 and base in "\n".join(examples)
+        script = examples[0] + "\n" + "\n".join(f"{cmd}; echo" for cmd in examples[1:])
+        result = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+        answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        assert len(answers) == len(examples) - 1, result
+        assert all(a["status"] == 1 for a in answers), answers
+    finally:
+        assert server.stop() == 0
+    db = sqlite3.connect(workdir / "idnode-demo.db")
+    try:
+        enterprises = db.execute("SELECT count(*) FROM enterprises").fetchone()[0]
+        identifiers = db.execute("SELECT count(*) FROM identifiers").fetchone()[0]
+        modes = db.execute("SELECT count(DISTINCT version) FROM templates").fetchone()[0]
+        linked = db.execute(
+            "SELECT count(*) FROM identifier_values WHERE type = 'parentBatch'"
+        ).fetchone()[0]
+    finally:
+        db.close()
+    assert enterprises >= 30 and identifiers >= 10000 and modes >= 5 and linked > 0
+    # A restart keeps the data set instead of seeding it again.
+    again = Server("demo", "--http", "127.0.0.1:0", cwd=workdir)
+    try:
+        again.wait_for_http(60)
+        assert any("kept" in line for line in again.lines)
+    finally:
+        assert again.stop() == 0

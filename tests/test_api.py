@@ -174,7 +174,7 @@ async def test_batch_endpoints(api: ApiClient) -> None:
     items[-1]["value"][0]["data"]["value"] = "https://different"
     result = ok(await api.call("POST", "/identityv2/data/batchCreate", json=items))
     assert [r["handle"] for r in result] == [i["handle"] for i in items]
-    assert [r["msg"] for r in result][0] == "success"
+    assert result[0]["msg"] == "success"
     assert "index" in result[1]["msg"]
     assert result[4]["msg"] == "标识已存在"
     updates = [record_json(f"{prefix}/b1", name="新"), record_json(f"{prefix}/nope")]

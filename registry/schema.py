@@ -251,4 +251,21 @@ outbox = Table(
     Index("ix_outbox_pending", "delivered_at", "seq"),
 )
 
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", String(64), nullable=False, unique=True),
+    Column("owner_id", ForeignKey("users.id", ondelete="RESTRICT"), nullable=False),
+    Column("enterprise_id", ForeignKey("enterprises.id", ondelete="RESTRICT")),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_attachments_enterprise_id", "enterprise_id"),
+)
+"""Files uploaded for enterprise filings (licence scans, ID cards, contracts)."""
+
 APPEND_ONLY_TABLES = ("audit_log",)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..grammar import Grammar
 from ..secrets import NodeKey
 from .accounts import Accounts
+from .attachments import Attachments
 from .base import SYSTEM_ACTOR, Actor, PageRequest, PageResult, Services
 from .enterprises import Enterprises
 from .identifiers import Identifiers
@@ -34,6 +35,7 @@ class Registry:
         self.enterprises = Enterprises(self.services, self.accounts)
         self.templates = Templates(self.services)
         self.identifiers = Identifiers(self.services)
+        self.attachments = Attachments(self.services)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -23,6 +23,7 @@ from ..models import (
 )
 from ..secrets import StoredSecret
 from .accounts import MAX_USERNAME, Accounts, check_password_digest
+from .attachments import link_filing_attachments
 from .base import Actor, PageRequest, PageResult, Services
 
 CREDIT_CODE_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -164,6 +165,7 @@ class Enterprises:
                 assert user is not None
                 username = user.username
                 await store.bind_user_to_enterprise(conn, user.id, enterprise_id)
+            attachments = await link_filing_attachments(conn, app.filing, enterprise_id)
             await change.record(
                 "enterprise.filed",
                 crt_code,
@@ -171,6 +173,7 @@ class Enterprises:
                     "enterprise": _filing_payload(app, crt_code),
                     "prefix": prefix_text,
                     "user": username,
+                    "attachments": attachments,
                 },
             )
             await change.record(

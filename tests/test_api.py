@@ -455,8 +455,14 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
 PDF = b"%PDF-1.7\n" + b"0" * 100
 
 
-async def upload(api: ApiClient, data: bytes, *, name: str = "f.bin", field: str = "file",
-                 token: str | None = None) -> tuple[int, Any]:
+async def upload(
+    api: ApiClient,
+    data: bytes,
+    *,
+    name: str = "f.bin",
+    field: str = "file",
+    token: str | None = None,
+) -> tuple[int, Any]:
     import aiohttp
 
     form = aiohttp.FormData()
@@ -469,8 +475,9 @@ async def test_upload_and_link_attachments(api: ApiClient) -> None:
     assert scan["path"].endswith(".png") and isinstance(scan["id"], int)
     contract = ok(await upload(api, PDF + b"0" * (2 * 1024 * 1024)))
     assert contract["path"].endswith(".pdf")
-    async with api.session.get(f"{api.base}/snms/api/file/{scan['id']}",
-                               headers={"Authorization": f"Bearer {api.token}"}) as resp:
+    async with api.session.get(
+        f"{api.base}/snms/api/file/{scan['id']}", headers={"Authorization": f"Bearer {api.token}"}
+    ) as resp:
         assert resp.status == 200 and resp.content_type == "image/png"
         assert await resp.read() == PNG
 
@@ -480,19 +487,22 @@ async def test_upload_and_link_attachments(api: ApiClient) -> None:
     ok(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
     reuse = apply_json(2)
     reuse["entBasicInfo"]["orgCrtImgRid"] = scan["id"]
-    assert "已被其他企业使用" in failed(await api.call("POST", "/snms/api/v3/ent/apply",
-                                                       json=reuse))
+    assert "已被其他企业使用" in failed(
+        await api.call("POST", "/snms/api/v3/ent/apply", json=reuse)
+    )
     missing = apply_json(3)
     missing["entBasicInfo"]["contactCrtFrontImgRid"] = 999999
-    assert "附件999999不存在" in failed(await api.call("POST", "/snms/api/v3/ent/apply",
-                                                       json=missing))
+    assert "附件999999不存在" in failed(
+        await api.call("POST", "/snms/api/v3/ent/apply", json=missing)
+    )
     page = ok(await api.call("GET", "/snms/api/v3/ent/page"))
     assert page["totalElements"] == 1  # the refused filings left nothing behind
 
     user = await api.login("user1", USER_PASSWORD)
     mine = ok(await upload(api, PNG, token=user))
-    async with api.session.get(f"{api.base}/snms/api/file/{mine['id']}",
-                               headers={"Authorization": f"Bearer {user}"}) as resp:
+    async with api.session.get(
+        f"{api.base}/snms/api/file/{mine['id']}", headers={"Authorization": f"Bearer {user}"}
+    ) as resp:
         assert resp.status == 200
     ok(await api.call("POST", "/snms/api/v3/ent/apply", json=apply_json(4)))
     other = await api.login("user4", USER_PASSWORD)
@@ -515,6 +525,10 @@ async def test_bad_uploads(api: ApiClient, data: bytes, field: str, message: str
 
 async def test_upload_needs_multipart(api: ApiClient) -> None:
     assert "multipart" in failed(await api.call("POST", "/snms/api/file/upload", json={}))
-    garbage = await api.call("POST", "/snms/api/file/upload", data=b"--x\r\nbroken",
-                             headers={"Content-Type": "multipart/form-data; boundary=x"})
+    garbage = await api.call(
+        "POST",
+        "/snms/api/file/upload",
+        data=b"--x\r\nbroken",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
     failed(garbage)

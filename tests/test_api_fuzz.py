@@ -28,46 +28,110 @@ ENDPOINTS = [
     ("POST", "/snms/api/v3/ent/apply"),
     ("POST", "/snms/api/v3/ent/upgrade-apply"),
 ]
-KEYS = ["handle", "templateVersion", "value", "index", "type", "data", "format", "auth",
-        "prefix", "version", "items", "idType", "idIndex", "metadata", "entPrefixConfig",
-        "entPrefix", "ipType", "ip", "tcpPort", "proxyServerId", "sysUser", "entBasicInfo",
-        "orgCrtType", "orgCrtCode", "username", "password", "handles", "orgCrtImgRid"]
+KEYS = [
+    "handle",
+    "templateVersion",
+    "value",
+    "index",
+    "type",
+    "data",
+    "format",
+    "auth",
+    "prefix",
+    "version",
+    "items",
+    "idType",
+    "idIndex",
+    "metadata",
+    "entPrefixConfig",
+    "entPrefix",
+    "ipType",
+    "ip",
+    "tcpPort",
+    "proxyServerId",
+    "sysUser",
+    "entBasicInfo",
+    "orgCrtType",
+    "orgCrtCode",
+    "username",
+    "password",
+    "handles",
+    "orgCrtImgRid",
+]
 
-scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats()
-           | st.text(max_size=20) | st.sampled_from(["88.100.1/x", "2000", "1.0", "URL", ""]))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["88.100.1/x", "2000", "1.0", "URL", ""])
+)
 documents = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=6)
+    ),
     max_leaves=25,
 )
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(endpoint=st.sampled_from(ENDPOINTS), document=documents)
-async def test_any_json_gets_an_envelope(api: ApiClient, endpoint: tuple[str, str],
-                                         document: Any) -> None:
+async def test_any_json_gets_an_envelope(
+    api: ApiClient, endpoint: tuple[str, str], document: Any
+) -> None:
     method, path = endpoint
     raw = json.dumps(document, allow_nan=True).encode()
-    status, body = await api.call(method, path, data=raw,
-                                  headers={"Content-Type": "application/json"})
+    status, body = await api.call(
+        method, path, data=raw, headers={"Content-Type": "application/json"}
+    )
     assert status in (200, 400, 404, 405, 413), (status, body)
     assert isinstance(body, dict) and set(body) == {"message", "status", "data"}, body
     assert body["status"] in (1, -1, -2, -3), body
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(query=st.dictionaries(
-    st.sampled_from(["handle", "prefix", "version", "currentPage", "pageSize", "startDate",
-                     "endDate", "entName", "orgName", "id"]),
-    st.text(max_size=30), max_size=4))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    query=st.dictionaries(
+        st.sampled_from(
+            [
+                "handle",
+                "prefix",
+                "version",
+                "currentPage",
+                "pageSize",
+                "startDate",
+                "endDate",
+                "entName",
+                "orgName",
+                "id",
+            ]
+        ),
+        st.text(max_size=30),
+        max_size=4,
+    )
+)
 async def test_any_query_gets_an_envelope(api: ApiClient, query: dict[str, str]) -> None:
     from urllib.parse import urlencode
 
-    for path in ("/identityv2/data/detail", "/snms/api/prefix/query", "/snms/api/prefix/page",
-                 "/snms/api/v5/template", "/snms/api/v3/ent/page", "/snms/api/v3/ent/detail"):
+    for path in (
+        "/identityv2/data/detail",
+        "/snms/api/prefix/query",
+        "/snms/api/prefix/page",
+        "/snms/api/v5/template",
+        "/snms/api/v3/ent/page",
+        "/snms/api/v3/ent/detail",
+    ):
         status, body = await api.call("GET", f"{path}?{urlencode(query)}")
         assert status == 200, (path, query, body)
         assert body["status"] in (1, -2, -3), (path, query, body)

@@ -13,7 +13,7 @@ from ..services import Actor
 from ..services.enterprises import EnterpriseApplication, NewUser
 from . import fields as f
 from .envelope import REGISTRY, authenticated, json_body, success
-from .prefixes import page_request, spring_page
+from .prefixes import date_range, page_request, spring_page
 
 routes = web.RouteTableDef()
 
@@ -97,12 +97,12 @@ def _summary(enterprise: Enterprise, format_time: Any) -> dict[str, Any]:
 async def page(request: web.Request, actor: Actor) -> web.Response:
     registry = request.app[REGISTRY]
     services = registry.services
-    q = request.query
+    start, end = date_range(request)
     result = await registry.enterprises.page(
         actor,
-        org_name=q.get("orgName") or None,
-        start=services.parse_time(q["startDate"], "startDate") if q.get("startDate") else None,
-        end=services.parse_time(q["endDate"], "endDate") if q.get("endDate") else None,
+        org_name=request.query.get("orgName") or None,
+        start=start,
+        end=end,
         page=page_request(request),
     )
     content = [_summary(e, services.format_time) for e in result.items]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +39,15 @@ def spring_page(result: PageResult[Any], content: list[dict[str, Any]]) -> dict[
 def page_request(request: web.Request) -> PageRequest:
     current, size = f.page_params(request.query)
     return PageRequest(current, size)
+
+
+def date_range(request: web.Request) -> tuple[datetime | None, datetime | None]:
+    """``startDate`` / ``endDate`` (``yyyy-MM-dd HH:mm:ss``, node-local time)."""
+    parse = request.app[REGISTRY].services.parse_time
+    q = request.query
+    start = parse(q["startDate"], "startDate") if q.get("startDate") else None
+    end = parse(q["endDate"], "endDate") if q.get("endDate") else None
+    return start, end
 
 
 def route_json(prefix: Prefix) -> dict[str, Any] | None:
@@ -86,12 +96,12 @@ async def query(request: web.Request, actor: Actor) -> web.Response:
 async def page(request: web.Request, actor: Actor) -> web.Response:
     registry = request.app[REGISTRY]
     services = registry.services
-    q = request.query
+    start, end = date_range(request)
     filters = PrefixFilter(
-        ent_name=q.get("entName") or None,
-        ent_prefix=q.get("entPrefix") or None,
-        start=services.parse_time(q["startDate"], "startDate") if q.get("startDate") else None,
-        end=services.parse_time(q["endDate"], "endDate") if q.get("endDate") else None,
+        ent_name=request.query.get("entName") or None,
+        ent_prefix=request.query.get("entPrefix") or None,
+        start=start,
+        end=end,
     )
     result = await registry.enterprises.prefix_page(actor, filters, page_request(request))
     content = [

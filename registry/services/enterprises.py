@@ -17,6 +17,7 @@ from ..models import (
     EnterpriseStatus,
     Prefix,
     PrefixState,
+    Principal,
     ProxyState,
     Role,
     SiteRoute,
@@ -240,12 +241,7 @@ class Enterprises:
         end: datetime | None,
         page: PageRequest,
     ) -> PageResult[Enterprise]:
-        principal = actor.require()
-        only: int | None = None
-        if not principal.is_admin:
-            if principal.enterprise_id is None:
-                return PageResult([], 0, page)
-            only = principal.enterprise_id
+        only = visible_enterprise(actor.require())
         async with self.s.read() as conn:
             items, total = await store.page_enterprises(
                 conn,
@@ -297,12 +293,7 @@ class Enterprises:
     async def prefix_page(
         self, actor: Actor, filters: PrefixFilter, page: PageRequest
     ) -> PageResult[tuple[Prefix, str]]:
-        principal = actor.require()
-        enterprise_id: int | None = None
-        if not principal.is_admin:
-            if principal.enterprise_id is None:
-                return PageResult([], 0, page)
-            enterprise_id = principal.enterprise_id
+        enterprise_id = visible_enterprise(actor.require())
         async with self.s.read() as conn:
             items, total = await store.page_prefixes(
                 conn,
@@ -385,6 +376,14 @@ class Enterprises:
             updated = await store.get_prefix_by_id(change.conn, prefix.id)
         assert updated is not None
         return updated
+
+
+def visible_enterprise(principal: Principal) -> int | None:
+    """Whose records a listing shows: everyone's (``None``) to an administrator,
+    else the caller's own enterprise (id 0, which matches nothing, if it has none)."""
+    if principal.is_admin:
+        return None
+    return principal.enterprise_id or 0
 
 
 def check_route(route: SiteRoute) -> SiteRoute:

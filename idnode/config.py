@@ -29,7 +29,7 @@ class Endpoint:
     def parse(cls, text: str) -> Endpoint:
         """``127.0.0.1:8000``, ``[::1]:8000``, ``:8000`` (all interfaces) or ``8000``."""
         text = text.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             host, port_text = "127.0.0.1", text
         elif text.startswith("["):
             host, sep, port_text = text[1:].partition("]:")
@@ -39,7 +39,7 @@ class Endpoint:
             host, sep, port_text = text.rpartition(":")
             if not sep:
                 raise ConfigError(f"bad endpoint {text!r}: expected host:port")
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
             raise ConfigError(f"bad port in endpoint {text!r}")
         return cls(host or "0.0.0.0", int(port_text))  # noqa: S104 - ":port" asks for all
 

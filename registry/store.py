@@ -418,7 +418,7 @@ async def max_child_segment(conn: AsyncConnection, parent_key: str) -> int:
     highest = 0
     for key in rows.scalars():
         rest = key[len(parent_key) + 1 :]
-        if rest.isdigit():
+        if rest.isascii() and rest.isdigit():
             highest = max(highest, int(rest))
     return highest
 

@@ -532,3 +532,55 @@ async def test_upload_needs_multipart(api: ApiClient) -> None:
         headers={"Content-Type": "multipart/form-data; boundary=x"},
     )
     failed(garbage)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"handle": "88.100.1/a\\u0000b", "templateVersion": "1.0", "value": []}',
+        b'{"handle": "88.100.1/\\ud800", "templateVersion": "1.0", "value": []}',
+        b'{"handle": "88.100.1/x", "templateVersion": "1.0\\u0000", "value": []}',
+        b"[" * 100000 + b"]" * 100000,
+        b'{"a":' * 40 + b"1" + b"}" * 40,
+        b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": [{"index": '
+        + b"9" * 5000
+        + b', "type": "URL", "data": "u"}]}',
+        b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": [{"index": "\xc2\xb2",'
+        b' "type": "URL", "data": "u"}]}',
+    ],
+)
+async def test_unstorable_text_and_pathological_json(api: ApiClient, raw: bytes) -> None:
+    await enterprise(api, 1)
+    failed(
+        await api.call(
+            "POST", "/identityv2/data", data=raw, headers={"Content-Type": "application/json"}
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/snms/api/prefix/page?entName=%00",
+        "/snms/api/v3/ent/page?orgName=" + "x" * 5000,
+        "/snms/api/v3/ent/detail?id=99999999999",
+        "/snms/api/v3/ent/detail?id=%C2%B2",
+        "/snms/api/prefix/page?currentPage=99999999999999999999",
+        "/snms/api/file/99999999999",
+        "/identityv2/data/detail?handle=88.100.1/%ED%A0%80",
+    ],
+)
+async def test_pathological_queries(api: ApiClient, path: str) -> None:
+    status, body = await api.call("GET", path)
+    assert status == 200 and body["status"] in (1, -2), body
+
+
+async def test_out_of_range_numbers_in_bodies(api: ApiClient) -> None:
+    prefix = await enterprise(api, 1, hosted=False)
+    config = {"proxyServerId": 2**40, "entPrefixConfig": {"entPrefix": prefix}}
+    assert "不能大于" in failed(await api.call("POST", "/snms/api/ent/config", json=config))
+    body = apply_json(2)
+    body["entBasicInfo"]["orgCrtImgRid"] = 2**40
+    assert "范围" in failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
+    body["entBasicInfo"]["orgCrtImgRid"] = "²"
+    failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))

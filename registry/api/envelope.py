@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from ..errors import (
     AlreadyExists,
@@ -91,14 +92,46 @@ async def actor_of(request: web.Request) -> Actor:
     return Actor(principal=principal, remote=client_address(request))
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL (PostgreSQL text cannot hold it) and lone surrogates (not encodable as UTF-8)."""
+MAX_JSON_DEPTH = 32
+
+
+def check_text(text: str, where: str) -> str:
+    if _UNSTORABLE.search(text):
+        raise InvalidRequest(f"{where} 含有非法字符 (NUL or unpaired surrogate)")
+    return text
+
+
+def _check_document(document: Any) -> None:
+    """Every string in a parsed JSON document is storable; nesting is bounded."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidRequest(f"JSON嵌套过深 (deeper than {MAX_JSON_DEPTH})")
+        if isinstance(node, str):
+            check_text(node, "请求体")
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                check_text(key, "请求体")
+                stack.append((value, depth + 1))
+
+
 async def json_body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw.strip():
         raise InvalidRequest("请求体不能为空 (empty body)")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = json.loads(raw)
+    except ValueError as exc:  # bad JSON, bad UTF-8, an integer of thousands of digits
         raise InvalidRequest(f"请求体不是合法的JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidRequest("JSON嵌套过深 (too deeply nested)") from None
+    _check_document(document)
+    return document
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -109,11 +142,19 @@ def _guard(run: Handler) -> Handler:
     @functools.wraps(run)
     async def guarded(request: web.Request) -> web.Response:
         try:
+            for name, value in (*request.query.items(), *request.match_info.items()):
+                check_text(value, name)
             return await run(request)
         except RegistryError as exc:
             return envelope(status_of(exc), str(exc))
         except web.HTTPRequestEntityTooLarge:
             return envelope(FAILED, "请求体过大 (request body too large)", http_status=413)
+        except DataError as exc:
+            # Validation should have stopped this before the database did.
+            log.warning(
+                "database refused data on %s %s: %s", request.method, request.path, exc.orig
+            )
+            return envelope(FAILED, "数据不合法 (the database refused a value)")
         except (DBAPIError, OSError, ConnectionError) as exc:
             log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
             return envelope(INTERNAL, "系统繁忙 (database unavailable)", http_status=503)

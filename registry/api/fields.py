@@ -7,11 +7,15 @@ decimal strings; anything else is a clear :class:`InvalidRequest`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+"""Every integer the API stores or looks up is a 32-bit database column."""
+_DECIMAL = re.compile(r"-?[0-9]{1,18}")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 
@@ -72,14 +76,16 @@ def integer(
         result = value
     elif isinstance(value, float) and value.is_integer():
         result = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         result = int(value.strip())
     else:
         raise InvalidRequest(f"{name} 应为整数 (expected an integer, got {value!r})")
-    if minimum is not None and result < minimum:
-        raise InvalidRequest(f"{name} 不能小于{minimum}")
-    if maximum is not None and result > maximum:
-        raise InvalidRequest(f"{name} 不能大于{maximum}")
+    low = INT32_MIN if minimum is None else minimum
+    high = INT32_MAX if maximum is None else maximum
+    if result < low:
+        raise InvalidRequest(f"{name} 不能小于{low}")
+    if result > high:
+        raise InvalidRequest(f"{name} 不能大于{high}")
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -48,11 +49,19 @@ def attachment_ids(filing: Mapping[str, Any]) -> Iterator[tuple[str, int]]:
                 if isinstance(item, Mapping):
                     yield from attachment_ids(item)
         elif key.endswith("Rid") and value not in (None, ""):
-            if isinstance(value, bool) or not (
-                isinstance(value, int) or (isinstance(value, str) and value.isdigit())
-            ):
-                raise InvalidRequest(f"{key} 应为附件编号 (attachment id, got {value!r})")
-            yield key, int(value)
+            yield key, _attachment_id(key, value)
+
+
+def _attachment_id(key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value):
+        number = int(value)
+    else:
+        raise InvalidRequest(f"{key} 应为附件编号 (attachment id, got {value!r})")
+    if not 0 < number < 2**31:
+        raise InvalidRequest(f"{key} 附件编号超出范围 (attachment id out of range)")
+    return number
 
 
 async def link_filing_attachments(

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .. import store
 from ..db import read_transaction, write_transaction
 from ..errors import AlreadyExists, Forbidden, InvalidRequest
-from ..grammar import Grammar, GrammarError, HandleName, normalize_prefix
+from ..grammar import (
+    Grammar,
+    GrammarError,
+    HandleName,
+    InvalidPrefix,
+    is_enterprise_prefix,
+    normalize_prefix,
+)
 from ..models import Principal
 from ..secrets import NodeKey
 
@@ -170,6 +177,10 @@ class Services:
         display_tz: tzinfo | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        if not is_enterprise_prefix(node_prefix):
+            raise InvalidPrefix(
+                f"node prefix {node_prefix!r} must be dotted digits of at most 64 characters"
+            )
         self.engine = engine
         self.node_prefix = node_prefix
         self.node_prefix_key = normalize_prefix(node_prefix)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import zoneinfo
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Generic, TypeVar
@@ -107,6 +107,14 @@ class Change:
         self.head = head
         self.actor = actor
         self.now = now
+        self._lookups: dict[Hashable, Any] = {}
+
+    async def lookup(self, key: Hashable, load: Callable[[], Awaitable[Any]]) -> Any:
+        """Read once per transaction: for rows the transaction itself does not change
+        (a batch of identifiers re-reads the same prefix and template otherwise)."""
+        if key not in self._lookups:
+            self._lookups[key] = await load()
+        return self._lookups[key]
 
     async def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
         await store.append_audit(

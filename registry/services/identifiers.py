@@ -160,7 +160,10 @@ class Identifiers:
 
     async def _writable_prefix(self, change: Change, parsed: HandleName) -> Prefix:
         principal = change.actor.require()
-        prefix = await store.get_prefix(change.conn, normalize_prefix(parsed.prefix))
+        key = normalize_prefix(parsed.prefix)
+        prefix: Prefix | None = await change.lookup(
+            ("prefix", key), lambda: store.get_prefix(change.conn, key)
+        )
         if prefix is None:
             raise InvalidRequest(f"前缀{parsed.prefix}不存在或不属于本节点 (unknown prefix)")
         if not principal.may_manage(prefix.prefix_key):
@@ -182,7 +185,10 @@ class Identifiers:
         if not record.template_version:
             raise InvalidRequest("缺少必要的请求参数: templateVersion")
         prefix = await self._writable_prefix(change, parsed)
-        template = await store.get_template(change.conn, prefix.id, record.template_version)
+        template: Template | None = await change.lookup(
+            ("template", prefix.id, record.template_version),
+            lambda: store.get_template(change.conn, prefix.id, record.template_version),
+        )
         if template is None:
             raise InvalidRequest(f"模板{record.template_version}不存在 (unknown template)")
         try:

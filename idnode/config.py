@@ -57,6 +57,8 @@ class Config:
     bootstrap_admin: str = ""
     """``<access-key>:<secret-key>`` of a node administrator to create at start."""
     suffix_case_sensitive: bool = True
+    proxy_server_id: int = 1
+    """This node's id as a hosting server: ``proxyServerId`` in ``/snms/api/ent/config``."""
     toplevel_name: str = "工业互联网标识解析国家顶级节点--北京"
     log_format: str = "auto"
     """``json`` (one object a line), ``text``, or ``auto``: text on a terminal."""

@@ -386,8 +386,8 @@ async def seed(
     """Seed the demo data set once; a database that has it already is kept."""
     if enterprises < 1:
         raise ValueError("the demo needs at least one enterprise")
-    principal = await registry.accounts.login(*admin)
-    actor = Actor(principal=principal, remote="demo")
+    login = await registry.accounts.login(*admin)
+    actor = Actor(principal=login.principal, remote="demo")
     if (
         await registry.enterprises.count_served() >= enterprises
         and await _count_identifiers(registry) >= identifiers

@@ -66,9 +66,13 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             await check_schema(engine)
             grammar = Grammar(suffix_case_sensitive=config.suffix_case_sensitive)
             reg = Registry(
-                engine, node_prefix=config.node_prefix, node_key=node_key, grammar=grammar
+                engine,
+                node_prefix=config.node_prefix,
+                node_key=node_key,
+                grammar=grammar,
+                proxy_server_id=config.proxy_server_id,
             )
-            await reg.ensure_node_prefix()
+            await reg.ensure_node()
             pair = config.bootstrap_pair()
             if pair is not None:
                 await reg.accounts.bootstrap_admin(*pair)
@@ -76,7 +80,10 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             raise StartupError(str(exc)) from None
         except (OSError, DBAPIError) as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
-        yield Node(config, engine, reg, TokenIssuer(node_key))
+        try:
+            yield Node(config, engine, reg, TokenIssuer(node_key))
+        finally:
+            await reg.accounts.drain()
     finally:
         await engine.dispose()
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -71,6 +72,15 @@ registry_head = Table(
 )
 """One row, locked by every write transaction: it hands out gap-free,
 commit-ordered sequence numbers to the audit log and the outbox."""
+
+node_settings = Table(
+    "node_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""Settings that change what the stored data means (the node prefix, suffix case
+folding): fixed when the database is first used, checked at every start."""
 
 node_prefixes = Table(
     "node_prefixes",
@@ -185,8 +195,8 @@ identifier_values = Table(
     Column("type", String(255), nullable=False),
     Column("data", LargeBinary, nullable=False),
     Column("ttl_type", Integer, nullable=False),
-    Column("ttl", Integer, nullable=False),
-    Column("timestamp", Integer, nullable=False),
+    Column("ttl", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
     Column("permissions", Integer, nullable=False),
     Column("refs", Text, nullable=False, default="[]"),
 )

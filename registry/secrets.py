@@ -136,6 +136,32 @@ class StoredSecret:
         return cls(hash_secret(digest_hex), key.seal(digest_hex.encode()))
 
 
+SEALED_VALUE_MARK = b"\x00idnode-sealed-v1\x00"
+"""Leads the data of a Handle value kept sealed at rest (``HS_SECKEY``)."""
+_VALUE_PURPOSE = "idnode sealed handle value"
+
+
+def seal_value(key: NodeKey, data: bytes) -> bytes:
+    """Value data as stored when it is a secret the protocol needs back in clear."""
+    return SEALED_VALUE_MARK + key.seal(data, purpose=_VALUE_PURPOSE)
+
+
+def is_sealed_value(data: bytes) -> bool:
+    return data.startswith(SEALED_VALUE_MARK)
+
+
+def open_value(key: NodeKey, data: bytes) -> bytes:
+    """The clear data of a stored value, sealed or not."""
+    if not is_sealed_value(data):
+        return data
+    return key.unseal(data[len(SEALED_VALUE_MARK) :], purpose=_VALUE_PURPOSE)
+
+
+def credential_fingerprint(secret_hash: str) -> str:
+    """Changes whenever the secret does: tokens carry it, so re-keying revokes them."""
+    return hashlib.sha256(secret_hash.encode()).hexdigest()[:16]
+
+
 def verify_plain(secret: str, stored_hash: str) -> bool:
     return verify_secret(sha256_hex(secret), stored_hash)
 

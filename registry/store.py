@@ -138,9 +138,11 @@ async def append_outbox(
 
 
 async def read_audit(
-    conn: AsyncConnection, *, after: int = 0, limit: int | None = None
+    conn: AsyncConnection, *, after: int = 0, up_to: int | None = None, limit: int | None = None
 ) -> list[AuditEntry]:
     query = select(t.audit_log).where(t.audit_log.c.seq > after).order_by(t.audit_log.c.seq)
+    if up_to is not None:
+        query = query.where(t.audit_log.c.seq <= up_to)
     if limit is not None:
         query = query.limit(limit)
     return [
@@ -183,7 +185,16 @@ async def outbox_events(
     ]
 
 
-# --- node prefixes ----------------------------------------------------------
+# --- node settings and prefixes ---------------------------------------------
+
+
+async def read_settings(conn: AsyncConnection) -> dict[str, str]:
+    rows = await conn.execute(select(t.node_settings.c.key, t.node_settings.c.value))
+    return {row.key: row.value for row in rows}
+
+
+async def insert_setting(conn: AsyncConnection, key: str, value: str) -> None:
+    await conn.execute(insert(t.node_settings).values(key=key, value=value))
 
 
 async def node_prefix_keys(conn: AsyncConnection) -> list[str]:
@@ -861,6 +872,22 @@ async def find_access_key(conn: AsyncConnection, access_key: str) -> tuple[int, 
         )
     ).first()
     return (row.id, row.user_id) if row else None
+
+
+async def credential_hash(
+    conn: AsyncConnection, user_id: int, access_key_id: int | None
+) -> str | None:
+    """The current secret hash behind a token: its enabled access key, or the user's."""
+    if access_key_id is None:
+        query = select(t.users.c.secret_hash).where(t.users.c.id == user_id)
+    else:
+        query = select(t.access_keys.c.secret_hash).where(
+            t.access_keys.c.id == access_key_id,
+            t.access_keys.c.user_id == user_id,
+            t.access_keys.c.status == 1,
+        )
+    value = (await conn.execute(query)).scalar_one_or_none()
+    return str(value) if value is not None else None
 
 
 async def touch_access_key(conn: AsyncConnection, key_id: int) -> None:

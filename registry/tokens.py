@@ -25,6 +25,10 @@ class TokenClaims:
     user_id: int
     via: str
     expires_at: int
+    access_key_id: int | None
+    """The access key the token was issued for, if it was issued for one."""
+    fingerprint: str
+    """Fingerprint of the credential's secret at issue time."""
 
 
 class TokenIssuer:
@@ -32,12 +36,22 @@ class TokenIssuer:
         self._secret = key.derive("idnode bearer token")
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, user_id: int, via: str, *, now: float | None = None) -> str:
+    def issue(
+        self,
+        user_id: int,
+        via: str,
+        *,
+        fingerprint: str,
+        access_key_id: int | None = None,
+        now: float | None = None,
+    ) -> str:
         issued = int(time.time() if now is None else now)
         claims = {
             "iss": _ISSUER,
             "sub": str(user_id),
             "via": via,
+            "kid": access_key_id,
+            "cfp": fingerprint,
             "iat": issued,
             "exp": issued + self.ttl_seconds,
             "jti": secrets.token_hex(8),
@@ -51,7 +65,7 @@ class TokenIssuer:
                 self._secret,
                 algorithms=[_ALGORITHM],
                 issuer=_ISSUER,
-                options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": now is None},
+                options={"require": ["exp", "iat", "sub", "iss", "cfp"], "verify_exp": now is None},
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired") from None
@@ -63,6 +77,13 @@ class TokenIssuer:
             user_id = int(claims["sub"])
         except ValueError:
             raise InvalidToken("invalid token subject") from None
+        key_id = claims.get("kid")
+        if key_id is not None and not isinstance(key_id, int):
+            raise InvalidToken("invalid token key id")
         return TokenClaims(
-            user_id=user_id, via=str(claims.get("via", "")), expires_at=int(claims["exp"])
+            access_key_id=key_id,
+            fingerprint=str(claims["cfp"]),
+            user_id=user_id,
+            via=str(claims.get("via", "")),
+            expires_at=int(claims["exp"]),
         )

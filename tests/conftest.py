@@ -119,17 +119,18 @@ def node_key() -> NodeKey:
 async def registry(database_url: str, node_key: NodeKey) -> AsyncIterator[Registry]:
     engine = create_engine(database_url)
     reg = Registry(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=Grammar())
-    await reg.ensure_node_prefix()
+    await reg.ensure_node()
     await reg.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
     try:
         yield reg
     finally:
+        await reg.accounts.drain()
         await engine.dispose()
 
 
 @pytest.fixture
 async def admin(registry: Registry) -> Actor:
-    principal = await registry.accounts.login(ADMIN_AK, ADMIN_SK)
+    principal = (await registry.accounts.login(ADMIN_AK, ADMIN_SK)).principal
     return Actor(principal=principal, remote="test")
 
 

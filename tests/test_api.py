@@ -584,3 +584,116 @@ async def test_out_of_range_numbers_in_bodies(api: ApiClient) -> None:
     assert "范围" in failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
     body["entBasicInfo"]["orgCrtImgRid"] = "²"
     failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
+
+
+# --- review fixes: credentials, hosting approval, odd inputs ------------------
+
+
+async def test_tokens_die_with_their_credential(api: ApiClient, registry: Any) -> None:
+    from registry import schema
+
+    assert ok(await api.call("GET", "/snms/api/prefix/page"))  # admin AK token works
+    await registry.accounts.bootstrap_admin(ADMIN_AK, "re-keyed")
+    assert "token" in failed(await api.call("GET", "/snms/api/prefix/page"), status=-1)
+    fresh = await api.login(ADMIN_AK, "re-keyed")
+    assert ok(await api.call("GET", "/snms/api/prefix/page", token=fresh))
+    async with registry.services.change(registry_actor()) as change:
+        await change.conn.execute(schema.access_keys.update().values(status=0))
+    failed(await api.call("GET", "/snms/api/prefix/page", token=fresh), status=-1)
+
+
+def registry_actor() -> Any:
+    from registry.services import SYSTEM_ACTOR
+
+    return SYSTEM_ACTOR
+
+
+async def test_password_change_revokes_user_tokens(api: ApiClient, registry: Any) -> None:
+    from registry import schema
+    from registry.secrets import StoredSecret
+
+    await enterprise(api, 1)
+    token = await api.login("user1", USER_PASSWORD)
+    assert ok(await api.call("GET", "/snms/api/v3/ent/detail", token=token))
+    new = StoredSecret.from_plain("new-password", registry.services.node_key)
+    async with registry.services.change(registry_actor()) as change:
+        await change.conn.execute(
+            schema.users.update()
+            .where(schema.users.c.username == "user1")
+            .values(secret_hash=new.hash)
+        )
+    failed(await api.call("GET", "/snms/api/v3/ent/detail", token=token), status=-1)
+
+
+async def test_hosting_is_requested_by_the_enterprise_and_granted_by_the_admin(
+    api: ApiClient,
+) -> None:
+    prefix = await enterprise(api, 1, hosted=False)
+    user = await api.login("user1", USER_PASSWORD)
+    request = {"proxyServerId": 1, "entPrefixConfig": {"entPrefix": prefix}}
+    assert ok(await api.call("POST", "/snms/api/ent/config", json=request, token=user))
+    assert (
+        ok(await api.call("GET", f"/snms/api/prefix/query?prefix={prefix}", token=user))[
+            "proxyState"
+        ]
+        == 2
+    )
+    ok(await api.call("POST", "/snms/api/v5/template", json=template_json(prefix), token=user))
+    assert "未启用或未托管" in failed(
+        await api.call("POST", "/identityv2/data", json=record_json(f"{prefix}/early"), token=user)
+    )
+    wrong = {"proxyServerId": 7, "entPrefixConfig": {"entPrefix": prefix}}
+    assert "托管服务器7不存在" in failed(await api.call("POST", "/snms/api/ent/config", json=wrong))
+    ok(await api.call("POST", "/snms/api/ent/config", json=request))  # the admin grants
+    assert ok(await api.call("GET", f"/snms/api/prefix/query?prefix={prefix}"))["proxyState"] == 4
+    assert ok(
+        await api.call("POST", "/identityv2/data", json=record_json(f"{prefix}/now"), token=user)
+    )
+
+
+async def test_access_keys_only_for_yourself(api: ApiClient) -> None:
+    await enterprise(api, 1)
+    user = await api.login("user1", USER_PASSWORD)
+    for name in ("admin", "nobody-at-all"):  # no hint whether the user exists
+        failed(
+            await api.call("POST", "/identity/access-key", json={"username": name}, token=user),
+            status=-3,
+        )
+    assert "不存在" in failed(
+        await api.call("POST", "/identity/access-key", json={"username": "nobody-at-all"})
+    )
+
+
+async def test_secrets_never_shown_by_the_data_api(api: ApiClient) -> None:
+    detail = ok(await api.call("GET", "/identityv2/data/detail?handle=0.NA/88.100"))
+    assert [v["type"] for v in detail["value"]] == ["HS_ADMIN"]
+    assert ADMIN_SK not in json.dumps(detail)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/snms/api/prefix/page?startDate=0001-01-01",
+        "/snms/api/v3/ent/page?endDate=0001-01-01 07:00:00",
+        "/snms/api/v3/ent/page?endDate=9999-12-31 23:59:59",
+    ],
+)
+async def test_extreme_dates(api: ApiClient, path: str) -> None:
+    status, body = await api.call("GET", path)
+    assert status == 200 and body["status"] in (1, -2), body
+
+
+async def test_upload_filename_with_control_characters(api: ApiClient) -> None:
+    # Raw multipart, since a well-behaved client refuses to send such a name.
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; '
+        b"filename*=UTF-8''..%5Cevil%00name.png\r\n"
+        b"Content-Type: image/png\r\n\r\n" + PNG + b"\r\n--b--\r\n"
+    )
+    result = await api.call(
+        "POST",
+        "/snms/api/file/upload",
+        data=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert ok(result)["path"].endswith(".png")

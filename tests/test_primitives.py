@@ -79,9 +79,14 @@ def test_node_key_file_is_created_private_and_reloaded(tmp_path: Path) -> None:
 def test_tokens_expire_after_24_hours_and_are_bound_to_the_key() -> None:
     key = NodeKey.generate()
     issuer = TokenIssuer(key)
-    token = issuer.issue(7, "ak", now=1_000_000)
+    token = issuer.issue(7, "ak", fingerprint="f1", access_key_id=3, now=1_000_000)
     claims = issuer.verify(token, now=1_000_000 + 24 * 3600 - 1)
-    assert (claims.user_id, claims.via) == (7, "ak")
+    assert (claims.user_id, claims.via, claims.access_key_id, claims.fingerprint) == (
+        7,
+        "ak",
+        3,
+        "f1",
+    )
     with pytest.raises(InvalidToken, match="expired"):
         issuer.verify(token, now=1_000_000 + 24 * 3600)
     with pytest.raises(InvalidToken):

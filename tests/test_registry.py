@@ -19,7 +19,7 @@ from registry.errors import (
 )
 from registry.grammar import Grammar
 from registry.models import PERM_PUBLIC, PERM_RESTRICTED, PrefixState, ProxyState, SiteRoute
-from registry.secrets import dated_digest, sha256_hex
+from registry.secrets import dated_digest, is_sealed_value, open_value, sha256_hex
 from registry.services import Actor, PageRequest, Registry
 from registry.services.enterprises import HostedConfig, PrefixFilter
 from registry.services.identifiers import SnmsRecord
@@ -41,14 +41,14 @@ async def count(registry: Registry, table: schema.Table) -> int:
 
 
 async def user_actor(registry: Registry, n: int) -> Actor:
-    return Actor(await registry.accounts.login(f"user{n}", USER_PASSWORD), "test")
+    return Actor((await registry.accounts.login(f"user{n}", USER_PASSWORD)).principal, "test")
 
 
 # --- accounts -----------------------------------------------------------------
 
 
 async def test_bootstrap_admin_logs_in_and_is_idempotent(registry: Registry) -> None:
-    principal = await registry.accounts.login(ADMIN_AK, ADMIN_SK)
+    principal = (await registry.accounts.login(ADMIN_AK, ADMIN_SK)).principal
     assert principal.is_admin and principal.via == "ak"
     users_before = await count(registry, schema.users)
     await registry.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
@@ -57,7 +57,7 @@ async def test_bootstrap_admin_logs_in_and_is_idempotent(registry: Registry) -> 
     await registry.accounts.bootstrap_admin(ADMIN_AK, "rotated")
     with pytest.raises(LoginFailed):
         await registry.accounts.login(ADMIN_AK, ADMIN_SK)
-    assert (await registry.accounts.login(ADMIN_AK, "rotated")).is_admin
+    assert (await registry.accounts.login(ADMIN_AK, "rotated")).principal.is_admin
 
 
 async def test_bootstrap_writes_handle_identity(registry: Registry) -> None:
@@ -69,15 +69,24 @@ async def test_bootstrap_writes_handle_identity(registry: Registry) -> None:
     assert AdminRef.from_bytes(values[100].data) == AdminRef("0.NA/88.100", 300, 0x0FFF)
     assert values[300].type == "HS_SECKEY"
     assert values[300].permissions == PERM_RESTRICTED  # never publicly readable
-    assert values[300].data == ADMIN_SK.encode()
+    # Sealed at rest: the database holds no usable copy of the secret.
+    assert ADMIN_SK.encode() not in values[300].data
+    assert is_sealed_value(values[300].data)
+    assert open_value(registry.services.node_key, values[300].data) == ADMIN_SK.encode()
+    # A restart with the same secret leaves the record (and the audit log) alone.
+    audit_before = await count(registry, schema.audit_log)
+    await registry.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
+    assert await count(registry, schema.audit_log) == audit_before
 
 
 async def test_login_forms(registry: Registry, admin: Actor) -> None:
     await registry.enterprises.apply(admin, application(1))
-    assert (await registry.accounts.login("user1", USER_PASSWORD)).enterprise_id is not None
+    assert (
+        await registry.accounts.login("user1", USER_PASSWORD)
+    ).principal.enterprise_id is not None
     today = registry.services.local_date()
     dated = dated_digest(sha256_hex(USER_PASSWORD), today)
-    assert (await registry.accounts.login("user1", dated, dated=True)).username == "user1"
+    assert (await registry.accounts.login("user1", dated, dated=True)).principal.username == "user1"
     stale = dated_digest(sha256_hex(USER_PASSWORD), "2019-08-15")
     for login, password, is_dated in [
         ("user1", "wrong", False),
@@ -94,7 +103,7 @@ async def test_access_keys(registry: Registry, admin: Actor) -> None:
     await registry.enterprises.apply(admin, application(1))
     user = await user_actor(registry, 1)
     ak, sk = await registry.accounts.create_access_key(user, "user1")
-    principal = await registry.accounts.login(ak, sk)
+    principal = (await registry.accounts.login(ak, sk)).principal
     assert principal.username == "user1" and principal.via == "ak"
     await registry.enterprises.apply(admin, application(2))
     with pytest.raises(Forbidden):
@@ -106,7 +115,7 @@ async def test_register_user_is_admin_only_and_unique(registry: Registry, admin:
     await registry.accounts.register_user(
         admin, username="ddd", password_digest=digest, email="d@x.cn", mobile="13900000001"
     )
-    assert (await registry.accounts.login("ddd", "pw")).username == "ddd"
+    assert (await registry.accounts.login("ddd", "pw")).principal.username == "ddd"
     with pytest.raises(AlreadyExists):
         await registry.accounts.register_user(
             admin, username="eee", password_digest=digest, email="d@x.cn", mobile="13900000002"
@@ -123,7 +132,7 @@ async def test_register_user_is_admin_only_and_unique(registry: Registry, admin:
 
 async def test_disabled_user_loses_access(registry: Registry, admin: Actor) -> None:
     await registry.enterprises.apply(admin, application(1))
-    principal = await registry.accounts.login("user1", USER_PASSWORD)
+    principal = (await registry.accounts.login("user1", USER_PASSWORD)).principal
     async with registry.services.change(admin) as change:
         await change.conn.execute(
             schema.users.update().values(status=0).where(schema.users.c.username == "user1")
@@ -377,9 +386,9 @@ async def test_case_insensitive_suffix_setting(database_url: str, node_key: obje
         grammar=Grammar(suffix_case_sensitive=False),
     )
     try:
-        await reg.ensure_node_prefix()
+        await reg.ensure_node()
         await reg.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
-        actor = Actor(await reg.accounts.login(ADMIN_AK, ADMIN_SK))
+        actor = Actor((await reg.accounts.login(ADMIN_AK, ADMIN_SK)).principal)
         prefix = await hosted_enterprise(reg, actor)
         await reg.identifiers.create(actor, record(f"{prefix}/AbC"))
         assert (await reg.identifiers.detail(actor, f"{prefix}/abc")).identifier.name.endswith(
@@ -574,4 +583,48 @@ async def test_node_prefix_is_fixed_per_database(registry: Registry, node_key: o
     assert isinstance(node_key, NodeKey)
     other = Registry(registry.engine, node_prefix="88.200", node_key=node_key)
     with pytest.raises(InvalidRequest, match="belongs to node prefix 88.100"):
-        await other.ensure_node_prefix()
+        await other.ensure_node()
+
+
+async def test_case_rule_is_fixed_per_database(registry: Registry, node_key: object) -> None:
+    from registry.secrets import NodeKey
+
+    assert isinstance(node_key, NodeKey)
+    folding = Registry(
+        registry.engine,
+        node_prefix="88.100",
+        node_key=node_key,
+        grammar=Grammar(suffix_case_sensitive=False),
+    )
+    with pytest.raises(InvalidRequest, match="case-sensitive"):
+        await folding.ensure_node()
+
+
+async def test_two_processes_share_the_sequence_head(
+    registry: Registry, admin: Actor, database_url: str, node_key: object
+) -> None:
+    """Two engines stand for two node processes on one database."""
+    from registry.db import create_engine
+    from registry.secrets import NodeKey
+
+    assert isinstance(node_key, NodeKey)
+    prefix = await hosted_enterprise(registry, admin)
+    engine = create_engine(database_url)
+    other = Registry(engine, node_prefix="88.100", node_key=node_key)
+    try:
+        writes = [
+            (registry if i % 2 else other).identifiers.create(admin, record(f"{prefix}/p{i}"))
+            for i in range(16)
+        ]
+        batch = [record(f"{prefix}/q{i}") for i in range(20)]
+        results = await asyncio.gather(
+            *writes, other.identifiers.batch_create(admin, batch), return_exceptions=True
+        )
+    finally:
+        await engine.dispose()
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    async with registry.services.read() as conn:
+        seqs = [e["seq"] for e in await store.outbox_events(conn, limit=10_000)]
+        assert await store.count_identifiers(conn) == 36
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert await registry.verify_audit() == []

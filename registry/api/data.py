@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..errors import InvalidRequest, RegistryError
 from ..models import HandleValue
+from ..secrets import is_sealed_value
 from ..services import Actor
 from ..services.identifiers import (
     MAX_BATCH,
@@ -80,7 +81,8 @@ def detail_json(view: IdentifierView, asked: str) -> dict[str, Any]:
         "prefix": view.prefix.prefix if view.prefix else asked.partition("/")[0],
         "handle": asked,
         "templateVersion": view.template.version if view.template else "",
-        "value": [_value_json(v) for v in identifier.values],
+        # Sealed secrets (HS_SECKEY) are for proving identity, never for display.
+        "value": [_value_json(v) for v in identifier.values if not is_sealed_value(v.data)],
     }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import (
     AlreadyExists,
@@ -88,7 +89,12 @@ async def actor_of(request: web.Request) -> Actor:
         claims = request.app[TOKENS].verify(token.strip())
     except InvalidToken as exc:
         raise Unauthenticated(f"token无效或已过期 ({exc})") from None
-    principal = await request.app[REGISTRY].accounts.principal(claims.user_id, claims.via)
+    principal = await request.app[REGISTRY].accounts.principal(
+        claims.user_id,
+        claims.via,
+        access_key_id=claims.access_key_id,
+        fingerprint=claims.fingerprint,
+    )
     return Actor(principal=principal, remote=client_address(request))
 
 
@@ -155,7 +161,7 @@ def _guard(run: Handler) -> Handler:
                 "database refused data on %s %s: %s", request.method, request.path, exc.orig
             )
             return envelope(FAILED, "数据不合法 (the database refused a value)")
-        except (DBAPIError, OSError, ConnectionError) as exc:
+        except (DBAPIError, PoolTimeout, OSError, ConnectionError) as exc:
             log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
             return envelope(INTERNAL, "系统繁忙 (database unavailable)", http_status=503)
         except web.HTTPException:

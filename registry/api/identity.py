@@ -19,8 +19,13 @@ async def _login(request: web.Request, *, dated: bool) -> web.Response:
     password = f.text(body, "password", max_len=255)
     if not username or not password:
         raise LoginFailed(LOGIN_FAILED)
-    principal = await request.app[REGISTRY].accounts.login(username, password, dated=dated)
-    token = request.app[TOKENS].issue(principal.user_id, principal.via)
+    login = await request.app[REGISTRY].accounts.login(username, password, dated=dated)
+    token = request.app[TOKENS].issue(
+        login.principal.user_id,
+        login.principal.via,
+        fingerprint=login.fingerprint,
+        access_key_id=login.access_key_id,
+    )
     return success({"token": token})
 
 

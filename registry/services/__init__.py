@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .. import store
+from ..errors import InvalidRequest
 from ..grammar import Grammar
 from ..secrets import NodeKey
 from .accounts import Accounts
@@ -15,6 +17,8 @@ from .identifiers import Identifiers
 from .templates import Templates
 
 __all__ = ["SYSTEM_ACTOR", "Actor", "PageRequest", "PageResult", "Registry"]
+
+SUFFIX_CASE_SETTING = "suffix_case"
 
 
 class Registry:
@@ -27,9 +31,14 @@ class Registry:
         node_prefix: str,
         node_key: NodeKey,
         grammar: Grammar | None = None,
+        proxy_server_id: int = 1,
     ) -> None:
         self.services = Services(
-            engine, node_prefix=node_prefix, node_key=node_key, grammar=grammar
+            engine,
+            node_prefix=node_prefix,
+            node_key=node_key,
+            grammar=grammar,
+            proxy_server_id=proxy_server_id,
         )
         self.accounts = Accounts(self.services)
         self.enterprises = Enterprises(self.services, self.accounts)
@@ -45,12 +54,11 @@ class Registry:
     def node_prefix(self) -> str:
         return self.services.node_prefix
 
-    async def ensure_node_prefix(self) -> None:
-        """Record the node's own prefix; refuse a database made for another node."""
-        from .. import store
-        from ..errors import InvalidRequest
-
+    async def ensure_node(self) -> None:
+        """Fix the settings that give stored names their meaning on first use, and
+        refuse a database made for another node prefix or another case rule."""
         s = self.services
+        case_rule = "sensitive" if s.grammar.suffix_case_sensitive else "insensitive"
         async with s.change(SYSTEM_ACTOR) as change:
             keys = await store.node_prefix_keys(change.conn)
             if not keys:
@@ -62,15 +70,25 @@ class Registry:
                 raise InvalidRequest(
                     f"this database belongs to node prefix {', '.join(keys)}, not {s.node_prefix}"
                 )
+            settings = await store.read_settings(change.conn)
+            stored = settings.get(SUFFIX_CASE_SETTING)
+            if stored is None:
+                await store.insert_setting(change.conn, SUFFIX_CASE_SETTING, case_rule)
+            elif stored != case_rule:
+                raise InvalidRequest(
+                    f"this database stores suffixes case-{stored}; the configuration says "
+                    f"case-{case_rule} (suffix_case_sensitive), which would split records"
+                )
 
     async def verify_audit(self) -> list[str]:
         """Problems found in the audit hash chain; empty when it is intact."""
-        from .. import store
         from ..audit import GENESIS_HASH, verify_chain
 
         async with self.services.read() as conn:
-            entries = await store.read_audit(conn)
+            # The head first: entries committed after it are someone else's
+            # newer writes, not evidence of tampering, and are left for next time.
             head = await store.read_head(conn)
+            entries = await store.read_audit(conn, up_to=head.audit_seq)
         problems = [f"entry {p.seq}: {p.reason}" for p in verify_chain(entries)]
         last_seq, last_hash = (entries[-1].seq, entries[-1].hash) if entries else (0, GENESIS_HASH)
         if (last_seq, last_hash) != (head.audit_seq, head.audit_hash):

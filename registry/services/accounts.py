@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import re
 import secrets
 import string
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,9 +25,20 @@ from ..models import (
     Principal,
     Role,
 )
-from ..secrets import StoredSecret, dated_digest, sha256_hex, verify_plain, verify_secret
+from ..secrets import (
+    NodeKey,
+    StoredSecret,
+    credential_fingerprint,
+    dated_digest,
+    open_value,
+    seal_value,
+    sha256_hex,
+    verify_plain,
+)
 from ..values import HS_ADMIN, HS_SECKEY, AdminRef
 from .base import SYSTEM_ACTOR, Actor, Change, Services
+
+log = logging.getLogger("idnode.accounts")
 
 LOGIN_FAILED = "用户名/密码错误！"
 BOOTSTRAP_USERNAME = "admin"
@@ -44,52 +60,97 @@ def check_password_digest(digest: str) -> str:
     return digest.lower()
 
 
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A successful login: the caller, and the credential a token is bound to."""
+
+    principal: Principal
+    access_key_id: int | None
+    fingerprint: str
+
+
 class Accounts:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._dummy_sealed = services.node_key.seal(sha256_hex("no such user").encode())
+        self._background: set[asyncio.Task[None]] = set()
 
-    async def login(self, login: str, password: str, *, dated: bool = False) -> Principal:
+    async def login(self, login: str, password: str, *, dated: bool = False) -> Login:
         """Check a user name or access key and its secret.
 
         ``dated`` is the ``/identity/token/v1`` form, where the password is
         ``sha256(sha256(secret) + "yyyy-MM-dd")``. The day is the node's local
         date; the neighbouring days are accepted too, so a client whose clock
-        is on the other side of midnight can still log in.
+        is on the other side of midnight can still log in. An unknown login
+        costs the same work as a known one, so timing tells no names.
         """
         if not login or not password or len(login) > 64 or len(password) > 255:
             raise LoginFailed(LOGIN_FAILED)
         async with self.s.read() as conn:
             credential = await store.credential_for_login(conn, login)
-        if credential is None:
-            # Spend the same time as a real check: no user-name oracle.
-            verify_plain(password, _DUMMY_HASH)
-            raise LoginFailed(LOGIN_FAILED)
         if dated:
-            ok = self._check_dated(password, credential.digest_sealed)
+            sealed = credential.digest_sealed if credential else self._dummy_sealed
+            ok = self._check_dated(password, sealed)
         else:
-            ok = verify_plain(password, credential.secret_hash)
-        if not ok or credential.user.status != 1:
+            stored = credential.secret_hash if credential else _DUMMY_HASH
+            ok = await asyncio.to_thread(verify_plain, password, stored)
+        if credential is None or not ok or credential.user.status != 1:
             raise LoginFailed(LOGIN_FAILED)
-        via = "ak" if credential.access_key_id is not None else "user"
-        principal = await self.principal(credential.user.id, via)
-        if credential.access_key_id is not None:
-            async with self.s.change(SYSTEM_ACTOR) as change:
-                await store.touch_access_key(change.conn, credential.access_key_id)
-        return principal
+        key_id = credential.access_key_id
+        principal = await self.principal(credential.user.id, "ak" if key_id is not None else "user")
+        if key_id is not None:
+            self._in_background(self._touch(key_id))
+        return Login(principal, key_id, credential_fingerprint(credential.secret_hash))
 
     def _check_dated(self, password: str, sealed: bytes | None) -> bool:
         if sealed is None:
             return False
         digest = self.s.node_key.unseal(sealed).decode()
-        candidates = (dated_digest(digest, self.s.local_date(d)) for d in (0, -1, 1))
+        candidates = [dated_digest(digest, self.s.local_date(d)) for d in (0, -1, 1)]
         return any(hmac.compare_digest(password.lower(), c) for c in candidates)
 
-    async def principal(self, user_id: int, via: str) -> Principal:
-        """The caller behind a verified token, as of now (disabled users drop out)."""
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _touch(self, key_id: int) -> None:
+        """Record when an access key was last used, off the login's own path."""
+        try:
+            async with self.s.change(SYSTEM_ACTOR) as change:
+                await store.touch_access_key(change.conn, key_id)
+        except Exception as exc:  # bookkeeping only: never fail a login over it
+            log.warning("could not record use of access key %s: %s", key_id, exc)
+
+    async def drain(self) -> None:
+        """Finish background bookkeeping (before the engine closes)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def principal(
+        self,
+        user_id: int,
+        via: str,
+        *,
+        access_key_id: int | None = None,
+        fingerprint: str | None = None,
+    ) -> Principal:
+        """The caller behind a token, as of now.
+
+        A disabled user or enterprise drops out, and with ``fingerprint`` a
+        token also dies with its credential: a disabled or re-keyed access
+        key, a changed password.
+        """
         async with self.s.read() as conn:
             user = await store.get_user(conn, user_id)
             if user is None or user.status != 1:
                 raise Unauthenticated("用户不存在或已停用 (user unknown or disabled)")
+            if fingerprint is not None:
+                secret_hash = await store.credential_hash(conn, user_id, access_key_id)
+                if secret_hash is None or not hmac.compare_digest(
+                    credential_fingerprint(secret_hash), fingerprint
+                ):
+                    raise Unauthenticated("token已失效，请重新登录 (credential changed)")
             keys: frozenset[str] = frozenset()
             if user.role is Role.ENTERPRISE and user.enterprise_id is not None:
                 enterprise = await store.get_enterprise(conn, user.enterprise_id)
@@ -123,9 +184,9 @@ class Accounts:
         if not mobile:
             raise InvalidRequest("缺少必要的请求参数: mobile")
         digest = check_password_digest(password_digest)
+        secret = await stored_secret(digest, self.s.node_key)
         async with self.s.change(actor) as change:
             await self.ensure_user_is_new(change.conn, username, email, mobile)
-            secret = StoredSecret.from_digest(digest, self.s.node_key)
             user_id = await store.insert_user(
                 change.conn,
                 username=username,
@@ -158,14 +219,14 @@ class Accounts:
     async def create_access_key(self, actor: Actor, username: str) -> tuple[str, str]:
         """A new AK/SK pair for a user; the secret is shown only this once."""
         principal = actor.require()
+        if not principal.is_admin and username != principal.username:
+            raise Forbidden("没有权限 (may create keys only for yourself)")
+        access_key, secret_key = new_access_key_pair()
+        secret = await stored_secret(sha256_hex(secret_key), self.s.node_key)
         async with self.s.change(actor) as change:
             user = await store.find_user(change.conn, username=username)
             if user is None:
                 raise InvalidRequest(f"用户{username}不存在 (unknown user)")
-            if not principal.is_admin and principal.user_id != user.id:
-                raise Forbidden("没有权限 (may create keys only for yourself)")
-            access_key, secret_key = new_access_key_pair()
-            secret = StoredSecret.from_plain(secret_key, self.s.node_key)
             await store.insert_access_key(
                 change.conn,
                 access_key=access_key,
@@ -184,7 +245,7 @@ class Accounts:
         """
         if not access_key or not secret_key or len(access_key) > 64:
             raise InvalidRequest("IDNODE_BOOTSTRAP_ADMIN must be <access-key>:<secret-key>")
-        secret = StoredSecret.from_plain(secret_key, self.s.node_key)
+        secret = await stored_secret(sha256_hex(secret_key), self.s.node_key)
         async with self.s.change(SYSTEM_ACTOR) as change:
             conn = change.conn
             existing_key = await store.find_access_key(conn, access_key)
@@ -216,8 +277,8 @@ class Accounts:
             else:
                 key_id, _ = existing_key
                 credential = await store.credential_for_login(conn, access_key)
-                if credential is None or not verify_secret(
-                    sha256_hex(secret_key), credential.secret_hash
+                if credential is None or not await asyncio.to_thread(
+                    verify_plain, secret_key, credential.secret_hash
                 ):
                     await store.update_access_key_secret(
                         conn, key_id, secret_hash=secret.hash, digest_sealed=secret.digest_sealed
@@ -229,23 +290,33 @@ class Accounts:
         name = prefix_handle(self.s.node_prefix)
         key = self.s.grammar.parse(name).key
         now = int(change.now.timestamp())
-        values = (
-            HandleValue(
-                index=HANDLE_ADMIN_INDEX,
-                type=HS_ADMIN,
-                data=AdminRef(handle=name, index=HANDLE_SECKEY_INDEX).to_bytes(),
-                timestamp=now,
-                permissions=PERM_PUBLIC,
-            ),
-            HandleValue(
-                index=HANDLE_SECKEY_INDEX,
-                type=HS_SECKEY,
-                data=secret_key.encode("utf-8"),
-                timestamp=now,
-                permissions=PERM_RESTRICTED,
-            ),
+        admin = HandleValue(
+            index=HANDLE_ADMIN_INDEX,
+            type=HS_ADMIN,
+            data=AdminRef(handle=name, index=HANDLE_SECKEY_INDEX).to_bytes(),
+            timestamp=now,
+            permissions=PERM_PUBLIC,
         )
         existing = await store.get_identifier(change.conn, key)
+        current = {v.index: v for v in existing.values} if existing else {}
+        old_secret = current.get(HANDLE_SECKEY_INDEX)
+        if (
+            old_secret is not None
+            and old_secret.type == HS_SECKEY
+            and open_value(self.s.node_key, old_secret.data) == secret_key.encode()
+            and HANDLE_ADMIN_INDEX in current
+            and current[HANDLE_ADMIN_INDEX].same_content(admin)
+        ):
+            return
+        # The protocol needs the secret itself back (HS_SECKEY proofs are MACs
+        # keyed with it), so it is sealed at rest rather than hashed.
+        seckey = HandleValue(
+            index=HANDLE_SECKEY_INDEX,
+            type=HS_SECKEY,
+            data=seal_value(self.s.node_key, secret_key.encode()),
+            timestamp=now,
+            permissions=PERM_RESTRICTED,
+        )
         if existing is None:
             await store.insert_identifier(
                 change.conn,
@@ -253,20 +324,22 @@ class Accounts:
                 name_key=key,
                 prefix_id=None,
                 template_id=None,
-                values=values,
+                values=(admin, seckey),
             )
         else:
-            current = {v.index: v for v in existing.values}
-            if all(v.index in current and current[v.index].same_content(v) for v in values):
-                return
-            kept = [v for v in existing.values if v.index not in {x.index for x in values}]
+            kept = [v for v in existing.values if v.index not in (admin.index, seckey.index)]
             await store.replace_identifier_values(
                 change.conn,
                 existing,
                 template_id=existing.template_id,
-                values=sorted([*kept, *values], key=lambda v: v.index),
+                values=sorted([*kept, admin, seckey], key=lambda v: v.index),
             )
         await change.audit("identity.bootstrapped", f"{HANDLE_SECKEY_INDEX}:{name}", {})
+
+
+async def stored_secret(digest_hex: str, key: NodeKey) -> StoredSecret:
+    """Hash a secret off the event loop: scrypt takes tens of milliseconds."""
+    return await asyncio.to_thread(StoredSecret.from_digest, digest_hex, key)
 
 
 _DUMMY_HASH = (

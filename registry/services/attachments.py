@@ -39,6 +39,12 @@ def sniff(data: bytes) -> tuple[str, str]:
     raise InvalidRequest("仅支持图片(jpg/png/gif/bmp)或PDF文件 (unsupported file type)")
 
 
+def clean_filename(name: str) -> str:
+    """The uploader's file name, for display only: no controls, no surrogates, no path."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]", "", name).strip()[:255]
+
+
 def attachment_ids(filing: Mapping[str, Any]) -> Iterator[tuple[str, int]]:
     """Every ``…Rid`` field of a filing: the attachments it refers to."""
     for key, value in filing.items():
@@ -94,7 +100,7 @@ class Attachments:
                 change.conn,
                 path=path,
                 owner_id=principal.user_id,
-                filename=filename[:255] or path,
+                filename=clean_filename(filename) or path,
                 content_type=content_type,
                 data=data,
                 sha256=digest,

@@ -9,6 +9,7 @@ each item is atomic on its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import zoneinfo
@@ -182,6 +183,7 @@ class Services:
         node_prefix: str,
         node_key: NodeKey,
         grammar: Grammar | None = None,
+        proxy_server_id: int = 1,
         display_tz: tzinfo | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -190,12 +192,18 @@ class Services:
                 f"node prefix {node_prefix!r} must be dotted digits of at most 64 characters"
             )
         self.engine = engine
+        self.proxy_server_id = proxy_server_id
+        """This node's id as an SNMS hosting server (系统管理-托管配置)."""
         self.node_prefix = node_prefix
         self.node_prefix_key = normalize_prefix(node_prefix)
         self.node_key = node_key
         self.grammar = grammar or Grammar()
         self.tz = display_tz or _china_time()
         self._clock = clock or (lambda: datetime.now(UTC))
+        # Writers queue here, not in the connection pool: every write
+        # transaction takes the database's sequence head anyway, and a writer
+        # waiting for it must not hold a connection that readers need.
+        self._write_turn = asyncio.Lock()
 
     def now(self) -> datetime:
         return self._clock()
@@ -203,7 +211,7 @@ class Services:
     @contextlib.asynccontextmanager
     async def change(self, actor: Actor) -> AsyncIterator[Change]:
         try:
-            async with write_transaction(self.engine) as conn:
+            async with self._write_turn, write_transaction(self.engine) as conn:
                 head = await store.lock_head(conn)
                 change = Change(conn, head, actor, self.now())
                 yield change
@@ -229,16 +237,13 @@ class Services:
         return value.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
 
     def parse_time(self, text: str, field: str) -> datetime:
-        try:
-            local = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")
-        except ValueError:
+        for layout in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
             try:
-                local = datetime.strptime(text.strip(), "%Y-%m-%d")
-            except ValueError:
-                raise InvalidRequest(
-                    f"{field} 格式应为 yyyy-MM-dd HH:mm:ss (got {text!r})"
-                ) from None
-        return local.replace(tzinfo=self.tz).astimezone(UTC)
+                local = datetime.strptime(text.strip(), layout)
+                return local.replace(tzinfo=self.tz).astimezone(UTC)
+            except (ValueError, OverflowError):  # OverflowError: year 1 in UTC-8
+                continue
+        raise InvalidRequest(f"{field} 格式应为 yyyy-MM-dd HH:mm:ss (got {text!r})")
 
     def local_date(self, offset_days: int = 0) -> str:
         return (self.now().astimezone(self.tz) + timedelta(days=offset_days)).strftime("%Y-%m-%d")

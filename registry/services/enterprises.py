@@ -22,8 +22,7 @@ from ..models import (
     Role,
     SiteRoute,
 )
-from ..secrets import StoredSecret
-from .accounts import MAX_USERNAME, Accounts, check_password_digest
+from .accounts import MAX_USERNAME, Accounts, check_password_digest, stored_secret
 from .attachments import link_filing_attachments
 from .base import Actor, PageRequest, PageResult, Services
 
@@ -106,6 +105,11 @@ class Enterprises:
         """File an enterprise, create or bind its user, allocate its prefix."""
         actor.require_admin()
         crt_code = self._check_application(app)
+        secret = (
+            await stored_secret(app.new_user.password_digest, self.s.node_key)
+            if app.new_user is not None
+            else None
+        )
         async with self.s.change(actor) as change:
             conn = change.conn
             if await store.find_enterprise_by_credit_code(conn, app.org_crt_type, crt_code):
@@ -148,9 +152,8 @@ class Enterprises:
                 state=PrefixState.ENABLED,
                 proxy_state=ProxyState.NOT_HOSTED,
             )
-            if app.new_user is not None:
+            if app.new_user is not None and secret is not None:
                 nu = app.new_user
-                secret = StoredSecret.from_digest(nu.password_digest, self.s.node_key)
                 username = nu.username
                 await store.insert_user(
                     conn,
@@ -310,12 +313,21 @@ class Enterprises:
     async def configure(
         self, actor: Actor, prefix_text: str, config: HostedConfig | SiteRoute
     ) -> Prefix:
-        """``/snms/api/ent/config``: host the prefix here, or route it to its own node."""
+        """``/snms/api/ent/config``: host the prefix here, or route it to its own node.
+
+        Hosting is the SNMS two-step: an enterprise asks (``proxyState`` 2,
+        托管申请中) and a node administrator grants it (4, 已托管) by naming
+        this node's hosting server. A route to the enterprise's own node takes
+        effect at once: it is the enterprise's own prefix.
+        """
         principal = actor.require()
         if isinstance(config, SiteRoute):
             config = check_route(config)
-        elif config.proxy_server_id < 1:
-            raise InvalidRequest("proxyServerId 应为正整数")
+        elif config.proxy_server_id != self.s.proxy_server_id:
+            raise InvalidRequest(
+                f"托管服务器{config.proxy_server_id}不存在 "
+                f"(this node's hosting server is {self.s.proxy_server_id})"
+            )
         key = _prefix_key(prefix_text)
         async with self.s.change(actor) as change:
             prefix = await store.get_prefix(change.conn, key)
@@ -328,10 +340,12 @@ class Enterprises:
                     f"前缀{prefix.prefix}未审核通过或已停用 (state {prefix.state})"
                 )
             if isinstance(config, HostedConfig):
+                granted = principal.is_admin
+                state = ProxyState.HOSTED if granted else ProxyState.HOSTING_REQUESTED
                 await store.update_prefix(
                     change.conn,
                     prefix.id,
-                    proxy_state=int(ProxyState.HOSTED),
+                    proxy_state=int(state),
                     proxy_server_id=config.proxy_server_id,
                     site_ip_type=None,
                     site_ip=None,
@@ -341,7 +355,8 @@ class Enterprises:
                 )
                 payload: dict[str, Any] = {
                     "prefix": prefix.prefix,
-                    "hosted": True,
+                    "hosted": granted,
+                    "proxyState": int(state),
                     "proxyServerId": config.proxy_server_id,
                 }
             else:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from .. import store
 from ..errors import AlreadyExists, Forbidden, InvalidRequest, NotFound, RegistryError
@@ -23,6 +24,8 @@ from ..models import (
 )
 from ..templates import RecordValue, TemplateError, check_record, value_is_public
 from .base import Actor, Change, Services
+
+log = logging.getLogger("idnode.registry")
 
 MAX_BATCH = 2000
 MAX_SNMS_HANDLE_CHARS = 255
@@ -152,6 +155,9 @@ class Identifiers:
                     results.append(ItemResult(handle, False, str(exc)))
                 except IntegrityError:
                     results.append(ItemResult(handle, False, EXISTS))
+                except DataError as exc:  # validation should have caught it; report, go on
+                    log.warning("database refused batch item %r: %s", handle, exc.orig)
+                    results.append(ItemResult(handle, False, "数据不合法 (value refused)"))
                 else:
                     results.append(ItemResult(handle, True, SUCCESS))
         return results

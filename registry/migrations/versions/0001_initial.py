@@ -40,6 +40,11 @@ def upgrade() -> None:
         ).bindparams(genesis=GENESIS_HASH)
     )
     op.create_table(
+        "node_settings",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    op.create_table(
         "node_prefixes",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("prefix", sa.String(64), nullable=False),
@@ -159,8 +164,8 @@ def upgrade() -> None:
         sa.Column("type", sa.String(255), nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.Column("ttl_type", sa.Integer, nullable=False),
-        sa.Column("ttl", sa.Integer, nullable=False),
-        sa.Column("timestamp", sa.Integer, nullable=False),
+        sa.Column("ttl", sa.BigInteger, nullable=False),
+        sa.Column("timestamp", sa.BigInteger, nullable=False),
         sa.Column("permissions", sa.Integer, nullable=False),
         sa.Column("refs", sa.Text, nullable=False),
     )
@@ -268,6 +273,7 @@ def downgrade() -> None:
         "prefixes",
         "enterprises",
         "node_prefixes",
+        "node_settings",
         "registry_head",
     ):
         op.drop_table(table)

@@ -148,7 +148,10 @@ async def _demo(config: Config) -> int:
     from . import demo
 
     admin = config.bootstrap_pair() or demo.DEMO_ADMIN
-    config = dataclasses.replace(config, bootstrap_admin=":".join(admin))
+    # Loopback development: Handle REST credentials over plain HTTP are accepted.
+    config = dataclasses.replace(
+        config, bootstrap_admin=":".join(admin), allow_plain_http_auth=True
+    )
 
     async def seed(node: Node) -> None:
         print(
@@ -175,6 +178,8 @@ async def _demo(config: Config) -> int:
             f"password {demo.DEMO_USER_PASSWORD}",
             flush=True,
         )
+        print(f"idnode demo: lookup page {demo.lookup_page(base)} (open it in a browser)",
+              flush=True)
         print("idnode demo: try these (stop with Ctrl-C):", flush=True)
         for line in demo.examples(base, admin):
             print("  " + line, flush=True)

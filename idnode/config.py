@@ -58,6 +58,14 @@ class Config:
     """``<access-key>:<secret-key>`` of a node administrator to create at start."""
     suffix_case_sensitive: bool = True
     proxy_server_id: int = 1
+    site_address: str = ""
+    """Public address published in this node's HS_SITE (default: the HTTP host)."""
+    tls_cert: str = ""
+    """PEM certificate (chain) for HTTPS on the HTTP listener; with ``tls_key``."""
+    tls_key: str = ""
+    allow_plain_http_auth: bool = False
+    """Accept Handle REST credentials over plain HTTP (development; the demo sets it)."""
+    cache_entries: int = 100_000
     """This node's id as a hosting server: ``proxyServerId`` in ``/snms/api/ent/config``."""
     toplevel_name: str = "工业互联网标识解析国家顶级节点--北京"
     log_format: str = "auto"

@@ -450,6 +450,10 @@ async def _count_identifiers(registry: Registry) -> int:
         return await store.count_identifiers(conn)
 
 
+def lookup_page(base_url: str) -> str:
+    return f"{base_url}/{example_handle(demo_enterprises(1)[0], 1)}?noredirect"
+
+
 def examples(base_url: str, admin: tuple[str, str]) -> list[str]:
     """Shell commands that work against the running demo, printed at start."""
     ent = demo_enterprises(1)[0]
@@ -479,7 +483,10 @@ def examples(base_url: str, admin: tuple[str, str]) -> list[str]:
         },
         ensure_ascii=False,
     )
+    handle = example_handle(ent, 1)
     return [
+        f"curl -s {base_url}/api/handles/{handle}",
+        f"curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}\\n' {base_url}/{handle}",
         token,
         f"curl -s {auth} '{base_url}/identityv2/data/detail?handle={example_handle(ent, 1)}'",
         f"curl -s {auth} '{base_url}/snms/api/prefix/page?currentPage=1&pageSize=5'",

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import registry.api
+import resolver.http
 from registry.db import (
     DatabaseError,
     check_schema,
@@ -30,6 +32,16 @@ from registry.grammar import Grammar, GrammarError
 from registry.secrets import NodeKey
 from registry.services import Registry
 from registry.tokens import TokenIssuer
+from registry.values import (
+    INTERFACE_BOTH,
+    PROTOCOL_HTTP,
+    PROTOCOL_HTTPS,
+    Interface,
+    SiteInfo,
+    SiteServer,
+)
+from resolver.engine import Engine
+from resolver.feed import ChangeFeed
 
 from .config import Config, ConfigError, Endpoint
 
@@ -43,9 +55,10 @@ class StartupError(RuntimeError):
 @dataclass
 class Node:
     config: Config
-    engine: AsyncEngine
+    db: AsyncEngine
     registry: Registry
     tokens: TokenIssuer
+    resolver: Engine
 
 
 @asynccontextmanager
@@ -80,8 +93,9 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             raise StartupError(str(exc)) from None
         except (OSError, DBAPIError) as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
+        resolver = Engine(reg, cache_entries=config.cache_entries)
         try:
-            yield Node(config, engine, reg, TokenIssuer(node_key))
+            yield Node(config, engine, reg, TokenIssuer(node_key), resolver)
         finally:
             await reg.accounts.drain()
     finally:
@@ -102,10 +116,44 @@ async def healthz(request: web.Request) -> web.Response:
 
 def build_http_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=registry.api.MAX_BODY_BYTES)
-    app[HEALTH_ENGINE] = node.engine
-    registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
+    app[HEALTH_ENGINE] = node.db
     app.router.add_get("/healthz", healthz)
+    registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
+    # Last: the redirect proxy's catch-all for names.
+    resolver.http.setup(
+        app,
+        node.resolver,
+        node.registry,
+        node.tokens,
+        allow_plain_http_auth=node.config.allow_plain_http_auth,
+    )
     return app
+
+
+def node_site(config: Config, http: Endpoint, *, tls: bool) -> SiteInfo:
+    """This node's HS_SITE: where and how it answers (the interfaces it serves)."""
+    address = config.site_address or http.host
+    if address in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard is no address to publish
+        address = "127.0.0.1"
+    protocol = PROTOCOL_HTTPS if tls else PROTOCOL_HTTP
+    server = SiteServer(
+        1, SiteServer.pack_address(address), b"", (Interface(INTERFACE_BOTH, protocol, http.port),)
+    )
+    return SiteInfo(servers=(server,), attributes=(("desc", f"idnode {config.node_prefix}"),))
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    if not config.tls_cert and not config.tls_key:
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise StartupError("TLS needs both tls_cert and tls_key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load TLS certificate: {exc}") from None
+    return context
 
 
 def bind_tcp(endpoint: Endpoint) -> socket.socket:
@@ -146,7 +194,12 @@ async def serve(
         if before_ready is not None:
             await before_ready(node)
         stop = _stop_on_signals()
+        context = tls_context(config)
         sock = bind_tcp(config.http)
+        http = bound(sock)
+        node.registry.services.site = node_site(config, http, tls=context is not None)
+        feed = ChangeFeed(node.db, node.resolver.on_changes)
+        await feed.start()
         runner = web.AppRunner(
             build_http_app(node),
             access_log=log if config.access_log else None,
@@ -154,15 +207,15 @@ async def serve(
         )
         await runner.setup()
         try:
-            await web.SockSite(runner, sock).start()
-            http = bound(sock)
-            announce("http", http)
+            await web.SockSite(runner, sock, ssl_context=context).start()
+            announce("http", http)  # TLS or not: the contract's service name
             if after_ready is not None:
                 after_ready(node, http)
             await stop.wait()
             log.info("stopping")
         finally:
             await runner.cleanup()
+            await feed.stop()
 
 
 def _stop_on_signals() -> asyncio.Event:

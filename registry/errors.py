@@ -33,3 +33,27 @@ class LoginFailed(RegistryError):
 
 class Forbidden(RegistryError):
     """The caller is known but may not do this (SNMS status -3)."""
+
+
+# Finer answers the Handle protocol distinguishes; each is still one of the above
+# for front ends that know only the coarse classes (SNMS).
+
+
+class InvalidName(InvalidRequest):
+    """The name breaks the identifier grammar (Handle RC 102)."""
+
+
+class InvalidValue(InvalidRequest):
+    """A value is malformed or breaks a limit (Handle RC 202)."""
+
+
+class NotServedHere(InvalidRequest):
+    """The name's prefix belongs to no prefix this node serves (Handle RC 301)."""
+
+
+class ValuesNotFound(NotFound):
+    """The record exists but holds none of the values asked for (Handle RC 200)."""
+
+
+class ValueAlreadyExists(AlreadyExists):
+    """A value at that index exists and overwriting was not allowed (Handle RC 201)."""

@@ -147,14 +147,24 @@ class Grammar:
     def __init__(self, *, suffix_case_sensitive: bool = True) -> None:
         self.suffix_case_sensitive = suffix_case_sensitive
 
-    def parse(self, name: str | bytes) -> HandleName:
-        """Parse ``<prefix>/<suffix>``; raise a :class:`GrammarError` subclass."""
+    def parse(self, name: str | bytes, *, bare_prefix: bool = False) -> HandleName:
+        """Parse ``<prefix>/<suffix>``; raise a :class:`GrammarError` subclass.
+
+        With ``bare_prefix``, a name without a slash (``88.100.12``) is read as
+        the prefix handle ``0.NA/88.100.12`` — resolvers answer both forms —
+        while ``text`` keeps what the caller wrote.
+        """
         text = decode_name(name) if isinstance(name, bytes) else name
         if not text:
             raise EmptyName("name is empty")
         if len(text.encode("utf-8")) > MAX_NAME_BYTES:
             raise NameTooLong(f"name is longer than {MAX_NAME_BYTES} bytes")
         prefix, slash, suffix = text.partition("/")
+        if not slash and bare_prefix:
+            validate_prefix(text)
+            return HandleName(
+                text=text, prefix=NA_PREFIX, suffix=text, key=f"{NA_PREFIX}/{ascii_upper(text)}"
+            )
         if not slash:
             raise MissingSlash(f"name {text!r} has no '/' between prefix and suffix")
         validate_prefix(prefix)

@@ -199,6 +199,8 @@ identifier_values = Table(
     Column("timestamp", BigInteger, nullable=False),
     Column("permissions", Integer, nullable=False),
     Column("refs", Text, nullable=False, default="[]"),
+    Column("search_text", String(512)),
+    Index("ix_identifier_values_search", "type", "search_text"),
 )
 
 users = Table(

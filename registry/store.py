@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import schema as t
 from .audit import canonical_json, entry_hash
 from .models import (
+    PUBLIC_READ,
     AuditEntry,
     Enterprise,
     EnterpriseStatus,
@@ -35,6 +36,7 @@ from .models import (
     TemplateItem,
     User,
 )
+from .secrets import is_sealed_value
 
 
 def utcnow() -> datetime:
@@ -135,6 +137,35 @@ async def append_outbox(
     )
     head.outbox_seq = seq
     return seq
+
+
+CHANGE_CHANNEL = "idnode_changes"
+"""PostgreSQL NOTIFY channel: a committed change's outbox sequence number."""
+
+
+async def notify_changes(conn: AsyncConnection, seq: int) -> None:
+    """Wake other processes' change feeds (PostgreSQL delivers it at commit)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(CHANGE_CHANNEL, str(seq))))
+
+
+async def read_changes(
+    conn: AsyncConnection, after: int, limit: int = 1000
+) -> list[tuple[int, str, str]]:
+    """``(seq, event, subject)`` of outbox events after ``after``: the change feed."""
+    rows = await conn.execute(
+        select(t.outbox.c.seq, t.outbox.c.event, t.outbox.c.subject)
+        .where(t.outbox.c.seq > after)
+        .order_by(t.outbox.c.seq)
+        .limit(limit)
+    )
+    return [(row.seq, row.event, row.subject) for row in rows]
+
+
+async def last_change(conn: AsyncConnection) -> int:
+    return int(
+        (await conn.execute(select(func.coalesce(func.max(t.outbox.c.seq), 0)))).scalar_one()
+    )
 
 
 async def read_audit(
@@ -371,6 +402,15 @@ async def prefixes_of_enterprise(conn: AsyncConnection, enterprise_id: int) -> l
         .order_by(t.prefixes.c.id)
     )
     return [_prefix(row) for row in rows]
+
+
+async def hosted_prefixes(conn: AsyncConnection) -> list[str]:
+    rows = await conn.execute(
+        select(t.prefixes.c.prefix)
+        .where(t.prefixes.c.proxy_state == int(ProxyState.HOSTED))
+        .order_by(t.prefixes.c.id)
+    )
+    return list(rows.scalars())
 
 
 async def all_prefix_keys(conn: AsyncConnection) -> list[str]:
@@ -617,7 +657,47 @@ def _value_row(identifier_id: int, value: HandleValue) -> dict[str, Any]:
         "timestamp": value.timestamp,
         "permissions": value.permissions,
         "refs": json.dumps([list(ref) for ref in value.references]),
+        "search_text": search_text(value.data),
     }
+
+
+SEARCH_TEXT_CHARS = 512
+
+
+def search_text(data: bytes) -> str | None:
+    """What reverse lookup matches: short UTF-8 text; never a sealed secret."""
+    if is_sealed_value(data) or len(data) > SEARCH_TEXT_CHARS * 4:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if len(text) <= SEARCH_TEXT_CHARS and "\x00" not in text else None
+
+
+async def reverse_lookup(
+    conn: AsyncConnection,
+    conditions: Sequence[tuple[str, str, bool]],
+    *,
+    public_only: bool,
+    prefix_ids: Sequence[int] | None,
+    offset: int,
+    limit: int,
+) -> list[str]:
+    """Names having, for every ``(type, text, wildcard)``, a value of that type whose
+    text equals ``text`` (or matches it, ``*`` being any run of characters)."""
+    v = t.identifier_values
+    query = select(t.identifiers.c.name).order_by(t.identifiers.c.name_key)
+    for value_type, text, wildcard in conditions:
+        match = v.c.search_text.like(text, escape="\\") if wildcard else v.c.search_text == text
+        inner = select(v.c.identifier_id).where(v.c.type == value_type, match)
+        if public_only:
+            inner = inner.where(v.c.permissions.op("&")(PUBLIC_READ) != 0)
+        query = query.where(t.identifiers.c.id.in_(inner))
+    if prefix_ids is not None:
+        query = query.where(t.identifiers.c.prefix_id.in_(prefix_ids))
+    rows = await conn.execute(query.offset(offset).limit(limit))
+    return list(rows.scalars())
 
 
 async def get_identifier(conn: AsyncConnection, name_key: str) -> Identifier | None:
@@ -694,6 +774,19 @@ async def replace_identifier_values(
         .where(t.identifiers.c.id == identifier.id)
         .values(template_id=template_id, revision=identifier.revision + 1, updated_at=utcnow())
     )
+
+
+async def identifier_names(
+    conn: AsyncConnection, prefix_id: int, *, offset: int, limit: int
+) -> list[str]:
+    rows = await conn.execute(
+        select(t.identifiers.c.name)
+        .where(t.identifiers.c.prefix_id == prefix_id)
+        .order_by(t.identifiers.c.name_key)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows.scalars())
 
 
 async def delete_identifier(conn: AsyncConnection, identifier_id: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .models import FIRST_TEMPLATE_ITEM_INDEX, RESERVED_INDEXES, TemplateItem
 
@@ -216,3 +217,38 @@ def value_is_public(item: TemplateItem, value: RecordValue) -> bool:
     if value.auth == PUBLIC_AUTH:
         return True
     return item.public
+
+
+def check_handle_values(
+    items: Sequence[TemplateItem], version: str, version_index: int, values: Sequence[Any]
+) -> None:
+    """Keep a templated record consistent when it is written through the Handle API.
+
+    Values at the template's indexes keep their item's type and length; the
+    template version value stays; required items stay. Other indexes are free.
+    """
+    by_index = {v.index: v for v in values}
+    marker = by_index.get(version_index)
+    if marker is None or marker.data != version.encode("utf-8"):
+        raise TemplateError(
+            f"index {version_index} holds the template version {version!r}; "
+            "change it through the SNMS data API"
+        )
+    for item in items:
+        value = by_index.get(item.id_index)
+        if value is None:
+            if item.required and item.enabled:
+                raise TemplateError(
+                    f"template item {item.id_type} (index {item.id_index}) is required"
+                )
+            continue
+        if value.type != item.id_type:
+            raise TemplateError(f"index {item.id_index} must have type {item.id_type}")
+        try:
+            length = len(value.data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise TemplateError(f"index {item.id_index} must hold UTF-8 text") from None
+        lo = item.min_length if item.min_length is not None else 0
+        hi = item.max_length if item.max_length is not None else MAX_VALUE_CHARS
+        if not lo <= length <= hi:
+            raise TemplateError(f"{item.id_type} must be {lo}..{hi} characters long")

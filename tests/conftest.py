@@ -24,13 +24,14 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from idnode.config import Config
-from idnode.node import Node, build_http_app
+from idnode.config import Config, Endpoint
+from idnode.node import Node, build_http_app, node_site
 from registry.db import create_engine, migrate
 from registry.grammar import Grammar
 from registry.secrets import NodeKey
 from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
+from resolver.engine import Engine
 
 PG_SERVER = os.environ.get("IDNODE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 PG_TEMPLATE = f"idnode_test_template_{os.getpid()}"
@@ -183,7 +184,9 @@ def free_port() -> int:
 
 @pytest.fixture
 async def api(registry: Registry, node_key: NodeKey, database_url: str) -> AsyncIterator[ApiClient]:
-    node = Node(Config(database_url=database_url), registry.engine, registry, TokenIssuer(node_key))
+    config = Config(database_url=database_url, allow_plain_http_auth=True)
+    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Engine(registry))
+    registry.services.site = node_site(config, Endpoint("127.0.0.1", 8000), tls=False)
     runner = web.AppRunner(build_http_app(node), access_log=None)
     await runner.setup()
     sock = socket.socket()

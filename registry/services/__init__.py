@@ -13,6 +13,7 @@ from .accounts import Accounts
 from .attachments import Attachments
 from .base import SYSTEM_ACTOR, Actor, PageRequest, PageResult, Services
 from .enterprises import Enterprises
+from .handles import Handles
 from .identifiers import Identifiers
 from .templates import Templates
 
@@ -45,6 +46,7 @@ class Registry:
         self.templates = Templates(self.services)
         self.identifiers = Identifiers(self.services)
         self.attachments = Attachments(self.services)
+        self.handles = Handles(self.services)
 
     @property
     def engine(self) -> AsyncEngine:

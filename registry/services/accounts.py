@@ -334,7 +334,9 @@ class Accounts:
                 template_id=existing.template_id,
                 values=sorted([*kept, admin, seckey], key=lambda v: v.index),
             )
-        await change.audit("identity.bootstrapped", f"{HANDLE_SECKEY_INDEX}:{name}", {})
+        await change.record(
+            "identity.bootstrapped", name, {"handle": name, "index": HANDLE_SECKEY_INDEX}
+        )
 
 
 async def stored_secret(digest_hex: str, key: NodeKey) -> StoredSecret:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import zoneinfo
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Generic, TypeVar
@@ -33,7 +33,9 @@ from ..grammar import (
     normalize_prefix,
 )
 from ..models import Principal
+from ..permissions import HandleIdentity
 from ..secrets import NodeKey
+from ..values import SiteInfo
 
 SYSTEM = "system"
 T = TypeVar("T")
@@ -45,12 +47,20 @@ class Actor:
 
     principal: Principal | None
     remote: str = ""
+    identity: HandleIdentity | None = None
+    """A Handle identity (``300:0.NA/88.100``) proven by its secret, for Handle writes."""
 
     @property
     def name(self) -> str:
+        if self.identity is not None:
+            return f"handle:{self.identity}"
         if self.principal is None:
             return SYSTEM
         return f"{self.principal.via}:{self.principal.username}"
+
+    @property
+    def anonymous(self) -> bool:
+        return self.principal is None and self.identity is None
 
     def require(self) -> Principal:
         if self.principal is None:
@@ -98,6 +108,18 @@ class PageResult(Generic[T]):
         return (self.total + self.request.size - 1) // self.request.size
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One committed change: the outbox sequence number, what, and to whom."""
+
+    seq: int
+    event: str
+    subject: str
+
+
+ChangeListener = Callable[[Sequence[ChangeEvent]], None]
+
+
 class Change:
     """One write transaction: data rows plus their audit entries and events."""
 
@@ -108,6 +130,8 @@ class Change:
         self.head = head
         self.actor = actor
         self.now = now
+        self.events: list[ChangeEvent] = []
+        """What this transaction changed, announced to listeners once committed."""
         self._lookups: dict[Hashable, Any] = {}
 
     async def lookup(self, key: Hashable, load: Callable[[], Awaitable[Any]]) -> Any:
@@ -130,9 +154,10 @@ class Change:
         )
 
     async def emit(self, event: str, subject: str, payload: dict[str, Any]) -> None:
-        await store.append_outbox(
+        seq = await store.append_outbox(
             self.conn, self.head, event=event, subject=subject, payload=payload, at=self.now
         )
+        self.events.append(ChangeEvent(seq, event, subject))
 
     async def record(
         self,
@@ -149,11 +174,13 @@ class Change:
     async def item(self) -> AsyncIterator[None]:
         """A savepoint: on error, this item's rows and sequence numbers vanish."""
         saved = dataclasses.replace(self.head)
+        events_before = len(self.events)
         savepoint = await self.conn.begin_nested()
         try:
             yield
         except BaseException:
             await savepoint.rollback()
+            del self.events[events_before:]
             self.head.audit_seq, self.head.audit_hash, self.head.outbox_seq = (
                 saved.audit_seq,
                 saved.audit_hash,
@@ -204,6 +231,11 @@ class Services:
         # transaction takes the database's sequence head anyway, and a writer
         # waiting for it must not hold a connection that readers need.
         self._write_turn = asyncio.Lock()
+        self.site: SiteInfo | None = None
+        """This node's own ``HS_SITE``, set by whoever knows the served interfaces."""
+        self.listeners: list[ChangeListener] = []
+        """Called (in this process) right after a change commits, e.g. to evict
+        cached answers before the writer's client can ask again."""
 
     def now(self) -> datetime:
         return self._clock()
@@ -216,12 +248,17 @@ class Services:
                 change = Change(conn, head, actor, self.now())
                 yield change
                 await store.save_head(conn, head)
+                if change.events:
+                    await store.notify_changes(conn, head.outbox_seq)
         except IntegrityError as exc:
             # Checks run before every insert; a unique violation here means a
             # concurrent writer won the race. Nothing was committed.
             raise AlreadyExists(
                 f"记录已存在 (conflicting concurrent write: {_first_line(exc)})"
             ) from None
+        if change.events:
+            for listener in self.listeners:
+                listener(change.events)
 
     def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         return read_transaction(self.engine)

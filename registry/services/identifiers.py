@@ -60,11 +60,13 @@ class IdentifierView:
     prefix: Prefix | None
 
 
-def _payload(name: str, template: Template | None, values: Sequence[HandleValue]) -> dict[str, Any]:
+def record_payload(
+    name: str, template_version: str | None, values: Sequence[HandleValue]
+) -> dict[str, Any]:
     """An identifier registration as sent upward: the full record, as backup."""
     return {
         "handle": name,
-        "templateVersion": template.version if template else None,
+        "templateVersion": template_version,
         "values": [
             {
                 "index": v.index,
@@ -243,7 +245,7 @@ class Identifiers:
         await change.record(
             "identifier.created",
             parsed.text,
-            _payload(parsed.text, template, values),
+            record_payload(parsed.text, template.version, values),
             {"template": template.version, "indexes": [v.index for v in values]},
         )
         return True
@@ -275,7 +277,7 @@ class Identifiers:
         await change.record(
             "identifier.updated",
             existing.name,
-            _payload(existing.name, template, merged),
+            record_payload(existing.name, template.version, merged),
             {"template": template.version, "indexes": [v.index for v in merged]},
         )
 

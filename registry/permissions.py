@@ -1,0 +1,111 @@
+"""Who may do what to a Handle record (pure functions over values).
+
+A record's ``HS_ADMIN`` values name its administrators: an identity
+``index:handle``, or a group — an ``HS_VLIST`` value listing identities and
+further groups. Each grant carries the 12 permission bits of RFC 3651.
+Callers that are registry users (an access key or SNMS login) are mapped
+onto the same bits: a node administrator holds all of them everywhere, an
+enterprise user all of them under its own prefixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from .grammar import Grammar, GrammarError
+from .models import HandleValue, Principal
+from .values import (
+    ALL_ADMIN_PERMISSIONS,
+    HS_ADMIN,
+    HS_VLIST,
+    AdminRef,
+    ValueFormatError,
+    decode_vlist,
+)
+
+MAX_GROUP_DEPTH = 5
+
+
+@dataclass(frozen=True, slots=True)
+class HandleIdentity:
+    """A caller proven to hold the secret or key at ``index`` of ``handle``."""
+
+    handle: str
+    index: int
+    key: str
+    """The handle's normalized form, for comparisons."""
+
+    def __str__(self) -> str:
+        return f"{self.index}:{self.handle}"
+
+
+def principal_rights(principal: Principal, handled_prefix_key: str) -> int:
+    if principal.is_admin or handled_prefix_key in principal.prefix_keys:
+        return ALL_ADMIN_PERMISSIONS
+    return 0
+
+
+def admin_refs(values: Iterable[HandleValue]) -> list[AdminRef]:
+    refs = []
+    for value in values:
+        if value.type.upper() != HS_ADMIN:
+            continue
+        try:
+            refs.append(AdminRef.from_bytes(value.data))
+        except ValueFormatError:
+            continue  # a broken HS_ADMIN grants nothing
+    return refs
+
+
+def _same(ref_key: str, ref_index: int, identity: HandleIdentity) -> bool:
+    return ref_key == identity.key and (ref_index in (0, identity.index))
+
+
+RecordLoader = Callable[[str], Awaitable[tuple[HandleValue, ...] | None]]
+"""Loads the values of a record by normalized name, or None if there is none."""
+
+
+async def identity_rights(
+    identity: HandleIdentity,
+    values: Iterable[HandleValue],
+    grammar: Grammar,
+    load: RecordLoader,
+) -> int:
+    """The permission bits ``values``' HS_ADMIN entries give ``identity``."""
+    granted = 0
+    for ref in admin_refs(values):
+        if await _holds(identity, ref.handle, ref.index, grammar, load, 0):
+            granted |= ref.permissions
+    return granted
+
+
+async def _holds(
+    identity: HandleIdentity,
+    handle: str,
+    index: int,
+    grammar: Grammar,
+    load: RecordLoader,
+    depth: int,
+) -> bool:
+    """Whether ``index:handle`` is ``identity`` itself or a group containing it."""
+    try:
+        key = grammar.parse(handle).key
+    except GrammarError:
+        return False
+    if _same(key, index, identity):
+        return True
+    if depth >= MAX_GROUP_DEPTH:
+        return False
+    values = await load(key)
+    for value in values or ():
+        if value.type.upper() != HS_VLIST or index not in (0, value.index):
+            continue
+        try:
+            members = decode_vlist(value.data)
+        except ValueFormatError:
+            continue
+        for member in members:
+            if await _holds(identity, member.handle, member.index, grammar, load, depth + 1):
+                return True
+    return False

@@ -1,0 +1,184 @@
+"""Where a name lives, and the record the node answers for it.
+
+Stored identifiers answer as they are. Prefix handles (``0.NA/88.100``,
+``0.NA/88.100.12``, or the bare ``88.100.12``) answer with the record the
+node keeps for them, if any, completed from the prefix table: the
+``HS_ADMIN`` of the node and of the enterprise, the ``HS_SITE`` where the
+prefix is served, and descriptive values. The resolution engine and the
+access checks of Handle writes read records through this one module.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import store
+from .grammar import HandleName, ascii_upper, is_under, prefix_handle, prefix_parents
+from .models import PERM_PUBLIC, Enterprise, HandleValue, Identifier, Prefix, SiteRoute
+from .values import (
+    ALL_ADMIN_PERMISSIONS,
+    HS_ADMIN,
+    HS_SITE,
+    INTERFACE_BOTH,
+    INTERFACE_QUERY,
+    PROTOCOL_HTTP,
+    PROTOCOL_TCP,
+    PROTOCOL_UDP,
+    AdminRef,
+    Interface,
+    SiteInfo,
+    SiteServer,
+)
+
+NODE_ADMIN_INDEX = 300
+"""The node identity is ``300:0.NA/<node prefix>``; an enterprise's is ``300:0.NA/<its prefix>``."""
+SITE_INDEX = 1
+DESC_INDEX = 2
+URL_INDEX = 3
+ADMIN_INDEX = 100
+OWNER_ADMIN_INDEX = 101
+PREFIX_RECORD_TTL = 3600
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Where(enum.Enum):
+    HERE = "here"
+    """A record this node answers for (it may be absent: ``record`` is None)."""
+    ELSEWHERE = "elsewhere"
+    """Served by an enterprise node: ``referral`` holds its ``HS_SITE``."""
+    NOT_HERE = "not_here"
+    """A prefix outside this node."""
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    name: HandleName
+    where: Where
+    record: Identifier | None = None
+    prefix: Prefix | None = None
+    enterprise: Enterprise | None = None
+    referral: tuple[HandleValue, ...] = ()
+    referral_handle: str = ""
+
+
+def route_site(route: SiteRoute) -> SiteInfo:
+    """The ``HS_SITE`` of an enterprise node, from its SNMS routing configuration."""
+    interfaces = []
+    if route.tcp_port:
+        interfaces.append(Interface(INTERFACE_BOTH, PROTOCOL_TCP, route.tcp_port))
+    if route.udp_port:
+        interfaces.append(Interface(INTERFACE_QUERY, PROTOCOL_UDP, route.udp_port))
+    if route.http_port:
+        interfaces.append(Interface(INTERFACE_BOTH, PROTOCOL_HTTP, route.http_port))
+    server = SiteServer(1, SiteServer.pack_address(route.ip), b"", tuple(interfaces))
+    return SiteInfo(servers=(server,))
+
+
+def _value(index: int, type_: str, data: bytes, now: int) -> HandleValue:
+    return HandleValue(
+        index=index,
+        type=type_,
+        data=data,
+        timestamp=now,
+        ttl=PREFIX_RECORD_TTL,
+        permissions=PERM_PUBLIC,
+    )
+
+
+def _admin(index: int, handle: str, now: int) -> HandleValue:
+    return _value(
+        index, HS_ADMIN, AdminRef(handle, NODE_ADMIN_INDEX, ALL_ADMIN_PERMISSIONS).to_bytes(), now
+    )
+
+
+def _merge(
+    stored: Identifier | None, synthesized: list[HandleValue], name: HandleName, since: datetime
+) -> Identifier:
+    """Stored values win at their index; synthesized ones fill the rest."""
+    values = {v.index: v for v in synthesized}
+    if stored is not None:
+        values.update({v.index: v for v in stored.values})
+    return Identifier(
+        id=stored.id if stored else 0,
+        name=stored.name if stored else prefix_handle(name.handled_prefix),
+        name_key=name.key,
+        prefix_id=stored.prefix_id if stored else None,
+        template_id=stored.template_id if stored else None,
+        revision=stored.revision if stored else 0,
+        created_at=stored.created_at if stored else since,
+        updated_at=stored.updated_at if stored else since,
+        values=tuple(values[i] for i in sorted(values)),
+    )
+
+
+async def _longest_known_prefix(conn: AsyncConnection, prefix: str) -> Prefix | None:
+    for candidate in prefix_parents(prefix):
+        found = await store.get_prefix(conn, ascii_upper(candidate))
+        if found is not None:
+            return found
+    return None
+
+
+async def locate(
+    conn: AsyncConnection, name: HandleName, *, node_prefix: str, site: SiteInfo | None
+) -> Located:
+    """Decide where ``name`` lives and load its record if it lives here."""
+    served = name.handled_prefix
+    if not is_under(served, node_prefix):
+        return Located(name, Where.NOT_HERE)
+    now = 0
+    if ascii_upper(served) == ascii_upper(node_prefix):
+        stored = await store.get_identifier(conn, name.key) if name.is_prefix_handle else None
+        if not name.is_prefix_handle:
+            # A handle directly under the node prefix (88.100/x) is a stored record.
+            return Located(name, Where.HERE, await store.get_identifier(conn, name.key))
+        synthesized = [
+            _value(DESC_INDEX, "DESC", f"idnode secondary node {node_prefix}".encode(), now)
+        ]
+        if site is not None:
+            synthesized.append(_value(SITE_INDEX, HS_SITE, site.to_bytes(), now))
+        return Located(name, Where.HERE, _merge(stored, synthesized, name, EPOCH))
+    prefix = await _longest_known_prefix(conn, served)
+    if prefix is None:
+        return Located(name, Where.HERE)  # under our prefix, but nobody's: not found
+    enterprise = await store.get_enterprise(conn, prefix.enterprise_id)
+    exact = ascii_upper(served) == prefix.prefix_key
+    if not prefix.hosted and prefix.route is not None and not (exact and name.is_prefix_handle):
+        site_value = _value(SITE_INDEX, HS_SITE, route_site(prefix.route).to_bytes(), now)
+        return Located(
+            name,
+            Where.ELSEWHERE,
+            prefix=prefix,
+            enterprise=enterprise,
+            referral=(site_value,),
+            referral_handle=prefix_handle(prefix.prefix),
+        )
+    if name.is_prefix_handle and exact:
+        synthesized = [
+            _admin(ADMIN_INDEX, prefix_handle(node_prefix), now),
+            _admin(OWNER_ADMIN_INDEX, prefix_handle(prefix.prefix), now),
+        ]
+        if enterprise is not None:
+            synthesized.append(_value(DESC_INDEX, "DESC", enterprise.org_name.encode(), now))
+            if enterprise.website:
+                synthesized.append(_value(URL_INDEX, "URL", enterprise.website.encode(), now))
+        if prefix.route is not None and not prefix.hosted:
+            synthesized.append(
+                _value(SITE_INDEX, HS_SITE, route_site(prefix.route).to_bytes(), now)
+            )
+        elif site is not None and prefix.hosted:
+            synthesized.append(_value(SITE_INDEX, HS_SITE, site.to_bytes(), now))
+        stored = await store.get_identifier(conn, name.key)
+        return Located(
+            name,
+            Where.HERE,
+            _merge(stored, synthesized, name, prefix.created_at),
+            prefix=prefix,
+            enterprise=enterprise,
+        )
+    record = await store.get_identifier(conn, name.key)
+    return Located(name, Where.HERE, record, prefix=prefix, enterprise=enterprise)

@@ -1,0 +1,452 @@
+"""Handle-protocol operations on records: the semantics HANDLE.NET gives them.
+
+Create (with or without overwrite), add or modify values, remove values,
+delete, list — each checked against the caller's ``HS_ADMIN`` rights — plus
+``HS_SECKEY`` authentication of Handle identities. The REST API uses this
+now, the native protocol front end later; both only translate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import store
+from ..errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidName,
+    InvalidValue,
+    NotFound,
+    NotServedHere,
+    Unauthenticated,
+    ValueAlreadyExists,
+    ValuesNotFound,
+)
+from ..grammar import (
+    GrammarError,
+    HandleName,
+    LimitExceeded,
+    check_data,
+    check_index,
+    check_type,
+    check_value_count,
+)
+from ..models import TEMPLATE_VERSION_INDEX, HandleValue, Identifier, Template
+from ..permissions import HandleIdentity, identity_rights, principal_rights
+from ..records import Located, Where, locate
+from ..secrets import open_value, seal_value
+from ..templates import TemplateError, check_handle_values
+from ..values import (
+    ADD_ADMIN,
+    ADD_HANDLE,
+    ADD_VALUE,
+    DELETE_HANDLE,
+    HS_ADMIN,
+    HS_SECKEY,
+    HS_VLIST,
+    LIST_HANDLES,
+    MODIFY_ADMIN,
+    MODIFY_VALUE,
+    READ_VALUE,
+    REMOVE_ADMIN,
+    REMOVE_VALUE,
+    SITE_TYPES,
+    AdminRef,
+    SiteInfo,
+    ValueFormatError,
+    decode_vlist,
+)
+from .base import Actor, Change, Services
+from .identifiers import record_payload
+
+MAX_LIST = 100_000
+"""A list without paging returns at most this many handles."""
+_AUTH_FAILED = "Authentication failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    handle: str
+    overwritten: bool
+    """True when existing data was replaced (REST answers 200 instead of 201)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandleList:
+    prefix: str
+    total: int
+    handles: list[str]
+
+
+def check_values(values: Sequence[HandleValue]) -> None:
+    """Structural checks every stored value passes, whatever path wrote it."""
+    try:
+        check_value_count(len(values))
+        seen: set[int] = set()
+        for value in values:
+            check_index(value.index)
+            if value.index in seen:
+                raise InvalidValue(f"index {value.index} appears twice")
+            seen.add(value.index)
+            check_type(value.type)
+            check_data(value.data)
+            if value.ttl_type not in (0, 1) or not 0 <= value.ttl < 2**32:
+                raise InvalidValue(f"value {value.index}: invalid TTL")
+            if not 0 <= value.permissions <= 0x0F:
+                raise InvalidValue(f"value {value.index}: invalid permissions")
+            if len(value.references) > 256:
+                raise InvalidValue(f"value {value.index}: too many references")
+            _check_layout(value)
+    except LimitExceeded as exc:
+        raise InvalidValue(str(exc)) from None
+
+
+def _check_layout(value: HandleValue) -> None:
+    kind = value.type.upper()
+    try:
+        if kind == HS_ADMIN:
+            AdminRef.from_bytes(value.data)
+        elif kind == HS_VLIST:
+            decode_vlist(value.data)
+        elif kind in SITE_TYPES:
+            SiteInfo.from_bytes(value.data)
+    except ValueFormatError as exc:
+        raise InvalidValue(f"value {value.index}: {exc}") from None
+
+
+def _admin_bit(value_type: str, plain: int, admin: int) -> int:
+    return admin if value_type.upper() == HS_ADMIN else plain
+
+
+class Handles:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    # --- where and who ------------------------------------------------------
+
+    def parse(self, name: str) -> HandleName:
+        try:
+            return self.s.grammar.parse(name, bare_prefix=True)
+        except GrammarError as exc:
+            raise InvalidName(str(exc)) from None
+
+    async def locate(self, conn: AsyncConnection, name: HandleName) -> Located:
+        return await locate(conn, name, node_prefix=self.s.node_prefix, site=self.s.site)
+
+    async def rights(self, conn: AsyncConnection, actor: Actor, located: Located) -> int:
+        """The HS_ADMIN permission bits ``actor`` holds over ``located``'s record."""
+        if actor.principal is not None:
+            scope = located.prefix.prefix_key if located.prefix else self.s.node_prefix_key
+            return principal_rights(actor.principal, scope)
+        if actor.identity is None:
+            return 0
+
+        async def load(key: str) -> tuple[HandleValue, ...] | None:
+            found = await self.locate(conn, self.parse(key))
+            return found.record.values if found.record else None
+
+        sources = [located.record.values] if located.record else []
+        prefix_name = self.parse(f"0.NA/{located.name.handled_prefix}")
+        if prefix_name.key != located.name.key:
+            prefix_record = (await self.locate(conn, prefix_name)).record
+            if prefix_record is not None:
+                sources.append(prefix_record.values)
+        granted = 0
+        for values in sources:
+            granted |= await identity_rights(actor.identity, values, self.s.grammar, load)
+        return granted
+
+    async def may_read_restricted(
+        self, conn: AsyncConnection, actor: Actor, located: Located
+    ) -> bool:
+        return not actor.anonymous and bool(await self.rights(conn, actor, located) & READ_VALUE)
+
+    async def authenticate(self, handle: str, index: int, secret: bytes) -> HandleIdentity:
+        """Prove ``index:handle`` by the ``HS_SECKEY`` stored at that index (0: any)."""
+        try:
+            name = self.s.grammar.parse(handle, bare_prefix=True)
+        except GrammarError:
+            raise Unauthenticated(_AUTH_FAILED) from None
+        async with self.s.read() as conn:
+            record = await store.get_identifier(conn, name.key)
+        candidates = [
+            v
+            for v in (record.values if record else ())
+            if v.type.upper() == HS_SECKEY and index in (0, v.index)
+        ]
+        stored = [await asyncio.to_thread(open_value, self.s.node_key, v.data) for v in candidates]
+        # Compare against something even when there is nothing: no timing oracle.
+        matched = [hmac.compare_digest(secret, s) for s in stored or [b"\0" * 32]]
+        if not candidates or not any(matched):
+            raise Unauthenticated(_AUTH_FAILED)
+        return HandleIdentity(handle=handle, index=index, key=name.key)
+
+    async def _writable(self, change: Change, name: HandleName) -> Located:
+        located = await self.locate(change.conn, name)
+        if located.where is Where.NOT_HERE:
+            raise NotServedHere(f"prefix {name.handled_prefix} is not served by this node")
+        if located.where is Where.ELSEWHERE:
+            raise NotServedHere(
+                f"prefix {located.prefix.prefix if located.prefix else name.handled_prefix} "
+                "is served by its enterprise node"
+            )
+        if not name.is_prefix_handle and located.prefix is not None and not located.prefix.writable:
+            raise Forbidden(f"prefix {located.prefix.prefix} is not enabled and hosted here")
+        return located
+
+    async def _require(self, change: Change, located: Located, bits: int) -> None:
+        if change.actor.anonymous:
+            raise Unauthenticated("authentication required")
+        held = await self.rights(change.conn, change.actor, located)
+        if held & bits != bits:
+            raise Forbidden(f"insufficient permissions on {located.name.text}")
+
+    def _stamp(
+        self, change: Change, values: Sequence[HandleValue], previous: dict[int, HandleValue]
+    ) -> list[HandleValue]:
+        """Server-side timestamps (kept for unchanged values) and sealed secrets."""
+        now = int(change.now.timestamp())
+        result = []
+        for value in values:
+            old = previous.get(value.index)
+            if old is not None and old.type == value.type and _same_secret(self.s, old, value):
+                result.append(old)
+                continue
+            if old is not None and old.same_content(value):
+                result.append(old)
+                continue
+            if value.type.upper() == HS_SECKEY:
+                value = replace(value, data=seal_value(self.s.node_key, value.data))
+            result.append(replace(value, timestamp=now))
+        return sorted(result, key=lambda v: v.index)
+
+    async def _template(self, change: Change, record: Identifier | None) -> Template | None:
+        if record is None or record.template_id is None:
+            return None
+        return await store.get_template_by_id(change.conn, record.template_id)
+
+    def _check_template(self, template: Template | None, values: Sequence[HandleValue]) -> None:
+        if template is None:
+            return
+        try:
+            check_handle_values(template.items, template.version, TEMPLATE_VERSION_INDEX, values)
+        except TemplateError as exc:
+            raise InvalidValue(str(exc)) from None
+
+    async def _save(
+        self,
+        change: Change,
+        located: Located,
+        values: list[HandleValue],
+        template: Template | None,
+        action: str,
+    ) -> None:
+        name = located.name
+        stored = await store.get_identifier(change.conn, name.key)
+        if stored is None:
+            prefix_id = located.prefix.id if located.prefix and not name.is_prefix_handle else None
+            await store.insert_identifier(
+                change.conn,
+                name=name.text,
+                name_key=name.key,
+                prefix_id=prefix_id,
+                template_id=None,
+                values=values,
+            )
+        else:
+            await store.replace_identifier_values(
+                change.conn, stored, template_id=template.id if template else None, values=values
+            )
+        record_name = stored.name if stored else name.text
+        await change.record(
+            action,
+            record_name,
+            record_payload(record_name, template.version if template else None, values),
+            {"indexes": [v.index for v in values]},
+        )
+
+    # --- operations ---------------------------------------------------------
+
+    async def create(
+        self,
+        actor: Actor,
+        name_text: str,
+        values: Sequence[HandleValue],
+        *,
+        overwrite: bool,
+        mint_suffix: bool = False,
+    ) -> WriteResult:
+        """Create a record, or replace it whole when ``overwrite`` (op 100)."""
+        if mint_suffix:
+            name_text = f"{name_text}{uuid.uuid4()}"
+        name = self.parse(name_text)
+        check_values(values)
+        async with self.s.change(actor) as change:
+            located = await self._writable(change, name)
+            existing = located.record if located.record and located.record.id else None
+            if existing is not None and not overwrite:
+                raise AlreadyExists(f"handle {name.text} already exists")
+            under_node = name.handled_prefix.upper() == self.s.node_prefix_key
+            if located.prefix is None and not name.is_prefix_handle and not under_node:
+                raise NotFound(f"prefix {name.handled_prefix} is not allocated")
+            await self._require(
+                change,
+                located,
+                ADD_HANDLE if existing is None else ADD_VALUE | MODIFY_VALUE | REMOVE_VALUE,
+            )
+            template = await self._template(change, existing)
+            previous = {v.index: v for v in existing.values} if existing else {}
+            stamped = self._stamp(change, values, previous)
+            self._check_template(template, stamped)
+            await self._save(
+                change,
+                located,
+                stamped,
+                template,
+                "identifier.updated" if existing else "identifier.created",
+            )
+        return WriteResult(name.text, overwritten=existing is not None)
+
+    async def set_values(
+        self, actor: Actor, name_text: str, values: Sequence[HandleValue], *, overwrite: bool
+    ) -> WriteResult:
+        """Add values, or replace them at their indexes when ``overwrite`` (op 102/104)."""
+        name = self.parse(name_text)
+        check_values(values)
+        async with self.s.change(actor) as change:
+            located = await self._writable(change, name)
+            record = located.record
+            if record is None:
+                raise NotFound(f"handle {name.text} not found")
+            current = {v.index: v for v in record.values}  # what clients see
+            stored = await store.get_identifier(change.conn, name.key)
+            # Values the node fills in (a prefix record's HS_SITE, say) are never stored.
+            stored_values = {v.index: v for v in stored.values} if stored else {}
+            replaced = [v for v in values if v.index in current]
+            if replaced and not overwrite:
+                raise ValueAlreadyExists(
+                    f"value {replaced[0].index} already exists; set overwrite=true"
+                )
+            bits = 0
+            for value in values:
+                old = current.get(value.index)
+                if old is None:
+                    bits |= _admin_bit(value.type, ADD_VALUE, ADD_ADMIN)
+                else:
+                    bits |= _admin_bit(old.type, MODIFY_VALUE, MODIFY_ADMIN)
+                    bits |= _admin_bit(value.type, MODIFY_VALUE, MODIFY_ADMIN)
+            await self._require(change, located, bits)
+            merged = {**stored_values, **{v.index: v for v in values}}
+            stamped = self._stamp(change, list(merged.values()), stored_values)
+            self._check_value_total(stamped)
+            template = await self._template(change, stored)
+            self._check_template(template, stamped)
+            await self._save(change, located, stamped, template, "identifier.updated")
+        return WriteResult(name.text, overwritten=bool(replaced))
+
+    async def remove_values(self, actor: Actor, name_text: str, indexes: Sequence[int]) -> None:
+        """Remove the values at ``indexes`` (op 103)."""
+        name = self.parse(name_text)
+        async with self.s.change(actor) as change:
+            located = await self._writable(change, name)
+            record = located.record
+            if record is None or not record.id:
+                raise NotFound(f"handle {name.text} not found")
+            current = {v.index: v for v in record.values}
+            stored = await store.get_identifier(change.conn, name.key)
+            assert stored is not None
+            stored_indexes = {v.index for v in stored.values}
+            missing = [i for i in indexes if i not in stored_indexes]
+            if missing:
+                raise ValuesNotFound(f"no value at index {missing[0]}")
+            bits = 0
+            for index in indexes:
+                bits |= _admin_bit(current[index].type, REMOVE_VALUE, REMOVE_ADMIN)
+            await self._require(change, located, bits)
+            kept = [v for v in stored.values if v.index not in set(indexes)]
+            template = await self._template(change, stored)
+            self._check_template(template, kept)
+            await self._save(
+                change, replace(located, record=stored), kept, template, "identifier.updated"
+            )
+
+    async def delete(self, actor: Actor, name_text: str) -> None:
+        """Delete a record (op 101)."""
+        name = self.parse(name_text)
+        async with self.s.change(actor) as change:
+            located = await self._writable(change, name)
+            stored = await store.get_identifier(change.conn, name.key)
+            if stored is None:
+                raise NotFound(f"handle {name.text} not found")
+            await self._require(change, located, DELETE_HANDLE)
+            await store.delete_identifier(change.conn, stored.id)
+            await change.record("identifier.deleted", stored.name, {"handle": stored.name})
+
+    async def list_handles(
+        self, actor: Actor, prefix_text: str, *, offset: int, limit: int | None
+    ) -> HandleList:
+        """Names under an enterprise prefix (op 105); ``limit`` 0 counts only."""
+        text = prefix_text if prefix_text.upper().startswith("0.NA/") else f"0.NA/{prefix_text}"
+        name = self.parse(text)
+        async with self.s.read() as conn:
+            located = await self.locate(conn, name)
+            if located.where is Where.NOT_HERE:
+                raise NotServedHere(f"prefix {name.handled_prefix} is not served by this node")
+            if actor.anonymous:
+                raise Unauthenticated("authentication required")
+            if not await self.rights(conn, actor, located) & LIST_HANDLES:
+                raise Forbidden(f"insufficient permissions to list {name.handled_prefix}")
+            prefix = located.prefix
+            if prefix is None or prefix.prefix_key != name.handled_prefix.upper():
+                return HandleList(name.text, 0, [])
+            total = await store.count_identifiers(conn, prefix.id)
+            size = MAX_LIST if limit is None else min(limit, MAX_LIST)
+            names = await store.identifier_names(conn, prefix.id, offset=offset, limit=size)
+        return HandleList(name.text, total, names)
+
+    async def reverse_lookup(
+        self, actor: Actor, conditions: Sequence[tuple[str, str, bool]], *, offset: int, limit: int
+    ) -> list[str]:
+        """Handles whose values match every condition. Node administrators search
+        all values; everyone else only public ones (which anyone may resolve)."""
+        if actor.anonymous:
+            raise Unauthenticated("authentication required")
+        if not conditions:
+            return []
+        admin = bool(actor.principal and actor.principal.is_admin) or (
+            actor.identity is not None and actor.identity.key == self._node_identity_key
+        )
+        async with self.s.read() as conn:
+            return await store.reverse_lookup(
+                conn, conditions, public_only=not admin, prefix_ids=None, offset=offset, limit=limit
+            )
+
+    @property
+    def _node_identity_key(self) -> str:
+        return f"0.NA/{self.s.node_prefix_key}"
+
+    async def homed_prefixes(self) -> list[str]:
+        """The node prefix and the enterprise prefixes whose records live here."""
+        async with self.s.read() as conn:
+            hosted = await store.hosted_prefixes(conn)
+        return [self.s.node_prefix, *hosted]
+
+    def _check_value_total(self, values: Sequence[HandleValue]) -> None:
+        try:
+            check_value_count(len(values))
+        except LimitExceeded as exc:
+            raise InvalidValue(str(exc)) from None
+
+
+def _same_secret(services: Services, old: HandleValue, new: HandleValue) -> bool:
+    """A rewritten HS_SECKEY equal to the stored (sealed) one is no change."""
+    if old.type.upper() != HS_SECKEY:
+        return False
+    clear = open_value(services.node_key, old.data)
+    return replace(old, data=clear).same_content(new)

@@ -1,0 +1,84 @@
+"""A bounded, TTL-aware LRU cache of encoded answers, evicted by name.
+
+Entries are keyed by ``(name key, variant)``: the variant says which answer
+for that name it is (protocol, filters, the spelling the client used...).
+Invalidating a name drops every variant of it at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    invalidations: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    payload: Any
+    expires: float
+
+
+@dataclass
+class AnswerCache:
+    max_entries: int = 100_000
+    clock: Callable[[], float] = time.monotonic
+    stats: CacheStats = field(default_factory=CacheStats)
+    _entries: OrderedDict[tuple[str, Hashable], _Entry] = field(default_factory=OrderedDict)
+    _variants: dict[str, set[Hashable]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, variant: Hashable) -> Any | None:
+        entry = self._entries.get((key, variant))
+        if entry is None:
+            self.stats.misses += 1
+            return None
+        if entry.expires <= self.clock():
+            self._drop((key, variant))
+            self.stats.misses += 1
+            return None
+        self._entries.move_to_end((key, variant))
+        self.stats.hits += 1
+        return entry.payload
+
+    def put(self, key: str, variant: Hashable, payload: Any, ttl: float) -> None:
+        if ttl <= 0 or self.max_entries <= 0:
+            return
+        slot = (key, variant)
+        self._entries[slot] = _Entry(payload, self.clock() + ttl)
+        self._entries.move_to_end(slot)
+        self._variants.setdefault(key, set()).add(variant)
+        while len(self._entries) > self.max_entries:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+            self.stats.evictions += 1
+
+    def invalidate(self, key: str) -> None:
+        for variant in self._variants.pop(key, ()):
+            self._entries.pop((key, variant), None)
+        self.stats.invalidations += 1
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._variants.clear()
+        self.stats.invalidations += 1
+
+    def _drop(self, slot: tuple[str, Hashable]) -> None:
+        self._entries.pop(slot, None)
+        key, variant = slot
+        variants = self._variants.get(key)
+        if variants is not None:
+            variants.discard(variant)
+            if not variants:
+                del self._variants[key]

@@ -1,0 +1,193 @@
+"""The resolution engine: name in, values or a verdict out — no transport here.
+
+Every front end (REST, redirect proxy, later the native protocol, DNS and
+OID) asks the same engine. Anonymous answers are cached already encoded,
+per front end, in one :class:`~resolver.cache.AnswerCache`; committed
+changes evict them (in this process at once, in others through the change
+feed), and every entry also expires with the shortest TTL of its values.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from registry.errors import InvalidName
+from registry.grammar import GrammarError, HandleName
+from registry.models import PUBLIC_READ, TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
+from registry.records import Located, Where
+from registry.secrets import NodeKey, is_sealed_value, open_value
+from registry.services import Actor, Registry
+from registry.services.base import ChangeEvent
+
+from .cache import AnswerCache
+
+log = logging.getLogger("idnode.resolver")
+T = TypeVar("T")
+
+NEGATIVE_TTL = 5.0
+"""How long "not found" is remembered (writes evict it sooner)."""
+MAX_TTL = 3600.0
+"""No answer is served from cache longer than this, whatever its values say."""
+
+
+class Status(enum.Enum):
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+    VALUES_NOT_FOUND = "values_not_found"
+    """The record exists; none of its values passed the filters and permissions."""
+    REFERRAL = "referral"
+    """Served by another node (an enterprise node): see ``referral``."""
+    NOT_HERE = "not_here"
+    """The prefix belongs to no node this one serves or knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    indexes: tuple[int, ...] = ()
+    types: tuple[str, ...] = ()
+
+    def matches(self, value: HandleValue) -> bool:
+        """HANDLE.NET filter rules: index OR type; types case-insensitive, a
+        type also matches its subtypes (``URL`` matches ``URL.mirror``)."""
+        if not self.indexes and not self.types:
+            return True
+        if value.index in self.indexes:
+            return True
+        vtype = value.type.upper()
+        for wanted in self.types:
+            wanted = wanted.upper()
+            base = wanted.rstrip(".")
+            if vtype == wanted or vtype.startswith(base + "."):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    status: Status
+    name: HandleName
+    values: tuple[HandleValue, ...] = ()
+    referral: tuple[HandleValue, ...] = ()
+    referral_handle: str = ""
+    prefix: Prefix | None = None
+    enterprise: Enterprise | None = None
+
+    def ttl(self, now: float | None = None) -> float:
+        """How long this answer may be reused."""
+        if self.status in (Status.NOT_FOUND, Status.VALUES_NOT_FOUND):
+            return NEGATIVE_TTL
+        values = self.values or self.referral
+        if not values:
+            return MAX_TTL
+        wall = time.time() if now is None else now
+        ttls = [(v.ttl - wall) if v.ttl_type == TTL_ABSOLUTE else float(v.ttl) for v in values]
+        return max(0.0, min(MAX_TTL, *ttls))
+
+
+class Engine:
+    def __init__(self, registry: Registry, *, cache_entries: int = 100_000) -> None:
+        self.registry = registry
+        self.cache = AnswerCache(max_entries=cache_entries)
+        registry.services.listeners.append(self.on_changes)
+
+    # --- resolution ---------------------------------------------------------
+
+    def parse(self, name: str | bytes) -> HandleName:
+        """Names as resolvers accept them: ``P/S``, ``0.NA/P`` or a bare prefix."""
+        try:
+            return self.registry.services.grammar.parse(name, bare_prefix=True)
+        except GrammarError as exc:
+            raise InvalidName(str(exc)) from None
+
+    async def resolve(
+        self, name: HandleName, query: Query = Query(), caller: Actor | None = None
+    ) -> Resolution:
+        """Resolve without the answer cache (authenticated callers, and tests)."""
+        handles = self.registry.handles
+        async with self.registry.services.read() as conn:
+            located = await handles.locate(conn, name)
+            authorized = (
+                caller is not None
+                and located.record is not None
+                and await handles.may_read_restricted(conn, caller, located)
+            )
+        return self._verdict(located, query, authorized)
+
+    async def answer(
+        self, name: HandleName, query: Query, variant: Hashable, encode: Callable[[Resolution], T]
+    ) -> T:
+        """The encoded anonymous answer: from cache, or resolved, encoded and cached."""
+        slot = (variant, name.text, query)  # answers echo the name as it was asked
+        cached = self.cache.get(name.key, slot)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        resolution = await self.resolve(name, query)
+        payload = encode(resolution)
+        self.cache.put(name.key, slot, payload, resolution.ttl())
+        return payload
+
+    def _verdict(self, located: Located, query: Query, authorized: bool) -> Resolution:
+        name = located.name
+        if located.where is Where.NOT_HERE:
+            return Resolution(Status.NOT_HERE, name)
+        if located.where is Where.ELSEWHERE:
+            return Resolution(
+                Status.REFERRAL,
+                name,
+                referral=located.referral,
+                referral_handle=located.referral_handle,
+                prefix=located.prefix,
+                enterprise=located.enterprise,
+            )
+        if located.record is None:
+            return Resolution(
+                Status.NOT_FOUND, name, prefix=located.prefix, enterprise=located.enterprise
+            )
+        visible = self._visible(located.record.values, query, authorized)
+        status = Status.FOUND if visible else Status.VALUES_NOT_FOUND
+        return Resolution(
+            status, name, visible, prefix=located.prefix, enterprise=located.enterprise
+        )
+
+    def _visible(
+        self, values: Iterable[HandleValue], query: Query, authorized: bool
+    ) -> tuple[HandleValue, ...]:
+        key = self.registry.services.node_key
+        result = []
+        for value in values:
+            if not query.matches(value):
+                continue
+            if not value.permissions & PUBLIC_READ:
+                if not authorized:
+                    continue
+                value = _opened(value, key)
+            result.append(value)
+        return tuple(result)
+
+    # --- invalidation -------------------------------------------------------
+
+    def on_changes(self, events: Sequence[ChangeEvent]) -> None:
+        """Evict what committed changes made stale (from this process or the feed)."""
+        for change in events:
+            if change.event.startswith(("identifier.", "identity.")):
+                try:
+                    self.cache.invalidate(self.parse(change.subject).key)
+                except InvalidName:
+                    self.cache.clear()
+            elif change.event.startswith("template."):
+                continue  # a template does not change any stored value
+            else:
+                # Prefixes, routes, enterprises: they shape whole subtrees of answers.
+                self.cache.clear()
+
+
+def _opened(value: HandleValue, key: NodeKey) -> HandleValue:
+    """Restricted values go out in clear to those allowed to read them."""
+    if is_sealed_value(value.data):
+        return replace(value, data=open_value(key, value.data))
+    return value

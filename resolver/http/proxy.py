@@ -1,0 +1,110 @@
+"""The redirect proxy: ``GET /<handle>`` goes to the record's URL, as hdl.handle.net
+does; ``?noredirect`` (and ``GET /``, with its search box) show the lookup page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from aiohttp import web
+
+from registry.errors import InvalidName
+
+from ..engine import Query, Resolution, Status
+from .keys import ENGINE, REGISTRY
+from .page import error_page, home_page, record_page
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_REDIRECT_SCHEMES = ("http", "https", "ftp")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyAnswer:
+    status: int
+    location: str | None
+    page: str
+
+
+def redirect_target(resolution: Resolution) -> str | None:
+    """The first URL value (lowest index) with a scheme a browser may follow."""
+    if resolution.status is not Status.FOUND:
+        return None
+    for value in resolution.values:
+        vtype = value.type.upper()
+        if vtype != "URL" and not vtype.startswith("URL."):
+            continue
+        try:
+            url = value.data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            continue
+        if urlsplit(url).scheme.lower() in _REDIRECT_SCHEMES and "\n" not in url:
+            return url
+    return None
+
+
+_PAGE_STATUS = {
+    Status.FOUND: 200,
+    Status.VALUES_NOT_FOUND: 200,
+    Status.REFERRAL: 200,
+    Status.NOT_FOUND: 404,
+    Status.NOT_HERE: 404,
+}
+
+
+def handle_pattern(node_prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"{re.escape(node_prefix)}(?:\.[0-9]+)*/[^\s,;，；<>\"']+")
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=text,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=SECURITY_HEADERS,
+    )
+
+
+async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Response:
+    engine = request.app[ENGINE]
+    pattern = handle_pattern(request.app[REGISTRY].node_prefix)
+    try:
+        name = engine.parse(text)
+    except InvalidName as exc:
+        return _html(error_page(f"标识格式错误 · Invalid identifier: {exc}", text), 400)
+
+    def encode(resolution: Resolution) -> ProxyAnswer:
+        page = record_page(resolution, pattern)
+        return ProxyAnswer(_PAGE_STATUS[resolution.status], redirect_target(resolution), page)
+
+    answer = await engine.answer(name, Query(), ("proxy",), encode)
+    if redirect and answer.location is not None:
+        raise web.HTTPFound(answer.location, headers=SECURITY_HEADERS)
+    return _html(answer.page, answer.status)
+
+
+async def home(request: web.Request) -> web.Response:
+    wanted = request.query.get("handle", "").strip()
+    if not wanted:
+        return _html(home_page())
+    return await _lookup(request, wanted, redirect=False)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    try:
+        text = unquote(request.raw_path.split("?", 1)[0][1:], errors="strict")
+    except UnicodeDecodeError:
+        return _html(error_page("标识不是合法的UTF-8 · The identifier is not valid UTF-8."), 400)
+    return await _lookup(request, text, redirect="noredirect" not in request.query)
+
+
+def add_routes(app: web.Application) -> None:
+    """Registered last: a catch-all for names (all of the node's start with a digit)."""
+    app.router.add_get("/", home)
+    app.router.add_get("/{handle:[0-9].*}", resolve)

@@ -178,8 +178,9 @@ async def _demo(config: Config) -> int:
             f"password {demo.DEMO_USER_PASSWORD}",
             flush=True,
         )
-        print(f"idnode demo: lookup page {demo.lookup_page(base)} (open it in a browser)",
-              flush=True)
+        print(
+            f"idnode demo: lookup page {demo.lookup_page(base)} (open it in a browser)", flush=True
+        )
         print("idnode demo: try these (stop with Ctrl-C):", flush=True)
         for line in demo.examples(base, admin):
             print("  " + line, flush=True)

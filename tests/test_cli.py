@@ -199,9 +199,7 @@ def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
         examples = [line.strip() for line in lines if line.startswith("  ")]
         assert len(examples) >= 5 and base in "\n".join(examples)
         # Run them as a user would, in one shell (the token example sets $TOKEN).
-        script = "\n".join(
-            cmd if cmd.startswith("TOKEN=") else f"{cmd}; echo" for cmd in examples
-        )
+        script = "\n".join(cmd if cmd.startswith("TOKEN=") else f"{cmd}; echo" for cmd in examples)
         result = subprocess.run(
             ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
         )

@@ -411,7 +411,13 @@ class Handles:
         return HandleList(name.text, total, names)
 
     async def reverse_lookup(
-        self, actor: Actor, conditions: Sequence[tuple[str, str, bool]], *, offset: int, limit: int
+        self,
+        actor: Actor,
+        conditions: Sequence[tuple[str, str, bool]],
+        *,
+        prefix: str | None = None,
+        offset: int,
+        limit: int,
     ) -> list[str]:
         """Handles whose values match every condition. Node administrators search
         all values; everyone else only public ones (which anyone may resolve)."""
@@ -423,8 +429,17 @@ class Handles:
             actor.identity is not None and actor.identity.key == self._node_identity_key
         )
         async with self.s.read() as conn:
+            prefix_ids = None
+            if prefix:
+                found = await store.get_prefix(conn, prefix.strip().upper())
+                prefix_ids = [found.id] if found else []
             return await store.reverse_lookup(
-                conn, conditions, public_only=not admin, prefix_ids=None, offset=offset, limit=limit
+                conn,
+                conditions,
+                public_only=not admin,
+                prefix_ids=prefix_ids,
+                offset=offset,
+                limit=limit,
             )
 
     @property

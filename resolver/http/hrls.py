@@ -62,7 +62,11 @@ async def search(request: web.Request) -> web.Response:
     limit = _number(request, "limit", DEFAULT_LIMIT, MAX_LIMIT)
     page = _number(request, "page", 0, 10**9)
     names = await request.app[REGISTRY].handles.reverse_lookup(
-        caller, conditions, offset=page * limit, limit=limit
+        caller,
+        conditions,
+        prefix=request.match_info.get("prefix"),
+        offset=page * limit,
+        limit=limit,
     )
     if not flag(request, "retrieverecords"):
         return render(request, 200, names)
@@ -77,4 +81,7 @@ async def search(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/hrls/ping", ping)
+    # pyhandle asks for "/hrls/handles/"; HRLS also takes "/hrls/handles/<prefix>".
     app.router.add_get("/hrls/handles", search)
+    app.router.add_get("/hrls/handles/", search)
+    app.router.add_get("/hrls/handles/{prefix:.+}", search)

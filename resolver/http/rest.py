@@ -161,6 +161,11 @@ def api_endpoint(handler: Any) -> Any:
         except (DBAPIError, PoolTimeout, OSError) as exc:
             log.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
             return _error(request, ApiError(rc.RC_SERVER_TOO_BUSY, "storage unavailable", handle))
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _error(request, ApiError(rc.RC_ERROR, "internal error", handle))
 
     return guarded
 

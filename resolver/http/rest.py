@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -74,22 +74,31 @@ def requested_handle(request: web.Request) -> str:
         ) from None
 
 
+def encode_json(body: Any, *, pretty: bool = False) -> bytes:
+    return json.dumps(body, ensure_ascii=False, indent=2 if pretty else None).encode("utf-8")
+
+
+def render_encoded(request: web.Request, status: int, encoded: bytes) -> web.Response:
+    """Send encoded JSON, or JSONP when a valid ``callback`` is given."""
+    callback = request.query.get("callback")
+    if callback is None:
+        return web.Response(
+            body=encoded, status=status, content_type="application/json", charset="utf-8"
+        )
+    if not _CALLBACK.fullmatch(callback):
+        error = {"responseCode": rc.RC_PROTOCOL_ERROR, "message": "invalid callback name"}
+        return web.json_response(error, status=400)
+    return web.Response(
+        body=callback.encode() + b"(" + encoded + b");",
+        status=status,
+        content_type="application/javascript",
+        charset="utf-8",
+    )
+
+
 def render(request: web.Request, status: int, body: Any) -> web.Response:
     """JSON (pretty on request), or JSONP when a valid ``callback`` is given."""
-    indent = 2 if flag(request, "pretty") else None
-    text = json.dumps(body, ensure_ascii=False, indent=indent)
-    callback = request.query.get("callback")
-    if callback is not None:
-        if not _CALLBACK.fullmatch(callback):
-            body = {"responseCode": rc.RC_PROTOCOL_ERROR, "message": "invalid callback name"}
-            return web.json_response(body, status=400)
-        return web.Response(
-            text=f"{callback}({text});",
-            status=status,
-            content_type="application/javascript",
-            charset="utf-8",
-        )
-    return web.Response(text=text, status=status, content_type="application/json", charset="utf-8")
+    return render_encoded(request, status, encode_json(body, pretty=flag(request, "pretty")))
 
 
 def error_body(error: ApiError) -> dict[str, Any]:
@@ -130,8 +139,15 @@ def resolution_body(resolution: Resolution) -> tuple[int, dict[str, Any]]:
     }
 
 
-def _encode_resolution(resolution: Resolution) -> tuple[int, dict[str, Any]]:
-    return resolution_body(resolution)
+def _encoder(pretty: bool) -> Callable[[Resolution], tuple[int, bytes]]:
+    def encode(resolution: Resolution) -> tuple[int, bytes]:
+        status, body = resolution_body(resolution)
+        return status, encode_json(body, pretty=pretty)
+
+    return encode
+
+
+_ENCODERS = {pretty: _encoder(pretty) for pretty in (False, True)}
 
 
 async def _caller(request: web.Request) -> Actor:
@@ -188,12 +204,14 @@ async def get_handle(request: web.Request) -> web.Response:
     query = Query(indexes=_ints(request, "index"), types=tuple(request.query.getall("type", [])))
     caller = await _caller(request)
     public_only = flag(request, "publicOnly", default=caller.anonymous)
+    pretty = flag(request, "pretty")
     if public_only and not flag(request, "auth"):
-        status, body = await engine.answer(name, query, ("rest",), _encode_resolution)
+        # The hot path: an answer encoded once, served from the cache.
+        status, encoded = await engine.answer(name, query, ("rest", pretty), _ENCODERS[pretty])
     else:
         resolution = await engine.resolve(name, query, None if public_only else caller)
-        status, body = resolution_body(resolution)
-    return render(request, status, body)
+        status, encoded = _ENCODERS[pretty](resolution)
+    return render_encoded(request, status, encoded)
 
 
 async def _json_body(request: web.Request) -> Any:

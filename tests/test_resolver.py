@@ -1,0 +1,323 @@
+"""The resolution engine and its answer cache, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from registry.errors import RegistryError
+from registry.models import PERM_RESTRICTED, HandleValue, SiteRoute
+from registry.permissions import HandleIdentity
+from registry.records import route_site
+from registry.services import Actor, Registry
+from registry.values import (
+    HS_ADMIN,
+    HS_SECKEY,
+    HS_VLIST,
+    AdminRef,
+    SiteInfo,
+    ValueRef,
+    encode_vlist,
+)
+from resolver.cache import AnswerCache
+from resolver.engine import Engine, Query, Resolution, Status
+from resolver.feed import ChangeFeed
+from tests.factories import application, hosted_enterprise, record
+
+
+def url(index: int, text: str, **kw: object) -> HandleValue:
+    return HandleValue(index=index, type="URL", data=text.encode(), **kw)  # type: ignore[arg-type]
+
+
+def value(index: int, vtype: str, text: str, **kw: object) -> HandleValue:
+    return HandleValue(index=index, type=vtype, data=text.encode(), **kw)  # type: ignore[arg-type]
+
+
+async def seeded(registry: Registry, admin: Actor) -> tuple[Engine, str]:
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    await registry.handles.create(
+        admin,
+        f"{prefix}/rec",
+        [
+            url(1, "https://example.org/a"),
+            value(2, "EMAIL", "ops@example.org"),
+            value(3, "URL.mirror", "https://mirror.example.org/a"),
+            value(4, "SECRET", "s3cret", permissions=PERM_RESTRICTED),
+        ],
+        overwrite=False,
+    )
+    return Engine(registry), prefix
+
+
+async def test_resolution_verdicts(registry: Registry, admin: Actor) -> None:
+    engine, prefix = await seeded(registry, admin)
+    _, routed = await registry.enterprises.apply(admin, application(2))
+    await registry.enterprises.configure(
+        admin, routed.prefix, SiteRoute(4, "10.1.2.3", tcp_port=2641, udp_port=2641)
+    )
+
+    found = await engine.resolve(engine.parse(f"{prefix}/rec"))
+    assert found.status is Status.FOUND
+    assert [v.index for v in found.values] == [1, 2, 3]  # restricted value 4 hidden
+    assert found.enterprise is not None and found.enterprise.org_name == "测试企业1有限公司"
+
+    missing = await engine.resolve(engine.parse(f"{prefix}/none"))
+    assert missing.status is Status.NOT_FOUND
+    unallocated = await engine.resolve(engine.parse("88.100.77/x"))
+    assert unallocated.status is Status.NOT_FOUND
+    foreign = await engine.resolve(engine.parse("88.200.1/x"))
+    assert foreign.status is Status.NOT_HERE
+    nothing = await engine.resolve(engine.parse(f"{prefix}/rec"), Query(types=("NOPE",)))
+    assert nothing.status is Status.VALUES_NOT_FOUND
+
+    referral = await engine.resolve(engine.parse(f"{routed.prefix}/anything"))
+    assert referral.status is Status.REFERRAL
+    assert referral.referral_handle == f"0.NA/{routed.prefix}"
+    site = SiteInfo.from_bytes(referral.referral[0].data)
+    assert site == route_site(SiteRoute(4, "10.1.2.3", 2641, 2641, None))
+    assert site.servers[0].address_text == "10.1.2.3"
+
+
+async def test_filters_are_or_ed_case_insensitive_with_subtypes(
+    registry: Registry, admin: Actor
+) -> None:
+    engine, prefix = await seeded(registry, admin)
+    name = engine.parse(f"{prefix}/rec")
+
+    async def indexes(query: Query) -> list[int]:
+        return [v.index for v in (await engine.resolve(name, query)).values]
+
+    assert await indexes(Query(types=("url",))) == [1, 3]  # URL.mirror is a subtype
+    assert await indexes(Query(types=("URL.",))) == [3]  # only subtypes
+    assert await indexes(Query(types=("URL.MIRROR",))) == [3]
+    assert await indexes(Query(indexes=(2,), types=("URL",))) == [1, 2, 3]
+    assert await indexes(Query(indexes=(4,))) == []  # restricted, anonymous caller
+
+
+async def test_restricted_values_need_rights(registry: Registry, admin: Actor) -> None:
+    engine, prefix = await seeded(registry, admin)
+    name = engine.parse(f"{prefix}/rec")
+    assert [v.index for v in (await engine.resolve(name, caller=admin)).values] == [1, 2, 3, 4]
+    from tests.test_registry import user_actor
+
+    owner = await user_actor(registry, 1)
+    assert 4 in [v.index for v in (await engine.resolve(name, caller=owner)).values]
+    await registry.enterprises.apply(admin, application(3))
+    stranger = await user_actor(registry, 3)
+    assert 4 not in [v.index for v in (await engine.resolve(name, caller=stranger)).values]
+
+
+async def test_identities_and_groups(registry: Registry, admin: Actor) -> None:
+    """HS_ADMIN names an identity directly or through an HS_VLIST group."""
+    engine, prefix = await seeded(registry, admin)
+    await registry.handles.create(
+        admin,
+        f"{prefix}/alice",
+        [HandleValue(300, HS_SECKEY, b"alice-pw", permissions=PERM_RESTRICTED)],
+        overwrite=False,
+    )
+    await registry.handles.create(
+        admin,
+        f"{prefix}/team",
+        [HandleValue(200, HS_VLIST, encode_vlist([ValueRef(f"{prefix}/alice", 300)]))],
+        overwrite=False,
+    )
+    await registry.handles.create(
+        admin,
+        f"{prefix}/doc",
+        [
+            url(1, "https://example.org/doc"),
+            HandleValue(2, "NOTE", b"internal", permissions=PERM_RESTRICTED),
+            HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/team", 200, 0x0FF2).to_bytes()),
+        ],
+        overwrite=False,
+    )
+    alice = await registry.handles.authenticate(f"{prefix}/alice", 300, b"alice-pw")
+    assert alice == HandleIdentity(f"{prefix}/alice", 300, f"{prefix.upper()}/alice")
+    with pytest.raises(Exception, match="Authentication failed"):
+        await registry.handles.authenticate(f"{prefix}/alice", 300, b"wrong")
+    as_alice = Actor(None, "test", alice)
+    doc = engine.parse(f"{prefix}/doc")
+    assert [v.index for v in (await engine.resolve(doc, caller=as_alice)).values] == [1, 2, 100]
+    await registry.handles.set_values(
+        as_alice, f"{prefix}/doc", [url(1, "https://x.org")], overwrite=True
+    )
+    # 0x0FF2 lacks ADD_HANDLE (0x1): Alice may not create under the prefix through it.
+    with pytest.raises(Exception, match="insufficient permissions"):
+        await registry.handles.create(as_alice, f"{prefix}/new", [url(1, "u")], overwrite=False)
+    # The secret is stored sealed, and shown in clear only to those who may read it.
+    secret = await engine.resolve(engine.parse(f"{prefix}/alice"), caller=admin)
+    assert secret.values[0].data == b"alice-pw"
+    assert (await engine.resolve(engine.parse(f"{prefix}/alice"))).status is Status.VALUES_NOT_FOUND
+
+
+async def test_prefix_records(registry: Registry, admin: Actor) -> None:
+    engine, prefix = await seeded(registry, admin)
+    for spelling in (prefix, f"0.NA/{prefix}", f"0.na/{prefix}"):
+        answer = await engine.resolve(engine.parse(spelling))
+        assert answer.status is Status.FOUND and answer.name.text == spelling
+        types = {v.index: v.type for v in answer.values}
+        assert types[100] == HS_ADMIN and types[101] == HS_ADMIN and types[2] == "DESC"
+        admins = [AdminRef.from_bytes(v.data) for v in answer.values if v.type == HS_ADMIN]
+        assert [a.handle for a in admins] == ["0.NA/88.100", f"0.NA/{prefix}"]
+    node = await engine.resolve(engine.parse("0.NA/88.100"))
+    assert {v.type for v in node.values} >= {"HS_ADMIN", "DESC"}
+    assert all(v.type != HS_SECKEY for v in node.values)  # restricted: anonymous sees none
+    assert (await engine.resolve(engine.parse("88.100"))).status is Status.FOUND
+    assert (await engine.resolve(engine.parse("0.NA/88.100.99"))).status is Status.NOT_FOUND
+    assert (await engine.resolve(engine.parse("88.300"))).status is Status.NOT_HERE
+
+
+async def test_writes_evict_cached_answers(registry: Registry, admin: Actor) -> None:
+    engine, prefix = await seeded(registry, admin)
+    name = engine.parse(f"{prefix}/rec")
+
+    def encode(resolution: object) -> object:
+        return resolution
+
+    first = await engine.answer(name, Query(), "test", encode)
+    assert await engine.answer(name, Query(), "test", encode) is first  # cached
+    await registry.handles.set_values(
+        admin, f"{prefix}/rec", [url(1, "https://new")], overwrite=True
+    )
+    fresh = await engine.answer(name, Query(), "test", encode)
+    assert fresh is not first
+    assert fresh.values[0].data == b"https://new"  # type: ignore[attr-defined]
+    gone = engine.parse(f"{prefix}/later")
+    assert (await engine.answer(gone, Query(), "test", encode)).status is Status.NOT_FOUND
+    await registry.identifiers.create(admin, record(f"{prefix}/later"))
+    assert (await engine.answer(gone, Query(), "test", encode)).status is Status.FOUND
+    # A prefix change reshapes whole subtrees of answers: the cache starts over.
+    assert len(engine.cache) > 0
+    _, other = await registry.enterprises.apply(admin, application(5))
+    await registry.enterprises.configure(admin, other.prefix, SiteRoute(4, "10.0.0.9", 2641))
+    assert len(engine.cache) == 0
+
+
+def test_cache_is_bounded_lru_and_ttl_aware() -> None:
+    now = [0.0]
+    cache = AnswerCache(max_entries=3, clock=lambda: now[0])
+    for i in range(3):
+        cache.put(f"k{i}", "v", i, ttl=10)
+    assert cache.get("k0", "v") == 0  # k0 becomes most recent
+    cache.put("k3", "v", 3, ttl=10)
+    assert cache.get("k1", "v") is None  # least recently used went
+    assert len(cache) == 3 and cache.stats.evictions == 1
+    now[0] = 10.0
+    assert cache.get("k0", "v") is None  # expired
+    cache.put("k9", "a", 1, ttl=5)
+    cache.put("k9", "b", 2, ttl=5)
+    cache.invalidate("k9")
+    assert cache.get("k9", "a") is None and cache.get("k9", "b") is None
+    cache.put("k8", "a", 1, ttl=0)
+    assert cache.get("k8", "a") is None  # a zero TTL is never cached
+
+
+async def test_change_feed_reaches_another_process(
+    registry: Registry, admin: Actor, database_url: str
+) -> None:
+    """A second engine on its own database connection pool stands for another process."""
+    from registry.db import create_engine
+
+    _, prefix = await seeded(registry, admin)
+    db = create_engine(database_url)
+    other = Registry(db, node_prefix="88.100", node_key=registry.services.node_key)
+    remote = Engine(other)
+    feed = ChangeFeed(db, remote.on_changes)
+    await feed.start()
+    try:
+        name = remote.parse(f"{prefix}/rec")
+
+        def encode(resolution: object) -> object:
+            return resolution
+
+        before = await remote.answer(name, Query(), "x", encode)
+        await registry.handles.set_values(
+            admin, f"{prefix}/rec", [url(1, "https://moved")], overwrite=True
+        )
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while asyncio.get_running_loop().time() < deadline:
+            after = await remote.answer(name, Query(), "x", encode)
+            if after is not before:
+                break
+            await asyncio.sleep(0.05)
+        assert after is not before, "the other process still serves the stale answer"
+        assert after.values[0].data == b"https://moved"  # type: ignore[attr-defined]
+    finally:
+        await feed.stop()
+        await db.dispose()
+
+
+# --- a cached answer always equals a freshly computed one ----------------------
+
+names = st.sampled_from(
+    [f"88.100.1/h{i}" for i in range(4)] + ["88.100.1", "0.NA/88.100.1", "88.200.1/x"]
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), names, st.integers(1, 3), st.text(max_size=8), st.booleans()),
+        st.tuples(st.just("delete"), names),
+        st.tuples(st.just("read"), names, st.sampled_from([(), ("URL",), ("EMAIL",)])),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=operations)
+async def test_cached_answers_equal_fresh_ones(
+    registry: Registry, admin: Actor, ops: list[tuple[object, ...]]
+) -> None:
+    engine = Engine(registry)
+    if await _missing_prefix(registry):
+        await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+
+    def encode(resolution: Resolution) -> Resolution:
+        return resolution
+
+    for op in ops:
+        kind, name = op[0], str(op[1])
+        types: tuple[str, ...] = ()
+        try:
+            if kind == "put":
+                index, text, restricted = int(op[2]), str(op[3]), bool(op[4])  # type: ignore[call-overload]
+                new = HandleValue(
+                    index,
+                    "EMAIL" if index == 2 else "URL",
+                    text.encode(),
+                    permissions=PERM_RESTRICTED if restricted else 0x0E,
+                )
+                await registry.handles.set_values(admin, name, [new], overwrite=True)
+            elif kind == "delete":
+                await registry.handles.delete(admin, name)
+            else:
+                types = tuple(op[2])  # type: ignore[call-overload]
+        except RegistryError:
+            if kind == "put":  # no record yet (or a refused name): try creating it
+                with contextlib.suppress(RegistryError):
+                    await registry.handles.create(admin, name, [new], overwrite=True)
+        parsed = engine.parse(name)
+        cached = await engine.answer(parsed, Query(types=types), "prop", encode)
+        fresh = await engine.resolve(parsed, Query(types=types))
+        assert (cached.status, cached.name.text, cached.values, cached.referral) == (
+            fresh.status,
+            fresh.name.text,
+            fresh.values,
+            fresh.referral,
+        )
+
+
+async def _missing_prefix(registry: Registry) -> bool:
+    from registry import store
+
+    async with registry.services.read() as conn:
+        return await store.get_prefix(conn, "88.100.1") is None

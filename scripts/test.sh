@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite on a fresh machine:
 # virtualenv and dependencies, PostgreSQL (installed from the distribution's
-# packages if missing, started if stopped, test database created), then
-# lint, type checks and pytest against SQLite and PostgreSQL.
+# packages if missing, started if stopped, test database created), Chromium
+# for the browser test, then lint, type checks and pytest against SQLite and
+# PostgreSQL.
 #   scripts/test.sh [pytest arguments]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -48,8 +49,18 @@ ensure_postgres() {
     fi
 }
 
+ensure_chromium() {
+    # The lookup page is tested in a real headless browser: Debian's chromium.
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "==> installing chromium from the distribution's packages"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+    fi
+}
+
 ensure_venv "test"
 ensure_postgres
+ensure_chromium
 cd "$ROOT"
 echo "==> ruff"
 "$VENV/bin/ruff" check .

@@ -142,6 +142,7 @@ class ApiClient:
     base: str
     session: aiohttp.ClientSession
     token: str | None = None
+    app: web.Application | None = None
 
     async def call(
         self,
@@ -187,7 +188,8 @@ async def api(registry: Registry, node_key: NodeKey, database_url: str) -> Async
     config = Config(database_url=database_url, allow_plain_http_auth=True)
     node = Node(config, registry.engine, registry, TokenIssuer(node_key), Engine(registry))
     registry.services.site = node_site(config, Endpoint("127.0.0.1", 8000), tls=False)
-    runner = web.AppRunner(build_http_app(node), access_log=None)
+    app = build_http_app(node)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -196,7 +198,7 @@ async def api(registry: Registry, node_key: NodeKey, database_url: str) -> Async
     await site.start()
     port = sock.getsockname()[1]
     async with aiohttp.ClientSession() as session:
-        client = ApiClient(f"http://127.0.0.1:{port}", session)
+        client = ApiClient(f"http://127.0.0.1:{port}", session, app=app)
         client.token = await client.login(ADMIN_AK, ADMIN_SK)
         yield client
     await runner.cleanup()

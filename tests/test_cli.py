@@ -232,3 +232,54 @@ def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
         assert any("kept" in line for line in again.lines)
     finally:
         assert again.stop() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_second_process_sees_a_write_within_a_second(
+    workdir: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    import base64
+
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{workdir / 'shared.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    env = {
+        "IDNODE_DATABASE_URL": url,
+        "IDNODE_BOOTSTRAP_ADMIN": "AKOPS:ops-secret",
+        "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
+    }
+    assert run_idnode("migrate", cwd=workdir, env=env).returncode == 0
+    first = Server("serve", "--http", "127.0.0.1:0", cwd=workdir, env=env)
+    second = Server("serve", "--http", "127.0.0.1:0", cwd=workdir, env=env)
+    try:
+        a, b = first.wait_for_http(60), second.wait_for_http(60)
+        auth = "Basic " + base64.b64encode(b"300%3A0.NA/88.100:ops-secret").decode()
+
+        def put(base: str, url_value: str) -> int:
+            body = json.dumps([{"index": 1, "type": "URL", "data": url_value}]).encode()
+            req = urllib.request.Request(
+                f"{base}/api/handles/88.100/shared", data=body, method="PUT"
+            )
+            req.add_header("Content-Type", "application/json")
+            req.add_header("Authorization", auth)
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return int(response.status)
+
+        def url_at(base: str) -> str:
+            _, body = http_json(f"{base}/api/handles/88.100/shared")
+            return str(body["values"][0]["data"]["value"])
+
+        assert put(a, "https://example.org/v1") == 201
+        assert url_at(b) == "https://example.org/v1"  # now cached in the second process
+        assert url_at(b) == "https://example.org/v1"
+        assert put(a, "https://example.org/v2") == 200
+        deadline = time.monotonic() + 1.0
+        seen = url_at(b)
+        while seen != "https://example.org/v2" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen = url_at(b)
+        assert seen == "https://example.org/v2"
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0

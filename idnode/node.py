@@ -23,6 +23,7 @@ from registry.db import (
     DatabaseError,
     check_schema,
     create_engine,
+    create_read_engine,
     describe_error,
     migrate,
     url_for_log,
@@ -93,11 +94,13 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             raise StartupError(str(exc)) from None
         except (OSError, DBAPIError) as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
-        resolver = Engine(reg, cache_entries=config.cache_entries)
+        reads = create_read_engine(config.database_url)
+        resolver = Engine(reg, cache_entries=config.cache_entries, read_engine=reads)
         try:
             yield Node(config, engine, reg, TokenIssuer(node_key), resolver)
         finally:
             await reg.accounts.drain()
+            await reads.dispose()
     finally:
         await engine.dispose()
 

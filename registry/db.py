@@ -11,17 +11,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 _WRITE_OPTION = "idnode_write"
 
@@ -44,6 +46,67 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+class Reads(Protocol):
+    """What the resolution hot path reads through."""
+
+    def connect(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+    async def dispose(self) -> None: ...
+
+
+def create_read_engine(url: str, *, pool_size: int = 10) -> Reads:
+    """Reads for the resolution hot path: autocommit single statements.
+
+    PostgreSQL: an asyncpg pool in autocommit, so a lookup is one round trip,
+    not BEGIN + SELECT + ROLLBACK. SQLite: the lookup runs on the event loop
+    itself (:class:`InlineSqliteReads`) — an indexed read of a local file
+    takes microseconds, less than handing it to a driver thread and back.
+    """
+    if is_sqlite(url):
+        return InlineSqliteReads(url)
+    # No pre-ping here: it would double the round trips of every lookup. A
+    # connection found dead fails one request and is replaced by the pool.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, isolation_level="AUTOCOMMIT"
+    )
+
+
+class _InlineConnection:
+    """The part of :class:`AsyncConnection` the store's readers use, done inline."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self._conn.execute(statement, parameters)
+
+
+class InlineSqliteReads:
+    """Read-only SQLite access on the event loop, for point lookups only."""
+
+    def __init__(self, url: str) -> None:
+        sync_url = make_url(url).set(drivername="sqlite")
+        self._engine = sa_create_engine(
+            sync_url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+
+        @event.listens_for(self._engine, "connect")
+        def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA query_only=ON")
+            cursor.execute("PRAGMA busy_timeout=1000")
+            cursor.close()
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        with self._engine.connect() as conn:
+            yield cast(AsyncConnection, _InlineConnection(conn))
+
+    async def dispose(self) -> None:
+        self._engine.dispose()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -160,6 +223,4 @@ def describe_error(exc: BaseException) -> str:
 
 def url_for_log(url: str) -> str:
     """The URL without its password."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

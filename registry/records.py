@@ -10,9 +10,11 @@ access checks of Handle writes read records through this one module.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -115,18 +117,85 @@ def _merge(
     )
 
 
-async def _longest_known_prefix(conn: AsyncConnection, prefix: str) -> Prefix | None:
+class Directory(Protocol):
+    """Where enterprise prefixes and their enterprises are looked up."""
+
+    async def prefix(self, key: str) -> Prefix | None: ...
+
+    async def enterprise(self, enterprise_id: int) -> Enterprise | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDirectory:
+    """Straight from the database, inside the caller's transaction."""
+
+    conn: AsyncConnection
+
+    async def prefix(self, key: str) -> Prefix | None:
+        return await store.get_prefix(self.conn, key)
+
+    async def enterprise(self, enterprise_id: int) -> Enterprise | None:
+        return await store.get_enterprise(self.conn, enterprise_id)
+
+
+class CachedDirectory:
+    """All prefixes and enterprises in memory (they are few and change rarely).
+
+    :meth:`load` fills it through the caller's own connection — a lookup
+    never takes a second connection from the pool, so a burst of first
+    requests cannot exhaust it — and :meth:`forget` empties it on any change.
+    """
+
+    def __init__(self) -> None:
+        self._prefixes: dict[str, Prefix] = {}
+        self._enterprises: dict[int, Enterprise] = {}
+        self._generation = 0
+        self._loaded: int | None = None
+        self._loading = asyncio.Lock()
+
+    def forget(self) -> None:
+        self._generation += 1
+
+    async def load(self, conn: AsyncConnection) -> None:
+        """Make sure the directory reflects every change announced so far."""
+        if self._loaded == self._generation:
+            return
+        async with self._loading:
+            generation = self._generation
+            if self._loaded == generation:
+                return
+            prefixes = await store.all_prefixes(conn)
+            enterprises = await store.all_enterprises(conn)
+            self._prefixes = {p.prefix_key: p for p in prefixes}
+            self._enterprises = {e.id: e for e in enterprises}
+            # A change announced while loading leaves it stale: reload next time.
+            self._loaded = generation
+
+    async def prefix(self, key: str) -> Prefix | None:
+        return self._prefixes.get(key)
+
+    async def enterprise(self, enterprise_id: int) -> Enterprise | None:
+        return self._enterprises.get(enterprise_id)
+
+
+async def _longest_known_prefix(directory: Directory, prefix: str) -> Prefix | None:
     for candidate in prefix_parents(prefix):
-        found = await store.get_prefix(conn, ascii_upper(candidate))
+        found = await directory.prefix(ascii_upper(candidate))
         if found is not None:
             return found
     return None
 
 
 async def locate(
-    conn: AsyncConnection, name: HandleName, *, node_prefix: str, site: SiteInfo | None
+    conn: AsyncConnection,
+    name: HandleName,
+    *,
+    node_prefix: str,
+    site: SiteInfo | None,
+    directory: Directory | None = None,
 ) -> Located:
     """Decide where ``name`` lives and load its record if it lives here."""
+    directory = directory or StoreDirectory(conn)
     served = name.handled_prefix
     if not is_under(served, node_prefix):
         return Located(name, Where.NOT_HERE)
@@ -142,10 +211,10 @@ async def locate(
         if site is not None:
             synthesized.append(_value(SITE_INDEX, HS_SITE, site.to_bytes(), now))
         return Located(name, Where.HERE, _merge(stored, synthesized, name, EPOCH))
-    prefix = await _longest_known_prefix(conn, served)
+    prefix = await _longest_known_prefix(directory, served)
     if prefix is None:
         return Located(name, Where.HERE)  # under our prefix, but nobody's: not found
-    enterprise = await store.get_enterprise(conn, prefix.enterprise_id)
+    enterprise = await directory.enterprise(prefix.enterprise_id)
     exact = ascii_upper(served) == prefix.prefix_key
     if not prefix.hosted and prefix.route is not None and not (exact and name.is_prefix_handle):
         site_value = _value(SITE_INDEX, HS_SITE, route_site(prefix.route).to_bytes(), now)

@@ -404,6 +404,14 @@ async def prefixes_of_enterprise(conn: AsyncConnection, enterprise_id: int) -> l
     return [_prefix(row) for row in rows]
 
 
+async def all_prefixes(conn: AsyncConnection) -> list[Prefix]:
+    return [_prefix(row) for row in await conn.execute(select(t.prefixes))]
+
+
+async def all_enterprises(conn: AsyncConnection) -> list[Enterprise]:
+    return [_enterprise(row) for row in await conn.execute(select(t.enterprises))]
+
+
 async def hosted_prefixes(conn: AsyncConnection) -> list[str]:
     rows = await conn.execute(
         select(t.prefixes.c.prefix)
@@ -633,19 +641,6 @@ async def template_in_use(conn: AsyncConnection, template_id: int) -> bool:
 # --- identifiers ------------------------------------------------------------
 
 
-def _value(row: Row[Any]) -> HandleValue:
-    return HandleValue(
-        index=row.idx,
-        type=row.type,
-        data=bytes(row.data),
-        ttl_type=row.ttl_type,
-        ttl=row.ttl,
-        timestamp=row.timestamp,
-        permissions=row.permissions,
-        references=tuple((str(h), int(i)) for h, i in json.loads(row.refs)),
-    )
-
-
 def _value_row(identifier_id: int, value: HandleValue) -> dict[str, Any]:
     return {
         "identifier_id": identifier_id,
@@ -700,27 +695,75 @@ async def reverse_lookup(
     return list(rows.scalars())
 
 
-async def get_identifier(conn: AsyncConnection, name_key: str) -> Identifier | None:
-    row = (
-        await conn.execute(select(t.identifiers).where(t.identifiers.c.name_key == name_key))
-    ).first()
-    if row is None:
-        return None
-    values = await conn.execute(
-        select(t.identifier_values)
-        .where(t.identifier_values.c.identifier_id == row.id)
-        .order_by(t.identifier_values.c.idx)
+_VALUE_COLUMNS = (
+    t.identifier_values.c.idx,
+    t.identifier_values.c.type,
+    t.identifier_values.c.data,
+    t.identifier_values.c.ttl_type,
+    t.identifier_values.c.ttl,
+    t.identifier_values.c.timestamp,
+    t.identifier_values.c.permissions,
+    t.identifier_values.c.refs,
+)
+_IDENTIFIER_WITH_VALUES = (
+    select(
+        t.identifiers.c.id,
+        t.identifiers.c.name,
+        t.identifiers.c.name_key,
+        t.identifiers.c.prefix_id,
+        t.identifiers.c.template_id,
+        t.identifiers.c.revision,
+        t.identifiers.c.created_at,
+        t.identifiers.c.updated_at,
+        *_VALUE_COLUMNS,
     )
+    .select_from(
+        t.identifiers.outerjoin(
+            t.identifier_values, t.identifier_values.c.identifier_id == t.identifiers.c.id
+        )
+    )
+    .order_by(t.identifier_values.c.idx)
+)
+_FIRST_VALUE_COLUMN = 8
+
+
+async def get_identifier(conn: AsyncConnection, name_key: str) -> Identifier | None:
+    """One record with its values, in a single round trip (the resolution hot path)."""
+    rows = (
+        await conn.execute(_IDENTIFIER_WITH_VALUES.where(t.identifiers.c.name_key == name_key))
+    ).all()
+    if not rows:
+        return None
+    head = rows[0]
     return Identifier(
-        id=row.id,
-        name=row.name,
-        name_key=row.name_key,
-        prefix_id=row.prefix_id,
-        template_id=row.template_id,
-        revision=row.revision,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        values=tuple(_value(v) for v in values),
+        id=head[0],
+        name=head[1],
+        name_key=head[2],
+        prefix_id=head[3],
+        template_id=head[4],
+        revision=head[5],
+        created_at=head[6],
+        updated_at=head[7],
+        values=tuple(
+            _value_of(row[_FIRST_VALUE_COLUMN:])
+            for row in rows
+            if row[_FIRST_VALUE_COLUMN] is not None
+        ),
+    )
+
+
+def _value_of(row: Sequence[Any]) -> HandleValue:
+    """A value from its columns, in the order of ``_VALUE_COLUMNS``."""
+    index, vtype, data, ttl_type, ttl, timestamp, permissions, refs = row
+    return HandleValue(
+        index=index,
+        type=vtype,
+        data=bytes(data),
+        ttl_type=ttl_type,
+        ttl=ttl,
+        timestamp=timestamp,
+        permissions=permissions,
+        references=() if refs == "[]" else tuple((str(h), int(i)) for h, i in json.loads(refs)),
     )
 
 

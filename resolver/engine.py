@@ -16,10 +16,11 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from registry.db import Reads
 from registry.errors import InvalidName
 from registry.grammar import GrammarError, HandleName
 from registry.models import PUBLIC_READ, TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
-from registry.records import Located, Where
+from registry.records import CachedDirectory, Located, Where, locate
 from registry.secrets import NodeKey, is_sealed_value, open_value
 from registry.services import Actor, Registry
 from registry.services.base import ChangeEvent
@@ -90,9 +91,17 @@ class Resolution:
 
 
 class Engine:
-    def __init__(self, registry: Registry, *, cache_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        cache_entries: int = 100_000,
+        read_engine: Reads | None = None,
+    ) -> None:
         self.registry = registry
         self.cache = AnswerCache(max_entries=cache_entries)
+        self.db = read_engine or registry.engine
+        self.directory = CachedDirectory()
         registry.services.listeners.append(self.on_changes)
 
     # --- resolution ---------------------------------------------------------
@@ -109,8 +118,16 @@ class Engine:
     ) -> Resolution:
         """Resolve without the answer cache (authenticated callers, and tests)."""
         handles = self.registry.handles
-        async with self.registry.services.read() as conn:
-            located = await handles.locate(conn, name)
+        services = self.registry.services
+        async with self.db.connect() as conn:
+            await self.directory.load(conn)
+            located = await locate(
+                conn,
+                name,
+                node_prefix=services.node_prefix,
+                site=services.site,
+                directory=self.directory,
+            )
             authorized = (
                 caller is not None
                 and located.record is not None
@@ -183,6 +200,7 @@ class Engine:
                 continue  # a template does not change any stored value
             else:
                 # Prefixes, routes, enterprises: they shape whole subtrees of answers.
+                self.directory.forget()
                 self.cache.clear()
 
 

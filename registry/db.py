@@ -56,7 +56,7 @@ class Reads(Protocol):
     async def dispose(self) -> None: ...
 
 
-def create_read_engine(url: str, *, pool_size: int = 10) -> Reads:
+def create_read_engine(url: str, *, pool_size: int = 24) -> Reads:
     """Reads for the resolution hot path: autocommit single statements.
 
     PostgreSQL: an asyncpg pool in autocommit, so a lookup is one round trip,
@@ -68,8 +68,10 @@ def create_read_engine(url: str, *, pool_size: int = 10) -> Reads:
         return InlineSqliteReads(url)
     # No pre-ping here: it would double the round trips of every lookup. A
     # connection found dead fails one request and is replaced by the pool.
+    # A fixed pool, no overflow: under a burst, lookups queue for a connection
+    # instead of opening and closing extra ones (a TLS handshake each).
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, isolation_level="AUTOCOMMIT"
+        url, pool_size=pool_size, max_overflow=0, isolation_level="AUTOCOMMIT"
     )
 
 

@@ -628,3 +628,13 @@ async def test_two_processes_share_the_sequence_head(
         assert await store.count_identifiers(conn) == 36
     assert seqs == list(range(1, len(seqs) + 1))
     assert await registry.verify_audit() == []
+
+
+async def test_node_key_is_fixed_per_database(registry: Registry) -> None:
+    from registry.secrets import NodeKey
+
+    stranger = Registry(registry.engine, node_prefix="88.100", node_key=NodeKey.generate())
+    with pytest.raises(InvalidRequest, match="different node key"):
+        await stranger.ensure_node()
+    same = Registry(registry.engine, node_prefix="88.100", node_key=registry.services.node_key)
+    await same.ensure_node()

@@ -20,6 +20,7 @@ from .templates import Templates
 __all__ = ["SYSTEM_ACTOR", "Actor", "PageRequest", "PageResult", "Registry"]
 
 SUFFIX_CASE_SETTING = "suffix_case"
+NODE_KEY_SETTING = "node_key_check"
 
 
 class Registry:
@@ -73,6 +74,15 @@ class Registry:
                     f"this database belongs to node prefix {', '.join(keys)}, not {s.node_prefix}"
                 )
             settings = await store.read_settings(change.conn)
+            key_check = s.node_key.derive("idnode node key check").hex()[:32]
+            stored_check = settings.get(NODE_KEY_SETTING)
+            if stored_check is None:
+                await store.insert_setting(change.conn, NODE_KEY_SETTING, key_check)
+            elif stored_check != key_check:
+                raise InvalidRequest(
+                    "this database was set up with a different node key; every process "
+                    "serving it must use that key file (key_file / IDNODE_KEY_FILE)"
+                )
             stored = settings.get(SUFFIX_CASE_SETTING)
             if stored is None:
                 await store.insert_setting(change.conn, SUFFIX_CASE_SETTING, case_rule)

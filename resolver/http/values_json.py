@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import struct
 from collections.abc import Mapping
@@ -39,7 +40,9 @@ _PROTOCOLS = {name: code for code, name in PROTOCOL_NAMES.items()}
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+@functools.lru_cache(maxsize=8192)
 def iso(seconds: int) -> str:
+    """ISO-8601 UTC; memoized, since a record's values mostly share one timestamp."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -1,9 +1,11 @@
-"""Arbitrary JSON at every admin endpoint: always an envelope, never a 500."""
+"""Arbitrary input at every HTTP endpoint: always an answer in the API's terms, never a 500."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -122,8 +124,6 @@ async def test_any_json_gets_an_envelope(
     )
 )
 async def test_any_query_gets_an_envelope(api: ApiClient, query: dict[str, str]) -> None:
-    from urllib.parse import urlencode
-
     for path in (
         "/identityv2/data/detail",
         "/snms/api/prefix/query",
@@ -135,3 +135,92 @@ async def test_any_query_gets_an_envelope(api: ApiClient, query: dict[str, str])
         status, body = await api.call("GET", f"{path}?{urlencode(query)}")
         assert status == 200, (path, query, body)
         assert body["status"] in (1, -2, -3), (path, query, body)
+
+
+# --- the Handle REST API and the proxy ----------------------------------------
+
+_ADMIN = {
+    "Authorization": "Basic " + base64.b64encode(b"300%3A0.NA/88.100:test-admin-secret").decode(),
+    "Content-Type": "application/json",
+}
+raw_names = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "88.100.1/x",
+            "0.NA/88.100",
+            "88.100",
+            "%",
+            "%zz",
+            "%ff%fe",
+            "a%00b",
+            "88.100.1/" + "x" * 3000,
+            "../etc/passwd",
+            "88.100.1//",
+            "hdl:88.100.1/x",
+        ]
+    ),
+)
+params = st.dictionaries(
+    st.sampled_from(
+        [
+            "index",
+            "type",
+            "auth",
+            "publicOnly",
+            "pretty",
+            "callback",
+            "overwrite",
+            "mintNewSuffix",
+            "prefix",
+            "page",
+            "pageSize",
+            "URL",
+            "limit",
+            "x",
+        ]
+    ),
+    st.text(max_size=12),
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    method=st.sampled_from(["GET", "PUT", "DELETE", "POST"]),
+    name=raw_names,
+    query=params,
+    document=documents,
+    encoded=st.booleans(),
+    auth=st.booleans(),
+)
+async def test_rest_never_fails_with_500(
+    api: ApiClient,
+    method: str,
+    name: str,
+    query: dict[str, str],
+    document: Any,
+    encoded: bool,
+    auth: bool,
+) -> None:
+    path = "/api/handles/" + (quote(name, safe="/") if encoded else quote(name, safe="/%:"))
+    url = f"{path}?{urlencode(query)}" if query else path
+    body = json.dumps(document).encode() if method in ("PUT", "POST") else None
+    status, answer = await api.call(
+        method, url, data=body, token="", headers=_ADMIN if auth else {}
+    )
+    assert status != 500 and status < 600, (status, answer)
+    if isinstance(answer, dict):
+        assert isinstance(answer.get("responseCode"), int), answer
+        assert answer["responseCode"] != 2, answer
+    for extra in (
+        f"/{quote(name, safe='/')}",
+        f"/?handle={quote(name)}",
+        f"/hrls/handles?{urlencode(query)}",
+    ):
+        status, _ = await api.call("GET", extra, token="", headers=_ADMIN if auth else {})
+        assert status < 500, (extra, status)

@@ -11,7 +11,7 @@ enterprise user all of them under its own prefixes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .grammar import Grammar, GrammarError
 from .models import HandleValue, Principal
@@ -66,6 +66,19 @@ RecordLoader = Callable[[str], Awaitable[tuple[HandleValue, ...] | None]]
 """Loads the values of a record by normalized name, or None if there is none."""
 
 
+MAX_GROUP_LOADS = 64
+"""Records one access decision may load while expanding groups."""
+MAX_GROUP_MEMBERS = 1024
+
+
+@dataclass
+class _Walk:
+    """The state of one access decision: what was visited, what it may still load."""
+
+    visited: set[tuple[str, int]] = field(default_factory=set)
+    loads: int = 0
+
+
 async def identity_rights(
     identity: HandleIdentity,
     values: Iterable[HandleValue],
@@ -74,8 +87,9 @@ async def identity_rights(
 ) -> int:
     """The permission bits ``values``' HS_ADMIN entries give ``identity``."""
     granted = 0
+    walk = _Walk()
     for ref in admin_refs(values):
-        if await _holds(identity, ref.handle, ref.index, grammar, load, 0):
+        if await _holds(identity, ref.handle, ref.index, grammar, load, 0, walk):
             granted |= ref.permissions
     return granted
 
@@ -87,16 +101,26 @@ async def _holds(
     grammar: Grammar,
     load: RecordLoader,
     depth: int,
+    walk: _Walk,
 ) -> bool:
-    """Whether ``index:handle`` is ``identity`` itself or a group containing it."""
+    """Whether ``index:handle`` is ``identity`` itself or a group containing it.
+
+    Groups may nest and even cycle: each (group, index) is expanded once, to a
+    bounded depth and a bounded number of loads, so no record can make one
+    access decision expensive.
+    """
     try:
         key = grammar.parse(handle).key
     except GrammarError:
         return False
     if _same(key, index, identity):
         return True
-    if depth >= MAX_GROUP_DEPTH:
+    if depth >= MAX_GROUP_DEPTH or (key, index) in walk.visited:
         return False
+    walk.visited.add((key, index))
+    if walk.loads >= MAX_GROUP_LOADS:
+        return False
+    walk.loads += 1
     values = await load(key)
     for value in values or ():
         if value.type.upper() != HS_VLIST or index not in (0, value.index):
@@ -105,7 +129,7 @@ async def _holds(
             members = decode_vlist(value.data)
         except ValueFormatError:
             continue
-        for member in members:
-            if await _holds(identity, member.handle, member.index, grammar, load, depth + 1):
+        for member in members[:MAX_GROUP_MEMBERS]:
+            if await _holds(identity, member.handle, member.index, grammar, load, depth + 1, walk):
                 return True
     return False

@@ -11,7 +11,9 @@ access checks of Handle writes read records through this one module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -25,6 +27,7 @@ from .values import (
     ALL_ADMIN_PERMISSIONS,
     HS_ADMIN,
     HS_SITE,
+    HS_SITE_PREFIX,
     INTERFACE_BOTH,
     INTERFACE_QUERY,
     PROTOCOL_HTTP,
@@ -97,13 +100,18 @@ def _admin(index: int, handle: str, now: int) -> HandleValue:
     )
 
 
+NODE_KEPT_INDEXES = frozenset({SITE_INDEX, DESC_INDEX, URL_INDEX, ADMIN_INDEX, OWNER_ADMIN_INDEX})
+"""Indexes of a prefix record the node fills in from the prefix table; nobody
+writes them through the Handle API (a stored value there would shadow the
+node's own HS_ADMIN or a changed route)."""
+
+
 def _merge(
     stored: Identifier | None, synthesized: list[HandleValue], name: HandleName, since: datetime
 ) -> Identifier:
-    """Stored values win at their index; synthesized ones fill the rest."""
-    values = {v.index: v for v in synthesized}
-    if stored is not None:
-        values.update({v.index: v for v in stored.values})
+    """The node's values at its indexes, stored ones (HS_SECKEY...) at the others."""
+    values = {v.index: v for v in stored.values} if stored is not None else {}
+    values.update({v.index: v for v in synthesized})
     return Identifier(
         id=stored.id if stored else 0,
         name=stored.name if stored else prefix_handle(name.handled_prefix),
@@ -139,12 +147,8 @@ class StoreDirectory:
 
 
 class CachedDirectory:
-    """All prefixes and enterprises in memory (they are few and change rarely).
-
-    :meth:`load` fills it through the caller's own connection — a lookup
-    never takes a second connection from the pool, so a burst of first
-    requests cannot exhaust it — and :meth:`forget` empties it on any change.
-    """
+    """All prefixes and enterprises in memory (they are few and change rarely):
+    :meth:`forget` on any change to them, and the next lookup reloads."""
 
     def __init__(self) -> None:
         self._prefixes: dict[str, Prefix] = {}
@@ -156,16 +160,23 @@ class CachedDirectory:
     def forget(self) -> None:
         self._generation += 1
 
-    async def load(self, conn: AsyncConnection) -> None:
-        """Make sure the directory reflects every change announced so far."""
+    async def load(
+        self, connect: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+    ) -> None:
+        """Make sure the directory reflects every change announced so far.
+
+        ``connect`` opens a transaction of its own (not from the lookup's pool,
+        so a burst of first lookups cannot exhaust it waiting for each other).
+        """
         if self._loaded == self._generation:
             return
         async with self._loading:
             generation = self._generation
             if self._loaded == generation:
                 return
-            prefixes = await store.all_prefixes(conn)
-            enterprises = await store.all_enterprises(conn)
+            async with connect() as conn:
+                prefixes = await store.all_prefixes(conn)
+                enterprises = await store.all_enterprises(conn)
             self._prefixes = {p.prefix_key: p for p in prefixes}
             self._enterprises = {e.id: e for e in enterprises}
             # A change announced while loading leaves it stale: reload next time.
@@ -217,7 +228,10 @@ async def locate(
     enterprise = await directory.enterprise(prefix.enterprise_id)
     exact = ascii_upper(served) == prefix.prefix_key
     if not prefix.hosted and prefix.route is not None and not (exact and name.is_prefix_handle):
-        site_value = _value(SITE_INDEX, HS_SITE, route_site(prefix.route).to_bytes(), now)
+        # A derived prefix handle gets a prefix referral (HS_SITE.PREFIX), a handle a
+        # service referral (HS_SITE), as the Global Handle Registry answers them.
+        site_type = HS_SITE_PREFIX if name.is_prefix_handle else HS_SITE
+        site_value = _value(SITE_INDEX, site_type, route_site(prefix.route).to_bytes(), now)
         return Located(
             name,
             Where.ELSEWHERE,

@@ -17,6 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -138,23 +139,32 @@ class StoredSecret:
 
 SEALED_VALUE_MARK = b"\x00idnode-sealed-v1\x00"
 """Leads the data of a Handle value kept sealed at rest (``HS_SECKEY``)."""
-_VALUE_PURPOSE = "idnode sealed handle value"
 
 
-def seal_value(key: NodeKey, data: bytes) -> bytes:
+def _value_purpose(name_key: str, index: int) -> str:
+    # Bound to its place: a sealed blob copied into another record or index
+    # (from a backup, say) does not open there.
+    return f"idnode sealed handle value {index}:{name_key}"
+
+
+def seal_value(key: NodeKey, data: bytes, *, name_key: str, index: int) -> bytes:
     """Value data as stored when it is a secret the protocol needs back in clear."""
-    return SEALED_VALUE_MARK + key.seal(data, purpose=_VALUE_PURPOSE)
+    return SEALED_VALUE_MARK + key.seal(data, purpose=_value_purpose(name_key, index))
 
 
 def is_sealed_value(data: bytes) -> bool:
     return data.startswith(SEALED_VALUE_MARK)
 
 
-def open_value(key: NodeKey, data: bytes) -> bytes:
-    """The clear data of a stored value, sealed or not."""
+def open_value(key: NodeKey, data: bytes, *, name_key: str, index: int) -> bytes | None:
+    """The clear data of a stored value (unchanged if not sealed); None when the seal
+    does not open — another node key, or a blob that was moved from its place."""
     if not is_sealed_value(data):
         return data
-    return key.unseal(data[len(SEALED_VALUE_MARK) :], purpose=_VALUE_PURPOSE)
+    try:
+        return key.unseal(data[len(SEALED_VALUE_MARK) :], purpose=_value_purpose(name_key, index))
+    except InvalidTag:
+        return None
 
 
 def credential_fingerprint(secret_hash: str) -> str:

@@ -832,6 +832,29 @@ async def identifier_names(
     return list(rows.scalars())
 
 
+async def node_level_names(
+    conn: AsyncConnection, node_prefix_key: str, *, offset: int, limit: int
+) -> tuple[int, list[str]]:
+    """Records directly under the node prefix (``88.100/x``), which no enterprise owns."""
+    where = and_(
+        t.identifiers.c.prefix_id.is_(None),
+        t.identifiers.c.name_key.startswith(node_prefix_key + "/", autoescape=True),
+    )
+    total = int(
+        (
+            await conn.execute(select(func.count()).select_from(t.identifiers).where(where))
+        ).scalar_one()
+    )
+    rows = await conn.execute(
+        select(t.identifiers.c.name)
+        .where(where)
+        .order_by(t.identifiers.c.name_key)
+        .offset(offset)
+        .limit(limit)
+    )
+    return total, list(rows.scalars())
+
+
 async def delete_identifier(conn: AsyncConnection, identifier_id: int) -> None:
     # Values go explicitly: SQLite enforces ON DELETE CASCADE only with the
     # foreign_keys pragma, and a store must not depend on a pragma for this.

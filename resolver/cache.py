@@ -35,6 +35,9 @@ class AnswerCache:
     stats: CacheStats = field(default_factory=CacheStats)
     _entries: OrderedDict[tuple[str, Hashable], _Entry] = field(default_factory=OrderedDict)
     _variants: dict[str, set[Hashable]] = field(default_factory=dict)
+    epoch: int = 0
+    """Moves on every invalidation: an answer computed across one is not stored,
+    since the change may have landed after it was read."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -52,8 +55,12 @@ class AnswerCache:
         self.stats.hits += 1
         return entry.payload
 
-    def put(self, key: str, variant: Hashable, payload: Any, ttl: float) -> None:
-        if ttl <= 0 or self.max_entries <= 0:
+    def put(
+        self, key: str, variant: Hashable, payload: Any, ttl: float, *, epoch: int | None = None
+    ) -> None:
+        """Store an answer; with ``epoch`` (read before computing it), only if no
+        invalidation happened meanwhile."""
+        if ttl <= 0 or self.max_entries <= 0 or (epoch is not None and epoch != self.epoch):
             return
         slot = (key, variant)
         self._entries[slot] = _Entry(payload, self.clock() + ttl)
@@ -67,11 +74,13 @@ class AnswerCache:
     def invalidate(self, key: str) -> None:
         for variant in self._variants.pop(key, ()):
             self._entries.pop((key, variant), None)
+        self.epoch += 1
         self.stats.invalidations += 1
 
     def clear(self) -> None:
         self._entries.clear()
         self._variants.clear()
+        self.epoch += 1
         self.stats.invalidations += 1
 
     def _drop(self, slot: tuple[str, Hashable]) -> None:

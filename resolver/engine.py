@@ -21,9 +21,10 @@ from registry.errors import InvalidName
 from registry.grammar import GrammarError, HandleName
 from registry.models import PUBLIC_READ, TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
 from registry.records import CachedDirectory, Located, Where, locate
-from registry.secrets import NodeKey, is_sealed_value, open_value
+from registry.secrets import is_sealed_value, open_value
 from registry.services import Actor, Registry
 from registry.services.base import ChangeEvent
+from registry.values import HS_SECKEY
 
 from .cache import AnswerCache
 
@@ -102,6 +103,8 @@ class Engine:
         self.cache = AnswerCache(max_entries=cache_entries)
         self.db = read_engine or registry.engine
         self.directory = CachedDirectory()
+        self.followers: list[Callable[[Sequence[ChangeEvent]], None]] = []
+        """Others with caches to keep fresh; they see every change the engine sees."""
         registry.services.listeners.append(self.on_changes)
 
     # --- resolution ---------------------------------------------------------
@@ -119,8 +122,8 @@ class Engine:
         """Resolve without the answer cache (authenticated callers, and tests)."""
         handles = self.registry.handles
         services = self.registry.services
+        await self.directory.load(self.registry.services.read)
         async with self.db.connect() as conn:
-            await self.directory.load(conn)
             located = await locate(
                 conn,
                 name,
@@ -143,9 +146,10 @@ class Engine:
         cached = self.cache.get(name.key, slot)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
+        epoch = self.cache.epoch
         resolution = await self.resolve(name, query)
         payload = encode(resolution)
-        self.cache.put(name.key, slot, payload, resolution.ttl())
+        self.cache.put(name.key, slot, payload, resolution.ttl(), epoch=epoch)
         return payload
 
     def _verdict(self, located: Located, query: Query, authorized: bool) -> Resolution:
@@ -165,24 +169,31 @@ class Engine:
             return Resolution(
                 Status.NOT_FOUND, name, prefix=located.prefix, enterprise=located.enterprise
             )
-        visible = self._visible(located.record.values, query, authorized)
+        visible = self._visible(located.record.name_key, located.record.values, query, authorized)
         status = Status.FOUND if visible else Status.VALUES_NOT_FOUND
         return Resolution(
             status, name, visible, prefix=located.prefix, enterprise=located.enterprise
         )
 
     def _visible(
-        self, values: Iterable[HandleValue], query: Query, authorized: bool
+        self, name_key: str, values: Iterable[HandleValue], query: Query, authorized: bool
     ) -> tuple[HandleValue, ...]:
         key = self.registry.services.node_key
         result = []
         for value in values:
             if not query.matches(value):
                 continue
-            if not value.permissions & PUBLIC_READ:
-                if not authorized:
+            if is_sealed_value(value.data):
+                # Only an HS_SECKEY in its own place opens, and only for those who may
+                # read it; a sealed blob planted elsewhere stays shut.
+                if not authorized or value.type.upper() != HS_SECKEY:
                     continue
-                value = _opened(value, key)
+                clear = open_value(key, value.data, name_key=name_key, index=value.index)
+                if clear is None:
+                    continue
+                value = replace(value, data=clear)
+            elif not value.permissions & PUBLIC_READ and not authorized:
+                continue
             result.append(value)
         return tuple(result)
 
@@ -202,10 +213,5 @@ class Engine:
                 # Prefixes, routes, enterprises: they shape whole subtrees of answers.
                 self.directory.forget()
                 self.cache.clear()
-
-
-def _opened(value: HandleValue, key: NodeKey) -> HandleValue:
-    """Restricted values go out in clear to those allowed to read them."""
-    if is_sealed_value(value.data):
-        return replace(value, data=open_value(key, value.data))
-    return value
+        for follower in self.followers:
+            follower(events)

@@ -122,3 +122,8 @@ async def test_lookup_page_in_a_real_browser(
             assert "not found" in await page.inner_text("#verdict")
         finally:
             await browser.close()
+
+
+async def test_names_with_newlines_get_the_error_page(api: ApiClient) -> None:
+    async with api.session.get(f"{api.base}/88.100.1/a%0Ab", allow_redirects=False) as resp:
+        assert resp.status == 400 and resp.content_type == "text/html"

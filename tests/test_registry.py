@@ -72,7 +72,13 @@ async def test_bootstrap_writes_handle_identity(registry: Registry) -> None:
     # Sealed at rest: the database holds no usable copy of the secret.
     assert ADMIN_SK.encode() not in values[300].data
     assert is_sealed_value(values[300].data)
-    assert open_value(registry.services.node_key, values[300].data) == ADMIN_SK.encode()
+    key = registry.services.node_key
+    assert open_value(key, values[300].data, name_key="0.NA/88.100", index=300) == (
+        ADMIN_SK.encode()
+    )
+    # Bound to its place: moved to another record or index, the seal does not open.
+    assert open_value(key, values[300].data, name_key="88.100.1/x", index=300) is None
+    assert open_value(key, values[300].data, name_key="0.NA/88.100", index=301) is None
     # A restart with the same secret leaves the record (and the audit log) alone.
     audit_before = await count(registry, schema.audit_log)
     await registry.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -321,3 +322,174 @@ async def _missing_prefix(registry: Registry) -> bool:
 
     async with registry.services.read() as conn:
         return await store.get_prefix(conn, "88.100.1") is None
+
+
+# --- access control edges -------------------------------------------------------
+
+
+async def limited_identity(
+    registry: Registry, admin: Actor, prefix: str, perms: int
+) -> tuple[Actor, str]:
+    """An identity that administers one record with only ``perms``."""
+    await registry.handles.create(
+        admin,
+        f"{prefix}/limited",
+        [HandleValue(300, HS_SECKEY, b"pw", permissions=PERM_RESTRICTED)],
+        overwrite=False,
+    )
+    await registry.handles.create(
+        admin,
+        f"{prefix}/esc",
+        [
+            url(1, "https://example.org/e"),
+            HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/limited", 300, perms).to_bytes()),
+        ],
+        overwrite=False,
+    )
+    identity = await registry.handles.authenticate(f"{prefix}/limited", 300, b"pw")
+    return Actor(None, "test", identity), f"{prefix}/esc"
+
+
+async def test_whole_record_rewrite_needs_the_admin_rights(
+    registry: Registry, admin: Actor
+) -> None:
+    from registry.values import ADD_VALUE as ADD
+    from registry.values import MODIFY_VALUE, REMOVE_VALUE
+
+    _, prefix = await seeded(registry, admin)
+    limited, target = await limited_identity(
+        registry, admin, prefix, ADD | MODIFY_VALUE | REMOVE_VALUE
+    )
+    record = (await Engine(registry).resolve(Engine(registry).parse(target))).values
+    # Changing a plain value is within the grant ...
+    await registry.handles.create(
+        limited, target, [url(1, "https://example.org/ok"), record[1]], overwrite=True
+    )
+    # ... promoting itself through the HS_ADMIN value is not, even inside a whole rewrite.
+    promoted = HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/limited", 300, 0x0FFF).to_bytes())
+    with pytest.raises(Exception, match="insufficient permissions"):
+        await registry.handles.create(limited, target, [url(1, "u"), promoted], overwrite=True)
+    with pytest.raises(Exception, match="insufficient permissions"):
+        await registry.handles.create(limited, target, [url(1, "u")], overwrite=True)
+    with pytest.raises(Exception, match="insufficient permissions"):
+        await registry.handles.delete(limited, target)
+
+
+async def test_sealed_blobs_open_only_in_their_place(registry: Registry, admin: Actor) -> None:
+    from registry import store
+    from registry.errors import InvalidValue
+
+    engine, prefix = await seeded(registry, admin)
+    async with registry.services.read() as conn:
+        node = await store.get_identifier(conn, "0.NA/88.100")
+    assert node is not None
+    sealed = next(v for v in node.values if v.type == HS_SECKEY).data
+    with pytest.raises(InvalidValue, match="sealed"):
+        await registry.handles.create(
+            admin,
+            f"{prefix}/planted",
+            [HandleValue(1, "NOTE", sealed, permissions=PERM_RESTRICTED)],
+            overwrite=False,
+        )
+    # Even a blob that got into a record some other way stays shut there.
+    from registry.services.base import SYSTEM_ACTOR
+
+    async with registry.services.change(SYSTEM_ACTOR) as change:
+        await store.insert_identifier(
+            change.conn,
+            name=f"{prefix}/planted",
+            name_key=f"{prefix}/planted",
+            prefix_id=None,
+            template_id=None,
+            values=[HandleValue(1, HS_SECKEY, sealed, permissions=PERM_RESTRICTED)],
+        )
+    seen = await engine.resolve(engine.parse(f"{prefix}/planted"), caller=admin)
+    assert seen.values == ()
+    own = await engine.resolve(engine.parse("0.NA/88.100"), caller=admin)
+    assert b"test-admin-secret" in [v.data for v in own.values]
+
+
+async def test_prefix_records_keep_the_node_s_values(registry: Registry, admin: Actor) -> None:
+    from registry.errors import InvalidValue
+    from tests.test_registry import user_actor
+
+    engine, prefix = await seeded(registry, admin)
+    owner = await user_actor(registry, 1)
+    takeover = HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/x", 300, 0x0FFF).to_bytes())
+    for index_value in (takeover, replace(takeover, index=101), url(1, "x"), url(2, "x")):
+        with pytest.raises(InvalidValue, match="kept by the node"):
+            await registry.handles.set_values(
+                owner, f"0.NA/{prefix}", [index_value], overwrite=True
+            )
+    with pytest.raises(InvalidValue, match="kept by the node"):
+        await registry.handles.remove_values(owner, f"0.NA/{prefix}", [100])
+    # Other indexes are the enterprise's to use (its identity's secret, say).
+    await registry.handles.set_values(
+        owner,
+        f"0.NA/{prefix}",
+        [HandleValue(300, HS_SECKEY, b"s", permissions=PERM_RESTRICTED)],
+        overwrite=True,
+    )
+    answer = await engine.resolve(engine.parse(f"0.NA/{prefix}"))
+    admins = [AdminRef.from_bytes(v.data).handle for v in answer.values if v.type == HS_ADMIN]
+    assert admins == ["0.NA/88.100", f"0.NA/{prefix}"]
+
+
+async def test_group_cycles_cost_a_bounded_number_of_loads(
+    registry: Registry, admin: Actor
+) -> None:
+    from registry import permissions
+
+    _, prefix = await seeded(registry, admin)
+    loops = [ValueRef(f"{prefix}/grp", 0)] * 40
+    await registry.handles.create(
+        admin, f"{prefix}/grp", [HandleValue(200, HS_VLIST, encode_vlist(loops))], overwrite=False
+    )
+    await registry.handles.create(
+        admin,
+        f"{prefix}/bomb",
+        [
+            url(1, "u"),
+            HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/grp", 200, 0x0FFF).to_bytes()),
+        ],
+        overwrite=False,
+    )
+    loads = 0
+
+    async def load(key: str) -> tuple[HandleValue, ...] | None:
+        nonlocal loads
+        loads += 1
+        engine = Engine(registry)
+        return (await engine.resolve(engine.parse(key), caller=admin)).values
+
+    stranger = HandleIdentity("88.100.1/nobody", 300, "88.100.1/nobody")
+    rights = await permissions.identity_rights(
+        stranger,
+        [HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/grp", 200, 0x0FFF).to_bytes())],
+        registry.services.grammar,
+        load,
+    )
+    assert rights == 0 and loads <= permissions.MAX_GROUP_LOADS
+
+
+async def test_an_answer_read_across_a_write_is_not_cached(
+    registry: Registry, admin: Actor
+) -> None:
+    engine, prefix = await seeded(registry, admin)
+    name = engine.parse(f"{prefix}/rec")
+    original = engine.resolve
+
+    async def slow_resolve(*args: object, **kwargs: object) -> Resolution:
+        answer = await original(*args, **kwargs)  # type: ignore[arg-type]
+        # The write commits after the read, before the answer is stored.
+        await registry.handles.set_values(
+            admin, f"{prefix}/rec", [url(1, "https://new")], overwrite=True
+        )
+        return answer
+
+    engine.resolve = slow_resolve  # type: ignore[method-assign]
+    stale = await engine.answer(name, Query(), "race", lambda r: r)
+    engine.resolve = original  # type: ignore[method-assign]
+    assert stale.values[0].data == b"https://example.org/a"
+    fresh = await engine.answer(name, Query(), "race", lambda r: r)
+    assert fresh.values[0].data == b"https://new"

@@ -294,8 +294,10 @@ async def test_list_prefixes_and_site(api: ApiClient, prefix: str) -> None:
     assert counted["handles"] == [] and counted["totalCount"] == "5"
     status, body = await call(api, "GET", f"/api/handles?prefix={prefix}")
     assert (status, body["responseCode"]) == (401, 402)
-    status, body = await call(api, "GET", "/api/prefixes")
+    status, body = await call(api, "GET", "/api/prefixes", headers=ADMIN)
     assert body["prefixes"] == ["0.NA/88.100", f"0.NA/{prefix}"]
+    status, body = await call(api, "GET", "/api/prefixes")
+    assert (status, body["responseCode"]) == (401, 402)
     status, body = await call(api, "GET", "/api/site")
     server = body["site"]["servers"][0]
     assert status == 200 and server["address"] == "127.0.0.1"
@@ -309,12 +311,14 @@ async def test_plain_http_credentials_refused_when_not_enabled(api: ApiClient, p
 
     assert api.app is not None
     api.app[AUTH].allow_plain_http = False
-    status, body = await call(
-        api, "PUT", f"/api/handles/{prefix}/x", body=VALUES[:1], headers={**ADMIN, **JSON}
-    )
-    assert (status, body["responseCode"]) == (403, 403)
+    path = f"/api/handles/{prefix}/x"
+    status, body = await call(api, "PUT", path, body=VALUES[:1], headers={**ADMIN, **JSON})
+    assert (status, body["responseCode"]) == (403, 402)  # HANDLE.NET: a 401 becomes 403
     assert "HTTPS" in body["message"]
-    assert (await call(api, "GET", f"/api/handles/{prefix}"))[0] == 200  # reads still work
+    status, body = await call(api, "PUT", path, body=VALUES[:1], headers=JSON)
+    assert (status, body["responseCode"]) == (403, 402)
+    # Reads with credentials still work: the credentials are ignored (anonymous view).
+    assert (await call(api, "GET", f"/api/handles/{prefix}", headers=ADMIN))[0] == 200
 
 
 async def test_reverse_lookup(api: ApiClient, prefix: str) -> None:
@@ -360,3 +364,42 @@ async def test_reverse_lookup(api: ApiClient, prefix: str) -> None:
     assert (status, body["responseCode"]) == (400, 4)
     async with api.session.get(f"{api.base}/hrls/ping") as resp:
         assert await resp.text() == "OK"
+
+
+async def test_review_edges(api: ApiClient, registry: Registry, admin: Actor, prefix: str) -> None:
+    await call(api, "PUT", f"/api/handles/{prefix}/s", body=VALUES, headers={**ADMIN, **JSON})
+    # No JSONP for credentialed answers: a foreign page must not read restricted values.
+    async with api.session.get(
+        f"{api.base}/api/handles/{prefix}/s?callback=cb&auth=true", headers=ADMIN
+    ) as resp:
+        assert resp.content_type == "application/json"
+    # Malformed value parts are 400s, not crashes.
+    for bad in (
+        '[{"index": 1, "type": "URL", "data": "u", "references": 5}]',
+        '[{"index": 1, "type": "URL", "data": "u", "ttl": Infinity}]',
+        '[{"index": 1, "type": "HS_SITE", "data": {"format": "site", "value": '
+        '{"serialNumber": 1e400, "servers": []}}}]',
+        '[{"index": 1, "type": "URL", "data": "u", "references": '
+        '[{"handle": "a/b", "index": 99999999999}]}]',
+        '[{"index": 1, "type": "URL", "data": "u"}, {"index": 1, "type": "X", "data": "v"}]',
+    ):
+        status, body = await api.call(
+            "PUT",
+            f"/api/handles/{prefix}/bad",
+            data=bad.encode(),
+            token="",
+            headers={**ADMIN, **JSON},
+        )
+        assert status in (400, 409) and body["responseCode"] in (4, 201, 202), (bad, body)
+    # Records directly under the node prefix are listed under it.
+    await call(
+        api, "PUT", "/api/handles/88.100/node-level", body=VALUES[:1], headers={**ADMIN, **JSON}
+    )
+    _, listing = await call(api, "GET", "/api/handles?prefix=88.100", headers=ADMIN)
+    assert listing["handles"] == ["88.100/node-level"] and listing["totalCount"] == "1"
+    # A derived prefix of a routed enterprise prefix: a prefix referral (303).
+    _, routed = await registry.enterprises.apply(admin, application(3))
+    await registry.enterprises.configure(admin, routed.prefix, SiteRoute(4, "10.9.9.9", 2641))
+    status, body = await call(api, "GET", f"/api/handles/0.NA/{routed.prefix}.5")
+    assert (status, body["responseCode"]) == (300, 303)
+    assert body["values"][0]["type"] == "HS_SITE.PREFIX"

@@ -303,7 +303,10 @@ class Accounts:
         if (
             old_secret is not None
             and old_secret.type == HS_SECKEY
-            and open_value(self.s.node_key, old_secret.data) == secret_key.encode()
+            and open_value(
+                self.s.node_key, old_secret.data, name_key=key, index=HANDLE_SECKEY_INDEX
+            )
+            == secret_key.encode()
             and HANDLE_ADMIN_INDEX in current
             and current[HANDLE_ADMIN_INDEX].same_content(admin)
         ):
@@ -313,7 +316,9 @@ class Accounts:
         seckey = HandleValue(
             index=HANDLE_SECKEY_INDEX,
             type=HS_SECKEY,
-            data=seal_value(self.s.node_key, secret_key.encode()),
+            data=seal_value(
+                self.s.node_key, secret_key.encode(), name_key=key, index=HANDLE_SECKEY_INDEX
+            ),
             timestamp=now,
             permissions=PERM_RESTRICTED,
         )

@@ -8,10 +8,10 @@ now, the native protocol front end later; both only translate.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,8 +39,8 @@ from ..grammar import (
 )
 from ..models import TEMPLATE_VERSION_INDEX, HandleValue, Identifier, Template
 from ..permissions import HandleIdentity, identity_rights, principal_rights
-from ..records import Located, Where, locate
-from ..secrets import open_value, seal_value
+from ..records import NODE_KEPT_INDEXES, Located, Where, locate
+from ..secrets import is_sealed_value, open_value, seal_value
 from ..templates import TemplateError, check_handle_values
 from ..values import (
     ADD_ADMIN,
@@ -92,7 +92,9 @@ def check_values(values: Sequence[HandleValue]) -> None:
         for value in values:
             check_index(value.index)
             if value.index in seen:
-                raise InvalidValue(f"index {value.index} appears twice")
+                raise ValueAlreadyExists(f"index {value.index} appears twice")
+            if is_sealed_value(value.data):
+                raise InvalidValue(f"value {value.index}: data may not look like a sealed secret")
             seen.add(value.index)
             check_type(value.type)
             check_data(value.data)
@@ -124,9 +126,36 @@ def _admin_bit(value_type: str, plain: int, admin: int) -> int:
     return admin if value_type.upper() == HS_ADMIN else plain
 
 
+def required_bits(
+    current: dict[int, HandleValue],
+    written: Sequence[HandleValue],
+    *,
+    removed: Sequence[int] = (),
+) -> int:
+    """The HS_ADMIN rights a change to a record needs: ADD_VALUE for a new index,
+    MODIFY_VALUE for a changed one, REMOVE_VALUE for a dropped one — and the
+    ADD/MODIFY/REMOVE_ADMIN rights where an HS_ADMIN value is involved."""
+    bits = 0
+    for value in written:
+        old = current.get(value.index)
+        if old is None:
+            bits |= _admin_bit(value.type, ADD_VALUE, ADD_ADMIN)
+        elif not old.same_content(value):
+            bits |= _admin_bit(old.type, MODIFY_VALUE, MODIFY_ADMIN)
+            bits |= _admin_bit(value.type, MODIFY_VALUE, MODIFY_ADMIN)
+    for index in removed:
+        if index in current:
+            bits |= _admin_bit(current[index].type, REMOVE_VALUE, REMOVE_ADMIN)
+    return bits
+
+
 class Handles:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._compare_key = os.urandom(32)
+        self._decoy = HandleValue(
+            0, HS_SECKEY, seal_value(services.node_key, os.urandom(16), name_key="decoy", index=0)
+        )
 
     # --- where and who ------------------------------------------------------
 
@@ -180,10 +209,15 @@ class Handles:
             for v in (record.values if record else ())
             if v.type.upper() == HS_SECKEY and index in (0, v.index)
         ]
-        stored = [await asyncio.to_thread(open_value, self.s.node_key, v.data) for v in candidates]
-        # Compare against something even when there is nothing: no timing oracle.
-        matched = [hmac.compare_digest(secret, s) for s in stored or [b"\0" * 32]]
-        if not candidates or not any(matched):
+        # The same work whether or not there is a secret to check (no timing oracle),
+        # and MACs compared rather than secrets (no length oracle).
+        offered = hmac.digest(self._compare_key, secret, "sha256")
+        matched = False
+        for value in candidates or [self._decoy]:
+            clear = open_value(self.s.node_key, value.data, name_key=name.key, index=value.index)
+            expected = hmac.digest(self._compare_key, clear or b"", "sha256")
+            matched |= hmac.compare_digest(offered, expected) and bool(candidates)
+        if not matched:
             raise Unauthenticated(_AUTH_FAILED)
         return HandleIdentity(handle=handle, index=index, key=name.key)
 
@@ -200,6 +234,17 @@ class Handles:
             raise Forbidden(f"prefix {located.prefix.prefix} is not enabled and hosted here")
         return located
 
+    @staticmethod
+    def _check_kept(name: HandleName, indexes: Iterable[int]) -> None:
+        if not name.is_prefix_handle:
+            return
+        for index in indexes:
+            if index in NODE_KEPT_INDEXES:
+                raise InvalidValue(
+                    f"index {index} of a prefix record is kept by the node "
+                    f"(indexes {sorted(NODE_KEPT_INDEXES)} are not writable)"
+                )
+
     async def _require(self, change: Change, located: Located, bits: int) -> None:
         if change.actor.anonymous:
             raise Unauthenticated("authentication required")
@@ -208,23 +253,34 @@ class Handles:
             raise Forbidden(f"insufficient permissions on {located.name.text}")
 
     def _stamp(
-        self, change: Change, values: Sequence[HandleValue], previous: dict[int, HandleValue]
+        self,
+        change: Change,
+        name: HandleName,
+        values: Sequence[HandleValue],
+        previous: dict[int, HandleValue],
     ) -> list[HandleValue]:
         """Server-side timestamps (kept for unchanged values) and sealed secrets."""
         now = int(change.now.timestamp())
         result = []
         for value in values:
             old = previous.get(value.index)
-            if old is not None and old.type == value.type and _same_secret(self.s, old, value):
-                result.append(old)
-                continue
-            if old is not None and old.same_content(value):
+            if old is not None and (old.same_content(value) or self._same_secret(name, old, value)):
                 result.append(old)
                 continue
             if value.type.upper() == HS_SECKEY:
-                value = replace(value, data=seal_value(self.s.node_key, value.data))
+                sealed = seal_value(
+                    self.s.node_key, value.data, name_key=name.key, index=value.index
+                )
+                value = replace(value, data=sealed)
             result.append(replace(value, timestamp=now))
         return sorted(result, key=lambda v: v.index)
+
+    def _same_secret(self, name: HandleName, old: HandleValue, new: HandleValue) -> bool:
+        """A rewritten HS_SECKEY equal to the stored (sealed) one is no change."""
+        if old.type.upper() != HS_SECKEY or new.type != old.type:
+            return False
+        clear = open_value(self.s.node_key, old.data, name_key=name.key, index=old.index)
+        return clear is not None and replace(old, data=clear).same_content(new)
 
     async def _template(self, change: Change, record: Identifier | None) -> Template | None:
         if record is None or record.template_id is None:
@@ -287,22 +343,29 @@ class Handles:
             name_text = f"{name_text}{uuid.uuid4()}"
         name = self.parse(name_text)
         check_values(values)
+        self._check_kept(name, (v.index for v in values))
         async with self.s.change(actor) as change:
             located = await self._writable(change, name)
-            existing = located.record if located.record and located.record.id else None
+            existing = await store.get_identifier(change.conn, name.key)  # stored values only
             if existing is not None and not overwrite:
                 raise AlreadyExists(f"handle {name.text} already exists")
             under_node = name.handled_prefix.upper() == self.s.node_prefix_key
             if located.prefix is None and not name.is_prefix_handle and not under_node:
                 raise NotFound(f"prefix {name.handled_prefix} is not allocated")
-            await self._require(
-                change,
-                located,
-                ADD_HANDLE if existing is None else ADD_VALUE | MODIFY_VALUE | REMOVE_VALUE,
-            )
+            if existing is None:
+                needed = ADD_HANDLE
+            else:
+                # Replacing a record is adding, modifying and removing values: each
+                # needs its own right, and HS_ADMIN values need the admin rights.
+                current = {v.index: v for v in existing.values}
+                kept = {v.index for v in values}
+                needed = required_bits(current, values) | required_bits(
+                    current, [], removed=[i for i in current if i not in kept]
+                )
+            await self._require(change, located, needed)
             template = await self._template(change, existing)
             previous = {v.index: v for v in existing.values} if existing else {}
-            stamped = self._stamp(change, values, previous)
+            stamped = self._stamp(change, name, values, previous)
             self._check_template(template, stamped)
             await self._save(
                 change,
@@ -319,6 +382,7 @@ class Handles:
         """Add values, or replace them at their indexes when ``overwrite`` (op 102/104)."""
         name = self.parse(name_text)
         check_values(values)
+        self._check_kept(name, (v.index for v in values))
         async with self.s.change(actor) as change:
             located = await self._writable(change, name)
             record = located.record
@@ -333,17 +397,9 @@ class Handles:
                 raise ValueAlreadyExists(
                     f"value {replaced[0].index} already exists; set overwrite=true"
                 )
-            bits = 0
-            for value in values:
-                old = current.get(value.index)
-                if old is None:
-                    bits |= _admin_bit(value.type, ADD_VALUE, ADD_ADMIN)
-                else:
-                    bits |= _admin_bit(old.type, MODIFY_VALUE, MODIFY_ADMIN)
-                    bits |= _admin_bit(value.type, MODIFY_VALUE, MODIFY_ADMIN)
-            await self._require(change, located, bits)
+            await self._require(change, located, required_bits(current, values))
             merged = {**stored_values, **{v.index: v for v in values}}
-            stamped = self._stamp(change, list(merged.values()), stored_values)
+            stamped = self._stamp(change, name, list(merged.values()), stored_values)
             self._check_value_total(stamped)
             template = await self._template(change, stored)
             self._check_template(template, stamped)
@@ -353,6 +409,7 @@ class Handles:
     async def remove_values(self, actor: Actor, name_text: str, indexes: Sequence[int]) -> None:
         """Remove the values at ``indexes`` (op 103)."""
         name = self.parse(name_text)
+        self._check_kept(name, indexes)
         async with self.s.change(actor) as change:
             located = await self._writable(change, name)
             record = located.record
@@ -365,10 +422,7 @@ class Handles:
             missing = [i for i in indexes if i not in stored_indexes]
             if missing:
                 raise ValuesNotFound(f"no value at index {missing[0]}")
-            bits = 0
-            for index in indexes:
-                bits |= _admin_bit(current[index].type, REMOVE_VALUE, REMOVE_ADMIN)
-            await self._require(change, located, bits)
+            await self._require(change, located, required_bits(current, [], removed=indexes))
             kept = [v for v in stored.values if v.index not in set(indexes)]
             template = await self._template(change, stored)
             self._check_template(template, kept)
@@ -402,12 +456,17 @@ class Handles:
                 raise Unauthenticated("authentication required")
             if not await self.rights(conn, actor, located) & LIST_HANDLES:
                 raise Forbidden(f"insufficient permissions to list {name.handled_prefix}")
-            prefix = located.prefix
-            if prefix is None or prefix.prefix_key != name.handled_prefix.upper():
-                return HandleList(name.text, 0, [])
-            total = await store.count_identifiers(conn, prefix.id)
             size = MAX_LIST if limit is None else min(limit, MAX_LIST)
-            names = await store.identifier_names(conn, prefix.id, offset=offset, limit=size)
+            prefix = located.prefix
+            wanted = name.handled_prefix.upper()
+            if wanted == self.s.node_prefix_key:
+                # Records directly under the node prefix (88.100/x) belong to no enterprise.
+                total, names = await store.node_level_names(conn, wanted, offset=offset, limit=size)
+            elif prefix is not None and prefix.prefix_key == wanted:
+                total = await store.count_identifiers(conn, prefix.id)
+                names = await store.identifier_names(conn, prefix.id, offset=offset, limit=size)
+            else:
+                total, names = 0, []
         return HandleList(name.text, total, names)
 
     async def reverse_lookup(
@@ -457,11 +516,3 @@ class Handles:
             check_value_count(len(values))
         except LimitExceeded as exc:
             raise InvalidValue(str(exc)) from None
-
-
-def _same_secret(services: Services, old: HandleValue, new: HandleValue) -> bool:
-    """A rewritten HS_SECKEY equal to the stored (sealed) one is no change."""
-    if old.type.upper() != HS_SECKEY:
-        return False
-    clear = open_value(services.node_key, old.data)
-    return replace(old, data=clear).same_content(new)

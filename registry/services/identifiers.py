@@ -22,6 +22,7 @@ from ..models import (
     Prefix,
     Template,
 )
+from ..secrets import is_sealed_value
 from ..templates import RecordValue, TemplateError, check_record, value_is_public
 from .base import Actor, Change, Services
 
@@ -76,6 +77,7 @@ def record_payload(
                 "permissions": v.permissions,
             }
             for v in values
+            if not is_sealed_value(v.data)  # secrets stay on this node, even sealed
         ],
     }
 

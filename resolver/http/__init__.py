@@ -45,6 +45,7 @@ def setup(
 ) -> None:
     app[ENGINE] = engine
     app[AUTH] = Authenticator(registry, tokens, allow_plain_http=allow_plain_http_auth)
+    engine.followers.append(app[AUTH].on_changes)
     app.middlewares.append(cors)
     rest.add_routes(app)
     hrls.add_routes(app)

@@ -16,22 +16,21 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from registry.errors import LoginFailed, Unauthenticated
+from registry.grammar import GrammarError
 from registry.services import Actor, Registry
+from registry.services.base import ChangeEvent
 from registry.tokens import InvalidToken, TokenIssuer
 
 CREDENTIAL_CACHE_SECONDS = 30.0
 """A verified credential is trusted this long before it is checked again."""
 _IDENTITY_USER = re.compile(r"([0-9]{1,10}):(.+)", re.S)
-
-
-class PlainHttpAuth(Unauthenticated):
-    """Credentials were sent over plain HTTP, where they do not count."""
 
 
 @dataclass
@@ -43,14 +42,15 @@ class Authenticator:
     _verified: OrderedDict[bytes, tuple[Actor, float]] = field(default_factory=OrderedDict)
 
     async def caller(self, request: web.Request) -> Actor:
-        """The caller; anonymous when no credential was sent. Raises
+        """The caller; anonymous when no credential was sent, or when it was sent
+        over plain HTTP where credentials do not count. Raises
         :class:`Unauthenticated` for a credential that does not check out."""
         header = request.headers.get("Authorization", "").strip()
         remote = request.remote or ""
         if not header:
             return Actor(None, remote)
         if not request.secure and not self.allow_plain_http:
-            raise PlainHttpAuth("authentication requires HTTPS")
+            return Actor(None, remote)  # ignored, as HANDLE.NET does (the 401 becomes 403)
         digest = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
         cached = self._verified.get(digest)
         if cached is not None and cached[1] > time.monotonic():
@@ -60,6 +60,23 @@ class Authenticator:
         while len(self._verified) > self.max_cached:
             self._verified.popitem(last=False)
         return actor
+
+    def on_changes(self, events: Sequence[ChangeEvent]) -> None:
+        """A changed record may hold a changed HS_SECKEY: its identities check again.
+        Access keys and users are re-checked when the short trust window ends."""
+        keys = set()
+        for change in events:
+            if not change.event.startswith(("identifier.", "identity.")):
+                continue
+            try:
+                keys.add(self.registry.services.grammar.parse(change.subject, bare_prefix=True).key)
+            except GrammarError:
+                self._verified.clear()
+                return
+        if keys:
+            for digest, (actor, _) in list(self._verified.items()):
+                if actor.identity is not None and actor.identity.key in keys:
+                    del self._verified[digest]
 
     async def _verify(self, header: str, remote: str) -> Actor:
         scheme, _, credentials = header.partition(" ")

@@ -9,6 +9,7 @@ returns whole records instead of names.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -22,6 +23,8 @@ from .values_json import value_json
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
+MAX_RECORDS = 1000
+"""With ``retrieverecords`` every name is resolved: fewer per page."""
 _CONTROL = {"limit", "page", "retrieverecords", "pretty", "callback"}
 
 
@@ -55,11 +58,14 @@ async def search(request: web.Request) -> web.Response:
     for key, value in request.query.items():
         if key in _CONTROL:
             continue
+        if "\x00" in key or "\x00" in value:
+            raise ApiError(rc.RC_PROTOCOL_ERROR, "conditions may not contain NUL")
         pattern, wildcard = like_pattern(value)
         conditions.append((key, pattern, wildcard))
     if not conditions:
         raise ApiError(rc.RC_PROTOCOL_ERROR, "give at least one TYPE=value condition")
-    limit = _number(request, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+    with_records = flag(request, "retrieverecords")
+    limit = _number(request, "limit", DEFAULT_LIMIT, MAX_RECORDS if with_records else MAX_LIMIT)
     page = _number(request, "page", 0, 10**9)
     names = await request.app[REGISTRY].handles.reverse_lookup(
         caller,
@@ -68,7 +74,7 @@ async def search(request: web.Request) -> web.Response:
         offset=page * limit,
         limit=limit,
     )
-    if not flag(request, "retrieverecords"):
+    if not with_records:
         return render(request, 200, names)
     engine = request.app[ENGINE]
     records: list[dict[str, Any]] = []
@@ -76,6 +82,7 @@ async def search(request: web.Request) -> web.Response:
         resolution = await engine.resolve(engine.parse(name), Query(), caller)
         if resolution.status is Status.FOUND:
             records.append({"handle": name, "values": [value_json(v) for v in resolution.values]})
+        await asyncio.sleep(0)  # a long page must not hold up other requests
     return render(request, 200, records)
 
 

@@ -3,17 +3,22 @@ does; ``?noredirect`` (and ``GET /``, with its search box) show the lookup page.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from registry.errors import InvalidName
 
 from ..engine import Query, Resolution, Status
 from .keys import ENGINE, REGISTRY
 from .page import error_page, home_page, record_page
+
+log = logging.getLogger("idnode.proxy")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -83,7 +88,11 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
         page = record_page(resolution, pattern)
         return ProxyAnswer(_PAGE_STATUS[resolution.status], redirect_target(resolution), page)
 
-    answer = await engine.answer(name, Query(), ("proxy",), encode)
+    try:
+        answer = await engine.answer(name, Query(), ("proxy",), encode)
+    except (DBAPIError, PoolTimeout, OSError) as exc:
+        log.error("storage unavailable for the proxy: %s", exc)
+        return _html(error_page("服务繁忙 · Storage is unavailable; try again shortly.", text), 503)
     if redirect and answer.location is not None:
         raise web.HTTPFound(answer.location, headers=SECURITY_HEADERS)
     return _html(answer.page, answer.status)
@@ -107,4 +116,4 @@ async def resolve(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Registered last: a catch-all for names (all of the node's start with a digit)."""
     app.router.add_get("/", home)
-    app.router.add_get("/{handle:[0-9].*}", resolve)
+    app.router.add_get(r"/{handle:[0-9][\s\S]*}", resolve)  # any character, newlines too

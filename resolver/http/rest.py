@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from registry.errors import InvalidName, RegistryError
@@ -25,7 +25,6 @@ from registry.services import Actor
 
 from .. import codes as rc
 from ..engine import Query, Resolution, Status
-from .auth import PlainHttpAuth
 from .keys import AUTH, ENGINE, REGISTRY
 from .status import http_status
 from .values_json import site_json, value_from_json, value_json
@@ -81,6 +80,8 @@ def encode_json(body: Any, *, pretty: bool = False) -> bytes:
 def render_encoded(request: web.Request, status: int, encoded: bytes) -> web.Response:
     """Send encoded JSON, or JSONP when a valid ``callback`` is given."""
     callback = request.query.get("callback")
+    if "Authorization" in request.headers:
+        callback = None  # no JSONP with credentials: a foreign page could read the answer
     if callback is None:
         return web.Response(
             body=encoded, status=status, content_type="application/json", charset="utf-8"
@@ -167,13 +168,13 @@ def api_endpoint(handler: Any) -> Any:
             if exc.handle is None:
                 exc.handle = handle
             return _error(request, exc)
-        except PlainHttpAuth as exc:
-            # HANDLE.NET: over plain HTTP a 401 becomes a 403.
-            return _error(
-                request, ApiError(rc.RC_AUTHENTICATION_FAILED, str(exc), handle), status=403
-            )
         except RegistryError as exc:
             return _error(request, ApiError(rc.rc_of(exc), str(exc), handle))
+        except DataError as exc:  # validation should have caught it: say so, as a 400
+            log.warning(
+                "database refused a value on %s %s: %s", request.method, request.path, exc.orig
+            )
+            return _error(request, ApiError(rc.RC_PROTOCOL_ERROR, "invalid value", handle))
         except (DBAPIError, PoolTimeout, OSError) as exc:
             log.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
             return _error(request, ApiError(rc.RC_SERVER_TOO_BUSY, "storage unavailable", handle))
@@ -187,7 +188,12 @@ def api_endpoint(handler: Any) -> Any:
 
 
 def _error(request: web.Request, error: ApiError, status: int | None = None) -> web.Response:
-    response = render(request, status or http_status(error.code), error_body(error))
+    status = status or http_status(error.code)
+    if status == 401 and not request.secure and not request.app[AUTH].allow_plain_http:
+        # HANDLE.NET: over plain HTTP credentials are ignored and a 401 becomes a 403.
+        status = 403
+        error.message = "credentials are accepted over HTTPS only"
+    response = render(request, status, error_body(error))
     if response.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="handle"'
     return response
@@ -219,9 +225,13 @@ async def _json_body(request: web.Request) -> Any:
         raise ApiError(rc.RC_PROTOCOL_ERROR, "Content-Type must be application/json")
     raw = await request.read()
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise ApiError(rc.RC_PROTOCOL_ERROR, "request body is not valid JSON") from None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _values_of(body: Any, handle: str) -> list[HandleValue]:
@@ -326,6 +336,9 @@ async def list_handles(request: web.Request) -> web.Response:
 
 @api_endpoint
 async def list_prefixes(request: web.Request) -> web.Response:
+    """Prefixes homed here (op 302): for authenticated callers, as HANDLE.NET."""
+    if (await _caller(request)).anonymous:
+        raise ApiError(rc.RC_AUTHENTICATION_NEEDED, "authentication required")
     prefixes = await request.app[REGISTRY].handles.homed_prefixes()
     return render(
         request, 200, {"responseCode": rc.RC_SUCCESS, "prefixes": [f"0.NA/{p}" for p in prefixes]}

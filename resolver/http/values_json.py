@@ -250,7 +250,8 @@ def _site(raw: Any) -> bytes:
         AttributeError,
         binascii.Error,
         struct.error,
-    ) as exc:  # ValueError covers bad addresses too
+        OverflowError,
+    ) as exc:  # ValueError covers bad addresses; OverflowError, int(Infinity)
         raise InvalidValue(f"invalid site data: {exc}") from None
 
 
@@ -301,11 +302,17 @@ def value_from_json(raw: Any) -> HandleValue:
     if not 0 <= ttl < 2**32:
         raise InvalidValue("ttl out of range")
     permissions = _bits(raw.get("permissions", "1110"), 4, "permissions")
+    refs = raw.get("references") or []
+    if not isinstance(refs, list):
+        raise InvalidValue("references must be a list of {handle, index}")
     references = []
-    for ref in raw.get("references") or []:
+    for ref in refs:
         if not isinstance(ref, Mapping) or not isinstance(ref.get("handle"), str):
             raise InvalidValue("references need a handle and an index")
-        references.append((str(ref["handle"]), _int(ref.get("index", 0), "reference index")))
+        ref_index = _int(ref.get("index", 0), "reference index")
+        if not 0 <= ref_index < 2**31:
+            raise InvalidValue("reference index out of range")
+        references.append((str(ref["handle"]), ref_index))
     return HandleValue(
         index=index,
         type=value_type,

@@ -50,6 +50,11 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
             metavar="HOST:PORT",
             help="admin/HTTP listener (default 127.0.0.1:8000; port 0 = any)",
         )
+        parser.add_argument(
+            "--handle",
+            metavar="HOST:PORT",
+            help="native Handle protocol, UDP and TCP on one port (default 127.0.0.1:2641)",
+        )
     parser.add_argument("--log-format", choices=("auto", "json", "text"))
 
 
@@ -119,6 +124,7 @@ _OVERRIDES = (
     "database_url",
     "node_prefix",
     "http",
+    "handle",
     "log_format",
     "demo",
     "demo_enterprises",

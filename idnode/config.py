@@ -53,7 +53,11 @@ class Config:
     node_prefix: str = "88.100"
     database_url: str = DEFAULT_DB
     http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8000))
+    handle: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 2641))
+    """Native Handle protocol, UDP and TCP on the same port."""
     key_file: str = "idnode.key"
+    server_key_file: str = "idnode-server.pem"
+    """The node's RSA signing key (published in its HS_SITE), made on first start."""
     bootstrap_admin: str = ""
     """``<access-key>:<secret-key>`` of a node administrator to create at start."""
     suffix_case_sensitive: bool = True

@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import registry.api
+import resolver.handle.server
 import resolver.http
 from registry.db import (
     DatabaseError,
@@ -30,19 +31,24 @@ from registry.db import (
 )
 from registry.errors import RegistryError
 from registry.grammar import Grammar, GrammarError
-from registry.secrets import NodeKey
+from registry.secrets import NodeKey, load_or_create_server_key
 from registry.services import Registry
 from registry.tokens import TokenIssuer
 from registry.values import (
     INTERFACE_BOTH,
+    INTERFACE_QUERY,
     PROTOCOL_HTTP,
     PROTOCOL_HTTPS,
+    PROTOCOL_TCP,
+    PROTOCOL_UDP,
     Interface,
     SiteInfo,
     SiteServer,
+    encode_public_key,
 )
 from resolver.engine import Engine
 from resolver.feed import ChangeFeed
+from resolver.handle.service import HandleService
 
 from .config import Config, ConfigError, Endpoint
 
@@ -133,16 +139,50 @@ def build_http_app(node: Node) -> web.Application:
     return app
 
 
-def node_site(config: Config, http: Endpoint, *, tls: bool) -> SiteInfo:
-    """This node's HS_SITE: where and how it answers (the interfaces it serves)."""
-    address = config.site_address or http.host
+def node_site(
+    config: Config,
+    http: Endpoint,
+    *,
+    tls: bool,
+    handle: Endpoint | None = None,
+    public_key: bytes = b"",
+) -> SiteInfo:
+    """This node's HS_SITE: where and how it answers (the interfaces it serves),
+    and the key its signed answers verify with."""
+    address = config.site_address or (handle or http).host
     if address in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard is no address to publish
         address = "127.0.0.1"
-    protocol = PROTOCOL_HTTPS if tls else PROTOCOL_HTTP
-    server = SiteServer(
-        1, SiteServer.pack_address(address), b"", (Interface(INTERFACE_BOTH, protocol, http.port),)
+    interfaces = []
+    if handle is not None:
+        interfaces += [
+            Interface(INTERFACE_BOTH, PROTOCOL_TCP, handle.port),
+            Interface(INTERFACE_QUERY, PROTOCOL_UDP, handle.port),
+        ]
+    interfaces.append(
+        Interface(INTERFACE_BOTH, PROTOCOL_HTTPS if tls else PROTOCOL_HTTP, http.port)
     )
+    server = SiteServer(1, SiteServer.pack_address(address), public_key, tuple(interfaces))
     return SiteInfo(servers=(server,), attributes=(("desc", f"idnode {config.node_prefix}"),))
+
+
+def bind_handle(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
+    """TCP and UDP on one port (port 0: a port free for both)."""
+    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+    for _attempt in range(20):
+        tcp = bind_tcp(endpoint)
+        port = tcp.getsockname()[1]
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.bind((endpoint.host, port))
+        except OSError as exc:
+            udp.close()
+            tcp.close()
+            if endpoint.port:
+                raise StartupError(f"cannot listen on UDP {endpoint}: {exc.strerror}") from None
+            continue  # the TCP port was free, its UDP twin not: try another
+        udp.setblocking(False)
+        return tcp, udp
+    raise StartupError(f"no port free for both TCP and UDP on {endpoint.host}")
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -200,7 +240,29 @@ async def serve(
         context = tls_context(config)
         sock = bind_tcp(config.http)
         http = bound(sock)
-        node.registry.services.site = node_site(config, http, tls=context is not None)
+        handle_tcp, handle_udp = bind_handle(config.handle)
+        handle = bound(handle_tcp)
+        try:
+            server_key = load_or_create_server_key(Path(config.server_key_file))
+        except (OSError, RuntimeError) as exc:
+            raise StartupError(str(exc)) from None
+        site = node_site(
+            config,
+            http,
+            tls=context is not None,
+            handle=handle,
+            public_key=encode_public_key(server_key.public_key()),
+        )
+        node.registry.services.site = site
+        site_bytes = site.to_bytes()
+        native = HandleService(
+            node.resolver,
+            node.registry,
+            site_serial=site.serial,
+            server_key=server_key,
+            site_bytes=lambda: site_bytes,
+        )
+        listeners = await resolver.handle.server.start(native, handle_tcp, handle_udp)
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
         runner = web.AppRunner(
@@ -212,12 +274,14 @@ async def serve(
         try:
             await web.SockSite(runner, sock, ssl_context=context).start()
             announce("http", http)  # TLS or not: the contract's service name
+            announce("handle", handle)
             if after_ready is not None:
                 after_ready(node, http)
             await stop.wait()
             log.info("stopping")
         finally:
             await runner.cleanup()
+            await listeners.close()
             await feed.stop()
 
 

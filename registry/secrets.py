@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -179,3 +180,30 @@ def verify_plain(secret: str, stored_hash: str) -> bool:
 def dated_digest(secret_sha256_hex: str, day: str) -> str:
     """SNMS ``/identity/token/v1`` password: ``sha256(sha256(pw) + "yyyy-MM-dd")``."""
     return sha256_hex(secret_sha256_hex + day)
+
+
+def load_or_create_server_key(path: Path) -> rsa.RSAPrivateKey:
+    """The node's signing key (published in its HS_SITE): PEM, mode 0600, made on first start."""
+    if not path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        return key
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise NodeKeyError(
+            f"server key file {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
+        )
+    try:
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise NodeKeyError(f"cannot read server key file {path}: {exc}") from None
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise NodeKeyError(f"server key file {path} does not hold an RSA private key")
+    return loaded

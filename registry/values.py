@@ -10,6 +10,11 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
+from .wire import Reader, WireError, blob, text
+
 HS_ADMIN = "HS_ADMIN"
 HS_SECKEY = "HS_SECKEY"
 
@@ -29,7 +34,7 @@ LIST_HANDLES = 0x0800
 ALL_ADMIN_PERMISSIONS = 0x0FFF
 
 
-class ValueFormatError(ValueError):
+class ValueFormatError(WireError):
     """Value data does not follow the layout of its type."""
 
 
@@ -69,55 +74,6 @@ HS_PUBKEY = "HS_PUBKEY"
 SITE_TYPES = frozenset({"HS_SITE", "HS_SITE.6", "HS_SITE.PREFIX", "HS_NA_DELEGATE"})
 
 
-class _Reader:
-    """A cursor over value data; every read is bounds-checked here, once."""
-
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.what = what
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueFormatError(f"{self.what} ends early (wanted {n} bytes at {self.pos})")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int(struct.unpack(">H", self.take(2))[0])
-
-    def u32(self) -> int:
-        return int(struct.unpack(">I", self.take(4))[0])
-
-    def blob(self) -> bytes:
-        return self.take(self.u32())
-
-    def text(self) -> str:
-        try:
-            return self.blob().decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueFormatError(f"{self.what} holds a string that is not UTF-8") from None
-
-    def count(self, item_size: int) -> int:
-        """A count whose items (at least ``item_size`` bytes each) must still fit."""
-        n = self.u32()
-        if n * item_size > len(self.data) - self.pos:
-            raise ValueFormatError(f"{self.what} claims {n} items; the data is too short")
-        return n
-
-
-def _blob(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
-
-
-def _text(value: str) -> bytes:
-    return _blob(value.encode("utf-8"))
-
-
 @dataclass(frozen=True, slots=True)
 class ValueRef:
     """A (handle, index) pair: an HS_VLIST member or a value reference."""
@@ -129,12 +85,12 @@ class ValueRef:
 def encode_vlist(members: tuple[ValueRef, ...] | list[ValueRef]) -> bytes:
     """``HS_VLIST`` data: a group of identities (RFC 3651 §3.2.2)."""
     return struct.pack(">I", len(members)) + b"".join(
-        _text(m.handle) + struct.pack(">I", m.index) for m in members
+        text(m.handle) + struct.pack(">I", m.index) for m in members
     )
 
 
 def decode_vlist(data: bytes) -> tuple[ValueRef, ...]:
-    reader = _Reader(data, "HS_VLIST data")
+    reader = Reader(data, "HS_VLIST data", error=ValueFormatError)
     return tuple(ValueRef(reader.text(), reader.u32()) for _ in range(reader.count(8)))
 
 
@@ -208,21 +164,21 @@ class SiteInfo:
                 mask,
                 self.hash_option,
             ),
-            _blob(self.hash_filter),
+            blob(self.hash_filter),
             struct.pack(">I", len(self.attributes)),
-            *(_text(name) + _text(value) for name, value in self.attributes),
+            *(text(name) + text(value) for name, value in self.attributes),
             struct.pack(">I", len(self.servers)),
         ]
         for server in self.servers:
             out.append(struct.pack(">I", server.server_id) + server.address)
-            out.append(_blob(server.public_key))
+            out.append(blob(server.public_key))
             out.append(struct.pack(">I", len(server.interfaces)))
             out.extend(struct.pack(">BBI", i.type, i.protocol, i.port) for i in server.interfaces)
         return b"".join(out)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SiteInfo:
-        r = _Reader(data, "HS_SITE data")
+        r = Reader(data, "HS_SITE data", error=ValueFormatError)
         version, major, minor, serial, mask, hash_option = struct.unpack(">HBBHBB", r.take(8))
         hash_filter = r.blob()
         attributes = tuple((r.text(), r.text()) for _ in range(r.count(8)))
@@ -244,3 +200,63 @@ class SiteInfo:
             attributes=attributes,
             data_format_version=version,
         )
+
+
+# --- HS_PUBKEY -------------------------------------------------------------------
+
+RSA_KEY_TYPE = "RSA_PUB_KEY"
+DSA_KEY_TYPE = "DSA_PUB_KEY"
+_PEM_START = b"-----BEGIN"
+
+
+def _unsigned(number: int) -> bytes:
+    """Two's-complement big-endian with a sign byte where needed, as Java writes it."""
+    return number.to_bytes(number.bit_length() // 8 + 1, "big")
+
+
+def encode_public_key(key: rsa.RSAPublicKey | dsa.DSAPublicKey) -> bytes:
+    """The binary ``HS_PUBKEY`` record (HANDLE.NET's encoding)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        return (
+            text(RSA_KEY_TYPE)
+            + b"\x00\x00"
+            + blob(_unsigned(numbers.e))
+            + blob(_unsigned(numbers.n))
+        )
+    dnum = key.public_numbers()
+    params = dnum.parameter_numbers
+    return (
+        text(DSA_KEY_TYPE)
+        + b"\x00\x00"
+        + blob(_unsigned(params.q))
+        + blob(_unsigned(params.p))
+        + blob(_unsigned(params.g))
+        + blob(_unsigned(dnum.y))
+    )
+
+
+def decode_public_key(data: bytes) -> rsa.RSAPublicKey | dsa.DSAPublicKey:
+    """An ``HS_PUBKEY`` value: the binary record, or PEM text as IDIS SDKs store it."""
+    if data.lstrip().startswith(_PEM_START):
+        try:
+            key = serialization.load_pem_public_key(data.strip())
+        except (ValueError, TypeError) as exc:
+            raise ValueFormatError(f"HS_PUBKEY PEM is not a public key: {exc}") from None
+        if not isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
+            raise ValueFormatError(f"unsupported public key type {type(key).__name__}")
+        return key
+    r = Reader(data, "HS_PUBKEY data", error=ValueFormatError)
+    kind = r.text()
+    r.take(2)  # reserved flags
+    try:
+        if kind == RSA_KEY_TYPE:
+            exponent = int.from_bytes(r.blob(), "big")
+            modulus = int.from_bytes(r.blob(), "big")
+            return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+        if kind == DSA_KEY_TYPE:
+            q, p, g, y = (int.from_bytes(r.blob(), "big") for _ in range(4))
+            return dsa.DSAPublicNumbers(y, dsa.DSAParameterNumbers(p, q, g)).public_key()
+    except ValueError as exc:
+        raise ValueFormatError(f"HS_PUBKEY {kind} numbers are invalid: {exc}") from None
+    raise ValueFormatError(f"unsupported HS_PUBKEY key type {kind!r}")

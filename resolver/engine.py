@@ -142,7 +142,14 @@ class Engine:
         self, name: HandleName, query: Query, variant: Hashable, encode: Callable[[Resolution], T]
     ) -> T:
         """The encoded anonymous answer: from cache, or resolved, encoded and cached."""
-        slot = (variant, name.text, query)  # answers echo the name as it was asked
+        # Answers echo the name as it was asked: the spelling is part of the slot.
+        return await self.answer_slot(name, query, (variant, name.text, query), encode)
+
+    async def answer_slot(
+        self, name: HandleName, query: Query, slot: Hashable, encode: Callable[[Resolution], T]
+    ) -> T:
+        """:meth:`answer` for a front end whose ``slot`` already tells apart every
+        answer of this name (the native protocol keys on the request's bytes)."""
         cached = self.cache.get(name.key, slot)
         if cached is not None:
             return cached  # type: ignore[no-any-return]

@@ -36,8 +36,9 @@ from ..grammar import (
     check_index,
     check_type,
     check_value_count,
+    normalize_prefix,
 )
-from ..models import TEMPLATE_VERSION_INDEX, HandleValue, Identifier, Template
+from ..models import TEMPLATE_VERSION_INDEX, HandleValue, Identifier, ProxyState, Template
 from ..permissions import HandleIdentity, identity_rights, principal_rights
 from ..records import NODE_KEPT_INDEXES, Located, Where, locate
 from ..secrets import is_sealed_value, open_value, seal_value
@@ -406,6 +407,19 @@ class Handles:
             await self._save(change, located, stamped, template, "identifier.updated")
         return WriteResult(name.text, overwritten=bool(replaced))
 
+    async def modify_values(
+        self, actor: Actor, name_text: str, values: Sequence[HandleValue]
+    ) -> WriteResult:
+        """Replace existing values (op 104): every index must already be there."""
+        name = self.parse(name_text)
+        async with self.s.read() as conn:
+            located = await self.locate(conn, name)
+        present = {v.index for v in located.record.values} if located.record else set()
+        missing = [v.index for v in values if v.index not in present]
+        if located.record is not None and missing:
+            raise ValuesNotFound(f"no value at index {missing[0]} to modify")
+        return await self.set_values(actor, name_text, values, overwrite=True)
+
     async def remove_values(self, actor: Actor, name_text: str, indexes: Sequence[int]) -> None:
         """Remove the values at ``indexes`` (op 103)."""
         name = self.parse(name_text)
@@ -484,9 +498,7 @@ class Handles:
             raise Unauthenticated("authentication required")
         if not conditions:
             return []
-        admin = bool(actor.principal and actor.principal.is_admin) or (
-            actor.identity is not None and actor.identity.key == self._node_identity_key
-        )
+        admin = self.is_node_admin(actor)
         async with self.s.read() as conn:
             prefix_ids = None
             if prefix:
@@ -504,6 +516,53 @@ class Handles:
     @property
     def _node_identity_key(self) -> str:
         return f"0.NA/{self.s.node_prefix_key}"
+
+    def is_node_admin(self, actor: Actor) -> bool:
+        """A node administrator: a registry admin, or the node's own Handle identity."""
+        if actor.principal is not None:
+            return actor.principal.is_admin
+        return actor.identity is not None and actor.identity.key == self._node_identity_key
+
+    async def home(self, actor: Actor, prefix_text: str, *, homed: bool) -> None:
+        """Ops 300/301: start or stop serving an enterprise prefix's records here.
+
+        Homing is hosting (SNMS ``proxyState`` 4); unhoming returns the prefix to
+        "not hosted" and is refused while records live under it.
+        """
+        if not self.is_node_admin(actor):
+            raise Forbidden("homing prefixes is for node administrators")
+        text = prefix_text[5:] if prefix_text.upper().startswith("0.NA/") else prefix_text
+        try:
+            key = normalize_prefix(text)
+        except GrammarError as exc:
+            raise InvalidName(str(exc)) from None
+        async with self.s.change(actor) as change:
+            prefix = await store.get_prefix(change.conn, key)
+            if prefix is None:
+                raise NotFound(f"prefix {text} is not allocated on this node")
+            if homed:
+                await store.update_prefix(
+                    change.conn,
+                    prefix.id,
+                    proxy_state=int(ProxyState.HOSTED),
+                    proxy_server_id=self.s.proxy_server_id,
+                    site_ip_type=None,
+                    site_ip=None,
+                    site_tcp_port=None,
+                    site_udp_port=None,
+                    site_http_port=None,
+                )
+            else:
+                if await store.count_identifiers(change.conn, prefix.id):
+                    raise Forbidden(f"records live under {prefix.prefix}; delete them first")
+                await store.update_prefix(
+                    change.conn, prefix.id, proxy_state=int(ProxyState.NOT_HOSTED)
+                )
+            await change.record(
+                "prefix.configured",
+                prefix.prefix,
+                {"prefix": prefix.prefix, "hosted": homed, "via": "native"},
+            )
 
     async def homed_prefixes(self) -> list[str]:
         """The node prefix and the enterprise prefixes whose records live here."""

@@ -1,0 +1,1 @@
+"""The Handle native protocol: pure codec, request service, UDP/TCP servers, client."""

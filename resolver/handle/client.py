@@ -1,0 +1,290 @@
+"""A small native-protocol client on the same codec: UDP with retries, TCP
+one-shot or persistent with challenge–response. Tests, ``idnode resolve`` and
+the load tests use it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from registry.models import HandleValue
+
+from . import codec as c
+from .proofs import PrivateKey, challenge_message, public_key_proof
+
+UDP_RETRIES = (0.5, 1.0, 1.5)
+_ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+class ClientError(Exception):
+    """No usable answer: timeout, a broken reply, a digest that does not match."""
+
+
+def next_request_id() -> int:
+    return next(_ids) & 0x7FFFFFFF or 1
+
+
+def request(
+    opcode: int,
+    body: bytes = b"",
+    *,
+    flags: int = 0,
+    version: tuple[int, int] = c.OUR_VERSION,
+    request_id: int | None = None,
+    session_id: int = 0,
+    recursion: int = 0,
+) -> c.Message:
+    """A request as a CNRI client builds it: expiration now + 12 h, serial unknown."""
+    return c.Message(
+        envelope=c.Envelope(
+            major=version[0],
+            minor=version[1],
+            suggested_major=c.OUR_VERSION[0],
+            suggested_minor=c.OUR_VERSION[1],
+            session_id=session_id,
+            request_id=next_request_id() if request_id is None else request_id,
+        ),
+        header=c.Header(
+            opcode=opcode, flags=flags, recursion=recursion, expiration=int(time.time()) + 43_200
+        ),
+        body=body,
+    )
+
+
+def resolution(
+    name: str,
+    *,
+    indexes: Sequence[int] = (),
+    types: Sequence[str] = (),
+    flags: int = c.FLAG_RECU | c.FLAG_CACR | c.FLAG_PUBL,
+    version: tuple[int, int] = c.OUR_VERSION,
+) -> c.Message:
+    body = c.ResolutionRequest(
+        name.encode("utf-8"), tuple(indexes), tuple(t.encode("utf-8") for t in types)
+    )
+    return request(c.OC_RESOLUTION, body.to_bytes(), flags=flags, version=version)
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """Prove an identity with its HS_SECKEY (PBKDF2-HMAC-SHA1, as HANDLE.NET ≥ 2.7)."""
+
+    handle: str
+    index: int
+    secret: bytes
+    mac_code: int = c.MAC_PBKDF2_HMAC_SHA1
+
+    def answer(self, nonce: bytes, digest: bytes) -> c.ChallengeAnswer:
+        proof = c.encode_secret_key_proof(
+            self.mac_code, self.secret, challenge_message(nonce, digest), salt=os.urandom(16)
+        )
+        return c.ChallengeAnswer(b"HS_SECKEY", self.handle.encode(), self.index, proof)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """Prove an identity with the private half of its HS_PUBKEY."""
+
+    handle: str
+    index: int
+    key: PrivateKey
+
+    def answer(self, nonce: bytes, digest: bytes) -> c.ChallengeAnswer:
+        proof = public_key_proof(self.key, challenge_message(nonce, digest))
+        return c.ChallengeAnswer(b"HS_PUBKEY", self.handle.encode(), self.index, proof)
+
+
+Credentials = SecretKey | KeyPair
+
+
+# --- UDP ------------------------------------------------------------------------
+
+
+class _UdpReceiver(asyncio.DatagramProtocol):
+    def __init__(self, request_id: int) -> None:
+        self.request_id = request_id
+        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.reassembly: c.Reassembly | None = None
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        try:
+            envelope = c.Envelope.from_bytes(data)
+        except c.CodecError:
+            return
+        if envelope.request_id != self.request_id or self.done.done():
+            return
+        if envelope.length <= len(data) - c.ENVELOPE_SIZE and envelope.sequence == 0:
+            self.done.set_result(data)
+            return
+        if self.reassembly is None:
+            self.reassembly = c.Reassembly(envelope)
+        with contextlib.suppress(c.CodecError):
+            whole = self.reassembly.add(envelope.sequence, data[c.ENVELOPE_SIZE :])
+            if whole is not None:
+                self.done.set_result(whole)
+
+
+async def udp_call(
+    host: str, port: int, message: c.Message, retries: Sequence[float] = UDP_RETRIES
+) -> c.Message:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: _UdpReceiver(message.envelope.request_id), remote_addr=(host, port)
+    )
+    try:
+        for wait in retries:
+            for part in c.fragments(message.to_bytes()):
+                transport.sendto(part)
+            try:
+                raw = await asyncio.wait_for(asyncio.shield(protocol.done), wait)
+            except TimeoutError:
+                continue
+            return _checked(message, c.Message.from_bytes(raw))
+        raise ClientError(f"no UDP answer from {host}:{port}")
+    finally:
+        transport.close()
+
+
+# --- TCP ------------------------------------------------------------------------
+
+
+async def _read_message(reader: asyncio.StreamReader) -> c.Message:
+    head = await reader.readexactly(c.ENVELOPE_SIZE)
+    length = int.from_bytes(head[16:20], "big")
+    if length > c.MAX_MESSAGE:
+        raise ClientError(f"answer of {length} bytes is too long")
+    return c.Message.from_bytes(head + await reader.readexactly(length))
+
+
+def _checked(sent: c.Message, answer: c.Message) -> c.Message:
+    """Verify the request digest of an answer that carries one."""
+    if answer.flag(c.FLAG_RRDG) and answer.header.response_code != 0:
+        digest = c.request_digest(sent, answer.envelope.version)
+        if answer.body[: len(digest)] != digest:
+            raise ClientError("the answer's request digest does not match the request")
+        answer = c.Message(
+            answer.envelope, answer.header, answer.body[len(digest) :], answer.credential
+        )
+    return answer
+
+
+class TcpSession:
+    """One TCP connection; several requests may be in flight (matched by id)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        credentials: Credentials | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.credentials = credentials
+        self.timeout = timeout
+        self._waiting: dict[int, asyncio.Future[c.Message]] = {}
+        self._pump = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        credentials: Credentials | None = None,
+        time_limit: float = 10.0,
+    ) -> TcpSession:
+        """Connect; every exchange on the session then waits at most ``time_limit``."""
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), time_limit)
+        return cls(reader, writer, credentials, time_limit)
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                message = await _read_message(self.reader)
+                future = self._waiting.pop(message.envelope.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except (asyncio.IncompleteReadError, ConnectionError, c.CodecError, ClientError) as exc:
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ClientError(f"connection ended: {exc}"))
+            self._waiting.clear()
+
+    async def send(self, message: c.Message) -> c.Message:
+        """One exchange, no authentication handling."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[message.envelope.request_id] = future
+        self.writer.write(message.to_bytes())
+        await self.writer.drain()
+        try:
+            answer = await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            self._waiting.pop(message.envelope.request_id, None)
+            raise ClientError("no TCP answer in time") from None
+        return _checked(message, answer)
+
+    async def call(self, message: c.Message) -> c.Message:
+        """An exchange that answers a challenge (RC 402) with the session's credentials."""
+        answer = await self.send(message)
+        if answer.header.response_code != 402 or self.credentials is None:
+            return answer
+        challenge = c.Challenge.from_bytes(answer.body)
+        digest = c.request_digest(message, answer.envelope.version)[1:]
+        proof = self.credentials.answer(challenge.nonce, digest)
+        reply = request(
+            c.OC_CHALLENGE_RESPONSE,
+            proof.to_bytes(),
+            session_id=answer.envelope.session_id,
+            version=answer.envelope.version,
+        )
+        return await self.send(reply)
+
+    async def login(self) -> c.Message:
+        """IDIS op 2001: bind the session's identity to this connection."""
+        if self.credentials is None:
+            raise ClientError("no credentials to log in with")
+        body = c.Login(self.credentials.handle.encode(), self.credentials.index)
+        return await self.call(request(c.OC_LOGIN_ID_SYSTEM, body.to_bytes(), flags=c.FLAG_RRDG))
+
+    async def close(self) -> None:
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+
+async def tcp_call(
+    host: str,
+    port: int,
+    message: c.Message,
+    *,
+    credentials: Credentials | None = None,
+    time_limit: float = 10.0,
+) -> c.Message:
+    """One request on its own connection (as HANDLE.NET's tools do)."""
+    session = await TcpSession.open(host, port, credentials, time_limit)
+    try:
+        return await session.call(message)
+    finally:
+        await session.close()
+
+
+def values_of(answer: c.Message) -> tuple[HandleValue, ...]:
+    """The values of a successful resolution answer."""
+    if answer.header.response_code != 1:
+        raise ClientError(f"response code {answer.header.response_code}")
+    return c.HandleValues.from_bytes(answer.body).values
+
+
+def error_text(answer: c.Message) -> str:
+    try:
+        return c.ErrorMessage.from_bytes(answer.body).message.decode("utf-8", "replace")
+    except c.CodecError:
+        return ""

@@ -1,0 +1,673 @@
+"""The Handle native protocol (RFC 3652, as HANDLE.NET 9 and the IDIS SDKs speak it).
+
+Pure functions and immutable records: bytes in, dataclasses out, and back.
+No sockets, clocks or globals here — the servers, the client, the mock
+top-level node and the load tests all share this one codec.
+
+A message is ``envelope (20) | header (24) | body | credential length (4) |
+credential``. Each body type is a small class with ``to_bytes`` and
+``from_bytes`` side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import struct
+from dataclasses import dataclass, field, replace
+
+from registry.models import HandleValue
+from registry.wire import Reader, WireError, blob, ints
+
+# --- versions, operations, flags ----------------------------------------------
+
+OUR_VERSION = (2, 11)
+OLDEST_VERSION = (2, 1)
+
+OC_RESOLUTION = 1
+OC_GET_SITE_INFO = 2
+OC_CREATE_HANDLE = 100
+OC_DELETE_HANDLE = 101
+OC_ADD_VALUE = 102
+OC_REMOVE_VALUE = 103
+OC_MODIFY_VALUE = 104
+OC_LIST_HANDLES = 105
+OC_CHALLENGE_RESPONSE = 200
+OC_VERIFY_CHALLENGE = 201
+OC_HOME_NA = 300
+OC_UNHOME_NA = 301
+OC_LIST_HOMED_NAS = 302
+OC_SESSION_SETUP = 400
+OC_SESSION_TERMINATE = 401
+OC_LOGIN_ID_SYSTEM = 2001
+"""IDIS: log the connection in as an identity (CAICT and teleinfo SDKs)."""
+
+ADMIN_OPCODES = frozenset(
+    {
+        OC_CREATE_HANDLE,
+        OC_DELETE_HANDLE,
+        OC_ADD_VALUE,
+        OC_REMOVE_VALUE,
+        OC_MODIFY_VALUE,
+        OC_LIST_HANDLES,
+        OC_HOME_NA,
+        OC_UNHOME_NA,
+        OC_LIST_HOMED_NAS,
+    }
+)
+
+FLAG_AUTH = 0x80000000
+FLAG_CERT = 0x40000000
+FLAG_ENCR = 0x20000000
+FLAG_RECU = 0x10000000
+FLAG_CACR = 0x08000000
+FLAG_CONT = 0x04000000
+FLAG_KPAL = 0x02000000
+FLAG_PUBL = 0x01000000
+FLAG_RRDG = 0x00800000
+FLAG_OVRW = 0x00400000
+FLAG_MINT = 0x00200000
+FLAG_DNRF = 0x00100000
+ECHOED_FLAGS = FLAG_CERT | FLAG_CACR | FLAG_AUTH | FLAG_ENCR | FLAG_PUBL | FLAG_DNRF
+"""What a response copies from its request (HANDLE.NET ``takeValuesFrom``)."""
+
+ENVELOPE_SIZE = 20
+HEADER_SIZE = 24
+UDP_PACKET = 512
+UDP_PAYLOAD = UDP_PACKET - ENVELOPE_SIZE
+MAX_MESSAGE = 262_144
+"""Largest message after the envelope that a peer accepts (HANDLE.NET)."""
+NONCE_SIZE = 16
+
+_ENVELOPE = struct.Struct(">BBBBIIII")
+_HEADER = struct.Struct(">IIIHBBII")
+_TC = 0x20
+_EC = 0x40
+_CP = 0x80
+
+
+class CodecError(WireError):
+    """A message that cannot be read: answered with RC 4 (protocol error)."""
+
+
+# --- envelope and header ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    major: int = OUR_VERSION[0]
+    minor: int = OUR_VERSION[1]
+    suggested_major: int = 0
+    suggested_minor: int = 0
+    """0.0 means "the same as the message version" (older peers write nothing)."""
+    session_id: int = 0
+    request_id: int = 0
+    sequence: int = 0
+    length: int = 0
+    truncated: bool = False
+    encrypted: bool = False
+    compressed: bool = False
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return (self.major, self.minor)
+
+    @property
+    def suggested(self) -> tuple[int, int]:
+        """The highest version the sender speaks."""
+        if self.suggested_major == 0:
+            return self.version
+        return (self.suggested_major, self.suggested_minor)
+
+    def to_bytes(self) -> bytes:
+        flags = (
+            (_CP if self.compressed else 0)
+            | (_EC if self.encrypted else 0)
+            | (_TC if self.truncated else 0)
+            | (self.suggested_major & 0x1F)
+        )
+        return _ENVELOPE.pack(
+            self.major,
+            self.minor,
+            flags,
+            self.suggested_minor,
+            self.session_id,
+            self.request_id,
+            self.sequence,
+            self.length,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        if len(data) < ENVELOPE_SIZE:
+            raise CodecError(f"envelope needs {ENVELOPE_SIZE} bytes, got {len(data)}")
+        major, minor, flags, smin, session, request, sequence, length = _ENVELOPE.unpack_from(data)
+        return cls(
+            major,
+            minor,
+            flags & 0x1F,
+            smin,
+            session,
+            request,
+            sequence,
+            length,
+            truncated=bool(flags & _TC),
+            encrypted=bool(flags & _EC),
+            compressed=bool(flags & _CP),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    opcode: int
+    response_code: int = 0
+    flags: int = 0
+    site_serial: int = 0xFFFF
+    recursion: int = 0
+    expiration: int = 0
+    body_length: int = 0
+
+    def to_bytes(self) -> bytes:
+        return _HEADER.pack(
+            self.opcode,
+            self.response_code,
+            self.flags,
+            self.site_serial,
+            self.recursion,
+            0,
+            self.expiration,
+            self.body_length,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, offset: int = 0) -> Header:
+        if len(data) - offset < HEADER_SIZE:
+            raise CodecError("message shorter than its 24-byte header")
+        op, rc, flags, serial, recursion, _reserved, expiration, body_length = _HEADER.unpack_from(
+            data, offset
+        )
+        return cls(op, rc, flags, serial, recursion, expiration, body_length)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A whole message; ``body`` and ``credential`` stay raw bytes."""
+
+    envelope: Envelope
+    header: Header
+    body: bytes = b""
+    credential: bytes = b""
+
+    @property
+    def opcode(self) -> int:
+        return self.header.opcode
+
+    @property
+    def is_response(self) -> bool:
+        return self.header.response_code != 0
+
+    def flag(self, mask: int) -> bool:
+        return bool(self.header.flags & mask)
+
+    @property
+    def signed_part(self) -> bytes:
+        """Header and body: what request digests and signatures cover."""
+        return replace(self.header, body_length=len(self.body)).to_bytes() + self.body
+
+    def to_bytes(self) -> bytes:
+        header = replace(self.header, body_length=len(self.body))
+        rest = header.to_bytes() + self.body + blob(self.credential)
+        return replace(self.envelope, length=len(rest)).to_bytes() + rest
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Message:
+        """Decode one message (the envelope's length is checked, trailing bytes are not
+        part of it). A message that ends right after its body has no credential."""
+        envelope = Envelope.from_bytes(data)
+        if envelope.length > MAX_MESSAGE:
+            raise CodecError(f"message length {envelope.length} is over {MAX_MESSAGE}")
+        end = ENVELOPE_SIZE + envelope.length
+        if len(data) < end:
+            raise CodecError(
+                f"message claims {envelope.length} bytes, has {len(data) - ENVELOPE_SIZE}"
+            )
+        header = Header.from_bytes(data, ENVELOPE_SIZE)
+        body_start = ENVELOPE_SIZE + HEADER_SIZE
+        body_end = body_start + header.body_length
+        if body_end > end:
+            raise CodecError(f"body length {header.body_length} runs past the message")
+        credential = b""
+        if end - body_end >= 4:
+            reader = Reader(data[:end], "credential", error=CodecError, pos=body_end)
+            credential = reader.blob()
+        return cls(envelope, header, data[body_start:body_end], credential)
+
+
+def split_envelope(data: bytes) -> tuple[Envelope, bytes]:
+    envelope = Envelope.from_bytes(data)
+    return envelope, data[ENVELOPE_SIZE:]
+
+
+# --- handle values --------------------------------------------------------------
+
+
+def encode_value(value: HandleValue) -> bytes:
+    refs = b"".join(blob(h.encode("utf-8")) + struct.pack(">I", i) for h, i in value.references)
+    return (
+        struct.pack(
+            ">IIBIB",
+            value.index,
+            value.timestamp & 0xFFFFFFFF,
+            value.ttl_type,
+            value.ttl & 0xFFFFFFFF,
+            value.permissions,
+        )
+        + blob(value.type.encode("utf-8"))
+        + blob(value.data)
+        + struct.pack(">I", len(value.references))
+        + refs
+    )
+
+
+def decode_value(reader: Reader) -> HandleValue:
+    index, timestamp, ttl_type, ttl, permissions = struct.unpack(">IIBIB", reader.take(14))
+    vtype = reader.text()
+    data = reader.blob()
+    references = tuple((reader.text(), reader.u32()) for _ in range(reader.count(8)))
+    return HandleValue(
+        index=index,
+        type=vtype,
+        data=data,
+        ttl_type=ttl_type,
+        ttl=ttl,
+        timestamp=timestamp,
+        permissions=permissions,
+        references=references,
+    )
+
+
+def encode_values(values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
+    return struct.pack(">I", len(values)) + b"".join(encode_value(v) for v in values)
+
+
+def decode_values(reader: Reader) -> tuple[HandleValue, ...]:
+    return tuple(decode_value(reader) for _ in range(reader.count(27)))
+
+
+# --- request digests ------------------------------------------------------------
+
+DIGEST_MD5 = 1
+DIGEST_SHA1 = 2
+DIGEST_SHA256 = 3
+_DIGESTS = {DIGEST_MD5: "md5", DIGEST_SHA1: "sha1", DIGEST_SHA256: "sha256"}
+_DIGEST_SIZES = {DIGEST_MD5: 16, DIGEST_SHA1: 20, DIGEST_SHA256: 32}
+
+
+def digest_code_for(version: tuple[int, int]) -> int:
+    """SHA-256 from 2.7, SHA-1 before."""
+    return DIGEST_SHA256 if version >= (2, 7) else DIGEST_SHA1
+
+
+def request_digest(request: Message, version: tuple[int, int]) -> bytes:
+    """The digest a response starts with when the request set RD: code byte + hash."""
+    code = digest_code_for(version)
+    return bytes([code]) + hashlib.new(_DIGESTS[code], request.signed_part).digest()
+
+
+def read_digest(reader: Reader) -> tuple[int, bytes]:
+    code = reader.u8()
+    if code not in _DIGEST_SIZES:
+        raise CodecError(f"unknown digest code {code}")
+    return code, reader.take(_DIGEST_SIZES[code])
+
+
+# --- bodies ---------------------------------------------------------------------
+
+
+def _reader(body: bytes, what: str) -> Reader:
+    return Reader(body, what, error=CodecError)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionRequest:
+    """Op 1. Trailing bytes (the teleinfo SDK appends an auth field) are ignored."""
+
+    handle: bytes
+    indexes: tuple[int, ...] = ()
+    types: tuple[bytes, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        return (
+            blob(self.handle)
+            + ints(list(self.indexes))
+            + struct.pack(">I", len(self.types))
+            + b"".join(blob(t) for t in self.types)
+        )
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> ResolutionRequest:
+        r = _reader(body, "resolution request")
+        handle = r.blob()
+        indexes = tuple(r.u32() for _ in range(r.count(4)))
+        types = tuple(r.blob() for _ in range(r.count(4)))
+        return cls(handle, indexes, types)
+
+
+@dataclass(frozen=True, slots=True)
+class HandleValues:
+    """A handle and values: a resolution response; create, add and modify requests;
+    a referral's handle and its HS_SITE values."""
+
+    handle: bytes
+    values: tuple[HandleValue, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        return blob(self.handle) + encode_values(list(self.values))
+
+    @classmethod
+    def from_bytes(cls, body: bytes, *, values_optional: bool = False) -> HandleValues:
+        r = _reader(body, "handle and values")
+        handle = r.blob()
+        if values_optional and r.remaining < 4:
+            return cls(handle)
+        return cls(handle, decode_values(r))
+
+
+@dataclass(frozen=True, slots=True)
+class HandleOnly:
+    """Delete (101), home/unhome (300/301), get site info (2), list handles (105)."""
+
+    handle: bytes
+
+    def to_bytes(self) -> bytes:
+        return blob(self.handle)
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> HandleOnly:
+        return cls(_reader(body, "handle").blob())
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveValues:
+    """Op 103: a handle and the indexes to remove."""
+
+    handle: bytes
+    indexes: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        return blob(self.handle) + ints(list(self.indexes))
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> RemoveValues:
+        r = _reader(body, "remove values")
+        handle = r.blob()
+        return cls(handle, tuple(r.u32() for _ in range(r.count(4))))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    """The body of an error response: a UTF-8 message (possibly empty)."""
+
+    message: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return blob(self.message)
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> ErrorMessage:
+        if len(body) < 4:  # pre-2.1 peers may send nothing
+            return cls()
+        return cls(_reader(body, "error message").blob())
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """RC 402: a nonce to sign (after the mandatory request digest)."""
+
+    nonce: bytes
+
+    def to_bytes(self) -> bytes:
+        return blob(self.nonce)
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Challenge:
+        return cls(_reader(body, "challenge").blob())
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeAnswer:
+    """Op 200: the proof for a challenge."""
+
+    auth_type: bytes
+    handle: bytes
+    index: int
+    signed_response: bytes
+
+    def to_bytes(self) -> bytes:
+        return (
+            blob(self.auth_type)
+            + blob(self.handle)
+            + struct.pack(">I", self.index)
+            + blob(self.signed_response)
+        )
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> ChallengeAnswer:
+        r = _reader(body, "challenge answer")
+        return cls(r.blob(), r.blob(), r.u32(), r.blob())
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyChallenge:
+    """Op 201: does this HS_SECKEY MAC check out? (server to server)"""
+
+    handle: bytes
+    index: int
+    nonce: bytes
+    digest: bytes
+    signed_response: bytes
+
+    def to_bytes(self) -> bytes:
+        return (
+            blob(self.handle)
+            + struct.pack(">I", self.index)
+            + blob(self.nonce)
+            + blob(self.digest)
+            + blob(self.signed_response)
+        )
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> VerifyChallenge:
+        r = _reader(body, "verify challenge")
+        return cls(r.blob(), r.u32(), r.blob(), r.blob(), r.blob())
+
+
+@dataclass(frozen=True, slots=True)
+class HandleList:
+    """List responses (105, 302): a count and the names."""
+
+    handles: tuple[bytes, ...]
+
+    def to_bytes(self) -> bytes:
+        return struct.pack(">I", len(self.handles)) + b"".join(blob(h) for h in self.handles)
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> HandleList:
+        r = _reader(body, "handle list")
+        return cls(tuple(r.blob() for _ in range(r.count(4))))
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Op 2001 (IDIS LOGIN_ID_SYSTEM): the identity to bind to the connection."""
+
+    handle: bytes
+    index: int
+
+    def to_bytes(self) -> bytes:
+        return blob(self.handle) + struct.pack(">I", self.index)
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Login:
+        r = _reader(body, "login")
+        return cls(r.blob(), r.u32())
+
+
+# --- HS_SECKEY and HS_PUBKEY proofs ---------------------------------------------
+
+MAC_MD5 = 1
+MAC_SHA1 = 2
+MAC_SHA256 = 3
+MAC_HMAC_SHA1 = 0x12
+MAC_HMAC_SHA256 = 0x13
+MAC_PBKDF2_HMAC_SHA1 = 0x22
+
+
+@dataclass(frozen=True, slots=True)
+class Pbkdf2Proof:
+    salt: bytes
+    iterations: int
+    key_bits: int
+    mac: bytes
+
+    def to_bytes(self) -> bytes:
+        return blob(self.salt) + struct.pack(">II", self.iterations, self.key_bits) + blob(self.mac)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Pbkdf2Proof:
+        r = _reader(data, "PBKDF2 proof")
+        return cls(r.blob(), r.u32(), r.u32(), r.blob())
+
+
+MAX_PBKDF2_ITERATIONS = 1_000_000
+
+
+def secret_key_mac(
+    code: int, secret: bytes, message: bytes, *, pbkdf2: Pbkdf2Proof | None = None
+) -> bytes:
+    """The MAC an HS_SECKEY holder computes over ``nonce ‖ request digest``."""
+    if code in (MAC_MD5, MAC_SHA1, MAC_SHA256):
+        name = {MAC_MD5: "md5", MAC_SHA1: "sha1", MAC_SHA256: "sha256"}[code]
+        return hashlib.new(name, secret + message + secret).digest()
+    if code == MAC_HMAC_SHA1:
+        return hmac.digest(secret, message, "sha1")
+    if code == MAC_HMAC_SHA256:
+        return hmac.digest(secret, message, "sha256")
+    if code == MAC_PBKDF2_HMAC_SHA1 and pbkdf2 is not None:
+        if not 0 < pbkdf2.iterations <= MAX_PBKDF2_ITERATIONS or not 0 < pbkdf2.key_bits <= 4096:
+            raise CodecError("PBKDF2 parameters out of range")
+        derived = hashlib.pbkdf2_hmac(
+            "sha1", secret, pbkdf2.salt, pbkdf2.iterations, math.ceil(pbkdf2.key_bits / 8)
+        )
+        return hmac.digest(derived, message, "sha1")
+    raise CodecError(f"unknown secret-key MAC code {code}")
+
+
+def encode_secret_key_proof(
+    code: int, secret: bytes, message: bytes, *, salt: bytes = b"", iterations: int = 10_000
+) -> bytes:
+    """SignedResponse of an HS_SECKEY answer: code byte, then the MAC (or PBKDF2 record)."""
+    if code == MAC_PBKDF2_HMAC_SHA1:
+        params = Pbkdf2Proof(salt, iterations, 160, b"")
+        mac = secret_key_mac(code, secret, message, pbkdf2=params)
+        return bytes([code]) + replace(params, mac=mac).to_bytes()
+    return bytes([code]) + secret_key_mac(code, secret, message)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedProof:
+    """SignedResponse of an HS_PUBKEY answer: hash algorithm name and signature."""
+
+    algorithm: bytes
+    signature: bytes
+
+    def to_bytes(self) -> bytes:
+        return blob(self.algorithm) + blob(self.signature)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedProof:
+        r = _reader(data, "signed response")
+        return cls(r.blob(), r.blob())
+
+
+# --- credentials (HS_SIGNED) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    signature_type: bytes = b"HS_SIGNED"
+    digest_algorithm: bytes = b"SHA-256"
+    signature: bytes = b""
+    signer_handle: bytes = b""
+    signer_index: int = 0
+    """HANDLE.NET reuses this as the session counter."""
+
+    def to_bytes(self) -> bytes:
+        section = blob(self.digest_algorithm) + blob(self.signature)
+        return (
+            b"\x00\x00\x00\x00"
+            + blob(self.signer_handle)
+            + struct.pack(">I", self.signer_index)
+            + blob(self.signature_type)
+            + blob(section)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Credential:
+        r = _reader(data, "credential")
+        r.take(4)  # version, reserved, flags
+        signer_handle = r.blob()
+        signer_index = r.u32()
+        signature_type = r.blob()
+        section = _reader(r.blob(), "signature section")
+        return cls(signature_type, section.blob(), section.blob(), signer_handle, signer_index)
+
+
+def signed_bytes(message: Message) -> bytes:
+    """What an HS_SIGNED credential covers, by the message's version (≥ 2.7:
+    versions, session, request id and counter before header and body)."""
+    env = message.envelope
+    if env.version < (2, 7):
+        return message.signed_part
+    prefix = bytes([env.major, env.minor])
+    if env.version >= (2, 8):
+        prefix += bytes([env.suggested_major, env.suggested_minor])
+    return prefix + struct.pack(">III", env.session_id, env.request_id, 0) + message.signed_part
+
+
+# --- UDP ------------------------------------------------------------------------
+
+
+def fragments(message: bytes) -> list[bytes]:
+    """A message as UDP datagrams: every fragment carries the envelope with its
+    fragment number; the length stays the whole message's (HANDLE.NET sets no TC)."""
+    if len(message) <= UDP_PACKET:
+        return [message]
+    envelope, payload = split_envelope(message)
+    return [
+        replace(envelope, sequence=n).to_bytes() + payload[start : start + UDP_PAYLOAD]
+        for n, start in enumerate(range(0, len(payload), UDP_PAYLOAD))
+    ]
+
+
+@dataclass
+class Reassembly:
+    """Datagrams of one multi-packet message, until all have arrived."""
+
+    envelope: Envelope
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def expected(self) -> int:
+        return max(1, math.ceil(self.envelope.length / UDP_PAYLOAD))
+
+    def add(self, sequence: int, payload: bytes) -> bytes | None:
+        """Add a fragment; the whole message once complete."""
+        if sequence >= self.expected:
+            raise CodecError(f"fragment {sequence} of a {self.expected}-fragment message")
+        self.parts[sequence] = payload
+        if len(self.parts) < self.expected:
+            return None
+        whole = b"".join(self.parts[i] for i in range(self.expected))[: self.envelope.length]
+        return replace(self.envelope, sequence=0, truncated=False).to_bytes() + whole

@@ -1,0 +1,130 @@
+"""Proofs of identity and signatures of the native protocol (pure crypto, no I/O).
+
+* ``HS_SECKEY``: a MAC keyed with the shared secret over ``nonce ‖ digest``.
+* ``HS_PUBKEY``: a signature over ``nonce ‖ digest``, checked with the key the
+  identity publishes (RSA PKCS#1 v1.5 or DSA).
+* ``HS_SIGNED`` credentials: the server signs a response when the request set CT.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import replace
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
+
+from registry.values import ValueFormatError, decode_public_key
+
+from .codec import (
+    MAC_PBKDF2_HMAC_SHA1,
+    CodecError,
+    Credential,
+    Message,
+    Pbkdf2Proof,
+    SignedProof,
+    secret_key_mac,
+    signed_bytes,
+)
+
+_HASHES: dict[bytes, type[hashes.HashAlgorithm]] = {
+    b"SHA-256": hashes.SHA256,
+    b"SHA256": hashes.SHA256,
+    b"SHA-1": hashes.SHA1,
+    b"SHA1": hashes.SHA1,
+    b"SHA-512": hashes.SHA512,
+    b"SHA512": hashes.SHA512,
+}
+_HASH_CODES: dict[int, type[hashes.HashAlgorithm]] = {
+    2: hashes.SHA1,
+    3: hashes.SHA256,
+}
+
+PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey
+PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey
+
+
+def challenge_message(nonce: bytes, digest: bytes) -> bytes:
+    """What a proof covers: the nonce, then the raw request digest."""
+    return nonce + digest
+
+
+def verify_secret_key_proof(secret: bytes, signed_response: bytes, message: bytes) -> bool:
+    """Check an HS_SECKEY answer: code byte, then the MAC (or PBKDF2 record)."""
+    if not signed_response:
+        return False
+    code, rest = signed_response[0], signed_response[1:]
+    try:
+        if code == MAC_PBKDF2_HMAC_SHA1:
+            proof = Pbkdf2Proof.from_bytes(rest)
+            expected = secret_key_mac(code, secret, message, pbkdf2=proof)
+            return hmac.compare_digest(expected, proof.mac)
+        return hmac.compare_digest(secret_key_mac(code, secret, message), rest)
+    except CodecError:
+        return False
+
+
+def _hash_of(algorithm: bytes) -> hashes.HashAlgorithm | None:
+    """A hash named in a proof: by name (``SHA-256``), or by a one-byte code."""
+    cls = _HASH_CODES.get(algorithm[0]) if len(algorithm) == 1 else _HASHES.get(algorithm.upper())
+    return cls() if cls else None
+
+
+def verify_public_key_proof(key_data: bytes, signed_response: bytes, message: bytes) -> bool:
+    """Check an HS_PUBKEY answer against the identity's published key."""
+    try:
+        key = decode_public_key(key_data)
+        proof = SignedProof.from_bytes(signed_response)
+    except (ValueFormatError, CodecError):
+        return False
+    algorithm = _hash_of(proof.algorithm)
+    if algorithm is None:
+        return False
+    return verify_signature(key, proof.signature, message, algorithm)
+
+
+def verify_signature(
+    key: PublicKey, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm
+) -> bool:
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        else:
+            key.verify(signature, data, algorithm)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def sign(key: PrivateKey, data: bytes) -> bytes:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return key.sign(data, hashes.SHA256())
+
+
+def public_key_proof(key: PrivateKey, message: bytes) -> bytes:
+    """A client's HS_PUBKEY answer (SHA-256)."""
+    return SignedProof(b"SHA-256", sign(key, message)).to_bytes()
+
+
+def sign_response(message: Message, key: PrivateKey) -> Message:
+    """Attach an HS_SIGNED credential covering the response (for CT requests)."""
+    signature = sign(key, signed_bytes(message))
+    return replace(message, credential=Credential(signature=signature).to_bytes())
+
+
+def verify_response(message: Message, key: PublicKey) -> bool:
+    """A client's check of a signed response against the server's published key."""
+    if not message.credential:
+        return False
+    try:
+        credential = Credential.from_bytes(message.credential)
+    except CodecError:
+        return False
+    if credential.signature_type != b"HS_SIGNED":
+        return False
+    algorithm = _hash_of(credential.digest_algorithm)
+    if algorithm is None:
+        return False
+    return verify_signature(key, credential.signature, signed_bytes(message), algorithm)

@@ -1,0 +1,222 @@
+"""UDP and TCP listeners of the native protocol: framing only, answers from the service.
+
+UDP: one request per datagram (or several datagrams reassembled), answers of
+up to 512 bytes per datagram. TCP: length-checked framing, one-shot
+connections (HANDLE.NET tools) and persistent ones with several requests in
+flight, answered as they complete and matched by request id (IDIS SDKs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import cast
+
+from . import codec as c
+from .service import Connection, HandleService
+
+log = logging.getLogger("idnode.handle")
+
+IDLE_SECONDS = 60.0
+"""A TCP connection with nothing to say for this long is closed."""
+REASSEMBLY_SECONDS = 5.0
+MAX_REASSEMBLIES = 1024
+MAX_IN_FLIGHT = 64
+"""Requests one TCP connection may have outstanding before reading pauses."""
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, service: HandleService) -> None:
+        self.service = service
+        self.transport: asyncio.DatagramTransport | None = None
+        self._partial: dict[tuple[object, int], tuple[c.Reassembly, float]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio's: duck-typed.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if len(data) >= c.ENVELOPE_SIZE:
+            length = int.from_bytes(data[16:20], "big")
+            sequence = int.from_bytes(data[12:16], "big")
+            if (sequence or length > len(data) - c.ENVELOPE_SIZE) and length > c.UDP_PAYLOAD:
+                whole = self._reassemble(data, addr)
+                if whole is None:
+                    return
+                data = whole
+        # The hot path runs right here, without a task: a cached answer, patched.
+        answer = self.service.fast(data, udp=True)
+        if answer is not None:
+            self._send(answer, addr)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _reassemble(self, data: bytes, addr: tuple[str | object, int]) -> bytes | None:
+        now = time.monotonic()
+        if len(self._partial) >= MAX_REASSEMBLIES:
+            for key in [k for k, (_, t) in self._partial.items() if t < now]:
+                del self._partial[key]
+            if len(self._partial) >= MAX_REASSEMBLIES:
+                return None  # too many half-sent requests: drop, the client retries
+        try:
+            envelope = c.Envelope.from_bytes(data)
+            key = (addr, envelope.request_id)
+            entry = self._partial.get(key)
+            if entry is None or entry[1] < now:
+                entry = (c.Reassembly(envelope), now + REASSEMBLY_SECONDS)
+                self._partial[key] = entry
+            whole = entry[0].add(envelope.sequence, data[c.ENVELOPE_SIZE :])
+        except c.CodecError:
+            return None
+        if whole is not None:
+            del self._partial[key]
+        return whole
+
+    async def _answer(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        remote = str(addr[0]) if isinstance(addr, tuple) else ""
+        try:
+            parts = await self.service.handle(data, Connection(tcp=False, remote=remote))
+        except Exception:  # one bad request must not stop the listener
+            log.exception("unhandled error answering a UDP request from %s", remote)
+            return
+        self._send(parts, addr)
+
+    def _send(self, parts: list[bytes], addr: tuple[str | object, int]) -> None:
+        if self.transport is not None:
+            for part in parts:
+                self.transport.sendto(part, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+
+@dataclass
+class _Inbox:
+    buffer: bytearray = field(default_factory=bytearray)
+    in_flight: int = 0
+
+
+class TcpProtocol(asyncio.Protocol):
+    def __init__(self, service: HandleService, *, idle: float = IDLE_SECONDS) -> None:
+        self.service = service
+        self.idle = idle
+        self.transport: asyncio.Transport | None = None
+        self.connection = Connection(tcp=True)
+        self.inbox = _Inbox()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.connection.remote = str(peer[0]) if peer else ""
+        self._touch()
+
+    def _touch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.idle, self._close_idle)
+
+    def _close_idle(self) -> None:
+        if self.transport is not None and not self._tasks:
+            self.transport.close()
+        else:
+            self._touch()
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        inbox = self.inbox
+        inbox.buffer += data
+        while len(inbox.buffer) >= c.ENVELOPE_SIZE:
+            length = int.from_bytes(inbox.buffer[16:20], "big")
+            if length > c.MAX_MESSAGE:
+                # Answer once, then stop: the rest of the stream cannot be framed.
+                garbage = bytes(inbox.buffer[: c.ENVELOPE_SIZE])
+                inbox.buffer.clear()
+                self._reply_then_close(garbage)
+                return
+            end = c.ENVELOPE_SIZE + length
+            if len(inbox.buffer) < end:
+                return
+            message = bytes(inbox.buffer[:end])
+            del inbox.buffer[:end]
+            self._dispatch(message)
+
+    def _dispatch(self, message: bytes) -> None:
+        answer = self.service.fast(message, udp=False)
+        if answer is not None:
+            self._write(answer)
+            return
+        self.inbox.in_flight += 1
+        if self.inbox.in_flight >= MAX_IN_FLIGHT and self.transport is not None:
+            self.transport.pause_reading()
+            self._paused = True
+        task = asyncio.get_running_loop().create_task(self._answer(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.inbox.in_flight -= 1
+        if self._paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._paused = False
+
+    async def _answer(self, message: bytes) -> None:
+        try:
+            parts = await self.service.handle(message, self.connection)
+        except Exception:  # one bad request must not take the connection's others down
+            log.exception("unhandled error answering a TCP request from %s", self.connection.remote)
+            return
+        self._write(parts)
+
+    def _reply_then_close(self, data: bytes) -> None:
+        async def reply() -> None:
+            with contextlib.suppress(Exception):
+                self._write(await self.service.handle(data, self.connection))
+            if self.transport is not None:
+                self.transport.close()
+
+        task = asyncio.get_running_loop().create_task(reply())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _write(self, parts: list[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(parts))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self.transport = None
+
+
+@dataclass
+class HandleListeners:
+    udp: asyncio.DatagramTransport
+    tcp: asyncio.Server
+
+    async def close(self) -> None:
+        self.udp.close()
+        self.tcp.close()
+        await self.tcp.wait_closed()
+
+
+async def start(
+    service: HandleService, tcp_sock: socket.socket, udp_sock: socket.socket
+) -> HandleListeners:
+    """Serve on sockets bound by the caller (one port for both)."""
+    loop = asyncio.get_running_loop()
+    udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(service), sock=udp_sock)
+    tcp = await loop.create_server(lambda: TcpProtocol(service), sock=tcp_sock)
+    return HandleListeners(udp, tcp)

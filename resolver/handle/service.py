@@ -1,0 +1,599 @@
+"""Answering native-protocol requests, independent of UDP or TCP.
+
+The servers hand over request bytes and get response bytes back. Anonymous
+resolutions take a fast path: the whole response, encoded once, is kept in
+the engine's answer cache and only the request id, session id, expiration
+and request digest are patched in — no decode, no encode. Everything else
+is decoded with the codec, answered through the engine or the registry's
+Handle operations, and encoded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from registry import store
+from registry.errors import InvalidName, RegistryError
+from registry.grammar import GrammarError
+from registry.models import HandleValue
+from registry.permissions import HandleIdentity
+from registry.secrets import open_value
+from registry.services import Actor, Registry
+from registry.values import HS_PUBKEY, HS_SECKEY
+
+from .. import codes as rc
+from ..engine import Engine, Query, Resolution, Status
+from . import codec as c
+from .proofs import (
+    PrivateKey,
+    challenge_message,
+    sign_response,
+    verify_public_key_proof,
+    verify_secret_key_proof,
+)
+
+log = logging.getLogger("idnode.handle")
+
+EXPIRATION_SECONDS = 43_200
+CHALLENGE_SECONDS = 60.0
+NOT_HERE_MESSAGE = b"That naming authority doesn't live here"
+RC_RELOGIN = 407
+RC_LOGIN_FIRST = 408
+RC_AUTHEN_TIMEOUT = 405
+MAX_RECURSION = 10
+_FAST_CACHE_LIMIT = 100_000
+
+# Byte offsets in a message (envelope 20, header 24).
+_SESSION = slice(4, 8)
+_REQUEST_ID = slice(8, 12)
+_SEQUENCE = slice(12, 16)
+_EXPIRATION = slice(36, 40)
+_HEADER_FLAGS = slice(28, 32)
+_BODY = 44
+
+
+@dataclass
+class Connection:
+    """What one TCP connection has proven (UDP requests have no such state)."""
+
+    tcp: bool
+    remote: str = ""
+    identity: HandleIdentity | None = None
+    login_attempted: bool = False
+
+
+@dataclass
+class _Pending:
+    """An admin request waiting for the answer to its challenge."""
+
+    request: c.Message
+    nonce: bytes
+    digest: bytes
+    expires: float
+    connection: Connection
+    login: bool = False
+
+
+@dataclass
+class _Template:
+    """A cached response (one datagram or more), to be patched per request."""
+
+    parts: list[bytes]
+    digest_at: int | None = None
+    """Offset of the request digest in the first part (RD requests), if any."""
+    digest_code: int = 0
+
+
+@dataclass
+class HandleService:
+    engine: Engine
+    registry: Registry
+    site_serial: int = 1
+    server_key: PrivateKey | None = None
+    site_bytes: Callable[[], bytes | None] = lambda: None
+    clock: Callable[[], float] = time.time
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+    _shapes: dict[bytes, str] = field(default_factory=dict)
+    """Request shape → name key, learned on the slow path, for the fast path."""
+
+    # --- entry point ----------------------------------------------------------
+
+    def fast(self, data: bytes, *, udp: bool) -> list[bytes] | None:
+        """The cached answer to an anonymous resolution, patched; None on a miss."""
+        if len(data) < _BODY + 4:
+            return None
+        shape = _shape(data, udp)
+        if shape is None:
+            return None
+        key = self._shapes.get(shape)
+        if key is None:
+            return None
+        template: _Template | None = self.engine.cache.get(key, shape)
+        if template is None:
+            return None
+        return _patch(template, data, int(self.clock()) + EXPIRATION_SECONDS)
+
+    async def handle(self, data: bytes, connection: Connection) -> list[bytes]:
+        """Answer one request; UDP answers come as datagrams, TCP as one message."""
+        udp = not connection.tcp
+        try:
+            request = c.Message.from_bytes(data)
+        except c.CodecError as exc:
+            return self._garbage(data, str(exc), udp)
+        if request.is_response:
+            return []  # nothing asked
+        version = _answer_version(request.envelope)
+        try:
+            answer = await self._dispatch(request, version, connection)
+        except RegistryError as exc:
+            answer = self._error(request, version, rc.rc_of(exc), str(exc))
+        except c.CodecError as exc:
+            answer = self._error(request, version, rc.RC_PROTOCOL_ERROR, str(exc))
+        except (DBAPIError, PoolTimeout, OSError) as exc:
+            log.error("storage unavailable for op %s: %s", request.opcode, exc)
+            answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, "storage unavailable")
+        if isinstance(answer, _Template):
+            return _patch(answer, data, int(self.clock()) + EXPIRATION_SECONDS)
+        encoded = answer.to_bytes()
+        return c.fragments(encoded) if udp else [encoded]
+
+    # --- building answers -----------------------------------------------------
+
+    def _response(
+        self,
+        request: c.Message,
+        version: tuple[int, int],
+        code: int,
+        body: bytes = b"",
+        *,
+        flags: int = 0,
+        session_id: int | None = None,
+        digest: bool | None = None,
+    ) -> c.Message:
+        """A response to ``request``: its flags echoed plus AT, the request digest
+        first in the body when asked (or, for challenges, always)."""
+        with_digest = request.flag(c.FLAG_RRDG) if digest is None else digest
+        if with_digest:
+            body = c.request_digest(request, version) + body
+        response_flags = (request.header.flags | c.FLAG_AUTH | flags) & ~c.FLAG_CONT
+        if with_digest:
+            response_flags |= c.FLAG_RRDG
+        else:
+            response_flags &= ~c.FLAG_RRDG
+        message = c.Message(
+            envelope=c.Envelope(
+                major=version[0],
+                minor=version[1],
+                suggested_major=c.OUR_VERSION[0],
+                suggested_minor=c.OUR_VERSION[1],
+                session_id=request.envelope.session_id if session_id is None else session_id,
+                request_id=request.envelope.request_id,
+            ),
+            header=c.Header(
+                opcode=request.opcode,
+                response_code=code,
+                flags=response_flags,
+                site_serial=self.site_serial,
+                recursion=request.header.recursion,
+                expiration=int(self.clock()) + EXPIRATION_SECONDS,
+            ),
+            body=body,
+        )
+        if request.flag(c.FLAG_CERT) and self.server_key is not None:
+            message = sign_response(message, self.server_key)
+        return message
+
+    def _error(
+        self, request: c.Message, version: tuple[int, int], code: int, text: str = ""
+    ) -> c.Message:
+        return self._response(
+            request, version, code, c.ErrorMessage(text.encode("utf-8")).to_bytes()
+        )
+
+    def _garbage(self, data: bytes, reason: str, udp: bool) -> list[bytes]:
+        """RC 4 for bytes that are no message. A datagram shorter than envelope and
+        header gets no answer: a reply larger than the request would amplify."""
+        if udp and len(data) < _BODY:
+            return []
+        try:
+            envelope = c.Envelope.from_bytes(data)
+        except c.CodecError:
+            envelope = c.Envelope(major=2, minor=1)
+        version = _answer_version(envelope)
+        message = c.Message(
+            envelope=c.Envelope(
+                major=version[0],
+                minor=version[1],
+                suggested_major=c.OUR_VERSION[0],
+                suggested_minor=c.OUR_VERSION[1],
+                request_id=envelope.request_id,
+            ),
+            header=c.Header(
+                opcode=0,
+                response_code=rc.RC_PROTOCOL_ERROR,
+                flags=c.FLAG_AUTH,
+                site_serial=self.site_serial,
+                expiration=int(self.clock()) + EXPIRATION_SECONDS,
+            ),
+            body=c.ErrorMessage(reason.encode("utf-8")[:200]).to_bytes(),
+        )
+        encoded = message.to_bytes()
+        return c.fragments(encoded) if udp else [encoded]
+
+    # --- dispatch ---------------------------------------------------------------
+
+    async def _dispatch(
+        self, request: c.Message, version: tuple[int, int], connection: Connection
+    ) -> c.Message | _Template:
+        op = request.opcode
+        if op == c.OC_RESOLUTION:
+            return await self._resolve(request, version, connection)
+        if op == c.OC_GET_SITE_INFO:
+            return self._site_info(request, version)
+        if op == c.OC_CHALLENGE_RESPONSE:
+            return await self._challenge_answer(request, version, connection)
+        if op == c.OC_VERIFY_CHALLENGE:
+            return await self._verify_challenge(request, version)
+        if op == c.OC_LOGIN_ID_SYSTEM:
+            return await self._login(request, version, connection)
+        if op in c.ADMIN_OPCODES:
+            if not connection.tcp:
+                return self._error(
+                    request,
+                    version,
+                    rc.RC_PROTOCOL_ERROR,
+                    "administration needs TCP: UDP is query-only here",
+                )
+            if connection.identity is None:
+                if connection.login_attempted:
+                    return self._error(request, version, RC_LOGIN_FIRST, "please log in first")
+                return self._challenge(request, version, connection)
+            return await self._administer(request, version, connection)
+        return self._error(
+            request, version, rc.RC_OPERATION_NOT_SUPPORTED, f"operation {op} is not supported"
+        )
+
+    # --- resolution -------------------------------------------------------------
+
+    async def _resolve(
+        self, request: c.Message, version: tuple[int, int], connection: Connection
+    ) -> c.Message | _Template:
+        body = c.ResolutionRequest.from_bytes(request.body)
+        try:
+            name = self.engine.parse(body.handle)
+        except InvalidName as exc:
+            return self._error(request, version, rc.RC_INVALID_HANDLE, str(exc))
+        try:
+            types = tuple(t.decode("utf-8") for t in body.types)
+        except UnicodeDecodeError:
+            return self._error(request, version, rc.RC_PROTOCOL_ERROR, "type is not UTF-8")
+        query = Query(indexes=body.indexes, types=types)
+        identity = None if request.flag(c.FLAG_PUBL) else connection.identity
+        if identity is not None:
+            caller = Actor(None, connection.remote, identity)
+            resolution = await self.engine.resolve(name, query, caller)
+            return self._resolution_message(request, version, resolution)
+        cacheable = not request.credential and not request.flag(c.FLAG_CERT)
+        shape = _shape(request.to_bytes(), not connection.tcp) if cacheable else None
+        if shape is None:
+            return self._resolution_message(
+                request, version, await self.engine.resolve(name, query)
+            )
+
+        def encode(resolution: Resolution) -> _Template:
+            return self._template(request, version, resolution, udp=not connection.tcp)
+
+        template = await self.engine.answer_slot(name, query, shape, encode)
+        if len(self._shapes) >= _FAST_CACHE_LIMIT:
+            self._shapes.clear()
+        self._shapes[shape] = name.key
+        return template
+
+    def _resolution_message(
+        self, request: c.Message, version: tuple[int, int], resolution: Resolution
+    ) -> c.Message:
+        status = resolution.status
+        handle = resolution.name.text.encode("utf-8")
+        if status is Status.FOUND:
+            return self._response(
+                request,
+                version,
+                rc.RC_SUCCESS,
+                c.HandleValues(handle, resolution.values).to_bytes(),
+            )
+        if status is Status.NOT_FOUND:
+            return self._error(request, version, rc.RC_HANDLE_NOT_FOUND)
+        if status is Status.VALUES_NOT_FOUND:
+            return self._error(request, version, rc.RC_VALUES_NOT_FOUND)
+        if status is Status.REFERRAL and not request.flag(c.FLAG_DNRF):
+            code = (
+                rc.RC_PREFIX_REFERRAL
+                if resolution.name.is_prefix_handle
+                else rc.RC_SERVICE_REFERRAL
+            )
+            referral = c.HandleValues(
+                resolution.referral_handle.encode("utf-8"), resolution.referral
+            )
+            return self._response(request, version, code, referral.to_bytes())
+        return self._response(
+            request, version, rc.RC_SERVER_NOT_RESP, c.ErrorMessage(NOT_HERE_MESSAGE).to_bytes()
+        )
+
+    def _template(
+        self, request: c.Message, version: tuple[int, int], resolution: Resolution, *, udp: bool
+    ) -> _Template:
+        message = self._resolution_message(request, version, resolution)
+        encoded = message.to_bytes()
+        parts = c.fragments(encoded) if udp else [encoded]
+        if request.flag(c.FLAG_RRDG):
+            return _Template(parts, digest_at=_BODY + 1, digest_code=c.digest_code_for(version))
+        return _Template(parts)
+
+    def _site_info(self, request: c.Message, version: tuple[int, int]) -> c.Message:
+        site = self.site_bytes()
+        if site is None:
+            return self._error(
+                request, version, rc.RC_OPERATION_NOT_SUPPORTED, "no site information"
+            )
+        return self._response(request, version, rc.RC_SUCCESS, site)
+
+    # --- authentication ---------------------------------------------------------
+
+    def _challenge(
+        self,
+        request: c.Message,
+        version: tuple[int, int],
+        connection: Connection,
+        *,
+        login: bool = False,
+    ) -> c.Message:
+        """RC 402: a nonce under a new session id; the request waits for the answer."""
+        self._expire_pending()
+        session = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
+        nonce = os.urandom(c.NONCE_SIZE)
+        digest = c.request_digest(request, version)
+        self._pending[session] = _Pending(
+            request,
+            nonce,
+            digest[1:],
+            time.monotonic() + CHALLENGE_SECONDS,
+            connection,
+            login=login,
+        )
+        return self._response(
+            request,
+            version,
+            rc.RC_AUTHENTICATION_NEEDED,
+            c.Challenge(nonce).to_bytes(),
+            session_id=session,
+            digest=True,
+        )
+
+    def _expire_pending(self) -> None:
+        now = time.monotonic()
+        for session in [s for s, p in self._pending.items() if p.expires < now]:
+            del self._pending[session]
+
+    async def _login(
+        self, request: c.Message, version: tuple[int, int], connection: Connection
+    ) -> c.Message:
+        if not connection.tcp:
+            return self._error(request, version, rc.RC_PROTOCOL_ERROR, "log in over TCP")
+        c.Login.from_bytes(request.body)  # malformed bodies are protocol errors
+        if connection.identity is not None:
+            return self._error(
+                request, version, RC_RELOGIN, f"already logged in as {connection.identity}"
+            )
+        connection.login_attempted = True
+        return self._challenge(request, version, connection, login=True)
+
+    async def _challenge_answer(
+        self, request: c.Message, version: tuple[int, int], connection: Connection
+    ) -> c.Message:
+        pending = self._pending.pop(request.envelope.session_id, None)
+        if (
+            pending is None
+            or pending.expires < time.monotonic()
+            or pending.connection is not connection
+        ):
+            return self._error(
+                request,
+                version,
+                RC_AUTHEN_TIMEOUT,
+                "no challenge pending for this session (expired?)",
+            )
+        answer = c.ChallengeAnswer.from_bytes(request.body)
+        identity = await self._check_proof(answer, pending)
+        original = pending.request
+        # The answer to the original request goes out under the op-200 request id.
+        original = replace(
+            original, envelope=replace(original.envelope, request_id=request.envelope.request_id)
+        )
+        if identity is None:
+            return self._error(
+                original, version, rc.RC_AUTHENTICATION_FAILED, "authentication failed"
+            )
+        connection.identity = identity
+        if pending.login:
+            return self._response(original, version, rc.RC_SUCCESS)
+        answered = await self._administer(original, version, connection)
+        return answered
+
+    async def _check_proof(
+        self, answer: c.ChallengeAnswer, pending: _Pending
+    ) -> HandleIdentity | None:
+        try:
+            handle = answer.handle.decode("utf-8")
+            name = self.registry.services.grammar.parse(handle, bare_prefix=True)
+        except (UnicodeDecodeError, GrammarError):
+            return None
+        if pending.login:
+            wanted = c.Login.from_bytes(pending.request.body)
+            if wanted.handle != answer.handle or wanted.index not in (0, answer.index):
+                return None
+        record = await self._record(name.key)
+        message = challenge_message(pending.nonce, pending.digest)
+        auth_type = answer.auth_type.upper()
+        for value in record:
+            if answer.index not in (0, value.index):
+                continue
+            if auth_type == b"HS_SECKEY" and value.type.upper() == HS_SECKEY:
+                secret = open_value(
+                    self.registry.services.node_key,
+                    value.data,
+                    name_key=name.key,
+                    index=value.index,
+                )
+                if secret is not None and verify_secret_key_proof(
+                    secret, answer.signed_response, message
+                ):
+                    return HandleIdentity(handle, value.index, name.key)
+            elif (
+                auth_type == b"HS_PUBKEY"
+                and value.type.upper() == HS_PUBKEY
+                and verify_public_key_proof(value.data, answer.signed_response, message)
+            ):
+                return HandleIdentity(handle, value.index, name.key)
+        return None
+
+    async def _record(self, key: str) -> tuple[HandleValue, ...]:
+        async with self.registry.services.read() as conn:
+            record = await store.get_identifier(conn, key)
+        return record.values if record else ()
+
+    async def _verify_challenge(self, request: c.Message, version: tuple[int, int]) -> c.Message:
+        """Op 201: does this HS_SECKEY proof hold for an identity stored here?"""
+        ask = c.VerifyChallenge.from_bytes(request.body)
+        try:
+            name = self.registry.services.grammar.parse(
+                ask.handle.decode("utf-8"), bare_prefix=True
+            )
+        except (UnicodeDecodeError, GrammarError):
+            return self._error(request, version, rc.RC_INVALID_HANDLE, "invalid handle")
+        valid = False
+        for value in await self._record(name.key):
+            if value.type.upper() == HS_SECKEY and ask.index in (0, value.index):
+                secret = open_value(
+                    self.registry.services.node_key,
+                    value.data,
+                    name_key=name.key,
+                    index=value.index,
+                )
+                message = challenge_message(ask.nonce, ask.digest)
+                valid |= secret is not None and verify_secret_key_proof(
+                    secret, ask.signed_response, message
+                )
+        return self._response(request, version, rc.RC_SUCCESS, bytes([1 if valid else 0]))
+
+    # --- administration -----------------------------------------------------------
+
+    async def _administer(
+        self, request: c.Message, version: tuple[int, int], connection: Connection
+    ) -> c.Message:
+        actor = Actor(None, connection.remote, connection.identity)
+        handles = self.registry.handles
+        op = request.opcode
+        try:
+            if op in (c.OC_CREATE_HANDLE, c.OC_ADD_VALUE, c.OC_MODIFY_VALUE):
+                body = c.HandleValues.from_bytes(request.body)
+                name = _text(body.handle)
+                if op == c.OC_CREATE_HANDLE:
+                    result = await handles.create(
+                        actor,
+                        name,
+                        body.values,
+                        overwrite=request.flag(c.FLAG_OVRW),
+                        mint_suffix=request.flag(c.FLAG_MINT),
+                    )
+                    flags = c.FLAG_OVRW if result.overwritten else 0
+                    return self._response(
+                        request,
+                        version,
+                        rc.RC_SUCCESS,
+                        c.HandleOnly(result.handle.encode()).to_bytes(),
+                        flags=flags,
+                    )
+                if op == c.OC_MODIFY_VALUE:
+                    await handles.modify_values(actor, name, body.values)
+                else:
+                    await handles.set_values(
+                        actor, name, body.values, overwrite=request.flag(c.FLAG_OVRW)
+                    )
+            elif op == c.OC_REMOVE_VALUE:
+                remove = c.RemoveValues.from_bytes(request.body)
+                await handles.remove_values(actor, _text(remove.handle), remove.indexes)
+            elif op == c.OC_DELETE_HANDLE:
+                await handles.delete(actor, _text(c.HandleOnly.from_bytes(request.body).handle))
+            elif op == c.OC_LIST_HANDLES:
+                prefix = _text(c.HandleOnly.from_bytes(request.body).handle)
+                listing = await handles.list_handles(actor, prefix, offset=0, limit=None)
+                names = tuple(n.encode("utf-8") for n in listing.handles)
+                return self._response(
+                    request, version, rc.RC_SUCCESS, c.HandleList(names).to_bytes()
+                )
+            elif op in (c.OC_HOME_NA, c.OC_UNHOME_NA):
+                prefix = _text(c.HandleOnly.from_bytes(request.body).handle)
+                await handles.home(actor, prefix, homed=op == c.OC_HOME_NA)
+            elif op == c.OC_LIST_HOMED_NAS:
+                names = tuple(f"0.NA/{p}".encode() for p in await handles.homed_prefixes())
+                return self._response(
+                    request, version, rc.RC_SUCCESS, c.HandleList(names).to_bytes()
+                )
+        except UnicodeDecodeError:
+            return self._error(request, version, rc.RC_INVALID_HANDLE, "handle is not UTF-8")
+        return self._response(request, version, rc.RC_SUCCESS)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8")
+
+
+def _answer_version(envelope: c.Envelope) -> tuple[int, int]:
+    """min(the peer's suggested version, ours), never below 2.1."""
+    return max(c.OLDEST_VERSION, min(envelope.suggested, c.OUR_VERSION))
+
+
+def _shape(data: bytes, udp: bool) -> bytes | None:
+    """What decides an anonymous resolution's answer: versions, opcode, flags,
+    recursion and the body — not the ids, the expiration or the credential."""
+    if data[20:24] != b"\x00\x00\x00\x01" or data[24:28] != b"\x00\x00\x00\x00":
+        return None  # not a resolution request
+    flags = int.from_bytes(data[_HEADER_FLAGS], "big")
+    if flags & c.FLAG_CERT:
+        return None
+    body_length = int.from_bytes(data[40:44], "big")
+    end = _BODY + body_length
+    if data[end : end + 4] not in (b"", b"\x00\x00\x00\x00") or len(data) > end + 4:
+        return None  # a credential, or trailing bytes: take the full path
+    return (b"U" if udp else b"T") + data[0:4] + data[20:36] + data[_BODY:end]
+
+
+def _patch(template: _Template, request: bytes, expiration: int) -> list[bytes]:
+    """The cached answer, made this request's: ids, expiration, request digest."""
+    ids = request[_SESSION] + request[_REQUEST_ID]
+    expires = struct.pack(">I", expiration & 0xFFFFFFFF)
+    digest = None
+    if template.digest_at is not None:
+        body_length = int.from_bytes(request[40:44], "big")
+        name = "sha256" if template.digest_code == c.DIGEST_SHA256 else "sha1"
+        digest = hashlib.new(name, request[20 : _BODY + body_length]).digest()
+    out = []
+    for n, part in enumerate(template.parts):
+        patched = bytearray(part)
+        patched[4:12] = ids
+        if n == 0:
+            patched[_EXPIRATION] = expires
+            if digest is not None:
+                assert template.digest_at is not None
+                patched[template.digest_at : template.digest_at + len(digest)] = digest
+        out.append(bytes(patched))
+    return out

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from . import logs
+from . import logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
 from .node import Node, StartupError, open_node, serve
 
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create or upgrade the database schema (Alembic).",
     )
     _common(p, http=False)
+
+    resolve_cmd.add_parser(sub)
 
     p = sub.add_parser(
         "audit",
@@ -223,6 +225,8 @@ async def _audit(config: Config) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "resolve":  # a client: no configuration, no database
+        return _run(resolve_cmd.run(args))
     try:
         config = _config(args)
         if args.command == "demo" or (args.command == "serve" and config.demo):

@@ -215,8 +215,10 @@ class TcpSession:
                     future.set_exception(ClientError(f"connection ended: {exc}"))
             self._waiting.clear()
 
-    async def send(self, message: c.Message) -> c.Message:
-        """One exchange, no authentication handling."""
+    async def send(self, message: c.Message, *, answering: c.Message | None = None
+                   ) -> c.Message:
+        """One exchange, no authentication handling. ``answering``: the request whose
+        digest the answer carries (the original one, after a challenge)."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[message.envelope.request_id] = future
         self.writer.write(message.to_bytes())
@@ -226,7 +228,7 @@ class TcpSession:
         except TimeoutError:
             self._waiting.pop(message.envelope.request_id, None)
             raise ClientError("no TCP answer in time") from None
-        return _checked(message, answer)
+        return _checked(answering or message, answer)
 
     async def call(self, message: c.Message) -> c.Message:
         """An exchange that answers a challenge (RC 402) with the session's credentials."""
@@ -242,7 +244,8 @@ class TcpSession:
             session_id=answer.envelope.session_id,
             version=answer.envelope.version,
         )
-        return await self.send(reply)
+        # The final answer is the original request's, with its digest.
+        return await self.send(reply, answering=message)
 
     async def login(self) -> c.Message:
         """IDIS op 2001: bind the session's identity to this connection."""

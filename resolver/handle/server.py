@@ -44,7 +44,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if len(data) >= c.ENVELOPE_SIZE:
             length = int.from_bytes(data[16:20], "big")
             sequence = int.from_bytes(data[12:16], "big")
-            if (sequence or length > len(data) - c.ENVELOPE_SIZE) and length > c.UDP_PAYLOAD:
+            multi_packet = (
+                (sequence or length > len(data) - c.ENVELOPE_SIZE)
+                and c.UDP_PAYLOAD < length <= c.MAX_MESSAGE
+                and sequence < -(-length // c.UDP_PAYLOAD)
+            )
+            if multi_packet:
                 whole = self._reassemble(data, addr)
                 if whole is None:
                     return
@@ -213,10 +218,14 @@ class HandleListeners:
 
 
 async def start(
-    service: HandleService, tcp_sock: socket.socket, udp_sock: socket.socket
+    service: HandleService,
+    tcp_sock: socket.socket,
+    udp_sock: socket.socket,
+    *,
+    idle: float = IDLE_SECONDS,
 ) -> HandleListeners:
     """Serve on sockets bound by the caller (one port for both)."""
     loop = asyncio.get_running_loop()
     udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(service), sock=udp_sock)
-    tcp = await loop.create_server(lambda: TcpProtocol(service), sock=tcp_sock)
+    tcp = await loop.create_server(lambda: TcpProtocol(service, idle=idle), sock=tcp_sock)
     return HandleListeners(udp, tcp)

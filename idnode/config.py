@@ -70,6 +70,8 @@ class Config:
     allow_plain_http_auth: bool = False
     """Accept Handle REST credentials over plain HTTP (development; the demo sets it)."""
     cache_entries: int = 100_000
+    allow_recursion: bool = False
+    """Native protocol: resolve enterprise nodes' names for clients that ask (REC)."""
     """This node's id as a hosting server: ``proxyServerId`` in ``/snms/api/ent/config``."""
     toplevel_name: str = "工业互联网标识解析国家顶级节点--北京"
     log_format: str = "auto"

@@ -261,6 +261,7 @@ async def serve(
             site_serial=site.serial,
             server_key=server_key,
             site_bytes=lambda: site_bytes,
+            allow_recursion=config.allow_recursion,
         )
         listeners = await resolver.handle.server.start(native, handle_tcp, handle_udp)
         feed = ChangeFeed(node.db, node.resolver.on_changes)

@@ -572,3 +572,55 @@ async def test_answers_match_the_reference_server(native: Native, admin: Actor) 
         assert ours.envelope.request_id == expected.envelope.request_id
         compared += 1
     assert compared >= 5
+
+
+class EnterpriseNode(asyncio.DatagramProtocol):
+    """A stand-in enterprise node: answers every resolution with one URL value."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.seen: list[c.Message] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        request = c.Message.from_bytes(data)
+        self.seen.append(request)
+        asked = c.ResolutionRequest.from_bytes(request.body).handle
+        body = c.HandleValues(asked, (text(1, "URL", "https://enterprise.example/x"),))
+        answer = c.Message(
+            replace(request.envelope), replace(request.header, response_code=1), body.to_bytes()
+        )
+        assert self.transport is not None
+        self.transport.sendto(answer.to_bytes(), addr)
+
+
+async def test_recursion_when_asked_and_allowed(native: Native, admin: Actor) -> None:
+    loop = asyncio.get_running_loop()
+    transport, enterprise = await loop.create_datagram_endpoint(
+        EnterpriseNode, local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        _, routed = await native.registry.enterprises.apply(admin, application(2))
+        await native.registry.enterprises.configure(
+            admin, routed.prefix, SiteRoute(4, "127.0.0.1", udp_port=port)
+        )
+        name = f"{routed.prefix}/thing"
+        recursive = c.FLAG_RECU | c.FLAG_PUBL
+        # Not allowed (the default): a referral, whatever the client asks.
+        assert (await native.udp(cl.resolution(name, flags=recursive))).header.response_code == 302
+        native.service.allow_recursion = True
+        answer = await native.udp(cl.resolution(name, flags=recursive))
+        assert cl.values_of(answer)[0].data == b"https://enterprise.example/x"
+        assert enterprise.seen[-1].header.recursion == 1
+        # Without REC the client still gets the referral.
+        assert (
+            await native.udp(cl.resolution(name, flags=c.FLAG_PUBL))
+        ).header.response_code == 302
+        deep = cl.resolution(name, flags=recursive)
+        deep = replace(deep, header=replace(deep.header, recursion=svc.MAX_RECURSION - 1))
+        assert (await native.udp(deep)).header.response_code == 6
+    finally:
+        transport.close()

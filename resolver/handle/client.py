@@ -215,8 +215,7 @@ class TcpSession:
                     future.set_exception(ClientError(f"connection ended: {exc}"))
             self._waiting.clear()
 
-    async def send(self, message: c.Message, *, answering: c.Message | None = None
-                   ) -> c.Message:
+    async def send(self, message: c.Message, *, answering: c.Message | None = None) -> c.Message:
         """One exchange, no authentication handling. ``answering``: the request whose
         digest the answer carries (the original one, after a challenge)."""
         future = asyncio.get_running_loop().create_future()

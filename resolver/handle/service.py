@@ -28,10 +28,19 @@ from registry.models import HandleValue
 from registry.permissions import HandleIdentity
 from registry.secrets import open_value
 from registry.services import Actor, Registry
-from registry.values import HS_PUBKEY, HS_SECKEY
+from registry.values import (
+    HS_PUBKEY,
+    HS_SECKEY,
+    INTERFACE_QUERY,
+    PROTOCOL_TCP,
+    PROTOCOL_UDP,
+    SiteInfo,
+    ValueFormatError,
+)
 
 from .. import codes as rc
 from ..engine import Engine, Query, Resolution, Status
+from . import client
 from . import codec as c
 from .proofs import (
     PrivateKey,
@@ -88,6 +97,7 @@ class _Template:
     """A cached response (one datagram or more), to be patched per request."""
 
     parts: list[bytes]
+    code: int = rc.RC_SUCCESS
     digest_at: int | None = None
     """Offset of the request digest in the first part (RD requests), if any."""
     digest_code: int = 0
@@ -99,6 +109,8 @@ class HandleService:
     registry: Registry
     site_serial: int = 1
     server_key: PrivateKey | None = None
+    allow_recursion: bool = False
+    """Resolve names of enterprise nodes on the client's behalf when it sets REC."""
     site_bytes: Callable[[], bytes | None] = lambda: None
     clock: Callable[[], float] = time.time
     _pending: dict[int, _Pending] = field(default_factory=dict)
@@ -118,7 +130,7 @@ class HandleService:
         if key is None:
             return None
         template: _Template | None = self.engine.cache.get(key, shape)
-        if template is None:
+        if template is None or (template.code in _REFERRALS and self._recursing(data)):
             return None
         return _patch(template, data, int(self.clock()) + EXPIRATION_SECONDS)
 
@@ -296,7 +308,41 @@ class HandleService:
         if len(self._shapes) >= _FAST_CACHE_LIMIT:
             self._shapes.clear()
         self._shapes[shape] = name.key
+        if template.code in _REFERRALS and self.allow_recursion and request.flag(c.FLAG_RECU):
+            return await self._recurse(request, version, await self.engine.resolve(name, query))
         return template
+
+    def _recursing(self, request: bytes) -> bool:
+        flags = int.from_bytes(request[_HEADER_FLAGS], "big")
+        return self.allow_recursion and bool(flags & c.FLAG_RECU)
+
+    async def _recurse(
+        self, request: c.Message, version: tuple[int, int], resolution: Resolution
+    ) -> c.Message:
+        """Ask the enterprise node ourselves (REC set, recursion allowed), one hop more."""
+        if request.header.recursion + 1 >= MAX_RECURSION:
+            return self._error(
+                request, version, rc.RC_RECURSION_COUNT_TOO_HIGH, "recursion count too high"
+            )
+        forwarded = client.request(
+            c.OC_RESOLUTION,
+            request.body,
+            flags=request.header.flags & ~(c.FLAG_RRDG | c.FLAG_CERT),
+            recursion=request.header.recursion + 1,
+        )
+        for host, port, udp in _query_interfaces(resolution.referral):
+            try:
+                if udp:
+                    answer = await client.udp_call(host, port, forwarded, retries=(1.0,))
+                else:
+                    answer = await client.tcp_call(host, port, forwarded, time_limit=3.0)
+            except (client.ClientError, OSError, c.CodecError) as exc:
+                log.info("recursion to %s:%s failed: %s", host, port, exc)
+                continue
+            return self._response(request, version, answer.header.response_code, answer.body)
+        return self._error(
+            request, version, rc.RC_SERVER_NOT_RESP, "the enterprise node did not answer"
+        )
 
     def _resolution_message(
         self, request: c.Message, version: tuple[int, int], resolution: Resolution
@@ -334,9 +380,12 @@ class HandleService:
         message = self._resolution_message(request, version, resolution)
         encoded = message.to_bytes()
         parts = c.fragments(encoded) if udp else [encoded]
+        code = message.header.response_code
         if request.flag(c.FLAG_RRDG):
-            return _Template(parts, digest_at=_BODY + 1, digest_code=c.digest_code_for(version))
-        return _Template(parts)
+            return _Template(
+                parts, code, digest_at=_BODY + 1, digest_code=c.digest_code_for(version)
+            )
+        return _Template(parts, code)
 
     def _site_info(self, request: c.Message, version: tuple[int, int]) -> c.Message:
         site = self.site_bytes()
@@ -551,6 +600,29 @@ class HandleService:
         except UnicodeDecodeError:
             return self._error(request, version, rc.RC_INVALID_HANDLE, "handle is not UTF-8")
         return self._response(request, version, rc.RC_SUCCESS)
+
+
+_REFERRALS = (rc.RC_SERVICE_REFERRAL, rc.RC_PREFIX_REFERRAL)
+
+
+def _query_interfaces(referral: tuple[HandleValue, ...]) -> list[tuple[str, int, bool]]:
+    """Where an HS_SITE answers queries: (address, port, over UDP?), UDP first."""
+    found: list[tuple[str, int, bool]] = []
+    for value in referral:
+        try:
+            site = SiteInfo.from_bytes(value.data)
+        except ValueFormatError:
+            continue
+        for server in site.servers:
+            for interface in server.interfaces:
+                if interface.type & INTERFACE_QUERY and interface.protocol in (
+                    PROTOCOL_UDP,
+                    PROTOCOL_TCP,
+                ):
+                    found.append(
+                        (server.address_text, interface.port, interface.protocol == PROTOCOL_UDP)
+                    )
+    return sorted(found, key=lambda entry: not entry[2])
 
 
 def _text(raw: bytes) -> str:

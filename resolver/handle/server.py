@@ -108,37 +108,64 @@ class _Inbox:
     in_flight: int = 0
 
 
-class TcpProtocol(asyncio.Protocol):
-    def __init__(self, service: HandleService, *, idle: float = IDLE_SECONDS) -> None:
-        self.service = service
+class IdleSweeper:
+    """One timer for all connections of a listener: each connection only notes
+    when it last heard something (a per-connection timer costs more than the
+    answer it guards)."""
+
+    def __init__(self, idle: float) -> None:
         self.idle = idle
+        self.connections: set[TcpProtocol] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, connection: TcpProtocol) -> None:
+        self.connections.add(connection)
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_later(self.idle / 4, self._sweep)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = loop.time() - self.idle
+        for connection in [p for p in self.connections if p.last_seen < limit]:
+            connection.close_if_idle()
+        self._handle = loop.call_later(self.idle / 4, self._sweep) if self.connections else None
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+class TcpProtocol(asyncio.Protocol):
+    def __init__(self, service: HandleService, sweeper: IdleSweeper) -> None:
+        self.service = service
+        self.sweeper = sweeper
         self.transport: asyncio.Transport | None = None
         self.connection = Connection(tcp=True)
         self.inbox = _Inbox()
-        self._timer: asyncio.TimerHandle | None = None
+        self.last_seen = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.connection.remote = str(peer[0]) if peer else ""
-        self._touch()
+        self.last_seen = asyncio.get_running_loop().time()
+        self.sweeper.add(self)
 
-    def _touch(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.idle, self._close_idle)
-
-    def _close_idle(self) -> None:
+    def close_if_idle(self) -> None:
         if self.transport is not None and not self._tasks:
             self.transport.close()
-        else:
-            self._touch()
 
     def data_received(self, data: bytes) -> None:
-        self._touch()
+        self.last_seen = asyncio.get_running_loop().time()
         inbox = self.inbox
+        if (
+            not inbox.buffer
+            and len(data) >= c.ENVELOPE_SIZE
+            and len(data) == c.ENVELOPE_SIZE + int.from_bytes(data[16:20], "big")
+        ):
+            self._dispatch(data)  # the common case: exactly one whole request
+            return
         inbox.buffer += data
         while len(inbox.buffer) >= c.ENVELOPE_SIZE:
             length = int.from_bytes(inbox.buffer[16:20], "big")
@@ -176,6 +203,9 @@ class TcpProtocol(asyncio.Protocol):
             self._paused = False
 
     async def _answer(self, message: bytes) -> None:
+        if not self.connection.remote and self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            self.connection.remote = str(peer[0]) if peer else ""
         try:
             parts = await self.service.handle(message, self.connection)
         except Exception:  # one bad request must not take the connection's others down
@@ -199,8 +229,7 @@ class TcpProtocol(asyncio.Protocol):
             self.transport.write(b"".join(parts))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.sweeper.connections.discard(self)
         for task in self._tasks:
             task.cancel()
         self.transport = None
@@ -210,8 +239,10 @@ class TcpProtocol(asyncio.Protocol):
 class HandleListeners:
     udp: asyncio.DatagramTransport
     tcp: asyncio.Server
+    sweeper: IdleSweeper
 
     async def close(self) -> None:
+        self.sweeper.stop()
         self.udp.close()
         self.tcp.close()
         await self.tcp.wait_closed()
@@ -227,5 +258,9 @@ async def start(
     """Serve on sockets bound by the caller (one port for both)."""
     loop = asyncio.get_running_loop()
     udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(service), sock=udp_sock)
-    tcp = await loop.create_server(lambda: TcpProtocol(service, idle=idle), sock=tcp_sock)
-    return HandleListeners(udp, tcp)
+    sweeper = IdleSweeper(idle)
+    with contextlib.suppress(OSError, AttributeError):
+        # Wake the accept only once the request has arrived: one loop turn fewer.
+        tcp_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+    tcp = await loop.create_server(lambda: TcpProtocol(service, sweeper), sock=tcp_sock)
+    return HandleListeners(udp, tcp, sweeper)

@@ -1,0 +1,322 @@
+"""Native-protocol benchmark: UDP and TCP resolutions against a running node.
+
+Starts ``idnode demo`` (10,240 identifiers), warms the answer cache, then
+drives it from separate client processes with pre-encoded requests (so the
+client is not the bottleneck) at concurrency 1, 8 and 32:
+
+* ``udp``: one datagram per request, each virtual client waits for its answer;
+* ``tcp-oneshot``: a connection per request, as HANDLE.NET's tools do;
+* ``tcp-persistent``: one connection per virtual client, as the IDIS SDKs do.
+
+For each run it prints throughput, p50/p99 latency and the server's CPU time
+per reply, read from ``/proc/<pid>/stat`` (independent of the load client),
+and writes everything to ``results/bench-handle.json``. Runs are bounded by
+``--duration``. Usage: ``python -m loadtest.bench_handle [--duration 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from idnode.demo import demo_enterprises, example_handle
+from resolver.handle import client as cl
+
+LISTENING = re.compile(r"^listening (\w+) (\S+)$")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    transport: str
+    concurrency: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_us_per_reply: float
+    replies: int
+    errors: int
+
+
+def names(count: int) -> list[str]:
+    ents = demo_enterprises(32)
+    return [example_handle(ents[i % 32], 1 + (i // 32) % 300) for i in range(count)]
+
+
+def encoded_requests(count: int, seed: int) -> list[bytes]:
+    """Pre-encoded anonymous resolutions of the URL value, the commonest lookup (flags as
+    a HANDLE.NET client sends them); the answer fits one datagram."""
+    chosen = names(count)[seed % 7 :] + names(7)
+    return [cl.resolution(name, types=["URL"]).to_bytes() for name in chosen][:count]
+
+
+def server_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+# --- load clients (each in its own process) -------------------------------------
+
+
+def _udp_worker(host: str, port: int, sockets: int, until: float, seed: int, out: Any) -> None:
+    requests = encoded_requests(500, seed)
+    selector = selectors.DefaultSelector()
+    sent_at: dict[socket.socket, float] = {}
+    latencies: list[float] = []
+    errors = 0
+    position = 0
+    for _ in range(sockets):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((host, port))
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        sock.send(requests[position % len(requests)])
+        position += 1
+        sent_at[sock] = time.perf_counter()
+    while time.perf_counter() < until:
+        events = selector.select(timeout=0.5)
+        if not events:
+            errors += len(sent_at)  # lost datagrams: resend everything outstanding
+            for sock in sent_at:
+                sock.send(requests[position % len(requests)])
+                position += 1
+                sent_at[sock] = time.perf_counter()
+            continue
+        for key, _ in events:
+            sock = key.fileobj  # type: ignore[assignment]
+            assert isinstance(sock, socket.socket)
+            try:
+                answer = sock.recv(4096)
+            except BlockingIOError:
+                continue
+            if int.from_bytes(answer[16:20], "big") > len(answer) - 20:
+                errors += 1  # a multi-datagram answer: these requests should not get one
+                continue
+            now = time.perf_counter()
+            latencies.append(now - sent_at[sock])
+            sock.send(requests[position % len(requests)])
+            position += 1
+            sent_at[sock] = time.perf_counter()
+    out.put((latencies, errors))
+
+
+def _tcp_worker(
+    host: str, port: int, sockets: int, until: float, seed: int, out: Any, oneshot: bool
+) -> None:
+    requests = encoded_requests(500, seed)
+    latencies: list[float] = []
+    errors = 0
+    position = 0
+    selector = selectors.DefaultSelector()
+    started: dict[socket.socket, float] = {}
+    buffers: dict[socket.socket, bytearray] = {}
+
+    def open_one() -> None:
+        nonlocal position, errors
+        try:
+            sock = socket.create_connection((host, port), timeout=5)
+        except OSError:
+            errors += 1
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        buffers[sock] = bytearray()
+        send(sock)
+
+    def send(sock: socket.socket) -> None:
+        nonlocal position
+        started[sock] = time.perf_counter()
+        sock.send(requests[position % len(requests)])
+        position += 1
+
+    for _ in range(sockets):
+        open_one()
+    while time.perf_counter() < until and started:
+        for key, _ in selector.select(timeout=1.0):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except ConnectionError:
+                chunk = b""
+            buffer = buffers[sock]
+            buffer += chunk
+            complete = len(buffer) >= 20 and len(buffer) >= 20 + int.from_bytes(
+                buffer[16:20], "big"
+            )
+            if complete:
+                latencies.append(time.perf_counter() - started[sock])
+                buffer.clear()
+            elif chunk:
+                continue  # part of an answer: wait for the rest
+            else:
+                errors += 1  # closed before a whole answer
+            if oneshot or not chunk:
+                selector.unregister(sock)
+                sock.close()
+                del started[sock], buffers[sock]
+                open_one()
+            else:
+                send(sock)
+    out.put((latencies, errors))
+
+
+def drive(transport: str, host: str, port: int, concurrency: int, duration: float, pid: int) -> Run:
+    processes = 1 if concurrency == 1 else 2
+    per_process = [
+        concurrency // processes + (1 if i < concurrency % processes else 0)
+        for i in range(processes)
+    ]
+    queue: Any = multiprocessing.get_context("fork").Queue()
+    until = time.perf_counter() + duration
+    workers = []
+    for i, sockets in enumerate(per_process):
+        args: tuple[Any, ...]
+        if transport == "udp":
+            target: Any = _udp_worker
+            args = (host, port, sockets, until, i, queue)
+        else:
+            target = _tcp_worker
+            args = (host, port, sockets, until, i, queue, transport == "tcp-oneshot")
+        workers.append(multiprocessing.get_context("fork").Process(target=target, args=args))
+    cpu_before = server_cpu_seconds(pid)
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=duration + 30) for _ in workers]
+    elapsed = time.perf_counter() - started
+    cpu = server_cpu_seconds(pid) - cpu_before
+    for worker in workers:
+        worker.join(timeout=10)
+    latencies = sorted(x for part, _ in results for x in part)
+    errors = sum(e for _, e in results)
+    replies = len(latencies)
+    q = statistics.quantiles(latencies, n=100) if replies >= 100 else [0.0] * 99
+    return Run(
+        transport,
+        concurrency,
+        replies / elapsed,
+        q[49] * 1000,
+        q[98] * 1000,
+        cpu / replies * 1e6 if replies else 0.0,
+        replies,
+        errors,
+    )
+
+
+# --- the node under test ----------------------------------------------------------
+
+
+class Node:
+    def __init__(self, workdir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "idnode",
+                "demo",
+                "--http",
+                "127.0.0.1:0",
+                "--handle",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.endpoints: dict[str, str] = {}
+
+    def __enter__(self) -> Node:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 600
+        while "handle" not in self.endpoints and time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the node exited before it was ready")
+            match = LISTENING.match(line.strip())
+            if match:
+                self.endpoints[match.group(1)] = match.group(2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def warm(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        for request in encoded_requests(500, 0) + encoded_requests(500, 1):
+            sock.sendto(request, (host, port))
+            sock.recv(4096)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per run (≤ 60)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--transports", nargs="+", default=["udp", "tcp-oneshot", "tcp-persistent"])
+    parser.add_argument("--output", default="results/bench-handle.json")
+    args = parser.parse_args(argv)
+    duration = max(1.0, min(args.duration, 60.0))
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="idnode-bench-") as tmp, Node(Path(tmp)) as node:
+        host, port_text = node.endpoints["handle"].rsplit(":", 1)
+        port = int(port_text)
+        warm(host, port)
+        for transport in args.transports:
+            for concurrency in args.concurrency:
+                runs.append(drive(transport, host, port, concurrency, duration, node.proc.pid))
+                run = runs[-1]
+                print(
+                    f"{run.transport:<15} c={run.concurrency:<3} "
+                    f"{run.requests_per_second:>9.0f}/s  p50 {run.p50_ms:6.3f} ms  "
+                    f"p99 {run.p99_ms:6.3f} ms  server CPU "
+                    f"{run.server_cpu_us_per_reply:5.1f} µs/reply  errors {run.errors}",
+                    flush=True,
+                )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
+        json.dumps(
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "cpus": os.cpu_count(),
+                "duration_s": duration,
+                "runs": [asdict(r) for r in runs],
+            },
+            indent=2,
+        )
+    )
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

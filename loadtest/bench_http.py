@@ -76,6 +76,8 @@ class Node:
             "demo",
             "--http",
             "127.0.0.1:0",
+            "--handle",
+            "127.0.0.1:0",
             "--log-format",
             "json",
         ]

@@ -71,6 +71,24 @@ def verify_secret(secret: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+def create_private_file(path: Path, content: bytes) -> bool:
+    """Write a new mode-0600 file all at once; False if another process made it
+    first (two node processes starting together), whose file is then complete."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)  # atomic, and fails if the name exists
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
+
+
 @dataclass(frozen=True)
 class NodeKey:
     """The node's master secret; purpose-specific keys are derived from it."""
@@ -99,10 +117,8 @@ class NodeKey:
         """Read the key file, creating it (mode 0600) on first start."""
         if not path.exists():
             key = cls.generate()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(base64.b64encode(key.material).decode() + "\n")
-            return key
+            if create_private_file(path, base64.b64encode(key.material) + b"\n"):
+                return key
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise NodeKeyError(
@@ -191,10 +207,8 @@ def load_or_create_server_key(path: Path) -> rsa.RSAPrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        return key
+        if create_private_file(path, pem):
+            return key
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise NodeKeyError(

@@ -117,7 +117,7 @@ def test_help_explains_every_subcommand(workdir: Path) -> None:
 
 
 def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
-    result = run_idnode("serve", "--http", "127.0.0.1:0", cwd=workdir)
+    result = run_idnode("serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "idnode: cannot start: database has no idnode schema; run `idnode migrate`"
@@ -161,10 +161,38 @@ def test_migrate_then_serve_with_bootstrap_admin(
     assert re.search(rf"^migrated .* to schema {head_revision()}$", migrated.stdout, re.M)
     assert "ops-secret" not in migrated.stdout + migrated.stderr
 
-    server = Server("serve", "--http", "127.0.0.1:0", cwd=workdir, env=env)
+    server = Server(
+        "serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir, env=env
+    )
     try:
         base = server.wait_for_http(60)
         assert http_json(base + "/healthz") == (200, {"status": "ok", "database": "ok"})
+        handle_line = next(
+            line
+            for line in server.read_more("listening handle")
+            if line.startswith("listening handle ")
+        )
+        native = handle_line.split()[-1]
+        for transport in ("--udp", "--tcp"):
+            found = run_idnode("resolve", "0.NA/88.100", "--server", native, transport, cwd=workdir)
+            assert found.returncode == 0, found.stderr
+            assert "response code 1 (found)" in found.stdout and "HS_ADMIN" in found.stdout
+            assert "HS_SECKEY" not in found.stdout
+        missing = run_idnode("resolve", "88.100/none", "--server", native, cwd=workdir)
+        assert (missing.returncode, missing.stdout.splitlines()[0]) == (
+            1,
+            "response code 100 (handle not found)",
+        )
+        over_http = run_idnode(
+            "resolve",
+            "88.100",
+            "--http",
+            "--json",
+            "--server",
+            base.removeprefix("http://"),
+            cwd=workdir,
+        )
+        assert json.loads(over_http.stdout)["responseCode"] == 1
         _, body = http_json(
             base + "/identity/token", {"username": "AKOPS", "password": "ops-secret"}
         )
@@ -188,7 +216,7 @@ def test_migrate_then_serve_with_bootstrap_admin(
 
 
 def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
-    server = Server("demo", "--http", "127.0.0.1:0", cwd=workdir)
+    server = Server("demo", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir)
     try:
         base = server.wait_for_http(300)
         lines = server.read_more("try these")
@@ -226,7 +254,7 @@ def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
         db.close()
     assert enterprises >= 30 and identifiers >= 10000 and modes >= 5 and linked > 0
     # A restart keeps the data set instead of seeding it again.
-    again = Server("demo", "--http", "127.0.0.1:0", cwd=workdir)
+    again = Server("demo", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir)
     try:
         again.wait_for_http(60)
         assert any("kept" in line for line in again.lines)
@@ -250,8 +278,12 @@ def test_a_second_process_sees_a_write_within_a_second(
         "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
     }
     assert run_idnode("migrate", cwd=workdir, env=env).returncode == 0
-    first = Server("serve", "--http", "127.0.0.1:0", cwd=workdir, env=env)
-    second = Server("serve", "--http", "127.0.0.1:0", cwd=workdir, env=env)
+    first = Server(
+        "serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir, env=env
+    )
+    second = Server(
+        "serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir, env=env
+    )
     try:
         a, b = first.wait_for_http(60), second.wait_for_http(60)
         auth = "Basic " + base64.b64encode(b"300%3A0.NA/88.100:ops-secret").decode()

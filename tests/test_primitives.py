@@ -205,3 +205,16 @@ def test_config_errors_are_specific(tmp_path: Path) -> None:
 )
 def test_endpoint_forms(text: str, endpoint: Endpoint) -> None:
     assert Endpoint.parse(text) == endpoint
+
+
+def test_private_files_are_created_once(tmp_path: Path) -> None:
+    from registry.secrets import create_private_file, load_or_create_server_key
+
+    path = tmp_path / "k"
+    assert create_private_file(path, b"first")
+    assert not create_private_file(path, b"second")  # a second starter loses the race
+    assert path.read_bytes() == b"first" and path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temporary files left
+    key = load_or_create_server_key(tmp_path / "server.pem")
+    again = load_or_create_server_key(tmp_path / "server.pem")
+    assert key.private_numbers() == again.private_numbers()

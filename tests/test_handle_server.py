@@ -624,3 +624,14 @@ async def test_recursion_when_asked_and_allowed(native: Native, admin: Actor) ->
         assert (await native.udp(deep)).header.response_code == 6
     finally:
         transport.close()
+
+
+async def test_retransmissions_get_the_same_answer(native: Native, admin: Actor) -> None:
+    await seed(native.registry, admin)
+    raw = cl.resolution("88.100.1/demo-0001").to_bytes()
+    first = await asyncio.to_thread(udp_raw, native, raw)
+    second = await asyncio.to_thread(udp_raw, native, raw)
+    assert len(first) == len(second) == 1
+    a, b = c.Message.from_bytes(first[0]), c.Message.from_bytes(second[0])
+    assert (a.envelope, a.body) == (b.envelope, b.body)
+    assert replace(a.header, expiration=0) == replace(b.header, expiration=0)

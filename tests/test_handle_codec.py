@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -310,8 +312,18 @@ def test_secret_key_proofs(code: int) -> None:
 
 
 def test_pbkdf2_parameters_are_bounded() -> None:
-    bad = bytes([c.MAC_PBKDF2_HMAC_SHA1]) + c.Pbkdf2Proof(b"s", 10**9, 160, b"m").to_bytes()
-    assert not verify_secret_key_proof(b"s", bad, b"m")
+    """The client picks the cost: beyond the bounds even a correct proof is refused."""
+    secret, salt, message = b"secret", b"salt", b"nonce+digest"
+
+    def proof(iterations: int, key_bits: int) -> bytes:
+        derived = hashlib.pbkdf2_hmac("sha1", secret, salt, iterations, key_bits // 8)
+        mac = hmac.digest(derived, message, "sha1")
+        record = c.Pbkdf2Proof(salt, iterations, key_bits, mac).to_bytes()
+        return bytes([c.MAC_PBKDF2_HMAC_SHA1]) + record
+
+    assert verify_secret_key_proof(secret, proof(1000, 160), message)
+    assert not verify_secret_key_proof(secret, proof(c.MAX_PBKDF2_ITERATIONS + 1, 160), message)
+    assert not verify_secret_key_proof(secret, proof(1000, c.MAX_PBKDF2_KEY_BITS + 8), message)
 
 
 @pytest.mark.parametrize("kind", ["rsa", "dsa"])

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from registry.models import HandleValue
 
@@ -18,7 +17,6 @@ from . import codec as c
 from .proofs import PrivateKey, challenge_message, public_key_proof
 
 UDP_RETRIES = (0.5, 1.0, 1.5)
-_ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
 
 
 class ClientError(Exception):
@@ -26,7 +24,8 @@ class ClientError(Exception):
 
 
 def next_request_id() -> int:
-    return next(_ids) & 0x7FFFFFFF or 1
+    """Random, so that an off-path sender cannot guess which answer we wait for."""
+    return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
 
 
 def request(
@@ -188,6 +187,8 @@ class TcpSession:
         self.credentials = credentials
         self.timeout = timeout
         self._waiting: dict[int, asyncio.Future[c.Message]] = {}
+        self._continued: dict[int, list[c.Message]] = {}
+        """Messages of answers still coming (CN set), by request id."""
         self._pump = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -206,9 +207,16 @@ class TcpSession:
         try:
             while True:
                 message = await _read_message(self.reader)
-                future = self._waiting.pop(message.envelope.request_id, None)
-                if future is not None and not future.done():
-                    future.set_result(message)
+                request_id = message.envelope.request_id
+                if request_id not in self._waiting:
+                    continue
+                if message.flag(c.FLAG_CONT):
+                    self._continued.setdefault(request_id, []).append(message)
+                    continue
+                future = self._waiting.pop(request_id)
+                earlier = self._continued.pop(request_id, [])
+                if not future.done():
+                    future.set_result(_joined(earlier, message) if earlier else message)
         except (asyncio.IncompleteReadError, ConnectionError, c.CodecError, ClientError) as exc:
             for future in self._waiting.values():
                 if not future.done():
@@ -276,6 +284,23 @@ async def tcp_call(
         return await session.call(message)
     finally:
         await session.close()
+
+
+def _joined(earlier: list[c.Message], last: c.Message) -> c.Message:
+    """One list answer from the messages it was continued over."""
+    names: list[bytes] = []
+    for part in [*earlier, last]:
+        body = _checked_body(part)
+        names.extend(c.HandleList.from_bytes(body).handles)
+    digest = last.body[: len(last.body) - len(_checked_body(last))]
+    return replace(last, body=digest + c.HandleList(tuple(names)).to_bytes())
+
+
+def _checked_body(message: c.Message) -> bytes:
+    """A list message's body without its request digest (checked by the caller)."""
+    if message.flag(c.FLAG_RRDG) and message.body:
+        return message.body[1 + c.digest_size(message.body[0]) :]
+    return message.body
 
 
 def values_of(answer: c.Message) -> tuple[HandleValue, ...]:

@@ -167,6 +167,8 @@ class Header:
     recursion: int = 0
     expiration: int = 0
     body_length: int = 0
+    reserved: int = 0
+    """Kept as received: request digests cover the header exactly as sent."""
 
     def to_bytes(self) -> bytes:
         return _HEADER.pack(
@@ -175,7 +177,7 @@ class Header:
             self.flags,
             self.site_serial,
             self.recursion,
-            0,
+            self.reserved,
             self.expiration,
             self.body_length,
         )
@@ -184,10 +186,10 @@ class Header:
     def from_bytes(cls, data: bytes, offset: int = 0) -> Header:
         if len(data) - offset < HEADER_SIZE:
             raise CodecError("message shorter than its 24-byte header")
-        op, rc, flags, serial, recursion, _reserved, expiration, body_length = _HEADER.unpack_from(
+        op, rc, flags, serial, recursion, reserved, expiration, body_length = _HEADER.unpack_from(
             data, offset
         )
-        return cls(op, rc, flags, serial, recursion, expiration, body_length)
+        return cls(op, rc, flags, serial, recursion, expiration, body_length, reserved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +315,12 @@ def request_digest(request: Message, version: tuple[int, int]) -> bytes:
     """The digest a response starts with when the request set RD: code byte + hash."""
     code = digest_code_for(version)
     return bytes([code]) + hashlib.new(_DIGESTS[code], request.signed_part).digest()
+
+
+def digest_size(code: int) -> int:
+    if code not in _DIGEST_SIZES:
+        raise CodecError(f"unknown digest code {code}")
+    return _DIGEST_SIZES[code]
 
 
 def read_digest(reader: Reader) -> tuple[int, bytes]:
@@ -540,7 +548,9 @@ class Pbkdf2Proof:
         return cls(r.blob(), r.u32(), r.u32(), r.blob())
 
 
-MAX_PBKDF2_ITERATIONS = 1_000_000
+MAX_PBKDF2_ITERATIONS = 100_000
+"""Ten times HANDLE.NET's default: the client picks the cost the server pays."""
+MAX_PBKDF2_KEY_BITS = 512
 
 
 def secret_key_mac(
@@ -555,7 +565,8 @@ def secret_key_mac(
     if code == MAC_HMAC_SHA256:
         return hmac.digest(secret, message, "sha256")
     if code == MAC_PBKDF2_HMAC_SHA1 and pbkdf2 is not None:
-        if not 0 < pbkdf2.iterations <= MAX_PBKDF2_ITERATIONS or not 0 < pbkdf2.key_bits <= 4096:
+        iterations, key_bits = pbkdf2.iterations, pbkdf2.key_bits
+        if not (0 < iterations <= MAX_PBKDF2_ITERATIONS and 0 < key_bits <= MAX_PBKDF2_KEY_BITS):
             raise CodecError("PBKDF2 parameters out of range")
         derived = hashlib.pbkdf2_hmac(
             "sha1", secret, pbkdf2.salt, pbkdf2.iterations, math.ceil(pbkdf2.key_bits / 8)
@@ -666,8 +677,19 @@ class Reassembly:
         """Add a fragment; the whole message once complete."""
         if sequence >= self.expected:
             raise CodecError(f"fragment {sequence} of a {self.expected}-fragment message")
+        if len(payload) > UDP_PAYLOAD:
+            raise CodecError(f"a {len(payload)}-byte fragment (at most {UDP_PAYLOAD})")
         self.parts[sequence] = payload
         if len(self.parts) < self.expected:
             return None
-        whole = b"".join(self.parts[i] for i in range(self.expected))[: self.envelope.length]
-        return replace(self.envelope, sequence=0, truncated=False).to_bytes() + whole
+        whole = b"".join(self.parts[i] for i in range(self.expected))
+        if len(whole) < self.envelope.length:
+            raise CodecError("fragments shorter than the message they make up")
+        return (
+            replace(self.envelope, sequence=0, truncated=False).to_bytes()
+            + whole[: self.envelope.length]
+        )
+
+    @property
+    def size(self) -> int:
+        return sum(len(part) for part in self.parts.values())

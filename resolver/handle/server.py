@@ -25,6 +25,11 @@ IDLE_SECONDS = 60.0
 """A TCP connection with nothing to say for this long is closed."""
 REASSEMBLY_SECONDS = 5.0
 MAX_REASSEMBLIES = 1024
+MAX_REASSEMBLY_BYTES = 16 * 1024 * 1024
+"""Fragments held for all half-arrived UDP requests together."""
+MAX_REASSEMBLIES_PER_SOURCE = 16
+MAX_UDP_IN_FLIGHT = 1024
+"""UDP requests on the slow path at once; more are dropped (clients retry)."""
 MAX_IN_FLIGHT = 64
 """Requests one TCP connection may have outstanding before reading pauses."""
 
@@ -34,6 +39,9 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.service = service
         self.transport: asyncio.DatagramTransport | None = None
         self._partial: dict[tuple[object, int], tuple[c.Reassembly, float]] = {}
+        self._partial_bytes = 0
+        self._per_source: dict[object, int] = {}
+        self._next_purge = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -59,30 +67,60 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if answer is not None:
             self._send(answer, addr)
             return
+        if len(self._tasks) >= MAX_UDP_IN_FLIGHT:
+            return  # overloaded: shed the request rather than queue without bound
         task = asyncio.get_running_loop().create_task(self._answer(data, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _reassemble(self, data: bytes, addr: tuple[str | object, int]) -> bytes | None:
+        """Collect the fragments of a multi-datagram request, within bounds: per
+        source, in count and in bytes; beyond them fragments are dropped (the
+        client retries), and half-arrived requests are forgotten after 5 s."""
         now = time.monotonic()
-        if len(self._partial) >= MAX_REASSEMBLIES:
-            for key in [k for k, (_, t) in self._partial.items() if t < now]:
-                del self._partial[key]
-            if len(self._partial) >= MAX_REASSEMBLIES:
-                return None  # too many half-sent requests: drop, the client retries
+        if now >= self._next_purge:
+            for stale in [k for k, (_, t) in self._partial.items() if t < now]:
+                self._forget(stale)
+            self._next_purge = now + 1.0
+        source = addr[0] if isinstance(addr, tuple) else addr
+        key: tuple[object, int] | None = None
         try:
             envelope = c.Envelope.from_bytes(data)
             key = (addr, envelope.request_id)
             entry = self._partial.get(key)
-            if entry is None or entry[1] < now:
+            if entry is None:
+                if (
+                    len(self._partial) >= MAX_REASSEMBLIES
+                    or self._per_source.get(source, 0) >= MAX_REASSEMBLIES_PER_SOURCE
+                    or self._partial_bytes + len(data) > MAX_REASSEMBLY_BYTES
+                ):
+                    return None
                 entry = (c.Reassembly(envelope), now + REASSEMBLY_SECONDS)
                 self._partial[key] = entry
+                self._per_source[source] = self._per_source.get(source, 0) + 1
+            elif self._partial_bytes + len(data) > MAX_REASSEMBLY_BYTES:
+                return None
+            before = entry[0].size
             whole = entry[0].add(envelope.sequence, data[c.ENVELOPE_SIZE :])
+            self._partial_bytes += entry[0].size - before
         except c.CodecError:
+            if key in self._partial:
+                self._forget(key)
             return None
         if whole is not None:
-            del self._partial[key]
+            self._forget(key)
         return whole
+
+    def _forget(self, key: tuple[object, int]) -> None:
+        reassembly, _ = self._partial.pop(key)
+        self._partial_bytes -= reassembly.size
+        addr = key[0]
+        source = addr[0] if isinstance(addr, tuple) else addr
+        left = self._per_source.get(source, 1) - 1
+        if left:
+            self._per_source[source] = left
+        else:
+            self._per_source.pop(source, None)
 
     async def _answer(self, data: bytes, addr: tuple[str | object, int]) -> None:
         remote = str(addr[0]) if isinstance(addr, tuple) else ""
@@ -161,13 +199,19 @@ class TcpProtocol(asyncio.Protocol):
         inbox = self.inbox
         if (
             not inbox.buffer
+            and not self._paused
             and len(data) >= c.ENVELOPE_SIZE
             and len(data) == c.ENVELOPE_SIZE + int.from_bytes(data[16:20], "big")
         ):
             self._dispatch(data)  # the common case: exactly one whole request
             return
         inbox.buffer += data
-        while len(inbox.buffer) >= c.ENVELOPE_SIZE:
+        self._frame()
+
+    def _frame(self) -> None:
+        """Dispatch the whole requests buffered, until too many are in flight."""
+        inbox = self.inbox
+        while len(inbox.buffer) >= c.ENVELOPE_SIZE and not self._paused:
             length = int.from_bytes(inbox.buffer[16:20], "big")
             if length > c.MAX_MESSAGE:
                 # Answer once, then stop: the rest of the stream cannot be framed.
@@ -183,10 +227,11 @@ class TcpProtocol(asyncio.Protocol):
             self._dispatch(message)
 
     def _dispatch(self, message: bytes) -> None:
-        answer = self.service.fast(message, udp=False)
-        if answer is not None:
-            self._write(answer)
-            return
+        if self.connection.identity is None:  # an identity may read more than the cache holds
+            answer = self.service.fast(message, udp=False)
+            if answer is not None:
+                self._write(answer)
+                return
         self.inbox.in_flight += 1
         if self.inbox.in_flight >= MAX_IN_FLIGHT and self.transport is not None:
             self.transport.pause_reading()
@@ -198,9 +243,16 @@ class TcpProtocol(asyncio.Protocol):
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self.inbox.in_flight -= 1
-        if self._paused and self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        if (
+            self._paused
+            and self.inbox.in_flight < MAX_IN_FLIGHT
+            and self.transport is not None
+            and not self.transport.is_closing()
+        ):
             self._paused = False
+            self._frame()  # what was read before the pause
+            if not self._paused:
+                self.transport.resume_reading()
 
     async def _answer(self, message: bytes) -> None:
         if not self.connection.remote and self.transport is not None:
@@ -230,6 +282,7 @@ class TcpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sweeper.connections.discard(self)
+        self.service.forget(self.connection)
         for task in self._tasks:
             task.cancel()
         self.transport = None

@@ -10,6 +10,7 @@ Handle operations, and encoded again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -60,6 +61,16 @@ RC_LOGIN_FIRST = 408
 RC_AUTHEN_TIMEOUT = 405
 MAX_RECURSION = 10
 _FAST_CACHE_LIMIT = 100_000
+MAX_PENDING = 10_000
+"""Challenges awaiting an answer, all connections together."""
+MAX_PENDING_PER_CONNECTION = 8
+MAX_RECURSIONS = 64
+"""Recursive resolutions in progress at once; more get RC 3 (server too busy)."""
+SLOW_PROOF_THREADS = 2
+MAX_SLOW_PROOFS_WAITING = 32
+"""PBKDF2 proofs run off the event loop, a few at a time; beyond this queue, RC 3."""
+LIST_MESSAGE_BYTES = 60_000
+"""List answers longer than this go out as several messages, CN set on all but the last."""
 
 # Byte offsets in a message (envelope 20, header 24).
 _SESSION = slice(4, 8)
@@ -78,6 +89,8 @@ class Connection:
     remote: str = ""
     identity: HandleIdentity | None = None
     login_attempted: bool = False
+    challenges: int = 0
+    """Challenges issued on this connection and not yet answered or expired."""
 
 
 @dataclass
@@ -114,7 +127,13 @@ class HandleService:
     site_bytes: Callable[[], bytes | None] = lambda: None
     clock: Callable[[], float] = time.time
     _pending: dict[int, _Pending] = field(default_factory=dict)
+    """By session id, in the order issued (so also in the order they expire)."""
     _shapes: dict[bytes, str] = field(default_factory=dict)
+    _recursions: int = 0
+    _slow_proofs: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(SLOW_PROOF_THREADS)
+    )
+    _slow_proofs_waiting: int = 0
     """Request shape → name key, learned on the slow path, for the fast path."""
 
     # --- entry point ----------------------------------------------------------
@@ -153,10 +172,23 @@ class HandleService:
         except (DBAPIError, PoolTimeout, OSError) as exc:
             log.error("storage unavailable for op %s: %s", request.opcode, exc)
             answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, "storage unavailable")
+        except _Busy as exc:
+            answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, str(exc))
         if isinstance(answer, _Template):
             return _patch(answer, data, int(self.clock()) + EXPIRATION_SECONDS)
-        encoded = answer.to_bytes()
-        return c.fragments(encoded) if udp else [encoded]
+        messages = answer if isinstance(answer, list) else [answer]
+        # Over UDP only successes are signed: a signed error would let a spoofed
+        # datagram buy an RSA signature and a reply nine times its size.
+        if request.flag(c.FLAG_CERT) and self.server_key is not None:
+            messages = [
+                sign_response(m, self.server_key)
+                if not udp or m.header.response_code == rc.RC_SUCCESS
+                else m
+                for m in messages
+            ]
+        if udp:
+            return c.fragments(messages[0].to_bytes())  # lists are TCP-only
+        return [m.to_bytes() for m in messages]
 
     # --- building answers -----------------------------------------------------
 
@@ -200,8 +232,6 @@ class HandleService:
             ),
             body=body,
         )
-        if request.flag(c.FLAG_CERT) and self.server_key is not None:
-            message = sign_response(message, self.server_key)
         return message
 
     def _error(
@@ -245,7 +275,7 @@ class HandleService:
 
     async def _dispatch(
         self, request: c.Message, version: tuple[int, int], connection: Connection
-    ) -> c.Message | _Template:
+    ) -> c.Message | list[c.Message] | _Template:
         op = request.opcode
         if op == c.OC_RESOLUTION:
             return await self._resolve(request, version, connection)
@@ -324,22 +354,33 @@ class HandleService:
             return self._error(
                 request, version, rc.RC_RECURSION_COUNT_TOO_HIGH, "recursion count too high"
             )
+        if self._recursions >= MAX_RECURSIONS:
+            raise _Busy("too many recursive resolutions in progress")
+        # A random request id and the request digest, required back: an answer
+        # we pass on (and may sign) must be the enterprise node's to this request.
         forwarded = client.request(
             c.OC_RESOLUTION,
             request.body,
-            flags=request.header.flags & ~(c.FLAG_RRDG | c.FLAG_CERT),
+            flags=(request.header.flags & ~c.FLAG_CERT) | c.FLAG_RRDG,
             recursion=request.header.recursion + 1,
         )
-        for host, port, udp in _query_interfaces(resolution.referral):
-            try:
-                if udp:
-                    answer = await client.udp_call(host, port, forwarded, retries=(1.0,))
-                else:
-                    answer = await client.tcp_call(host, port, forwarded, time_limit=3.0)
-            except (client.ClientError, OSError, c.CodecError) as exc:
-                log.info("recursion to %s:%s failed: %s", host, port, exc)
-                continue
-            return self._response(request, version, answer.header.response_code, answer.body)
+        self._recursions += 1
+        try:
+            for host, port, udp in _query_interfaces(resolution.referral):
+                try:
+                    if udp:
+                        answer = await client.udp_call(host, port, forwarded, retries=(1.0,))
+                    else:
+                        answer = await client.tcp_call(host, port, forwarded, time_limit=3.0)
+                except (client.ClientError, OSError, c.CodecError) as exc:
+                    log.info("recursion to %s:%s failed: %s", host, port, exc)
+                    continue
+                if not answer.flag(c.FLAG_RRDG):
+                    log.info("recursion to %s:%s: the answer has no request digest", host, port)
+                    continue
+                return self._response(request, version, answer.header.response_code, answer.body)
+        finally:
+            self._recursions -= 1
         return self._error(
             request, version, rc.RC_SERVER_NOT_RESP, "the enterprise node did not answer"
         )
@@ -407,7 +448,12 @@ class HandleService:
     ) -> c.Message:
         """RC 402: a nonce under a new session id; the request waits for the answer."""
         self._expire_pending()
+        if connection.challenges >= MAX_PENDING_PER_CONNECTION or len(self._pending) >= MAX_PENDING:
+            raise _Busy("too many challenges awaiting an answer")
         session = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
+        while session in self._pending:
+            session = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
+        connection.challenges += 1
         nonce = os.urandom(c.NONCE_SIZE)
         digest = c.request_digest(request, version)
         self._pending[session] = _Pending(
@@ -429,8 +475,22 @@ class HandleService:
 
     def _expire_pending(self) -> None:
         now = time.monotonic()
-        for session in [s for s, p in self._pending.items() if p.expires < now]:
-            del self._pending[session]
+        while self._pending:
+            session, pending = next(iter(self._pending.items()))
+            if pending.expires >= now:
+                break  # the rest were issued later
+            self._drop_pending(session)
+
+    def _drop_pending(self, session: int) -> _Pending:
+        pending = self._pending.pop(session)
+        pending.connection.challenges -= 1
+        return pending
+
+    def forget(self, connection: Connection) -> None:
+        """The connection is gone: so are the challenges it was given."""
+        if connection.challenges:
+            for session in [s for s, p in self._pending.items() if p.connection is connection]:
+                self._drop_pending(session)
 
     async def _login(
         self, request: c.Message, version: tuple[int, int], connection: Connection
@@ -447,13 +507,14 @@ class HandleService:
 
     async def _challenge_answer(
         self, request: c.Message, version: tuple[int, int], connection: Connection
-    ) -> c.Message:
-        pending = self._pending.pop(request.envelope.session_id, None)
-        if (
-            pending is None
-            or pending.expires < time.monotonic()
-            or pending.connection is not connection
-        ):
+    ) -> c.Message | list[c.Message]:
+        session = request.envelope.session_id
+        pending = self._pending.get(session)
+        if pending is not None and pending.connection is connection:
+            self._drop_pending(session)  # one answer per challenge, right or wrong
+        else:
+            pending = None  # another connection's challenge is none of this one's business
+        if pending is None or pending.expires < time.monotonic():
             return self._error(
                 request,
                 version,
@@ -502,7 +563,7 @@ class HandleService:
                     name_key=name.key,
                     index=value.index,
                 )
-                if secret is not None and verify_secret_key_proof(
+                if secret is not None and await self._secret_proof_holds(
                     secret, answer.signed_response, message
                 ):
                     return HandleIdentity(handle, value.index, name.key)
@@ -513,6 +574,25 @@ class HandleService:
             ):
                 return HandleIdentity(handle, value.index, name.key)
         return None
+
+    async def _secret_proof_holds(
+        self, secret: bytes, signed_response: bytes, message: bytes
+    ) -> bool:
+        """Check an HS_SECKEY proof. PBKDF2 ones cost milliseconds of hashing at
+        the client's chosen strength: they run in threads, a few at a time, so
+        no client can stall the event loop."""
+        if signed_response[:1] != bytes([c.MAC_PBKDF2_HMAC_SHA1]):
+            return verify_secret_key_proof(secret, signed_response, message)
+        if self._slow_proofs_waiting >= MAX_SLOW_PROOFS_WAITING:
+            raise _Busy("too many key derivations waiting")
+        self._slow_proofs_waiting += 1
+        try:
+            async with self._slow_proofs:
+                return await asyncio.to_thread(
+                    verify_secret_key_proof, secret, signed_response, message
+                )
+        finally:
+            self._slow_proofs_waiting -= 1
 
     async def _record(self, key: str) -> tuple[HandleValue, ...]:
         async with self.registry.services.read() as conn:
@@ -538,8 +618,9 @@ class HandleService:
                     index=value.index,
                 )
                 message = challenge_message(ask.nonce, ask.digest)
-                valid |= secret is not None and verify_secret_key_proof(
-                    secret, ask.signed_response, message
+                valid = valid or (
+                    secret is not None
+                    and await self._secret_proof_holds(secret, ask.signed_response, message)
                 )
         return self._response(request, version, rc.RC_SUCCESS, bytes([1 if valid else 0]))
 
@@ -547,7 +628,7 @@ class HandleService:
 
     async def _administer(
         self, request: c.Message, version: tuple[int, int], connection: Connection
-    ) -> c.Message:
+    ) -> c.Message | list[c.Message]:
         actor = Actor(None, connection.remote, connection.identity)
         handles = self.registry.handles
         op = request.opcode
@@ -585,21 +666,43 @@ class HandleService:
             elif op == c.OC_LIST_HANDLES:
                 prefix = _text(c.HandleOnly.from_bytes(request.body).handle)
                 listing = await handles.list_handles(actor, prefix, offset=0, limit=None)
-                names = tuple(n.encode("utf-8") for n in listing.handles)
-                return self._response(
-                    request, version, rc.RC_SUCCESS, c.HandleList(names).to_bytes()
-                )
+                names = [n.encode("utf-8") for n in listing.handles]
+                return self._list(request, version, names)
             elif op in (c.OC_HOME_NA, c.OC_UNHOME_NA):
                 prefix = _text(c.HandleOnly.from_bytes(request.body).handle)
                 await handles.home(actor, prefix, homed=op == c.OC_HOME_NA)
             elif op == c.OC_LIST_HOMED_NAS:
-                names = tuple(f"0.NA/{p}".encode() for p in await handles.homed_prefixes())
-                return self._response(
-                    request, version, rc.RC_SUCCESS, c.HandleList(names).to_bytes()
-                )
+                names = [f"0.NA/{p}".encode() for p in await handles.homed_prefixes()]
+                return self._list(request, version, names)
         except UnicodeDecodeError:
             return self._error(request, version, rc.RC_INVALID_HANDLE, "handle is not UTF-8")
         return self._response(request, version, rc.RC_SUCCESS)
+
+    def _list(
+        self, request: c.Message, version: tuple[int, int], names: list[bytes]
+    ) -> list[c.Message]:
+        """A list answer, continued (CN) over as many messages as it takes, as
+        HANDLE.NET streams long listings."""
+        chunks: list[list[bytes]] = [[]]
+        size = 0
+        for name in names:
+            if size + len(name) + 4 > LIST_MESSAGE_BYTES and chunks[-1]:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(name)
+            size += len(name) + 4
+        messages = [
+            self._response(request, version, rc.RC_SUCCESS, c.HandleList(tuple(chunk)).to_bytes())
+            for chunk in chunks
+        ]
+        return [
+            replace(m, header=replace(m.header, flags=m.header.flags | c.FLAG_CONT))
+            for m in messages[:-1]
+        ] + messages[-1:]
+
+
+class _Busy(Exception):
+    """A bound on concurrent work is reached: RC 3, try again later."""
 
 
 _REFERRALS = (rc.RC_SERVICE_REFERRAL, rc.RC_PREFIX_REFERRAL)
@@ -644,8 +747,13 @@ def _shape(data: bytes, udp: bool) -> bytes | None:
         return None
     body_length = int.from_bytes(data[40:44], "big")
     end = _BODY + body_length
-    if data[end : end + 4] not in (b"", b"\x00\x00\x00\x00") or len(data) > end + 4:
-        return None  # a credential, or trailing bytes: take the full path
+    if (
+        len(data) < end
+        or int.from_bytes(data[16:20], "big") != len(data) - c.ENVELOPE_SIZE
+        or data[end : end + 4] not in (b"", b"\x00\x00\x00\x00")
+        or len(data) > end + 4
+    ):
+        return None  # truncated, a credential, or trailing bytes: take the full path
     return (b"U" if udp else b"T") + data[0:4] + data[20:36] + data[_BODY:end]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
-from .node import Node, StartupError, open_node, serve
+from .node import Node, StartupError, open_node, serve, serve_dns_worker
 
 log = logging.getLogger("idnode")
 
@@ -54,6 +54,17 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
             "--handle",
             metavar="HOST:PORT",
             help="native Handle protocol, UDP and TCP on one port (default 127.0.0.1:2641)",
+        )
+        parser.add_argument(
+            "--dns",
+            metavar="HOST:PORT",
+            help="authoritative DNS for the zone, UDP and TCP on one port (default 127.0.0.1:5353)",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            metavar="N",
+            help="DNS server processes sharing the DNS port (SO_REUSEPORT; default 1)",
         )
     parser.add_argument("--log-format", choices=("auto", "json", "text"))
 
@@ -112,6 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     resolve_cmd.add_parser(sub)
 
     p = sub.add_parser(
+        "dns-name",
+        help="the DNS name of an identifier, or the identifier of a DNS name",
+        description="Map an identifier (88.100.1/abc, 0.NA/88.100.1, or an OID such as "
+        "1.2.156.86.1.3.7) to its name in the node's DNS zone, or with --reverse a "
+        "name in the zone back to the identifier. Uses dns_zone, oid_arc, node_prefix "
+        "and suffix_case_sensitive from the configuration.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--node-prefix", metavar="PREFIX", help="this node's own prefix")
+    p.add_argument("--zone", dest="dns_zone", metavar="ZONE", help="the DNS zone")
+    p.add_argument("--reverse", action="store_true", help="NAME is a DNS name: give the identifier")
+    p.add_argument("name", metavar="NAME")
+
+    # Started by `serve --workers N`, not by hand: one more process on the DNS port.
+    p = sub.add_parser("dns-worker")
+    p.add_argument("--config", metavar="FILE", help=argparse.SUPPRESS)
+
+    p = sub.add_parser(
         "audit",
         help="check the audit log's hash chain",
         description="Verify that no audit entry was edited, removed or "
@@ -127,6 +156,9 @@ _OVERRIDES = (
     "node_prefix",
     "http",
     "handle",
+    "dns",
+    "workers",
+    "dns_zone",
     "log_format",
     "demo",
     "demo_enterprises",
@@ -212,6 +244,56 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
+async def _dns_worker(config: Config) -> int:
+    await serve_dns_worker(config)
+    return 0
+
+
+def _dns_name(args: argparse.Namespace) -> int:
+    from registry.grammar import Grammar, GrammarError
+    from resolver.dns.names import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
+
+    try:
+        config = _config(args)
+        names = ZoneNames.of(config.dns_zone, suffix_case_sensitive=config.suffix_case_sensitive)
+        grammar = Grammar(
+            suffix_case_sensitive=config.suffix_case_sensitive,
+            oid_arc=config.oid_arc or None,
+            node_prefix=config.node_prefix if config.oid_arc else None,
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if not args.reverse:
+            print(names.of_identifier(grammar.parse(args.name, bare_prefix=True)).to_text())
+            return 0
+        import dns.name
+
+        target = names.target(dns.name.from_text(args.name))
+    except (GrammarError, NotAnIdentifier, dns.exception.DNSException) as exc:
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(target, Named):
+        print(target.text)
+    elif isinstance(target, Branch) and not target.oid:
+        print(f"0.NA/{target.prefix}")
+    elif isinstance(target, Branch):
+        print(".".join(str(arc) for arc in target.arcs))
+    elif isinstance(target, Hashed):
+        print(
+            f"idnode: {args.name} names a handle under {target.prefix} by a digest of its "
+            "suffix; its TXT record holds the full name (hdl=...)",
+            file=sys.stderr,
+        )
+        return 1
+    else:
+        assert isinstance(target, Apex)
+        print(f"idnode: {args.name} is the zone's apex, no identifier", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _audit(config: Config) -> int:
     async with open_node(config) as node:
         problems = await node.registry.verify_audit()
@@ -227,6 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "resolve":  # a client: no configuration, no database
         return _run(resolve_cmd.run(args))
+    if args.command == "dns-name":
+        return _dns_name(args)
+    if args.command == "dns-worker":
+        config = _config(args)
+        logs.setup(config.log_format, config.log_level)
+        return _run(_dns_worker(config))
     try:
         config = _config(args)
         if args.command == "demo" or (args.command == "serve" and config.demo):

@@ -55,6 +55,24 @@ class Config:
     http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8000))
     handle: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 2641))
     """Native Handle protocol, UDP and TCP on the same port."""
+    dns: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 5353))
+    """Authoritative DNS for ``dns_zone``, UDP and TCP on the same port."""
+    dns_zone: str = "hdl.idnode.test."
+    """The zone whose names map to identifiers (``abc._.1.100.88.<zone>``)."""
+    dns_address: str = ""
+    """The address published for the zone's nameserver (default: the DNS host)."""
+    oid_arc: str = "1.2.156.86.1"
+    """The OID arc that stands for the node prefix; ``88.100.N`` owns ``<arc>.N``.
+    Empty: no OID names."""
+    dns_rrl_rate: int = 200
+    """UDP DNS responses a second per client address (IPv6: per /64); 0: no limit."""
+    dns_rrl_burst: int = 400
+    dns_rrl_slip: int = 2
+    """Of the responses over the limit, every this many goes out truncated (0: none)."""
+    dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
+    """Comma-separated networks that are never rate limited."""
+    workers: int = 1
+    """DNS server processes sharing the port (SO_REUSEPORT): one per core is best."""
     key_file: str = "idnode.key"
     server_key_file: str = "idnode-server.pem"
     """The node's RSA signing key (published in its HS_SITE), made on first start."""

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import logging
+import os
 import signal
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.exception
+import prometheus_client
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import registry.api
+import resolver.dns.server
 import resolver.handle.server
 import resolver.http
 from registry.db import (
@@ -46,11 +53,14 @@ from registry.values import (
     SiteServer,
     encode_public_key,
 )
+from resolver.dns.names import ZoneNames
+from resolver.dns.rrl import RateLimit
+from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from resolver.feed import ChangeFeed
 from resolver.handle.service import HandleService
 
-from .config import Config, ConfigError, Endpoint
+from .config import ENV_PREFIX, Config, ConfigError, Endpoint
 
 log = logging.getLogger("idnode")
 
@@ -84,7 +94,11 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             if migrate_schema:
                 await migrate(engine)
             await check_schema(engine)
-            grammar = Grammar(suffix_case_sensitive=config.suffix_case_sensitive)
+            grammar = Grammar(
+                suffix_case_sensitive=config.suffix_case_sensitive,
+                oid_arc=config.oid_arc or None,
+                node_prefix=config.node_prefix if config.oid_arc else None,
+            )
             reg = Registry(
                 engine,
                 node_prefix=config.node_prefix,
@@ -123,10 +137,17 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of this process's instruments."""
+    body = prometheus_client.generate_latest()
+    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+
 def build_http_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=registry.api.MAX_BODY_BYTES)
     app[HEALTH_ENGINE] = node.db
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
     # Last: the redirect proxy's catch-all for names.
     resolver.http.setup(
@@ -165,14 +186,20 @@ def node_site(
     return SiteInfo(servers=(server,), attributes=(("desc", f"idnode {config.node_prefix}"),))
 
 
-def bind_handle(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
-    """TCP and UDP on one port (port 0: a port free for both)."""
+def bind_pair(
+    endpoint: Endpoint, *, reuse_port: bool = False
+) -> tuple[socket.socket, socket.socket]:
+    """TCP and UDP on one port (port 0: a port free for both). With
+    ``reuse_port``, other processes may bind the same port (SO_REUSEPORT) and
+    the kernel spreads clients over them."""
     family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
     for _attempt in range(20):
-        tcp = bind_tcp(endpoint)
+        tcp = bind_tcp(endpoint, reuse_port=reuse_port)
         port = tcp.getsockname()[1]
         udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
+            if reuse_port:
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             udp.bind((endpoint.host, port))
         except OSError as exc:
             udp.close()
@@ -199,11 +226,13 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def bind_tcp(endpoint: Endpoint) -> socket.socket:
+def bind_tcp(endpoint: Endpoint, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((endpoint.host, endpoint.port))
         sock.listen(1024)
         sock.setblocking(False)
@@ -240,7 +269,7 @@ async def serve(
         context = tls_context(config)
         sock = bind_tcp(config.http)
         http = bound(sock)
-        handle_tcp, handle_udp = bind_handle(config.handle)
+        handle_tcp, handle_udp = bind_pair(config.handle)
         handle = bound(handle_tcp)
         try:
             server_key = load_or_create_server_key(Path(config.server_key_file))
@@ -264,8 +293,16 @@ async def serve(
             allow_recursion=config.allow_recursion,
         )
         listeners = await resolver.handle.server.start(native, handle_tcp, handle_udp)
+        dns_tcp, dns_udp = bind_pair(config.dns, reuse_port=config.workers > 1)
+        dns_at = bound(dns_tcp)
+        zone = dns_service(node, dns_at)
+        await zone.start()
+        dns_listeners = await resolver.dns.server.start(
+            zone, dns_tcp, dns_udp, rate_limit=rate_limit(config)
+        )
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
+        workers: list[asyncio.subprocess.Process] = []
         runner = web.AppRunner(
             build_http_app(node),
             access_log=log if config.access_log else None,
@@ -276,14 +313,142 @@ async def serve(
             await web.SockSite(runner, sock, ssl_context=context).start()
             announce("http", http)  # TLS or not: the contract's service name
             announce("handle", handle)
+            workers = await spawn_dns_workers(config, dns_at, config.workers - 1)
+            announce("dns", dns_at)
             if after_ready is not None:
                 after_ready(node, http)
             await stop.wait()
             log.info("stopping")
         finally:
+            await stop_workers(workers)
             await runner.cleanup()
             await listeners.close()
+            await dns_listeners.close()
             await feed.stop()
+
+
+def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
+    config = node.config
+    address = config.dns_address or dns_at.host
+    if address in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard is no address to publish
+        address = "127.0.0.1"
+    try:
+        names = ZoneNames.of(config.dns_zone, suffix_case_sensitive=config.suffix_case_sensitive)
+    except dns.exception.DNSException as exc:
+        raise StartupError(f"bad dns_zone {config.dns_zone!r}: {exc}") from None
+    return DnsService(node.resolver, names, ns_address=address)
+
+
+def rate_limit(config: Config) -> RateLimit:
+    exempt = tuple(n.strip() for n in config.dns_rrl_exempt.split(",") if n.strip())
+    try:
+        for network in exempt:
+            ipaddress.ip_network(network, strict=False)
+    except ValueError as exc:
+        raise StartupError(f"bad dns_rrl_exempt: {exc}") from None
+    if min(config.dns_rrl_rate, config.dns_rrl_burst, config.dns_rrl_slip) < 0:
+        raise StartupError("dns_rrl_rate, dns_rrl_burst and dns_rrl_slip cannot be negative")
+    return RateLimit(
+        rate=config.dns_rrl_rate,
+        burst=max(config.dns_rrl_burst, 1),
+        slip=config.dns_rrl_slip,
+        exempt=exempt,
+    )
+
+
+# --- DNS worker processes ----------------------------------------------------------
+#
+# ``--workers N`` runs N processes that answer DNS on one port: the node and
+# N-1 workers, each with its own event loop, engine and caches, fed by the
+# same change feed, bound with SO_REUSEPORT so the kernel spreads clients
+# over them. A worker gets the node's configuration in its IDNODE_* twins,
+# tells it is ready with its own "listening" line, and stops when the node
+# closes its stdin (so it cannot outlive a node that was killed).
+
+WORKER_START_SECONDS = 60.0
+
+
+def _worker_environment(config: Config, dns_at: Endpoint) -> dict[str, str]:
+    settings = dataclasses.replace(
+        config, dns=dns_at, workers=1, bootstrap_admin="", demo=False, log_format="json"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for item in dataclasses.fields(settings):
+        environ[ENV_PREFIX + item.name.upper()] = str(getattr(settings, item.name))
+    return environ
+
+
+async def spawn_dns_workers(
+    config: Config, dns_at: Endpoint, count: int
+) -> list[asyncio.subprocess.Process]:
+    workers: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(max(count, 0)):
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "idnode",
+                "dns-worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=_worker_environment(config, dns_at),
+            )
+            workers.append(worker)
+            ready = await asyncio.wait_for(_await_listening(worker), WORKER_START_SECONDS)
+            if not ready:
+                raise StartupError(f"DNS worker {worker.pid} did not start")
+    except BaseException:
+        await stop_workers(workers)
+        raise
+    return workers
+
+
+async def _await_listening(worker: asyncio.subprocess.Process) -> bool:
+    assert worker.stdout is not None
+    while line := await worker.stdout.readline():
+        if line.startswith(b"listening dns-worker "):
+            return True
+    return False
+
+
+async def stop_workers(workers: list[asyncio.subprocess.Process]) -> None:
+    for worker in workers:
+        if worker.stdin is not None:
+            worker.stdin.close()  # the worker's signal to stop
+    for worker in workers:
+        try:
+            await asyncio.wait_for(worker.wait(), 10.0)
+        except TimeoutError:
+            worker.kill()
+            await worker.wait()
+
+
+async def serve_dns_worker(config: Config) -> None:
+    """One more DNS process for the node's port (see ``--workers``)."""
+    async with open_node(config) as node:
+        stop = _stop_on_signals()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sys.stdin.fileno(), _stop_at_eof, stop)
+        dns_tcp, dns_udp = bind_pair(config.dns, reuse_port=True)
+        zone = dns_service(node, bound(dns_tcp))
+        await zone.start()
+        listeners = await resolver.dns.server.start(
+            zone, dns_tcp, dns_udp, rate_limit=rate_limit(config)
+        )
+        feed = ChangeFeed(node.db, node.resolver.on_changes)
+        await feed.start()
+        try:
+            announce("dns-worker", bound(dns_tcp))
+            await stop.wait()
+        finally:
+            loop.remove_reader(sys.stdin.fileno())
+            await listeners.close()
+            await feed.stop()
+
+
+def _stop_at_eof(stop: asyncio.Event) -> None:
+    if not os.read(sys.stdin.fileno(), 4096):
+        stop.set()
 
 
 def _stop_on_signals() -> asyncio.Event:

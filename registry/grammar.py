@@ -5,10 +5,20 @@ dot-separated list of segments and is ASCII case-insensitive; the suffix is
 any UTF-8 text and is case-sensitive unless the node is configured otherwise.
 Prefix handles are written ``0.NA/<prefix>``. Every other module asks this one
 for parsing, normalization and limits, so the rules cannot drift apart.
+
+OID names (``1.2.156.86.1.3.7``: dotted numeric arcs, no slash, first arc 0–2)
+are identifiers too, when the node has an OID arc. Each enterprise prefix one
+level under the node prefix owns the arc one level under the node's arc with
+the same number: with node arc ``1.2.156.86.1`` and node prefix ``88.100``,
+``88.100.3`` owns ``1.2.156.86.1.3``, and ``1.2.156.86.1.3.7`` is an
+identifier of ``88.100.3``. The arc itself names the prefix (like
+``0.NA/88.100.3``). An OID's key is its canonical dotted form.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -22,6 +32,9 @@ MAX_TYPE_BYTES = 255
 MAX_DATA_BYTES = 64 * 1024
 MAX_ENTERPRISE_PREFIX_CHARS = 64
 """SNMS limits an enterprise prefix to 64 characters."""
+MAX_OID_CHARS = 128
+"""Longest OID name in dotted form (so that its DNS name always fits)."""
+SUFFIX_DIGEST_CHARS = 26
 
 NA_PREFIX = "0.NA"
 """The prefix under which prefix handles live (``0.NA/88.100``)."""
@@ -30,6 +43,8 @@ _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRST
 _PREFIX_SEGMENT = re.compile(r"[!-.0-~]+")  # printable ASCII except space and "/"
 _NUMERIC_PREFIX = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_OID = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]*))+")
+_OID_LIKE = re.compile(r"[0-2](?:\.[0-9]+)+")
 
 
 class GrammarError(ValueError):
@@ -62,6 +77,10 @@ class InvalidEncoding(GrammarError):
 
 class LimitExceeded(GrammarError):
     """An index, type, data or value count is outside the allowed range."""
+
+
+class InvalidOid(GrammarError):
+    """Dotted numeric arcs that are no valid OID (leading zeros, bad top arcs)."""
 
 
 def ascii_upper(text: str) -> str:
@@ -122,6 +141,8 @@ class HandleName:
     suffix: str
     key: str
     """Normalized form: the unique key in the store and in every cache."""
+    oid: bool = False
+    """Named by an OID (``text`` is dotted arcs), wherever it leads."""
 
     @property
     def is_prefix_handle(self) -> bool:
@@ -144,8 +165,20 @@ class HandleName:
 class Grammar:
     """Parses and normalizes names under one case-sensitivity setting."""
 
-    def __init__(self, *, suffix_case_sensitive: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        suffix_case_sensitive: bool = True,
+        oid_arc: str | None = None,
+        node_prefix: str | None = None,
+    ) -> None:
         self.suffix_case_sensitive = suffix_case_sensitive
+        if (oid_arc is None) != (node_prefix is None):
+            raise ValueError("an OID arc goes with the node prefix it stands for")
+        if oid_arc is not None:
+            validate_oid(oid_arc)
+        self.oid_arc = oid_arc
+        self.node_prefix = node_prefix
 
     def parse(self, name: str | bytes, *, bare_prefix: bool = False) -> HandleName:
         """Parse ``<prefix>/<suffix>``; raise a :class:`GrammarError` subclass.
@@ -160,6 +193,8 @@ class Grammar:
         if len(text.encode("utf-8")) > MAX_NAME_BYTES:
             raise NameTooLong(f"name is longer than {MAX_NAME_BYTES} bytes")
         prefix, slash, suffix = text.partition("/")
+        if not slash and self.oid_arc is not None and _OID_LIKE.fullmatch(text):
+            return self._oid(text)
         if not slash and bare_prefix:
             validate_prefix(text)
             return HandleName(
@@ -180,11 +215,58 @@ class Grammar:
             key = f"{ascii_upper(prefix)}/{self.normalize_suffix(suffix)}"
         return HandleName(text=text, prefix=prefix, suffix=suffix, key=key)
 
+    def _oid(self, text: str) -> HandleName:
+        """An OID name, placed under the enterprise prefix that owns its arc."""
+        assert self.oid_arc is not None and self.node_prefix is not None
+        validate_oid(text)
+        if text == self.oid_arc:  # the node's own arc names the node's prefix record
+            key = f"{NA_PREFIX}/{ascii_upper(self.node_prefix)}"
+            return HandleName(text, NA_PREFIX, self.node_prefix, key, oid=True)
+        if not text.startswith(self.oid_arc + "."):
+            # Another arc's OID: a "prefix" outside this node's, so not served here.
+            return HandleName(text, NA_PREFIX, text, text, oid=True)
+        enterprise_arc, _, rest = text[len(self.oid_arc) + 1 :].partition(".")
+        prefix = f"{self.node_prefix}.{enterprise_arc}"
+        if not rest:  # the enterprise's arc: its prefix record
+            key = f"{NA_PREFIX}/{ascii_upper(prefix)}"
+            return HandleName(text, NA_PREFIX, prefix, key, oid=True)
+        return HandleName(text, prefix, rest, text, oid=True)
+
+    def oid_of_prefix(self, prefix: str) -> str | None:
+        """The OID arc an enterprise prefix owns, if the node has an arc and the
+        prefix is one numeric level under the node prefix."""
+        if self.oid_arc is None or self.node_prefix is None:
+            return None
+        head, _, last = prefix.rpartition(".")
+        if ascii_upper(head) != ascii_upper(self.node_prefix) or not last.isdigit():
+            return None
+        return f"{self.oid_arc}.{int(last)}"
+
     def normalize_suffix(self, suffix: str) -> str:
         return suffix if self.suffix_case_sensitive else ascii_upper(suffix)
 
     def key(self, name: str) -> str:
         return self.parse(name).key
+
+
+def validate_oid(text: str) -> str:
+    """Check a dotted OID (``1.2.156.86.1``) and return it unchanged."""
+    if len(text) > MAX_OID_CHARS:
+        raise NameTooLong(f"OID is longer than {MAX_OID_CHARS} characters")
+    if not _OID.fullmatch(text):
+        raise InvalidOid(f"{text!r} is not an OID (arcs 0-2 first, no leading zeros)")
+    first, second = text.split(".")[:2]
+    if first != "2" and int(second) > 39:
+        raise InvalidOid(f"{text!r}: under arc {first} the second arc is at most 39")
+    return text
+
+
+def suffix_digest(name_key: str) -> str:
+    """A short, stable digest of a handle's normalized suffix: how the DNS zone
+    names a handle too long to spell out (the store indexes it)."""
+    suffix = name_key.partition("/")[2]
+    digest = hashlib.sha256(suffix.encode("utf-8")).digest()
+    return base64.b32hexencode(digest).decode("ascii").lower()[:SUFFIX_DIGEST_CHARS]
 
 
 def prefix_handle(prefix: str) -> str:

@@ -185,6 +185,10 @@ class CachedDirectory:
     async def prefix(self, key: str) -> Prefix | None:
         return self._prefixes.get(key)
 
+    def prefixes(self) -> list[Prefix]:
+        """Every prefix as of the last :meth:`load`."""
+        return list(self._prefixes.values())
+
     async def enterprise(self, enterprise_id: int) -> Enterprise | None:
         return self._enterprises.get(enterprise_id)
 

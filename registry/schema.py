@@ -182,7 +182,10 @@ identifiers = Table(
     Column("revision", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # grammar.suffix_digest of the name: how DNS finds handles too long to spell out.
+    Column("suffix_digest", String(26)),
     Index("uq_identifiers_name_key", "name_key", unique=True),
+    Index("ix_identifiers_suffix_digest", "prefix_id", "suffix_digest"),
     Index("ix_identifiers_prefix_id", "prefix_id"),
     Index("ix_identifiers_template_id", "template_id"),
 )

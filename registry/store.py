@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from .audit import canonical_json, entry_hash
+from .grammar import suffix_digest
 from .models import (
     PUBLIC_READ,
     AuditEntry,
@@ -767,6 +768,28 @@ def _value_of(row: Sequence[Any]) -> HandleValue:
     )
 
 
+async def names_by_suffix_digest(conn: AsyncConnection, prefix_id: int, digest: str) -> list[str]:
+    rows = await conn.execute(
+        select(t.identifiers.c.name).where(
+            t.identifiers.c.prefix_id == prefix_id, t.identifiers.c.suffix_digest == digest
+        )
+    )
+    return [row.name for row in rows]
+
+
+async def any_key_starting(conn: AsyncConnection, start: str) -> bool:
+    """Whether some identifier's key begins with ``start`` (a range scan of the
+    unique key index, so cheap on both databases)."""
+    # The next string after every "<start>…": bump the last character.
+    end = start[:-1] + chr(ord(start[-1]) + 1)
+    row = await conn.execute(
+        select(t.identifiers.c.id)
+        .where(t.identifiers.c.name_key >= start, t.identifiers.c.name_key < end)
+        .limit(1)
+    )
+    return row.first() is not None
+
+
 async def insert_identifier(
     conn: AsyncConnection,
     *,
@@ -782,6 +805,7 @@ async def insert_identifier(
         .values(
             name=name,
             name_key=name_key,
+            suffix_digest=suffix_digest(name_key) if "/" in name_key else None,
             prefix_id=prefix_id,
             template_id=template_id,
             revision=1,

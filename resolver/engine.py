@@ -16,9 +16,10 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from registry import store
 from registry.db import Reads
 from registry.errors import InvalidName
-from registry.grammar import GrammarError, HandleName
+from registry.grammar import GrammarError, HandleName, ascii_upper
 from registry.models import PUBLIC_READ, TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
 from registry.records import CachedDirectory, Located, Where, locate
 from registry.secrets import is_sealed_value, open_value
@@ -158,6 +159,35 @@ class Engine:
         payload = encode(resolution)
         self.cache.put(name.key, slot, payload, resolution.ttl(), epoch=epoch)
         return payload
+
+    # --- the shape of the namespace (for front ends that walk it, like DNS) --
+
+    async def prefix_tree_has(self, prefix: str) -> bool:
+        """Whether ``prefix`` is the node's prefix, an allocated one, or above one."""
+        await self.directory.load(self.registry.services.read)
+        key = ascii_upper(prefix)
+        known = [p.prefix_key for p in self.directory.prefixes()]
+        known.append(self.registry.services.node_prefix_key)
+        return any(k == key or k.startswith(key + ".") for k in known)
+
+    async def name_by_suffix_digest(self, prefix: str, digest: str) -> str | None:
+        """The handle under ``prefix`` whose suffix has this digest (if just one)."""
+        await self.directory.load(self.registry.services.read)
+        found = await self.directory.prefix(ascii_upper(prefix))
+        if found is None:
+            return None
+        async with self.db.connect() as conn:
+            names = await store.names_by_suffix_digest(conn, found.id, digest)
+        return names[0] if len(names) == 1 else None
+
+    async def has_names_below(self, key: str) -> bool:
+        """Whether some stored name extends ``key`` by more arcs (``key.…``)."""
+        async with self.db.connect() as conn:
+            return await store.any_key_starting(conn, key + ".")
+
+    async def last_change(self) -> int:
+        async with self.db.connect() as conn:
+            return await store.last_change(conn)
 
     def _verdict(self, located: Located, query: Query, authorized: bool) -> Resolution:
         name = located.name

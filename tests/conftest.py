@@ -37,6 +37,7 @@ PG_SERVER = os.environ.get("IDNODE_TEST_PG", "postgresql://postgres@127.0.0.1:54
 PG_TEMPLATE = f"idnode_test_template_{os.getpid()}"
 ADMIN_AK, ADMIN_SK = "AKTESTADMIN", "test-admin-secret"
 NODE_PREFIX = "88.100"
+OID_ARC = "1.2.156.86.1"
 _counter = itertools.count()
 
 
@@ -119,7 +120,9 @@ def node_key() -> NodeKey:
 @pytest.fixture
 async def registry(database_url: str, node_key: NodeKey) -> AsyncIterator[Registry]:
     engine = create_engine(database_url)
-    reg = Registry(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=Grammar())
+    # The node's default grammar: OIDs under OID_ARC name identifiers of 88.100.N.
+    grammar = Grammar(oid_arc=OID_ARC, node_prefix=NODE_PREFIX)
+    reg = Registry(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=grammar)
     await reg.ensure_node()
     await reg.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
     try:

@@ -23,6 +23,7 @@ from registry.db import head_revision
 pytestmark = pytest.mark.slow
 
 LISTENING = re.compile(r"^listening http (\S+)$")
+ANY_PORTS = ("--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", "--dns", "127.0.0.1:0")
 
 
 def run_idnode(
@@ -117,7 +118,7 @@ def test_help_explains_every_subcommand(workdir: Path) -> None:
 
 
 def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
-    result = run_idnode("serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir)
+    result = run_idnode("serve", *ANY_PORTS, cwd=workdir)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "idnode: cannot start: database has no idnode schema; run `idnode migrate`"
@@ -161,9 +162,7 @@ def test_migrate_then_serve_with_bootstrap_admin(
     assert re.search(rf"^migrated .* to schema {head_revision()}$", migrated.stdout, re.M)
     assert "ops-secret" not in migrated.stdout + migrated.stderr
 
-    server = Server(
-        "serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir, env=env
-    )
+    server = Server("serve", *ANY_PORTS, cwd=workdir, env=env)
     try:
         base = server.wait_for_http(60)
         assert http_json(base + "/healthz") == (200, {"status": "ok", "database": "ok"})
@@ -216,7 +215,7 @@ def test_migrate_then_serve_with_bootstrap_admin(
 
 
 def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
-    server = Server("demo", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir)
+    server = Server("demo", *ANY_PORTS, cwd=workdir)
     try:
         base = server.wait_for_http(300)
         lines = server.read_more("try these")
@@ -254,7 +253,7 @@ def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
         db.close()
     assert enterprises >= 30 and identifiers >= 10000 and modes >= 5 and linked > 0
     # A restart keeps the data set instead of seeding it again.
-    again = Server("demo", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir)
+    again = Server("demo", *ANY_PORTS, cwd=workdir)
     try:
         again.wait_for_http(60)
         assert any("kept" in line for line in again.lines)
@@ -278,12 +277,8 @@ def test_a_second_process_sees_a_write_within_a_second(
         "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
     }
     assert run_idnode("migrate", cwd=workdir, env=env).returncode == 0
-    first = Server(
-        "serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir, env=env
-    )
-    second = Server(
-        "serve", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", cwd=workdir, env=env
-    )
+    first = Server("serve", *ANY_PORTS, cwd=workdir, env=env)
+    second = Server("serve", *ANY_PORTS, cwd=workdir, env=env)
     try:
         a, b = first.wait_for_http(60), second.wait_for_http(60)
         auth = "Basic " + base64.b64encode(b"300%3A0.NA/88.100:ops-secret").decode()

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idnode.config import Config, Endpoint
-from idnode.node import bind_handle, node_site
+from idnode.node import bind_pair, node_site
 from registry import store
 from registry.models import PERM_RESTRICTED, HandleValue, SiteRoute
 from registry.secrets import load_or_create_server_key
@@ -36,6 +36,7 @@ from resolver.handle import codec as c
 from resolver.handle import server as srv
 from resolver.handle import service as svc
 from resolver.handle.proofs import verify_response
+from resolver.idle import IdleSweeper
 from tests.conftest import ADMIN_SK
 from tests.factories import application, hosted_enterprise
 
@@ -64,7 +65,7 @@ class Native:
 async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
     engine = Engine(registry)
     key = load_or_create_server_key(tmp_path / "server.pem")
-    tcp_sock, udp_sock = bind_handle(Endpoint("127.0.0.1", 0))
+    tcp_sock, udp_sock = bind_pair(Endpoint("127.0.0.1", 0))
     port = tcp_sock.getsockname()[1]
     site = node_site(
         Config(),
@@ -850,7 +851,7 @@ class _Transport:
 
 async def test_tcp_requests_in_flight_are_bounded() -> None:
     service = _Stalled()
-    sweeper = srv.IdleSweeper(60)
+    sweeper = IdleSweeper(60)
     protocol = srv.TcpProtocol(service, sweeper)  # type: ignore[arg-type]
     transport = _Transport()
     protocol.connection_made(transport)  # type: ignore[arg-type]

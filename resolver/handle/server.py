@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
+from ..idle import IdleSweeper
 from . import codec as c
 from .service import Connection, HandleService
 
@@ -144,34 +145,6 @@ class UdpProtocol(asyncio.DatagramProtocol):
 class _Inbox:
     buffer: bytearray = field(default_factory=bytearray)
     in_flight: int = 0
-
-
-class IdleSweeper:
-    """One timer for all connections of a listener: each connection only notes
-    when it last heard something (a per-connection timer costs more than the
-    answer it guards)."""
-
-    def __init__(self, idle: float) -> None:
-        self.idle = idle
-        self.connections: set[TcpProtocol] = set()
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, connection: TcpProtocol) -> None:
-        self.connections.add(connection)
-        if self._handle is None:
-            loop = asyncio.get_running_loop()
-            self._handle = loop.call_later(self.idle / 4, self._sweep)
-
-    def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        limit = loop.time() - self.idle
-        for connection in [p for p in self.connections if p.last_seen < limit]:
-            connection.close_if_idle()
-        self._handle = loop.call_later(self.idle / 4, self._sweep) if self.connections else None
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
 
 
 class TcpProtocol(asyncio.Protocol):

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from registry.errors import InvalidName, RegistryError
+from registry.grammar import HandleName
 from registry.models import HandleValue
 from registry.services import Actor
 
@@ -32,6 +33,7 @@ from .values_json import site_json, value_from_json, value_json
 log = logging.getLogger("idnode.rest")
 
 API_ROOT = "/api/handles"
+OID_ROOT = "/api/oid"
 _CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$.]{0,63}")
 _TRUE = ("", "true", "yes")
 MAX_LIST_PAGE = 10_000
@@ -62,9 +64,9 @@ def _ints(request: web.Request, name: str) -> tuple[int, ...]:
     return tuple(result)
 
 
-def requested_handle(request: web.Request) -> str:
+def requested_handle(request: web.Request, root: str = API_ROOT) -> str:
     """The handle in the path, percent-decoded (``+`` stays a plus)."""
-    raw = request.raw_path.split("?", 1)[0][len(API_ROOT) + 1 :]
+    raw = request.raw_path.split("?", 1)[0][len(root) + 1 :]
     try:
         return unquote(raw, errors="strict")
     except UnicodeDecodeError:
@@ -161,8 +163,9 @@ def api_endpoint(handler: Any) -> Any:
     async def guarded(request: web.Request) -> web.StreamResponse:
         handle: str | None = None
         try:
-            if request.path.startswith(API_ROOT + "/"):
-                handle = requested_handle(request)
+            for root in (API_ROOT, OID_ROOT):
+                if request.path.startswith(root + "/"):
+                    handle = requested_handle(request, root)
             return await handler(request)  # type: ignore[no-any-return]
         except ApiError as exc:
             if exc.handle is None:
@@ -204,9 +207,21 @@ def _error(request: web.Request, error: ApiError, status: int | None = None) -> 
 
 @api_endpoint
 async def get_handle(request: web.Request) -> web.Response:
+    return await _resolve(request, request.app[ENGINE].parse(requested_handle(request)))
+
+
+@api_endpoint
+async def get_oid(request: web.Request) -> web.Response:
+    """An identifier named by an OID: the same answer as ``/api/handles/<oid>``."""
+    text = requested_handle(request, OID_ROOT)
+    name = request.app[ENGINE].parse(text)
+    if not name.oid:
+        raise ApiError(rc.RC_INVALID_HANDLE, f"{text!r} is not an OID (dotted numeric arcs)")
+    return await _resolve(request, name)
+
+
+async def _resolve(request: web.Request, name: HandleName) -> web.Response:
     engine = request.app[ENGINE]
-    text = requested_handle(request)
-    name = engine.parse(text)
     query = Query(indexes=_ints(request, "index"), types=tuple(request.query.getall("type", [])))
     caller = await _caller(request)
     public_only = flag(request, "publicOnly", default=caller.anonymous)
@@ -369,6 +384,7 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(path, get_handle)  # HANDLE.NET: POST resolves too
         app.router.add_put(path, put_handle)
         app.router.add_delete(path, delete_handle)
+    app.router.add_get(OID_ROOT + "/{oid:.+}", get_oid)
     app.router.add_get("/api/prefixes", list_prefixes)
     app.router.add_get("/api/site", get_site)
     app.router.add_route("*", "/api/{rest:.*}", unknown)

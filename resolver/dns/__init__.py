@@ -1,0 +1,1 @@
+"""DNS front end: an authoritative zone that names identifiers and OIDs."""

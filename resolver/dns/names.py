@@ -1,0 +1,187 @@
+"""Identifier ↔ DNS name mapping: pure, reversible, one place.
+
+A handle ``<prefix>/<suffix>`` becomes ``<suffix label(s)>._.<prefix segments,
+reversed>.<zone>``, so the zone's tree follows the prefix hierarchy and a
+sub-prefix (``88.100.1.5``) never collides with a suffix (``88.100.1/5``)::
+
+    88.100.1/abc          abc._.1.100.88.<zone>
+    88.100.1/SN-2026-01   b32-ad9kscho68o32c1k64._.1.100.88.<zone>
+
+Each part stays as it is when it already is a plain lowercase label
+(``[a-z0-9]``, inner ``-``, at most 63 octets) and does not start with
+``b32-``, ``h-`` or ``xn--``. Anything else is written ``b32-`` + lowercase
+base32hex of its UTF-8 bytes (no padding), over as many labels as it takes:
+that keeps case and every character, in labels any resolver accepts. Prefix
+segments are case-insensitive, so they are lowercased first; so is the suffix
+when the node compares suffixes case-insensitively. A name that would still
+be longer than 255 octets is named by a digest of its suffix instead,
+``h-<26 base32hex characters>._.<prefix>``; its answers carry the full name
+in a TXT record.
+
+An OID ``1.2.156.86.1.3.7`` becomes its arcs reversed under the ORS-style
+subtree: ``7.3.1.86.156.2.1.oid-res.<zone>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+
+import dns.name
+
+from registry.grammar import SUFFIX_DIGEST_CHARS, HandleName, suffix_digest
+
+SEPARATOR = b"_"
+OID_SUBTREE = b"oid-res"
+B32 = "b32-"
+HASHED = "h-"
+_RESERVED = (B32, HASHED, "xn--")
+_PLAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_B32_CHARS = re.compile(r"[0-9a-v]+")
+_ARC = re.compile(r"0|[1-9][0-9]*")
+MAX_LABEL = 63
+MAX_NAME = 255
+
+
+class NotAnIdentifier(ValueError):
+    """A DNS name in the zone that no identifier could have."""
+
+
+@dataclass(frozen=True, slots=True)
+class Apex:
+    """The zone's own name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A name above identifiers: a prefix's node (``1.100.88.<zone>``, with or
+    without ``_``), or arcs of the OID subtree (``arcs`` in OID order)."""
+
+    prefix: str = ""
+    arcs: tuple[int, ...] = ()
+    oid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """An identifier spelled out: ``text`` parses as a handle or an OID."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hashed:
+    """A handle named by :func:`registry.grammar.suffix_digest` of its suffix."""
+
+    prefix: str
+    digest: str
+
+
+Target = Apex | Branch | Named | Hashed
+
+
+def _plain(text: str) -> bool:
+    return bool(_PLAIN.fullmatch(text)) and not text.startswith(_RESERVED)
+
+
+def _encode_part(text: str) -> list[bytes]:
+    """One part as labels: itself when plain, else ``b32-`` and base32hex."""
+    if _plain(text):
+        return [text.encode("ascii")]
+    encoded = B32 + base64.b32hexencode(text.encode("utf-8")).decode("ascii").rstrip("=").lower()
+    return [encoded[i : i + MAX_LABEL].encode("ascii") for i in range(0, len(encoded), MAX_LABEL)]
+
+
+def _decode_part(labels: list[str]) -> str:
+    first = labels[0]
+    if not first.startswith(B32):
+        if len(labels) == 1 and _plain(first):
+            return first
+        raise NotAnIdentifier(f"label {first!r} is neither plain nor {B32}")
+    chars = first[len(B32) :] + "".join(labels[1:])
+    if not _B32_CHARS.fullmatch(chars) or any(len(x) != MAX_LABEL for x in labels[:-1]):
+        raise NotAnIdentifier("not base32hex in canonical labels")
+    padded = chars.upper() + "=" * (-len(chars) % 8)
+    try:
+        text = base64.b32hexdecode(padded).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise NotAnIdentifier("not base32hex of UTF-8 text") from None
+    if _encode_part(text) != [x.encode("ascii") for x in labels]:
+        raise NotAnIdentifier("not the canonical spelling")  # one name, one spelling
+    return text
+
+
+@dataclass(frozen=True)
+class ZoneNames:
+    """The mapping for one zone. ``suffix_case_sensitive`` follows the node's grammar."""
+
+    zone: dns.name.Name
+    suffix_case_sensitive: bool = True
+
+    @classmethod
+    def of(cls, zone: str, *, suffix_case_sensitive: bool = True) -> ZoneNames:
+        return cls(dns.name.from_text(zone), suffix_case_sensitive)
+
+    @property
+    def oid_subtree(self) -> dns.name.Name:
+        return dns.name.Name((OID_SUBTREE, *self.zone.labels))
+
+    def prefix_labels(self, prefix: str) -> list[bytes]:
+        """Segments reversed, one label each (a node's prefixes are short numbers;
+        a segment whose encoding needs two labels could not be told apart)."""
+        labels: list[bytes] = []
+        for segment in reversed(prefix.lower().split(".")):
+            encoded = _encode_part(segment)
+            if len(encoded) != 1:
+                raise NotAnIdentifier(f"prefix segment {segment!r} does not fit a DNS label")
+            labels.extend(encoded)
+        return labels
+
+    def of_identifier(self, name: HandleName) -> dns.name.Name:
+        """The DNS name of a parsed identifier (its OID form when named by one)."""
+        if name.oid:
+            arcs = [arc.encode("ascii") for arc in reversed(name.text.split("."))]
+            return dns.name.Name((*arcs, *self.oid_subtree.labels))
+        suffix = name.suffix if self.suffix_case_sensitive else name.suffix.lower()
+        tail = (SEPARATOR, *self.prefix_labels(name.prefix), *self.zone.labels)
+        labels = (*_encode_part(suffix), *tail)
+        if sum(len(label) + 1 for label in labels) <= MAX_NAME:  # the root label included
+            return dns.name.Name(labels)
+        digest = HASHED + suffix_digest(name.key)
+        return dns.name.Name((digest.encode("ascii"), *tail))
+
+    def target(self, qname: dns.name.Name) -> Target:
+        """What a name in the zone stands for; :class:`NotAnIdentifier` if nothing can."""
+        if not qname.is_subdomain(self.zone):
+            raise NotAnIdentifier(f"{qname} is outside {self.zone}")
+        relative = [label.decode("ascii", "replace").lower() for label in qname.labels]
+        relative = relative[: len(relative) - len(self.zone.labels)]
+        if not relative:
+            return Apex()
+        if relative[-1] == OID_SUBTREE.decode():
+            arcs = relative[:-1]
+            if not all(_ARC.fullmatch(arc) for arc in arcs):
+                raise NotAnIdentifier("OID arcs are decimal numbers")
+            numbers = tuple(int(arc) for arc in reversed(arcs))
+            if len(numbers) < 2:
+                return Branch(arcs=numbers, oid=True)
+            return Named(".".join(reversed(arcs)))
+        separator = SEPARATOR.decode()
+        if separator in relative:
+            at = relative.index(separator)
+            suffix_labels, prefix_labels = relative[:at], relative[at + 1 :]
+        else:
+            suffix_labels, prefix_labels = [], relative
+        prefix = ".".join(_decode_part([label]) for label in reversed(prefix_labels))
+        if not prefix_labels or separator in prefix_labels:
+            raise NotAnIdentifier("a prefix needs at least one segment and one separator")
+        if not suffix_labels:
+            return Branch(prefix=prefix)
+        first = suffix_labels[0]
+        if first.startswith(HASHED) and len(suffix_labels) == 1:
+            digest = first[len(HASHED) :]
+            if len(digest) != SUFFIX_DIGEST_CHARS or not _B32_CHARS.fullmatch(digest):
+                raise NotAnIdentifier("a hashed name has 26 base32hex characters")
+            return Hashed(prefix, digest)
+        return Named(f"{prefix}/{_decode_part(suffix_labels)}")

@@ -1,0 +1,558 @@
+"""The DNS zone served over real UDP and TCP sockets on loopback, checked with
+real clients: dig, kdig and dnspython's stub resolver."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import dns.asyncquery
+import dns.asyncresolver
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import pytest
+
+from idnode.config import Config, Endpoint
+from idnode.node import bind_pair
+from registry.models import PERM_RESTRICTED, HandleValue
+from registry.services import Actor, Registry
+from resolver.dns import server as srv
+from resolver.dns.names import ZoneNames
+from resolver.dns.rrl import RateLimit
+from resolver.dns.service import DnsService
+from resolver.engine import Engine
+from tests.factories import hosted_enterprise
+
+ZONE = Config().dns_zone
+TIMEOUT = 3.0
+NO_LIMIT = RateLimit(rate=0)
+needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed")
+needs_kdig = pytest.mark.skipif(shutil.which("kdig") is None, reason="kdig is not installed")
+
+
+@dataclass
+class Zone:
+    host: str
+    port: int
+    service: DnsService
+    registry: Registry
+    engine: Engine
+    names: ZoneNames
+
+    def name(self, identifier: str) -> str:
+        return self.names.of_identifier(self.engine.parse(identifier)).to_text()
+
+    async def ask(
+        self, qname: str, rdtype: str | int, *, tcp: bool = False, **kw: object
+    ) -> dns.message.Message:
+        query = dns.message.make_query(qname, rdtype, **kw)  # type: ignore[arg-type]
+        return await self.send(query, tcp=tcp)
+
+    async def send(self, query: dns.message.Message, *, tcp: bool = False) -> dns.message.Message:
+        if tcp:
+            return await dns.asyncquery.tcp(query, self.host, port=self.port, timeout=TIMEOUT)
+        return await dns.asyncquery.udp(query, self.host, port=self.port, timeout=TIMEOUT)
+
+    async def raw_udp(self, data: bytes) -> bytes | None:
+        """Send bytes, return the reply (None if none came within a second)."""
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (self.host, self.port))
+            await loop.sock_sendall(sock, data)
+            try:
+                return await asyncio.wait_for(loop.sock_recv(sock, 65535), 1.0)
+            except TimeoutError:
+                return None
+
+    async def tool(self, program: str, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            program,
+            f"@{self.host}",
+            "-p",
+            str(self.port),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return out.decode()
+
+    def resolver(self, *, tcp: bool = False) -> dns.asyncresolver.Resolver:
+        stub = dns.asyncresolver.Resolver(configure=False)
+        stub.nameservers = [self.host]
+        stub.port = self.port
+        stub.lifetime = TIMEOUT
+        stub.retry_servfail = False
+        return stub
+
+
+Starter = Callable[..., Awaitable[Zone]]
+
+
+@pytest.fixture
+async def start_zone(registry: Registry) -> AsyncIterator[Starter]:
+    running: list[srv.DnsListeners] = []
+
+    async def start(rate_limit: RateLimit = NO_LIMIT, host: str = "127.0.0.1") -> Zone:
+        engine = Engine(registry)
+        names = ZoneNames.of(ZONE)
+        service = DnsService(engine, names, ns_address="127.0.0.1")
+        await service.start()
+        tcp_sock, udp_sock = bind_pair(Endpoint(host, 0))
+        port = tcp_sock.getsockname()[1]
+        running.append(
+            await srv.start(service, tcp_sock, udp_sock, rate_limit=rate_limit, idle=1.0)
+        )
+        return Zone(host, port, service, registry, engine, names)
+
+    yield start
+    for listeners in running:
+        await listeners.close()
+
+
+@pytest.fixture
+async def zone(start_zone: Starter) -> Zone:
+    return await start_zone()
+
+
+def value(index: int, vtype: str, data: str | bytes, **kw: object) -> HandleValue:
+    raw = data.encode() if isinstance(data, str) else data
+    return HandleValue(index=index, type=vtype, data=raw, **kw)  # type: ignore[arg-type]
+
+
+LONG = "L" * 230
+BIG = range(1, 41)
+OID = "1.2.156.86.1.1.7"
+
+
+async def seed(zone: Zone, admin: Actor) -> str:
+    registry = zone.registry
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    records = {
+        "abc": [
+            value(1, "URL", "https://example.org/abc"),
+            value(2, "EMAIL", "ops@example.org"),
+            value(3, "URL", "https://mirror.example.org/abc"),
+            value(4, "SECRET", "internal", permissions=PERM_RESTRICTED),
+            value(5, "BIN", b"\x00\x01\xff"),
+        ],
+        "SN-2026-0001": [value(1, "URL", "https://example.org/sn/1")],
+        "设备-001": [value(1, "DESC", "泵")],
+        LONG: [value(1, "URL", "https://example.org/long")],
+        "mid": [value(i, "NOTE", f"{i:03d}" + "m" * 50) for i in range(1, 11)],
+        "big": [
+            value(i, "URL", f"https://example.org/big/{i:03d}/{'b' * 40}") for i in range(1, 41)
+        ],
+        "empty": [value(7, "HS_ADMIN_LIKE", "x")],
+    }
+    for suffix, values in records.items():
+        await registry.handles.create(admin, f"{prefix}/{suffix}", values, overwrite=False)
+    await registry.handles.create(
+        admin, OID, [value(1, "URL", "https://example.org/oid/7")], overwrite=False
+    )
+    return prefix
+
+
+def texts(response: dns.message.Message, rdtype: int) -> list[str]:
+    return [
+        rdata.to_text() for rrset in response.answer if rrset.rdtype == rdtype for rdata in rrset
+    ]
+
+
+# --- point 3, with dnspython as the client ----------------------------------------------
+
+
+async def test_records_of_an_identifier(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    qname = zone.name("88.100.1/abc")
+    assert qname == f"abc._.1.100.88.{ZONE}"
+    txt = await zone.ask(qname, "TXT")
+    assert txt.rcode() == dns.rcode.NOERROR and txt.flags & dns.flags.AA
+    assert texts(txt, dns.rdatatype.TXT) == [
+        '"hdl=88.100.1/abc"',
+        '"idx=1" "type=URL" "data=https://example.org/abc"',
+        '"idx=2" "type=EMAIL" "data=ops@example.org"',
+        '"idx=3" "type=URL" "data=https://mirror.example.org/abc"',
+        '"idx=5" "type=BIN" "b64=AAH/"',  # bytes that are no text; 4 is restricted
+    ]
+    naptr = await zone.ask(qname, "NAPTR")
+    assert texts(naptr, dns.rdatatype.NAPTR) == [
+        '100 10 "U" "HDL+URL" "!^.*$!https://example.org/abc!" .',
+        '100 20 "U" "HDL+URL" "!^.*$!https://mirror.example.org/abc!" .',
+    ]
+    uri = await zone.ask(qname, "URI", tcp=True)
+    assert texts(uri, dns.rdatatype.URI) == [
+        '1 1 "https://example.org/abc"',
+        '2 1 "https://mirror.example.org/abc"',
+    ]
+
+
+async def test_apex_and_nameserver(zone: Zone) -> None:
+    soa = await zone.ask(ZONE, "SOA")
+    assert soa.flags & dns.flags.AA and soa.answer[0].rdtype == dns.rdatatype.SOA
+    assert soa.answer[0][0].mname.to_text() == f"ns1.{ZONE}"
+    ns = await zone.ask(ZONE, "NS")
+    assert texts(ns, dns.rdatatype.NS) == [f"ns1.{ZONE}"]
+    assert [r.to_text() for r in ns.additional[0]] == ["127.0.0.1"]  # glue
+    glue = await zone.ask(f"NS1.{ZONE}", "A")
+    assert texts(glue, dns.rdatatype.A) == ["127.0.0.1"]
+
+
+async def test_id_and_question_are_echoed_exactly(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    mixed = zone.name("88.100.1/abc").replace("abc._.1.100.88.hdl", "AbC._.1.100.88.HdL")
+    for attempt in range(3):  # the slow path, then the cached answer twice
+        query = dns.message.make_query(mixed, "TXT", use_edns=False)
+        query.id = 4242 + attempt
+        sent = query.to_wire()
+        wire = await zone.raw_udp(sent)
+        assert wire is not None
+        reply = dns.message.from_wire(wire)
+        assert reply.id == query.id
+        assert reply.question[0].name.to_text() == mixed  # letter for letter
+        assert reply.answer[0].name.to_text() == mixed
+        assert wire[12 : len(sent)] == sent[12:]  # the question section, byte for byte
+
+
+async def test_negative_answers_carry_the_soa(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    for tcp in (False, True):
+        missing = await zone.ask(zone.name("88.100.1/nope"), "TXT", tcp=tcp)
+        assert missing.rcode() == dns.rcode.NXDOMAIN and missing.flags & dns.flags.AA
+        assert not missing.answer
+        assert missing.authority[0].rdtype == dns.rdatatype.SOA
+        assert missing.authority[0].ttl == missing.authority[0][0].minimum
+        nodata = await zone.ask(zone.name("88.100.1/abc"), "A", tcp=tcp)
+        assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
+        assert nodata.authority[0].rdtype == dns.rdatatype.SOA
+        # A prefix is an existing name with no records of its own.
+        branch = await zone.ask(f"1.100.88.{ZONE}", "TXT", tcp=tcp)
+        assert (branch.rcode(), branch.answer) == (dns.rcode.NOERROR, [])
+        other_prefix = await zone.ask(f"9.100.88.{ZONE}", "TXT", tcp=tcp)
+        assert other_prefix.rcode() == dns.rcode.NXDOMAIN
+        garbage = await zone.ask(f"b32-!!._.1.100.88.{ZONE}", "TXT", tcp=tcp)
+        assert garbage.rcode() == dns.rcode.NXDOMAIN
+
+
+async def test_refused_outside_the_zone_and_for_transfers(zone: Zone) -> None:
+    outside = await zone.ask("example.com.", "A")
+    assert outside.rcode() == dns.rcode.REFUSED and not outside.flags & dns.flags.AA
+    for rdtype in ("AXFR", "IXFR"):
+        transfer = await zone.ask(ZONE, rdtype, tcp=True)
+        assert transfer.rcode() == dns.rcode.REFUSED
+    chaos = dns.message.make_query("version.bind.", "TXT", rdclass="CH")
+    assert (await zone.send(chaos)).rcode() == dns.rcode.REFUSED
+
+
+async def test_other_opcodes_are_not_implemented(zone: Zone) -> None:
+    for opcode in (dns.opcode.NOTIFY, dns.opcode.UPDATE, dns.opcode.STATUS):
+        query = dns.message.make_query(ZONE, "SOA")
+        query.set_opcode(opcode)
+        reply = await zone.send(query)
+        assert reply.rcode() == dns.rcode.NOTIMP and reply.opcode() == opcode
+
+
+async def test_malformed_queries_get_formerr_or_nothing(zone: Zone) -> None:
+    good = dns.message.make_query(ZONE, "SOA", use_edns=False).to_wire()
+    cases = {
+        "cut in the question": good[:-3],
+        "two questions claimed": good[:4] + b"\x00\x02" + good[6:],
+        "label past the end": good[:12] + b"\x3fabc",
+        "trailing garbage": good + b"\x00\x01",
+    }
+    for what, data in cases.items():
+        wire = await zone.raw_udp(data)
+        assert wire is not None, what
+        assert wire[:2] == data[:2], what
+        assert wire[3] & 0x0F == dns.rcode.FORMERR, what
+        assert len(wire) <= max(len(data), 12), what
+    assert await zone.raw_udp(b"\x12\x34\x01") is None  # a runt: nothing to answer
+    response_bit = bytearray(good)
+    response_bit[2] |= 0x80
+    assert await zone.raw_udp(bytes(response_bit)) is None  # never answer an answer
+    # The server is still there.
+    assert (await zone.ask(ZONE, "SOA")).rcode() == dns.rcode.NOERROR
+
+
+async def test_edns(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    mid = zone.name("88.100.1/mid")
+    with_edns = await zone.ask(mid, "TXT", use_edns=0, payload=4096)
+    assert with_edns.edns == 0 and with_edns.payload == 1232
+    assert not with_edns.flags & dns.flags.TC and len(with_edns.answer[0]) == 11
+    plain = await zone.ask(mid, "TXT", use_edns=False)
+    assert plain.edns == -1 and plain.flags & dns.flags.TC and not plain.answer
+    small = await zone.ask(mid, "TXT", use_edns=0, payload=512)
+    assert small.flags & dns.flags.TC and small.edns == 0
+    over_tcp = await zone.ask(mid, "TXT", use_edns=False, tcp=True)
+    assert not over_tcp.flags & dns.flags.TC and len(over_tcp.answer[0]) == 11
+    big = zone.name("88.100.1/big")
+    too_big = await zone.ask(big, "TXT", use_edns=0, payload=65000)
+    assert too_big.flags & dns.flags.TC  # our limit is 1232 whatever the client offers
+    whole = await zone.ask(big, "TXT", tcp=True)
+    assert len(whole.to_wire()) > 4000 and len(whole.answer[0]) == 41
+    future = await zone.ask(ZONE, "SOA", use_edns=1)
+    assert future.rcode() == dns.rcode.BADVERS and future.edns == 0
+    dnssec = await zone.ask(ZONE, "SOA", want_dnssec=True)
+    assert dnssec.ednsflags & dns.flags.DO
+    cookie = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"\x01" * 8)
+    with_option = await zone.ask(ZONE, "SOA", use_edns=0, options=[cookie])
+    assert with_option.rcode() == dns.rcode.NOERROR and with_option.edns == 0
+
+
+async def test_any_is_answered_minimally(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    for qname in (zone.name("88.100.1/abc"), ZONE):
+        reply = await zone.ask(qname, "ANY")
+        assert texts(reply, dns.rdatatype.HINFO) == ['"RFC8482" ""']
+        assert len(reply.answer) == 1
+
+
+async def test_hashed_names_for_long_handles(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    qname = zone.name(f"88.100.1/{LONG}")
+    assert qname.startswith("h-") and len(qname) < 255
+    txt = await zone.ask(qname, "TXT")
+    assert texts(txt, dns.rdatatype.TXT)[0] == f'"hdl=88.100.1/{LONG}"'
+    wrong = qname.replace(qname[2:8], "000000")
+    assert (await zone.ask(wrong, "TXT")).rcode() == dns.rcode.NXDOMAIN
+
+
+async def test_unicode_and_case_are_kept(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    for suffix in ("设备-001", "SN-2026-0001"):
+        qname = zone.name(f"88.100.1/{suffix}")
+        assert qname.startswith("b32-")
+        txt = await zone.ask(qname, "TXT")
+        hdl = txt.answer[0][0].strings[0]
+        assert hdl.decode("utf-8") == f"hdl=88.100.1/{suffix}"
+    lower = zone.name("88.100.1/sn-2026-0001")
+    assert (await zone.ask(lower, "TXT")).rcode() == dns.rcode.NXDOMAIN  # suffixes keep case
+
+
+async def test_oid_names(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    qname = zone.name(OID)
+    assert qname == f"7.1.1.86.156.2.1.oid-res.{ZONE}"
+    naptr = await zone.ask(qname, "NAPTR")
+    assert texts(naptr, dns.rdatatype.NAPTR) == [
+        '100 10 "U" "UINF" "!^.*$!https://example.org/oid/7!" .'
+    ]
+    txt = await zone.ask(qname, "TXT")
+    assert texts(txt, dns.rdatatype.TXT)[0] == f'"oid={OID}"'
+    for arcs in ("1.1.86.156.2.1", "86.156.2.1", "1"):  # the enterprise's arc, the tree above
+        above = await zone.ask(f"{arcs}.oid-res.{ZONE}", "NAPTR")
+        assert (above.rcode(), above.answer) == (dns.rcode.NOERROR, []), arcs
+    for arcs in ("8.1.1.86.156.2.1", "3.6.1", "2.1.1.86.156.2.1"):
+        missing = await zone.ask(f"{arcs}.oid-res.{ZONE}", "NAPTR")
+        assert missing.rcode() == dns.rcode.NXDOMAIN, arcs
+
+
+async def test_several_queries_on_one_tcp_connection(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    names = ["88.100.1/abc", "88.100.1/SN-2026-0001", "88.100.1/nope", OID]
+    queries = [dns.message.make_query(zone.name(n), "TXT") for n in names]
+    queries.append(dns.message.make_query(ZONE, "SOA"))
+    reader, writer = await asyncio.open_connection(zone.host, zone.port)
+    try:
+        # All at once in one segment, then one more after the answers: pipelining.
+        writer.write(b"".join(struct.pack("!H", len(w)) + w for w in map(_wire, queries)))
+        answers = {}
+        for _ in queries:
+            length = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), TIMEOUT))
+            reply = dns.message.from_wire(await reader.readexactly(length[0]))
+            answers[reply.id] = reply
+        assert {q.id for q in queries} == set(answers)
+        assert answers[queries[2].id].rcode() == dns.rcode.NXDOMAIN
+        assert answers[queries[0].id].answer
+        again = dns.message.make_query(ZONE, "NS")
+        writer.write(struct.pack("!H", len(_wire(again))) + _wire(again))
+        length = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), TIMEOUT))
+        assert dns.message.from_wire(await reader.readexactly(length[0])).id == again.id
+    finally:
+        writer.close()
+
+
+def _wire(message: dns.message.Message) -> bytes:
+    return message.to_wire()
+
+
+async def test_idle_tcp_connections_are_closed(zone: Zone) -> None:
+    reader, writer = await asyncio.open_connection(zone.host, zone.port)
+    try:
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""  # idle=1.0 in the fixture
+    finally:
+        writer.close()
+
+
+async def test_stub_resolver(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    for tcp in (False, True):
+        stub = zone.resolver()
+        answer = await stub.resolve(zone.name("88.100.1/abc"), "URI", tcp=tcp)
+        assert [r.target for r in answer] == [
+            b"https://example.org/abc",
+            b"https://mirror.example.org/abc",
+        ]
+        assert answer.response.flags & dns.flags.AA
+        with pytest.raises(dns.resolver.NXDOMAIN):
+            await stub.resolve(zone.name("88.100.1/nope"), "TXT", tcp=tcp)
+        with pytest.raises(dns.resolver.NoAnswer):
+            await stub.resolve(zone.name("88.100.1/abc"), "AAAA", tcp=tcp)
+        oid = await stub.resolve(zone.name(OID), "NAPTR", tcp=tcp)
+        assert [r.service for r in oid] == [b"UINF"]
+    # The mid-sized answer comes truncated over UDP; the stub resolver goes on over TCP.
+    stub = zone.resolver()
+    stub.use_edns(-1)
+    mid = await stub.resolve(zone.name("88.100.1/mid"), "TXT")
+    assert len(mid) == 11
+
+
+async def test_changes_reach_cached_answers(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    qname = zone.name("88.100.1/abc")
+    first = await zone.ask(qname, "URI")
+    query = dns.message.make_query(qname, "URI")
+    assert zone.service.fast(query.to_wire(), udp=True) is not None  # cached now
+    await zone.registry.handles.set_values(
+        admin, "88.100.1/abc", [value(1, "URL", "https://moved.example.org/abc")], overwrite=True
+    )
+    zone.engine.on_changes([])  # what the change feed does when the write is seen
+    assert zone.service.fast(query.to_wire(), udp=True) is None
+    second = await zone.ask(qname, "URI")
+    assert texts(second, dns.rdatatype.URI)[0] == '1 1 "https://moved.example.org/abc"'
+    assert texts(first, dns.rdatatype.URI)[0] == '1 1 "https://example.org/abc"'
+    created = zone.name("88.100.1/fresh")
+    assert (await zone.ask(created, "TXT")).rcode() == dns.rcode.NXDOMAIN  # cached negative
+    await zone.registry.handles.create(
+        admin, "88.100.1/fresh", [value(1, "URL", "https://example.org/fresh")], overwrite=False
+    )
+    zone.engine.on_changes([])
+    assert (await zone.ask(created, "TXT")).rcode() == dns.rcode.NOERROR
+
+
+async def test_ipv6_listener(start_zone: Starter, admin: Actor) -> None:
+    try:
+        zone = await start_zone(host="::1")
+    except Exception as exc:  # no IPv6 loopback on this machine
+        pytest.skip(f"::1 unavailable: {exc}")
+    await seed(zone, admin)
+    for tcp in (False, True):
+        reply = await zone.ask(zone.name("88.100.1/abc"), "NAPTR", tcp=tcp)
+        assert len(texts(reply, dns.rdatatype.NAPTR)) == 2
+
+
+# --- point 6: dig and kdig ------------------------------------------------------------
+
+
+@needs_dig
+async def test_dig(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    qname = zone.name("88.100.1/abc")
+    out = await zone.tool("dig", "+norec", qname, "NAPTR")
+    assert "status: NOERROR" in out and "flags: qr aa;" in out
+    assert '100 10 "U" "HDL+URL" "!^.*$!https://example.org/abc!" .' in out
+    assert "EDNS: version: 0, flags:; udp: 1232" in out
+    out = await zone.tool("dig", "+tcp", qname, "URI")
+    assert '1 1 "https://example.org/abc"' in out and "(TCP)" in out
+    out = await zone.tool("dig", zone.name("88.100.1/nope"), "TXT")
+    assert "status: NXDOMAIN" in out and "AUTHORITY: 1" in out and "IN\tSOA\tns1." in out
+    out = await zone.tool("dig", qname, "A")
+    assert "status: NOERROR" in out and "ANSWER: 0, AUTHORITY: 1" in out
+    out = await zone.tool("dig", "example.com", "A")
+    assert "status: REFUSED" in out
+    out = await zone.tool("dig", ZONE, "AXFR")
+    assert "Transfer failed" in out
+    out = await zone.tool("dig", "+noednsneg", "+edns=1", ZONE, "SOA")
+    assert "status: BADVERS" in out
+    out = await zone.tool("dig", qname, "ANY")
+    assert '"RFC8482" ""' in out
+    mixed = qname.upper()
+    out = await zone.tool("dig", mixed, "TXT")
+    assert f";{mixed}" in out  # the question comes back as asked
+    # Too big for 512 bytes without EDNS: TC set, and dig goes on over TCP by itself.
+    out = await zone.tool("dig", "+noedns", "+ignore", zone.name("88.100.1/mid"), "TXT")
+    assert "flags: qr aa tc" in out and "ANSWER: 0" in out
+    out = await zone.tool("dig", "+noedns", zone.name("88.100.1/mid"), "TXT")
+    assert "Truncated, retrying in TCP mode" in out and "ANSWER: 11" in out
+    out = await zone.tool("dig", "+header-only", "+opcode=notify", ZONE, "SOA")
+    assert "status: NOTIMP" in out
+
+
+@needs_kdig
+async def test_kdig(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    abc, sn = zone.name("88.100.1/abc"), zone.name("88.100.1/SN-2026-0001")
+    # Several queries on one kept-open TCP connection.
+    out = await zone.tool("kdig", "+tcp", "+keepopen", abc, "TXT", sn, "URI", ZONE, "SOA")
+    assert out.count("status: NOERROR") == 3, out
+    assert '"hdl=88.100.1/abc"' in out and '"https://example.org/sn/1"' in out
+    out = await zone.tool("kdig", zone.name(OID), "NAPTR")
+    assert '"UINF"' in out and "Flags: qr aa" in out
+    out = await zone.tool("kdig", "+bufsize=512", zone.name("88.100.1/mid"), "TXT")
+    assert "truncated reply" in out and "retrying over TCP" in out and "ANSWER: 11" in out
+    out = await zone.tool("kdig", "+edns=1", "+noignore", ZONE, "SOA")
+    assert "BADVERS" in out
+
+
+# --- point 5: response rate limiting ----------------------------------------------------
+
+
+async def test_rate_limit_drops_and_slips(start_zone: Starter, admin: Actor) -> None:
+    from prometheus_client import REGISTRY
+
+    def counted(action: str) -> float:
+        return REGISTRY.get_sample_value("idnode_dns_rate_limited_total", {"action": action}) or 0
+
+    zone = await start_zone(RateLimit(rate=1, burst=5, slip=2, exempt=()))
+    await seed(zone, admin)
+    before = counted("dropped"), counted("slipped")
+    qname = zone.name("88.100.1/abc")
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (zone.host, zone.port))
+        for i in range(30):
+            query = dns.message.make_query(qname, "TXT")
+            query.id = i
+            await loop.sock_sendall(sock, query.to_wire())
+        replies = []
+        while True:
+            try:
+                replies.append(await asyncio.wait_for(loop.sock_recv(sock, 65535), 0.5))
+            except TimeoutError:
+                break
+    messages = [dns.message.from_wire(r) for r in replies]
+    full = [m for m in messages if m.answer]
+    slipped = [m for m in messages if m.flags & dns.flags.TC]
+    assert 5 <= len(full) <= 6  # the burst (and at most one token refilled meanwhile)
+    assert 11 <= len(slipped) <= 13  # every second one of the rest
+    assert all(not m.answer and m.question[0].name.to_text() == qname for m in slipped)
+    assert all(
+        len(r) <= len(dns.message.make_query(qname, "TXT").to_wire())
+        for r in replies
+        if dns.message.from_wire(r).flags & dns.flags.TC
+    )
+    assert counted("slipped") - before[1] == len(slipped)
+    assert counted("dropped") - before[0] == 30 - len(full) - len(slipped)
+    # TCP is never limited: a client told to come back over TCP gets its answer.
+    over_tcp = await zone.ask(qname, "TXT", tcp=True)
+    assert len(over_tcp.answer[0]) == 5
+
+
+async def test_loopback_is_exempt_by_default(start_zone: Starter) -> None:
+    zone = await start_zone(RateLimit(rate=1, burst=1, slip=2))
+    for _ in range(10):
+        assert (await zone.ask(ZONE, "SOA")).answer

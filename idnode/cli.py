@@ -11,6 +11,9 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+import dns.exception
+import dns.name
+
 from . import logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
 from .node import Node, StartupError, open_node, serve, serve_dns_worker
@@ -20,9 +23,10 @@ log = logging.getLogger("idnode")
 DESCRIPTION = """\
 idnode — secondary node of the Industrial Internet identifier resolution system.
 
-Holds enterprises, their prefixes and identifiers (88.100.12/SN-2026-0001),
-serves them over an SNMS-compatible admin API, and (as later releases add
-them) over the Handle protocol, REST, DNS and OID.
+Holds enterprises, their prefixes and identifiers (88.100.12/SN-2026-0001, or
+OIDs such as 1.2.156.86.1.12.7), serves them over an SNMS-compatible admin
+API, and resolves them over the Handle protocol (UDP and TCP), the Handle REST
+API, an HTTP redirect proxy and an authoritative DNS zone.
 """
 
 EPILOG = """\
@@ -268,8 +272,6 @@ def _dns_name(args: argparse.Namespace) -> int:
         if not args.reverse:
             print(names.of_identifier(grammar.parse(args.name, bare_prefix=True)).to_text())
             return 0
-        import dns.name
-
         target = names.target(dns.name.from_text(args.name))
     except (GrammarError, NotAnIdentifier, dns.exception.DNSException) as exc:
         print(f"idnode: {exc}", file=sys.stderr)

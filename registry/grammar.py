@@ -40,6 +40,7 @@ NA_PREFIX = "0.NA"
 """The prefix under which prefix handles live (``0.NA/88.100``)."""
 
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _PREFIX_SEGMENT = re.compile(r"[!-.0-~]+")  # printable ASCII except space and "/"
 _NUMERIC_PREFIX = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -86,6 +87,11 @@ class InvalidOid(GrammarError):
 def ascii_upper(text: str) -> str:
     """Upper-case ASCII letters only; other characters stay as they are."""
     return text.translate(_ASCII_UPPER)
+
+
+def ascii_lower(text: str) -> str:
+    """Lower-case ASCII letters only; other characters stay as they are."""
+    return text.translate(_ASCII_LOWER)
 
 
 def decode_name(raw: bytes) -> str:

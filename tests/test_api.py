@@ -697,3 +697,43 @@ async def test_upload_filename_with_control_characters(api: ApiClient) -> None:
         headers={"Content-Type": "multipart/form-data; boundary=b"},
     )
     assert ok(result)["path"].endswith(".png")
+
+
+# --- OID-named identifiers ----------------------------------------------------
+
+
+async def test_oid_identifiers_through_the_admin_api(api: ApiClient) -> None:
+    prefix = await enterprise(api, 1)
+    other_prefix = await enterprise(api, 2)
+    assert (prefix, other_prefix) == ("88.100.1", "88.100.2")
+    user = await api.login("user1", USER_PASSWORD)
+    oid = "1.2.156.86.1.1.42"  # under the arc of 88.100.1 (node arc 1.2.156.86.1)
+    assert ok(await api.call("POST", "/identityv2/data", json=record_json(oid), token=user))
+    detail = ok(await api.call("GET", f"/identityv2/data/detail?handle={oid}", token=user))
+    assert (detail["handle"], detail["prefix"]) == (oid, prefix)
+    changed = record_json(oid, name="改名")
+    assert ok(await api.call("PUT", "/identityv2/data", json=changed, token=user)) is True
+
+    # The same JSON as /api/handles, under its own path.
+    status, by_oid = await api.call("GET", f"/api/oid/{oid}")
+    assert status == 200 and by_oid["responseCode"] == 1 and by_oid["handle"] == oid
+    assert "改名" in json.dumps(by_oid, ensure_ascii=False)
+    assert await api.call("GET", f"/api/handles/{oid}") == (200, by_oid)
+
+    other = await api.login("user2", USER_PASSWORD)
+    refused = failed(
+        await api.call("POST", "/identityv2/data", json=record_json(oid + ".1"), token=other),
+        status=-3,
+    )
+    assert "not your prefix" in refused
+    for bad in ("1.3.6.1.4.1.99", "1.2.156.86.1.1.07", "1.2.156.86.1.77.1"):
+        assert failed(await api.call("POST", "/identityv2/data", json=record_json(bad), token=user))
+
+    status, missing = await api.call("GET", "/api/oid/1.2.156.86.1.1.43")
+    assert (status, missing["responseCode"]) == (404, 100)
+    status, not_oid = await api.call("GET", f"/api/oid/{prefix}/x")
+    assert (status, not_oid["responseCode"]) == (400, 102)
+    status, foreign = await api.call("GET", "/api/oid/1.3.6.1.4.1.99")
+    assert status != 200 and foreign["responseCode"] != 1
+    status, arc = await api.call("GET", "/api/oid/1.2.156.86.1.1")  # the arc: the prefix
+    assert status == 200 and arc["handle"] == "1.2.156.86.1.1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -110,10 +111,10 @@ def http_json(url: str, body: Any = None, token: str | None = None) -> tuple[int
 def test_help_explains_every_subcommand(workdir: Path) -> None:
     result = run_idnode("--help", cwd=workdir)
     assert result.returncode == 0
-    for command in ("serve", "demo", "migrate", "audit"):
+    for command in ("serve", "demo", "migrate", "audit", "dns-name"):
         assert re.search(rf"^\s+{command}\s+\S", result.stdout, re.M), result.stdout
     serve_help = run_idnode("serve", "--help", cwd=workdir).stdout
-    for flag in ("--config", "--db", "--http", "--demo"):
+    for flag in ("--config", "--db", "--http", "--dns", "--workers", "--demo"):
         assert flag in serve_help
 
 
@@ -310,3 +311,79 @@ def test_a_second_process_sees_a_write_within_a_second(
     finally:
         assert first.stop() == 0
         assert second.stop() == 0
+
+
+def _udp_port_holders(port: int) -> set[int]:
+    """Processes with a UDP socket bound to ``port`` (from /proc, like ss -ulpn)."""
+    inodes = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    holders = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        holders.add(int(pid))
+    return holders
+
+
+def test_dns_workers_share_the_port_and_follow_writes(workdir: Path) -> None:
+    import base64
+
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    env = {
+        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'node.db'}",
+        "IDNODE_BOOTSTRAP_ADMIN": "AKOPS:ops-secret",
+        "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
+    }
+    assert run_idnode("migrate", cwd=workdir, env=env).returncode == 0
+    server = Server("serve", *ANY_PORTS, "--workers", "2", cwd=workdir, env=env)
+    try:
+        base = server.wait_for_http(60)
+        line = next(x for x in server.read_more("listening dns ") if x.startswith("listening dns "))
+        host, port = line.split()[-1].rsplit(":", 1)
+        holders = _udp_port_holders(int(port))
+        assert server.proc.pid in holders and len(holders) == 2, holders
+        (worker,) = holders - {server.proc.pid}
+
+        qname = run_idnode("dns-name", "88.100/fresh", cwd=workdir).stdout.strip()
+
+        def answers() -> list[int]:
+            """From 40 source ports: the kernel spreads them over both processes."""
+            codes = []
+            for _ in range(40):
+                query = dns.message.make_query(qname, "URI")
+                codes.append(dns.query.udp(query, host, port=int(port), timeout=3).rcode())
+            return codes
+
+        assert set(answers()) == {dns.rcode.NXDOMAIN}  # and now cached as such
+        body = json.dumps([{"index": 1, "type": "URL", "data": "https://example.org/f"}])
+        req = urllib.request.Request(
+            f"{base}/api/handles/88.100/fresh", data=body.encode(), method="PUT"
+        )
+        req.add_header("Content-Type", "application/json")
+        auth = base64.b64encode(b"300%3A0.NA/88.100:ops-secret").decode()
+        req.add_header("Authorization", "Basic " + auth)
+        with urllib.request.urlopen(req, timeout=10) as response:
+            assert response.status == 201
+        deadline = time.monotonic() + 2.0
+        codes = answers()
+        while set(codes) != {dns.rcode.NOERROR} and time.monotonic() < deadline:
+            time.sleep(0.1)
+            codes = answers()
+        assert set(codes) == {dns.rcode.NOERROR}
+    finally:
+        assert server.stop() == 0
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{worker}")  # the worker stopped with the node

@@ -21,15 +21,19 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
+import dns.rrset
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from idnode.config import Config, Endpoint
 from idnode.node import bind_pair
+from loadtest.refdns import ReferenceServer, server_binary
 from registry.models import PERM_RESTRICTED, HandleValue
 from registry.services import Actor, Registry
 from resolver.dns import server as srv
 from resolver.dns.names import ZoneNames
-from resolver.dns.rrl import RateLimit
+from resolver.dns.rrl import RateLimit, ResponseRateLimiter, Verdict
 from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from tests.factories import hosted_enterprise
@@ -556,3 +560,189 @@ async def test_loopback_is_exempt_by_default(start_zone: Starter) -> None:
     zone = await start_zone(RateLimit(rate=1, burst=1, slip=2))
     for _ in range(10):
         assert (await zone.ask(ZONE, "SOA")).answer
+
+
+# --- point 4: the fast path answers exactly what the slow path would ----------------------
+
+QNAMES = ["88.100.1/abc", "88.100.1/mid", "88.100.1/big", "88.100.1/nope", OID, "88.100.1/设备-001"]
+QTYPES = ["TXT", "NAPTR", "URI", "A", "ANY", "SOA", "NS", "AXFR", "CNAME"]
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> tuple[int, str, str, dict[str, object], int]:
+    pick = draw(st.integers(0, len(QNAMES) + 3))
+    qtype = draw(st.sampled_from(QTYPES))
+    edns = draw(st.sampled_from([False, 0, 1]))
+    options: dict[str, object] = {"use_edns": edns}
+    if edns is not False:
+        options["payload"] = draw(st.sampled_from([512, 1232, 4096, 100]))
+        options["want_dnssec"] = draw(st.booleans())
+    flags = draw(st.sampled_from([0, dns.flags.RD, dns.flags.CD, dns.flags.RD | dns.flags.CD]))
+    return pick, qtype, draw(st.sampled_from(["lower", "upper", "mixed"])), options, flags
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(query=queries(), qid=st.integers(0, 0xFFFF), other_id=st.integers(0, 0xFFFF))
+async def test_cached_answers_equal_slow_path_answers(
+    seeded_zone: Zone,
+    query: tuple[int, str, str, dict[str, object], int],
+    qid: int,
+    other_id: int,
+) -> None:
+    zone = seeded_zone
+    pick, qtype, case, options, flags = query
+    if pick < len(QNAMES):
+        qname = zone.name(QNAMES[pick])
+    else:
+        qname = [ZONE, f"ns1.{ZONE}", f"1.100.88.{ZONE}", "example.com."][pick - len(QNAMES)]
+    qname = {"lower": qname, "upper": qname.upper(), "mixed": qname.title()}[case]
+    message = dns.message.make_query(qname, qtype, **options)  # type: ignore[arg-type]
+    message.flags = dns.flags.Flag(flags)
+    for udp in (True, False):
+        message.id = qid
+        data = message.to_wire()
+        warm = await zone.service.handle(data, udp=udp)  # fills the cache where it may
+        cold = DnsService(Engine(zone.registry), zone.names, ns_address="127.0.0.1")
+        await cold.start()
+        assert warm == await cold.handle(data, udp=udp)
+        again = other_id.to_bytes(2, "big") + data[2:]
+        cached = zone.service.fast(again, udp=udp)
+        if cached is not None:
+            assert cached == await cold.handle(again, udp=udp)
+        else:  # only what is about this very query's bytes stays uncached
+            assert warm is not None
+            reply = dns.message.from_wire(warm)
+            assert reply.flags & dns.flags.TC or reply.rcode() in (
+                dns.rcode.BADVERS,
+                dns.rcode.FORMERR,
+                dns.rcode.NOTIMP,
+            )
+
+
+@pytest.fixture
+async def seeded_zone(zone: Zone, admin: Actor) -> Zone:
+    await seed(zone, admin)
+    return zone
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.binary(min_size=0, max_size=80), base=st.sampled_from(QTYPES))
+async def test_garbage_is_answered_alike_or_not_at_all(
+    seeded_zone: Zone, data: bytes, base: str
+) -> None:
+    zone = seeded_zone
+    good = dns.message.make_query(zone.name("88.100.1/abc"), base).to_wire()
+    for query in (data, good[: len(data) % len(good)] + data, good[:12] + data):
+        first = await zone.service.handle(query, udp=True)
+        if first is not None:
+            assert first[:2] == query[:2] and first[2] & 0x80  # an answer, with the id
+            assert dns.message.from_wire(first).id == int.from_bytes(query[:2], "big")
+        cached = zone.service.fast(query, udp=True)
+        assert cached is None or cached == first
+
+
+# --- RRL on its own: the token bucket ----------------------------------------------------
+
+
+def test_token_bucket_refills_slips_and_groups_ipv6() -> None:
+    now = [100.0]
+    limiter = ResponseRateLimiter(
+        RateLimit(rate=10, burst=3, slip=3, exempt=("10.9.0.0/16",)), clock=lambda: now[0]
+    )
+    verdicts = [limiter.check("192.0.2.1") for _ in range(9)]
+    assert verdicts[:3] == [Verdict.SEND] * 3
+    assert verdicts[3:] == [Verdict.DROP, Verdict.DROP, Verdict.SLIP] * 2
+    assert (limiter.dropped, limiter.slipped) == (4, 2)
+    assert limiter.check("192.0.2.2") is Verdict.SEND  # another client has its own bucket
+    now[0] += 0.11  # a token back after 1/rate seconds
+    assert limiter.check("192.0.2.1") is Verdict.SEND
+    assert limiter.check("192.0.2.1") is not Verdict.SEND
+    now[0] += 10  # never more than the burst
+    assert [limiter.check("192.0.2.1") for _ in range(4)].count(Verdict.SEND) == 3
+    # One /64 is one client; another /64 is another.
+    assert [limiter.check(f"2001:db8::{i}") for i in range(3)] == [Verdict.SEND] * 3
+    assert limiter.check("2001:db8::ffff") is not Verdict.SEND
+    assert limiter.check("2001:db8:0:1::1") is Verdict.SEND
+    assert all(limiter.check("10.9.3.4") is Verdict.SEND for _ in range(50))  # exempt
+    off = ResponseRateLimiter(RateLimit(rate=0))
+    assert all(off.check("192.0.2.1") is Verdict.SEND for _ in range(1000))
+
+
+# --- point 6: the same zone from a reference server, answer for answer --------------------
+
+REFERENCES = [
+    pytest.param(
+        kind,
+        marks=pytest.mark.skipif(server_binary(kind) is None, reason=f"{kind} is not installed"),
+    )
+    for kind in ("knot", "nsd")
+]
+
+
+def _comparable(reply: dns.message.Message) -> dict[str, object]:
+    """What two correct authoritative servers must agree on."""
+
+    def rrsets(section: list[dns.rrset.RRset]) -> set[tuple[object, ...]]:
+        return {
+            (r.name.to_text().lower(), r.rdtype, r.ttl, tuple(sorted(x.to_text() for x in r)))
+            for r in section
+        }
+
+    truncated = bool(reply.flags & dns.flags.TC)
+    seen: dict[str, object] = {
+        "rcode": dns.rcode.to_text(reply.rcode()),
+        "aa": bool(reply.flags & dns.flags.AA),
+        "tc": truncated,
+        "edns": reply.edns,
+    }
+    if not truncated:
+        seen["answer"] = rrsets(reply.answer)
+        if not reply.answer and reply.rcode() != dns.rcode.REFUSED:
+            seen["authority"] = rrsets(reply.authority)  # the negative answer's SOA
+    return seen
+
+
+@pytest.mark.parametrize("kind", REFERENCES)
+async def test_same_answers_as_a_reference_server(
+    seeded_zone: Zone, kind: str, database_url: str
+) -> None:
+    if "postgresql" in database_url:
+        pytest.skip("the zone is the same whatever the database; once is enough")
+    zone = seeded_zone
+    identifiers = [f"88.100.1/{s}" for s in ("abc", "SN-2026-0001", "设备-001", LONG, "mid")]
+    identifiers += [OID, "1.2.156.86.1.1"]  # an OID, and the enterprise's arc (its prefix)
+    text = await zone.service.zone_text(identifiers)
+    names = [zone.name(i) for i in identifiers]
+    names += [
+        zone.name("88.100.1/nope"),
+        f"1.100.88.{ZONE}",
+        f"_.1.100.88.{ZONE}",
+        f"9.100.88.{ZONE}",
+        f"oid-res.{ZONE}",
+        f"9.9.1.1.86.156.2.1.oid-res.{ZONE}",
+        ZONE,
+        f"ns1.{ZONE}",
+        "example.com.",
+    ]
+    types = ["TXT", "NAPTR", "URI", "A", "AAAA", "SOA", "NS", "MX"]
+    with ReferenceServer(ZONE, text, kind=kind) as reference:
+        compared = 0
+        for qname in names:
+            for rdtype in types:
+                for edns in (0, False):
+                    query = dns.message.make_query(qname, rdtype, use_edns=edns)
+                    ours = await zone.send(query)
+                    theirs = await dns.asyncquery.udp(
+                        query, reference.host, port=reference.port, timeout=TIMEOUT
+                    )
+                    assert _comparable(ours) == _comparable(theirs), (qname, rdtype, edns)
+                    compared += 1
+    assert compared == len(names) * len(types) * 2

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import dns.name
 
-from registry.grammar import SUFFIX_DIGEST_CHARS, HandleName, suffix_digest
+from registry.grammar import SUFFIX_DIGEST_CHARS, HandleName, ascii_lower, suffix_digest
 
 SEPARATOR = b"_"
 OID_SUBTREE = b"oid-res"
@@ -131,7 +131,7 @@ class ZoneNames:
         """Segments reversed, one label each (a node's prefixes are short numbers;
         a segment whose encoding needs two labels could not be told apart)."""
         labels: list[bytes] = []
-        for segment in reversed(prefix.lower().split(".")):
+        for segment in reversed(ascii_lower(prefix).split(".")):
             encoded = _encode_part(segment)
             if len(encoded) != 1:
                 raise NotAnIdentifier(f"prefix segment {segment!r} does not fit a DNS label")
@@ -143,7 +143,7 @@ class ZoneNames:
         if name.oid:
             arcs = [arc.encode("ascii") for arc in reversed(name.text.split("."))]
             return dns.name.Name((*arcs, *self.oid_subtree.labels))
-        suffix = name.suffix if self.suffix_case_sensitive else name.suffix.lower()
+        suffix = name.suffix if self.suffix_case_sensitive else ascii_lower(name.suffix)
         tail = (SEPARATOR, *self.prefix_labels(name.prefix), *self.zone.labels)
         labels = (*_encode_part(suffix), *tail)
         if sum(len(label) + 1 for label in labels) <= MAX_NAME:  # the root label included

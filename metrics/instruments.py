@@ -11,3 +11,5 @@ DNS_RATE_LIMITED = Counter(
 )
 """``action``: ``dropped`` (no answer) or ``slipped`` (a truncated answer, so that
 a real client retries over TCP)."""
+for _action in ("dropped", "slipped"):
+    DNS_RATE_LIMITED.labels(_action)  # exported as 0 from the start

@@ -737,3 +737,12 @@ async def test_oid_identifiers_through_the_admin_api(api: ApiClient) -> None:
     assert status != 200 and foreign["responseCode"] != 1
     status, arc = await api.call("GET", "/api/oid/1.2.156.86.1.1")  # the arc: the prefix
     assert status == 200 and arc["handle"] == "1.2.156.86.1.1"
+
+
+async def test_metrics_endpoint(api: ApiClient) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(api.base + "/metrics") as got:
+        assert got.status == 200 and got.content_type == "text/plain"
+        text = await got.text()
+    assert 'idnode_dns_rate_limited_total{action="slipped"}' in text

@@ -36,13 +36,14 @@ from resolver.dns.names import ZoneNames
 from resolver.dns.rrl import RateLimit, ResponseRateLimiter, Verdict
 from resolver.dns.service import DnsService
 from resolver.engine import Engine
+from tests.conftest import needs
 from tests.factories import hosted_enterprise
 
 ZONE = Config().dns_zone
 TIMEOUT = 3.0
 NO_LIMIT = RateLimit(rate=0)
-needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed")
-needs_kdig = pytest.mark.skipif(shutil.which("kdig") is None, reason="kdig is not installed")
+needs_dig = needs(shutil.which("dig") is not None, "dig")
+needs_kdig = needs(shutil.which("kdig") is not None, "kdig")
 
 
 @dataclass
@@ -681,7 +682,7 @@ def test_token_bucket_refills_slips_and_groups_ipv6() -> None:
 REFERENCES = [
     pytest.param(
         kind,
-        marks=pytest.mark.skipif(server_binary(kind) is None, reason=f"{kind} is not installed"),
+        marks=needs(server_binary(kind) is not None, kind),
     )
     for kind in ("knot", "nsd")
 ]
@@ -746,3 +747,20 @@ async def test_same_answers_as_a_reference_server(
                     assert _comparable(ours) == _comparable(theirs), (qname, rdtype, edns)
                     compared += 1
     assert compared == len(names) * len(types) * 2
+
+
+async def test_store_failure_is_servfail_not_silence(
+    zone: Zone, admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(zone, admin)
+
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(zone.engine, "resolve", unreachable)
+    qname = zone.name("88.100.1/abc")
+    for tcp in (False, True):
+        reply = await zone.ask(qname, "TXT", tcp=tcp)
+        assert reply.rcode() == dns.rcode.SERVFAIL and not reply.answer
+    monkeypatch.undo()
+    assert (await zone.ask(qname, "TXT")).answer  # nothing bad was cached

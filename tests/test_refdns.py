@@ -28,6 +28,7 @@ from loadtest.refdns import (
     reference_kind,
     server_binary,
 )
+from tests.conftest import needs
 
 ORIGIN = "idnode.test."
 ZONE = """\
@@ -47,7 +48,7 @@ TIMEOUT = 2.0
 KINDS = [
     pytest.param(
         kind,
-        marks=pytest.mark.skipif(server_binary(kind) is None, reason=f"{kind} is not installed"),
+        marks=needs(server_binary(kind) is not None, kind),
     )
     for kind in ("knot", "nsd")
 ]
@@ -149,7 +150,7 @@ def test_negative_answers(server: ReferenceServer, tcp: bool) -> None:
     assert not outside.flags & dns.flags.AA
 
 
-@pytest.mark.skipif(not dnsperf_available(), reason="dnsperf is not installed")
+@needs(dnsperf_available(), "dnsperf")
 def test_dnsperf(server: ReferenceServer) -> None:
     queries = [
         ("ns1.idnode.test", "A"),

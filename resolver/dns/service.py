@@ -109,7 +109,12 @@ class DnsService:
         except Exception:  # every way a message can be malformed
             return formerr(data)
         epoch = self.engine.cache.epoch  # before anything is read
-        answer = await self._answer(query)
+        try:
+            answer = await self._answer(query)
+        except Exception:  # the store is unreachable, or a bug: say so, cache nothing
+            log.exception("cannot answer a DNS query for %s", query.question)
+            failure = self._response(query, dns.rcode.SERVFAIL, aa=False)
+            return self._wire(query, failure, udp)
         wire = self._wire(query, answer.message, udp)
         if answer.message.flags & dns.flags.TC or answer.message.rcode() in (
             dns.rcode.FORMERR,

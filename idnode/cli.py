@@ -254,8 +254,8 @@ async def _dns_worker(config: Config) -> int:
 
 
 def _dns_name(args: argparse.Namespace) -> int:
+    from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
     from registry.grammar import Grammar, GrammarError
-    from resolver.dns.names import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
 
     try:
         config = _config(args)

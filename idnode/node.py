@@ -36,6 +36,7 @@ from registry.db import (
     migrate,
     url_for_log,
 )
+from registry.dnsnames import ZoneNames
 from registry.errors import RegistryError
 from registry.grammar import Grammar, GrammarError
 from registry.secrets import NodeKey, load_or_create_server_key
@@ -53,7 +54,6 @@ from registry.values import (
     SiteServer,
     encode_public_key,
 )
-from resolver.dns.names import ZoneNames
 from resolver.dns.rrl import RateLimit
 from resolver.dns.service import DnsService
 from resolver.engine import Engine
@@ -197,6 +197,7 @@ def bind_pair(
         tcp = bind_tcp(endpoint, reuse_port=reuse_port)
         port = tcp.getsockname()[1]
         udp = socket.socket(family, socket.SOCK_DGRAM)
+        _grow_receive_buffer(udp)
         try:
             if reuse_port:
                 udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -210,6 +211,22 @@ def bind_pair(
         udp.setblocking(False)
         return tcp, udp
     raise StartupError(f"no port free for both TCP and UDP on {endpoint.host}")
+
+
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def _grow_receive_buffer(udp: socket.socket) -> None:
+    """Room for bursts of datagrams between two reads (the default, ~200 KiB,
+    overflows under load): forced past the system limit where allowed (root)."""
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            udp.setsockopt(socket.SOL_SOCKET, option, UDP_RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -302,7 +319,7 @@ async def serve(
         )
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
-        workers: list[asyncio.subprocess.Process] = []
+        workers = DnsWorkers()
         runner = web.AppRunner(
             build_http_app(node),
             access_log=log if config.access_log else None,
@@ -313,14 +330,14 @@ async def serve(
             await web.SockSite(runner, sock, ssl_context=context).start()
             announce("http", http)  # TLS or not: the contract's service name
             announce("handle", handle)
-            workers = await spawn_dns_workers(config, dns_at, config.workers - 1)
+            await workers.spawn(config, dns_at, config.workers - 1)
             announce("dns", dns_at)
             if after_ready is not None:
                 after_ready(node, http)
             await stop.wait()
             log.info("stopping")
         finally:
-            await stop_workers(workers)
+            await workers.stop()
             await runner.cleanup()
             await listeners.close()
             await dns_listeners.close()
@@ -334,9 +351,9 @@ def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
         address = "127.0.0.1"
     try:
         names = ZoneNames.of(config.dns_zone, suffix_case_sensitive=config.suffix_case_sensitive)
-    except dns.exception.DNSException as exc:
+    except (dns.exception.DNSException, ValueError) as exc:
         raise StartupError(f"bad dns_zone {config.dns_zone!r}: {exc}") from None
-    return DnsService(node.resolver, names, ns_address=address)
+    return DnsService(node.resolver, names, ns_address=address, cache_entries=config.cache_entries)
 
 
 def rate_limit(config: Config) -> RateLimit:
@@ -378,29 +395,62 @@ def _worker_environment(config: Config, dns_at: Endpoint) -> dict[str, str]:
     return environ
 
 
-async def spawn_dns_workers(
-    config: Config, dns_at: Endpoint, count: int
-) -> list[asyncio.subprocess.Process]:
-    workers: list[asyncio.subprocess.Process] = []
-    try:
-        for _ in range(max(count, 0)):
-            worker = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "idnode",
-                "dns-worker",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=_worker_environment(config, dns_at),
+class DnsWorkers:
+    """The extra DNS processes of ``--workers``: started, watched, stopped."""
+
+    def __init__(self) -> None:
+        self.processes: list[asyncio.subprocess.Process] = []
+        self._watchers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def spawn(self, config: Config, dns_at: Endpoint, count: int) -> None:
+        try:
+            for _ in range(max(count, 0)):
+                worker = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "idnode",
+                    "dns-worker",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    env=_worker_environment(config, dns_at),
+                )
+                self.processes.append(worker)
+                ready = await asyncio.wait_for(_await_listening(worker), WORKER_START_SECONDS)
+                if not ready:
+                    raise StartupError(f"DNS worker {worker.pid} did not start")
+                self._watchers.append(asyncio.create_task(self._watch(worker)))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _watch(self, worker: asyncio.subprocess.Process) -> None:
+        """Keep its stdout drained; say so if it dies while the node runs."""
+        assert worker.stdout is not None
+        while await worker.stdout.readline():
+            pass
+        status = await worker.wait()
+        if not self._stopping:
+            log.error(
+                "DNS worker %s exited with status %s; its share of the port is gone",
+                worker.pid,
+                status,
             )
-            workers.append(worker)
-            ready = await asyncio.wait_for(_await_listening(worker), WORKER_START_SECONDS)
-            if not ready:
-                raise StartupError(f"DNS worker {worker.pid} did not start")
-    except BaseException:
-        await stop_workers(workers)
-        raise
-    return workers
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for worker in self.processes:
+            if worker.stdin is not None:
+                worker.stdin.close()  # the worker's signal to stop
+        for worker in self.processes:
+            try:
+                await asyncio.wait_for(worker.wait(), 10.0)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
 
 
 async def _await_listening(worker: asyncio.subprocess.Process) -> bool:
@@ -409,18 +459,6 @@ async def _await_listening(worker: asyncio.subprocess.Process) -> bool:
         if line.startswith(b"listening dns-worker "):
             return True
     return False
-
-
-async def stop_workers(workers: list[asyncio.subprocess.Process]) -> None:
-    for worker in workers:
-        if worker.stdin is not None:
-            worker.stdin.close()  # the worker's signal to stop
-    for worker in workers:
-        try:
-            await asyncio.wait_for(worker.wait(), 10.0)
-        except TimeoutError:
-            worker.kill()
-            await worker.wait()
 
 
 async def serve_dns_worker(config: Config) -> None:

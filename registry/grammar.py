@@ -17,8 +17,6 @@ identifier of ``88.100.3``. The arc itself names the prefix (like
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from dataclasses import dataclass
 
@@ -34,7 +32,6 @@ MAX_ENTERPRISE_PREFIX_CHARS = 64
 """SNMS limits an enterprise prefix to 64 characters."""
 MAX_OID_CHARS = 128
 """Longest OID name in dotted form (so that its DNS name always fits)."""
-SUFFIX_DIGEST_CHARS = 26
 
 NA_PREFIX = "0.NA"
 """The prefix under which prefix handles live (``0.NA/88.100``)."""
@@ -265,14 +262,6 @@ def validate_oid(text: str) -> str:
     if first != "2" and int(second) > 39:
         raise InvalidOid(f"{text!r}: under arc {first} the second arc is at most 39")
     return text
-
-
-def suffix_digest(name_key: str) -> str:
-    """A short, stable digest of a handle's normalized suffix: how the DNS zone
-    names a handle too long to spell out (the store indexes it)."""
-    suffix = name_key.partition("/")[2]
-    digest = hashlib.sha256(suffix.encode("utf-8")).digest()
-    return base64.b32hexencode(digest).decode("ascii").lower()[:SUFFIX_DIGEST_CHARS]
 
 
 def prefix_handle(prefix: str) -> str:

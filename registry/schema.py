@@ -182,10 +182,11 @@ identifiers = Table(
     Column("revision", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    # grammar.suffix_digest of the name: how DNS finds handles too long to spell out.
-    Column("suffix_digest", String(26)),
+    # dnsnames.dns_path: the name's DNS labels from the zone down. Byte order (collation
+    # "C") on every database, so that "the names below x" is a range of the index.
+    Column("dns_path", String(255).with_variant(String(255, collation="C"), "postgresql")),
     Index("uq_identifiers_name_key", "name_key", unique=True),
-    Index("ix_identifiers_suffix_digest", "prefix_id", "suffix_digest"),
+    Index("ix_identifiers_dns_path", "dns_path"),
     Index("ix_identifiers_prefix_id", "prefix_id"),
     Index("ix_identifiers_template_id", "template_id"),
 )

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from .audit import canonical_json, entry_hash
-from .grammar import suffix_digest
 from .models import (
     PUBLIC_READ,
     AuditEntry,
@@ -768,24 +767,20 @@ def _value_of(row: Sequence[Any]) -> HandleValue:
     )
 
 
-async def names_by_suffix_digest(conn: AsyncConnection, prefix_id: int, digest: str) -> list[str]:
+async def names_at_dns_path(conn: AsyncConnection, path: str) -> list[str]:
+    """The identifiers whose DNS name has this path (two only if a digest collides)."""
     rows = await conn.execute(
-        select(t.identifiers.c.name).where(
-            t.identifiers.c.prefix_id == prefix_id, t.identifiers.c.suffix_digest == digest
-        )
+        select(t.identifiers.c.name).where(t.identifiers.c.dns_path == path).limit(2)
     )
     return [row.name for row in rows]
 
 
-async def any_key_starting(conn: AsyncConnection, start: str) -> bool:
-    """Whether some identifier's key begins with ``start`` (a range scan of the
-    unique key index, so cheap on both databases)."""
-    # The next string after every "<start>…": bump the last character.
-    end = start[:-1] + chr(ord(start[-1]) + 1)
+async def any_dns_path_below(conn: AsyncConnection, path: str) -> bool:
+    """Whether some identifier's DNS name lies below the name with this path: a
+    range scan of the index (paths sort bytewise; "/" is the character after ".")."""
+    column = t.identifiers.c.dns_path
     row = await conn.execute(
-        select(t.identifiers.c.id)
-        .where(t.identifiers.c.name_key >= start, t.identifiers.c.name_key < end)
-        .limit(1)
+        select(t.identifiers.c.id).where(column > path + ".", column < path + "/").limit(1)
     )
     return row.first() is not None
 
@@ -798,6 +793,7 @@ async def insert_identifier(
     prefix_id: int | None,
     template_id: int | None,
     values: Sequence[HandleValue],
+    dns_path: str | None = None,
 ) -> int:
     now = utcnow()
     result = await conn.execute(
@@ -805,7 +801,7 @@ async def insert_identifier(
         .values(
             name=name,
             name_key=name_key,
-            suffix_digest=suffix_digest(name_key) if "/" in name_key else None,
+            dns_path=dns_path,
             prefix_id=prefix_id,
             template_id=template_id,
             revision=1,

@@ -170,20 +170,15 @@ class Engine:
         known.append(self.registry.services.node_prefix_key)
         return any(k == key or k.startswith(key + ".") for k in known)
 
-    async def name_by_suffix_digest(self, prefix: str, digest: str) -> str | None:
-        """The handle under ``prefix`` whose suffix has this digest (if just one)."""
-        await self.directory.load(self.registry.services.read)
-        found = await self.directory.prefix(ascii_upper(prefix))
-        if found is None:
-            return None
+    async def names_at_dns_path(self, path: str) -> list[str]:
+        """The identifiers whose DNS name has this path (see :mod:`registry.dnsnames`)."""
         async with self.db.connect() as conn:
-            names = await store.names_by_suffix_digest(conn, found.id, digest)
-        return names[0] if len(names) == 1 else None
+            return await store.names_at_dns_path(conn, path)
 
-    async def has_names_below(self, key: str) -> bool:
-        """Whether some stored name extends ``key`` by more arcs (``key.…``)."""
+    async def has_dns_path_below(self, path: str) -> bool:
+        """Whether some identifier's DNS name lies below the name with this path."""
         async with self.db.connect() as conn:
-            return await store.any_key_starting(conn, key + ".")
+            return await store.any_dns_path_below(conn, path)
 
     async def last_change(self) -> int:
         async with self.db.connect() as conn:
@@ -236,19 +231,28 @@ class Engine:
 
     # --- invalidation -------------------------------------------------------
 
-    def on_changes(self, events: Sequence[ChangeEvent]) -> None:
-        """Evict what committed changes made stale (from this process or the feed)."""
+    def stale(self, events: Sequence[ChangeEvent]) -> set[str] | None:
+        """The name keys whose answers these changes make stale; None: any answer."""
+        keys: set[str] = set()
         for change in events:
             if change.event.startswith(("identifier.", "identity.")):
                 try:
-                    self.cache.invalidate(self.parse(change.subject).key)
+                    keys.add(self.parse(change.subject).key)
                 except InvalidName:
-                    self.cache.clear()
-            elif change.event.startswith("template."):
-                continue  # a template does not change any stored value
-            else:
+                    return None
+            elif not change.event.startswith("template."):  # templates change no value
                 # Prefixes, routes, enterprises: they shape whole subtrees of answers.
-                self.directory.forget()
-                self.cache.clear()
+                return None
+        return keys
+
+    def on_changes(self, events: Sequence[ChangeEvent]) -> None:
+        """Evict what committed changes made stale (from this process or the feed)."""
+        stale = self.stale(events)
+        if stale is None:
+            self.directory.forget()
+            self.cache.clear()
+        else:
+            for key in stale:
+                self.cache.invalidate(key)
         for follower in self.followers:
             follower(events)

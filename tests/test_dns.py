@@ -29,12 +29,12 @@ from hypothesis import strategies as st
 from idnode.config import Config, Endpoint
 from idnode.node import bind_pair
 from loadtest.refdns import ReferenceServer, server_binary
+from registry.dnsnames import ZoneNames
 from registry.models import PERM_RESTRICTED, HandleValue
 from registry.services import Actor, Registry
 from resolver.dns import server as srv
-from resolver.dns.names import ZoneNames
 from resolver.dns.rrl import RateLimit, ResponseRateLimiter, Verdict
-from resolver.dns.service import DnsService
+from resolver.dns.service import MAX_CACHED_ANSWER, DnsService
 from resolver.engine import Engine
 from tests.conftest import needs
 from tests.factories import hosted_enterprise
@@ -106,9 +106,12 @@ class Zone:
 Starter = Callable[..., Awaitable[Zone]]
 
 
+RUNNING: list[srv.DnsListeners] = []
+
+
 @pytest.fixture
 async def start_zone(registry: Registry) -> AsyncIterator[Starter]:
-    running: list[srv.DnsListeners] = []
+    running = RUNNING
 
     async def start(rate_limit: RateLimit = NO_LIMIT, host: str = "127.0.0.1") -> Zone:
         engine = Engine(registry)
@@ -125,6 +128,7 @@ async def start_zone(registry: Registry) -> AsyncIterator[Starter]:
     yield start
     for listeners in running:
         await listeners.close()
+    running.clear()
 
 
 @pytest.fixture
@@ -612,12 +616,19 @@ async def test_cached_answers_equal_slow_path_answers(
         assert warm == await cold.handle(data, udp=udp)
         again = other_id.to_bytes(2, "big") + data[2:]
         cached = zone.service.fast(again, udp=udp)
+        # The same question spelt in other letters (0x20 resolvers): the same entry.
+        swapped = dns.message.make_query(qname.swapcase(), qtype, **options)  # type: ignore[arg-type]
+        swapped.flags, swapped.id = message.flags, other_id
+        other_case = swapped.to_wire()
+        hit = zone.service.fast(other_case, udp=udp)
+        assert (hit is None) == (cached is None)
         if cached is not None:
             assert cached == await cold.handle(again, udp=udp)
+            assert hit == await cold.handle(other_case, udp=udp)
         else:  # only what is about this very query's bytes stays uncached
             assert warm is not None
             reply = dns.message.from_wire(warm)
-            assert reply.flags & dns.flags.TC or reply.rcode() in (
+            assert len(warm) > MAX_CACHED_ANSWER or reply.rcode() in (
                 dns.rcode.BADVERS,
                 dns.rcode.FORMERR,
                 dns.rcode.NOTIMP,
@@ -764,3 +775,164 @@ async def test_store_failure_is_servfail_not_silence(
         assert reply.rcode() == dns.rcode.SERVFAIL and not reply.answer
     monkeypatch.undo()
     assert (await zone.ask(qname, "TXT")).answer  # nothing bad was cached
+
+
+# --- hostile and odd input found in review -------------------------------------------------
+
+
+async def test_a_client_that_never_reads_cannot_grow_the_server(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    query = dns.message.make_query(zone.name("88.100.1/mid"), "TXT").to_wire()
+    frame = struct.pack("!H", len(query)) + query
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((zone.host, zone.port))
+        sock.setblocking(False)
+        sent = 0
+        deadline = loop.time() + 10
+        while loop.time() < deadline and sent < 50_000_000:
+            try:
+                sent += sock.send(frame * 64)
+            except BlockingIOError:
+                await asyncio.sleep(0.2)  # let the server catch up, if it would
+                try:
+                    sent += sock.send(frame)
+                except BlockingIOError:
+                    break  # the server stopped reading: backpressure reached the client
+        assert sent < 20_000_000, "the server kept reading what it could not answer"
+        (connection,) = zone_connections(zone)
+        assert connection.read_paused and connection.write_paused
+        buffered = connection.transport.get_write_buffer_size() if connection.transport else 0
+        assert buffered < 2_000_000
+
+
+def zone_connections(zone: Zone) -> list[srv.TcpProtocol]:
+    return [c for listeners in RUNNING for c in listeners.peers.connections if c.peer]
+
+
+async def test_trickling_clients_are_closed_and_counted_per_address(zone: Zone) -> None:
+    reader, writer = await asyncio.open_connection(zone.host, zone.port)
+    started = asyncio.get_running_loop().time()
+    try:
+        writer.write(b"\x00\x40")  # a 64-byte query is coming...
+        for _ in range(20):  # ...one byte every 0.3 s, never finished
+            writer.write(b"\x00")
+            await writer.drain()
+            if await _closed(reader, 0.3):
+                break
+        assert asyncio.get_running_loop().time() - started < 4.0  # idle=1.0 in the fixture
+    finally:
+        writer.close()
+    runt_reader, runt_writer = await asyncio.open_connection(zone.host, zone.port)
+    runt_writer.write(b"\x00\x00")  # a zero-length "message": no DNS client sends that
+    assert await _closed(runt_reader, 0.5)
+    runt_writer.close()
+    held = [await asyncio.open_connection(zone.host, zone.port) for _ in range(srv.MAX_PER_CLIENT)]
+    try:
+        extra_reader, extra_writer = await asyncio.open_connection(zone.host, zone.port)
+        assert await _closed(extra_reader, 2.0)  # one address, too many connections
+        extra_writer.close()
+    finally:
+        for _, each in held:
+            each.close()
+
+
+async def _closed(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), seconds) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+async def test_names_with_identifiers_below_exist(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    long_suffix = "参数-" * 12  # 60 UTF-8 bytes: two labels of base32hex
+    await zone.registry.handles.create(
+        admin, f"88.100.1/{long_suffix}", [value(1, "URL", "https://x.example")], overwrite=False
+    )
+    full = dns.name.from_text(zone.name(f"88.100.1/{long_suffix}"))
+    assert full.labels[0].startswith(b"b32-") and not full.labels[1].startswith(b"b32-")
+    parent = full.parent()
+    for rdtype in ("TXT", "ANY"):
+        empty = await zone.ask(parent.to_text(), rdtype)
+        assert (empty.rcode(), empty.answer) == (dns.rcode.NOERROR, []), rdtype  # RFC 8020
+        assert empty.authority[0].rdtype == dns.rdatatype.SOA
+    sibling = dns.name.Name((b"x" + parent.labels[0][1:], *parent.labels[1:]))
+    assert (await zone.ask(sibling.to_text(), "TXT")).rcode() == dns.rcode.NXDOMAIN
+    assert (await zone.ask(full.to_text(), "URI")).answer
+
+
+async def test_each_identifier_has_one_dns_name(zone: Zone, admin: Actor) -> None:
+    from registry.dnsnames import suffix_digest
+
+    await seed(zone, admin)
+    key = zone.engine.parse("88.100.1/abc").key
+    others = [
+        f"1.100.88.oid-res.{ZONE}",  # a handle's prefix spelt as OID arcs
+        f"h-{suffix_digest(key)}._.1.100.88.{ZONE}",  # the hashed form of a short name
+        f"b32-c5h66._.1.100.88.{ZONE}",  # "abc" in base32hex, though plain
+    ]
+    for qname in others:
+        reply = await zone.ask(qname, "TXT")
+        assert reply.rcode() == dns.rcode.NXDOMAIN, qname
+    assert (await zone.ask(zone.name("88.100.1/abc"), "TXT")).answer
+
+
+async def test_negative_answers_follow_the_serial(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    nodata = dns.message.make_query(zone.name("88.100.1/abc"), "A")
+    first = await zone.send(nodata)
+    assert zone.service.fast(nodata.to_wire(), udp=True) is not None  # cached
+    await zone.registry.handles.create(
+        admin, "88.100.1/later", [value(1, "URL", "https://x.example")], overwrite=False
+    )
+    second = await zone.send(nodata)
+    assert second.authority[0][0].serial > first.authority[0][0].serial
+    apex = await zone.ask(ZONE, "SOA")
+    assert apex.answer[0][0].serial == second.authority[0][0].serial
+
+
+async def test_answers_always_fit_a_message(zone: Zone, admin: Actor) -> None:
+    await seed(zone, admin)
+    values = [value(i, "NOTE", "n" * 4000) for i in range(1, 21)]
+    values += [value(100 + i, "NOTE", f"{i}" * 64) for i in range(1, 1001)]
+    await zone.registry.handles.create(admin, "88.100.1/huge", values, overwrite=False)
+    reply = await zone.ask(zone.name("88.100.1/huge"), "TXT", tcp=True)
+    assert not reply.flags & dns.flags.TC
+    strings = [b"".join(r.strings) for r in reply.answer[0]]
+    assert 20_000 < len(reply.to_wire()) < 65535
+    assert any(s.startswith(b"idx=") and b"size=4000" in s for s in strings)
+    assert any(s.startswith(b"omitted=") for s in strings)
+
+
+async def test_meta_types_are_not_queries(zone: Zone) -> None:
+    for rdtype, rcode in (
+        ("OPT", dns.rcode.FORMERR),
+        ("TSIG", dns.rcode.FORMERR),
+        ("MAILA", dns.rcode.NOTIMP),
+        ("MAILB", dns.rcode.NOTIMP),
+    ):
+        reply = await zone.ask(ZONE, rdtype, use_edns=False)
+        assert reply.rcode() == rcode, rdtype
+
+
+def test_rate_limit_table_keeps_the_busy_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver.dns import rrl
+
+    monkeypatch.setattr(rrl, "MAX_CLIENTS", 10)
+    now = [0.0]
+    limiter = ResponseRateLimiter(
+        RateLimit(rate=1, burst=2, slip=0, exempt=()), clock=lambda: now[0]
+    )
+    victim = "192.0.2.1"
+    assert [limiter.check(victim) for _ in range(3)][-1] is Verdict.DROP
+    for i in range(1000):  # one /64 is one client, however many addresses it uses
+        limiter.check(f"2001:db8::{i:x}")
+        if i % 100 == 0:
+            assert limiter.check(victim) is Verdict.DROP
+    for i in range(8):  # new clients push out the one seen longest ago, not the busy one
+        limiter.check(f"198.51.100.{i}")
+        assert limiter.check(victim) is Verdict.DROP

@@ -10,15 +10,16 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from registry.grammar import Grammar, GrammarError, HandleName, suffix_digest
-from resolver.dns.names import (
+from registry.dnsnames import (
     Apex,
     Branch,
     Hashed,
     Named,
     NotAnIdentifier,
     ZoneNames,
+    suffix_digest,
 )
+from registry.grammar import Grammar, GrammarError, HandleName
 
 ARC = "1.2.156.86.1"
 NODE = "88.100"

@@ -288,7 +288,8 @@ class Accounts:
 
     async def _write_handle_identity(self, change: Change, secret_key: str) -> None:
         name = prefix_handle(self.s.node_prefix)
-        key = self.s.grammar.parse(name).key
+        parsed = self.s.grammar.parse(name)
+        key = parsed.key
         now = int(change.now.timestamp())
         admin = HandleValue(
             index=HANDLE_ADMIN_INDEX,
@@ -330,6 +331,7 @@ class Accounts:
                 prefix_id=None,
                 template_id=None,
                 values=(admin, seckey),
+                dns_path=self.s.dns_path(parsed),
             )
         else:
             kept = [v for v in existing.values if v.index not in (admin.index, seckey.index)]

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .. import store
+from .. import dnsnames, store
 from ..db import read_transaction, write_transaction
 from ..errors import AlreadyExists, Forbidden, InvalidRequest
 from ..grammar import (
@@ -262,6 +262,10 @@ class Services:
 
     def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         return read_transaction(self.engine)
+
+    def dns_path(self, name: HandleName) -> str | None:
+        """Where the identifier sits in the DNS zone (see :mod:`registry.dnsnames`)."""
+        return dnsnames.dns_path(name, suffix_case_sensitive=self.grammar.suffix_case_sensitive)
 
     def parse_name(self, name: str) -> HandleName:
         try:

@@ -315,6 +315,7 @@ class Handles:
                 prefix_id=prefix_id,
                 template_id=None,
                 values=values,
+                dns_path=self.s.dns_path(name),
             )
         else:
             await store.replace_identifier_values(

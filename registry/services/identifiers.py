@@ -243,6 +243,7 @@ class Identifiers:
             prefix_id=prefix.id,
             template_id=template.id,
             values=values,
+            dns_path=self.s.dns_path(parsed),
         )
         await change.record(
             "identifier.created",

@@ -10,8 +10,12 @@
   at most 255 octets; the data is the concatenation of those strings.
 
 Handle-system internals (``HS_*`` values: keys, admin lists, sites) are not
-published in the zone, and values over :data:`MAX_TXT_DATA` bytes are listed
-with their size only.
+published in the zone. So that every answer fits a DNS message (64 KiB, TCP),
+values over :data:`MAX_TXT_DATA` bytes, and values past :data:`MAX_TXT_BYTES`
+of TXT in all, are listed with their size only (``size=<n>``); past that
+budget values are left out and a last TXT record says how many
+(``omitted=<n>``). URIs longer than :data:`MAX_URI` or past
+:data:`MAX_URI_BYTES` in all get no NAPTR or URI record.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from registry.models import HandleValue
 
 IN = dns.rdataclass.IN
 MAX_TXT_DATA = 4096
+MAX_TXT_BYTES = 32 * 1024
+MAX_URI = 2048
+MAX_URI_BYTES = 16 * 1024
 MAX_TTL = 86_400
 _URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _DELIMITERS = "!#|%~"
@@ -74,9 +81,9 @@ def _strings(prefix: str, data: bytes) -> list[bytes]:
     return [whole[i : i + 255] for i in range(0, len(whole), 255)] or [b""]
 
 
-def _value_strings(value: HandleValue) -> list[bytes]:
+def _value_strings(value: HandleValue, room: int) -> list[bytes]:
     head = [f"idx={value.index}".encode(), b"type=" + value.type.encode("utf-8")[:250]]
-    if len(value.data) > MAX_TXT_DATA:
+    if len(value.data) > min(MAX_TXT_DATA, room):
         return [*head, f"size={len(value.data)}".encode()]
     try:
         text = value.data.decode("utf-8")
@@ -101,13 +108,14 @@ def identifier_rrsets(
     service = b"UINF" if oid else b"HDL+URL"
     naptr = dns.rrset.RRset(owner, IN, dns.rdatatype.NAPTR)
     uri = dns.rrset.RRset(owner, IN, dns.rdatatype.URI)
-    rank = 0
+    rank = uri_bytes = 0
     for value in shown:
         url = url_of(value)
-        regexp = _regexp(url) if url else None
-        if url is None or regexp is None:
+        regexp = _regexp(url) if url and len(url) <= MAX_URI else None
+        if url is None or regexp is None or uri_bytes + len(url) > MAX_URI_BYTES:
             continue
         rank += 1
+        uri_bytes += len(url)
         naptr.add(
             dns.rdtypes.IN.NAPTR.NAPTR(
                 IN, dns.rdatatype.NAPTR, 100, 10 * rank, b"U", service, regexp, dns.name.root
@@ -117,7 +125,15 @@ def identifier_rrsets(
         uri.add(dns.rdtypes.ANY.URI.URI(IN, dns.rdatatype.URI, rank, 1, url.encode()), ttl)
     txt = dns.rrset.RRset(owner, IN, dns.rdatatype.TXT)
     strings = [_strings("oid=" if oid else "hdl=", canonical.encode())]
-    strings += [_value_strings(value) for value in shown]
+    room = MAX_TXT_BYTES - len(canonical)
+    for at, value in enumerate(shown):
+        each = _value_strings(value, room - 300)  # 300: room for the record's head
+        cost = sum(len(x) + 1 for x in each) + 12
+        if cost > room:
+            strings.append([f"omitted={len(shown) - at}".encode()])
+            break
+        strings.append(each)
+        room -= cost
     for each in strings:
         txt.add(dns.rdtypes.ANY.TXT.TXT(IN, dns.rdatatype.TXT, each), ttl)
     return {rrset.rdtype: rrset for rrset in (naptr, uri, txt) if rrset}

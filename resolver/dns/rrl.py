@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,11 +36,14 @@ class RateLimit:
     exempt: Sequence[str] = ("127.0.0.0/8", "::1/128")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     updated: float
     limited: int = 0
+
+
+_EXEMPT = ""
 
 
 @dataclass
@@ -48,8 +52,10 @@ class ResponseRateLimiter:
     clock: Callable[[], float] = time.monotonic
     dropped: int = 0
     slipped: int = 0
-    _buckets: dict[str, _Bucket | None] = field(default_factory=dict)
-    """By client (address, or IPv6 /64); ``None`` for exempt clients."""
+    _buckets: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict)
+    """By client, least recently seen first."""
+    _clients: dict[str, str] = field(default_factory=dict)
+    """Address → its client: itself, its /64 for IPv6, or ``_EXEMPT``."""
     _networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -58,17 +64,23 @@ class ResponseRateLimiter:
     def check(self, address: str) -> Verdict:
         if not self.limit.rate:
             return Verdict.SEND
-        now = self.clock()
-        bucket = self._buckets.get(address, _missing)
-        if bucket is _missing:
-            bucket = self._new_bucket(address, now)
-        if bucket is None:
+        client = self._clients.get(address)
+        if client is None:
+            client = self._client_of(address)
+        if client == _EXEMPT:
             return Verdict.SEND
-        assert isinstance(bucket, _Bucket)
-        bucket.tokens = min(
-            self.limit.burst, bucket.tokens + (now - bucket.updated) * self.limit.rate
-        )
-        bucket.updated = now
+        now = self.clock()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= MAX_CLIENTS:
+                self._buckets.popitem(last=False)  # the client not seen for longest
+            bucket = self._buckets[client] = _Bucket(self.limit.burst, now)
+        else:
+            self._buckets.move_to_end(client)
+            bucket.tokens = min(
+                self.limit.burst, bucket.tokens + (now - bucket.updated) * self.limit.rate
+            )
+            bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return Verdict.SEND
@@ -79,32 +91,19 @@ class ResponseRateLimiter:
         self.dropped += 1
         return Verdict.DROP
 
-    def _new_bucket(self, address: str, now: float) -> _Bucket | None:
-        if len(self._buckets) >= MAX_CLIENTS:
-            self._forget_full_buckets(now)
+    def _client_of(self, address: str) -> str:
         try:
             ip = ipaddress.ip_address(address.split("%")[0])
         except ValueError:
-            ip = None
-        exempt = ip is not None and any(ip in network for network in self._networks)
-        bucket = None if exempt else _Bucket(self.limit.burst, now)
-        key = address
-        if isinstance(ip, ipaddress.IPv6Address) and not exempt:
-            key = str(ipaddress.ip_network(f"{ip}/64", strict=False))
-            shared = self._buckets.get(key)
-            if shared is not None:
-                bucket = shared
-            self._buckets[key] = bucket
-        self._buckets[address] = bucket
-        return bucket
-
-    def _forget_full_buckets(self, now: float) -> None:
-        """Clients idle long enough to have a full bucket again cost nothing to forget."""
-        refill = self.limit.burst / self.limit.rate
-        for key in [k for k, b in self._buckets.items() if b is None or now - b.updated > refill]:
-            del self._buckets[key]
-        if len(self._buckets) >= MAX_CLIENTS:
-            self._buckets.clear()  # all busy at once: start over rather than grow
-
-
-_missing = _Bucket(0.0, 0.0)
+            client = address
+        else:
+            if any(ip in network for network in self._networks):
+                client = _EXEMPT
+            elif isinstance(ip, ipaddress.IPv6Address):
+                client = str(ipaddress.ip_network(f"{ip}/64", strict=False))
+            else:
+                client = address
+        if len(self._clients) >= MAX_CLIENTS:
+            self._clients.clear()  # a cache of a pure function: clearing only costs time
+        self._clients[address] = client
+        return client

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from metrics.instruments import DNS_RATE_LIMITED
@@ -28,6 +28,7 @@ log = logging.getLogger("idnode.dns")
 IDLE_SECONDS = 10.0
 """RFC 7766 §6.2.3: a few seconds of silence close a client's TCP connection."""
 MAX_DATAGRAM = 65535
+HEADER = 12
 DRAIN_BATCH = 256
 """Datagrams read per wake-up at most, so that TCP and timers get their turn."""
 MAX_UDP_IN_FLIGHT = 1024
@@ -35,6 +36,9 @@ MAX_UDP_IN_FLIGHT = 1024
 MAX_IN_FLIGHT = 32
 """Queries one TCP connection may have outstanding before reading pauses."""
 MAX_CONNECTIONS = 4096
+MAX_PER_CLIENT = 64
+"""TCP connections one address may hold open (RFC 7766 §6.2.2: limit them per client)."""
+BACKLOG = 1024
 
 
 class UdpListener:
@@ -97,35 +101,55 @@ class UdpListener:
 
 
 class TcpProtocol(asyncio.Protocol):
-    def __init__(self, service: DnsService, sweeper: IdleSweeper, connections: set[object]):
+    """RFC 7766 framing. Reading stops while MAX_IN_FLIGHT queries are on the slow
+    path or while the client does not read its answers (the transport's write
+    buffer is full); bytes already read wait unparsed, so a pipeline costs no
+    more than one read. "Idle" counts from the last whole query: a client that
+    trickles bytes without finishing a message is closed like a silent one."""
+
+    def __init__(self, service: DnsService, sweeper: IdleSweeper, peers: Peers):
         self.service = service
         self.sweeper = sweeper
-        self.connections = connections
+        self.peers = peers
         self.transport: asyncio.Transport | None = None
+        self.peer = ""
         self.buffer = bytearray()
         self.last_seen = 0.0
         self.in_flight = 0
-        self.paused = False
+        self.write_paused = False
+        self.read_paused = False
         self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        if len(self.connections) >= MAX_CONNECTIONS:
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not self.peers.admit(self):
             self.transport.abort()
             return
-        self.connections.add(self)
         self.last_seen = asyncio.get_running_loop().time()
         self.sweeper.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_seen = asyncio.get_running_loop().time()
         self.buffer += data
-        while len(self.buffer) >= 2 and self.transport is not None:
+        self._process()
+
+    def _process(self) -> None:
+        while (
+            self.transport is not None
+            and not self.write_paused
+            and self.in_flight < MAX_IN_FLIGHT
+            and len(self.buffer) >= 2
+        ):
             length = int.from_bytes(self.buffer[:2], "big")
             if len(self.buffer) < 2 + length:
                 break
+            if length < HEADER:  # no DNS message is this short: not a DNS client
+                self.transport.close()
+                return
             message = bytes(self.buffer[2 : 2 + length])
             del self.buffer[: 2 + length]
+            self.last_seen = asyncio.get_running_loop().time()
             answer = self.service.fast(message, udp=False)
             if answer is not None:
                 self._write(answer)
@@ -134,9 +158,19 @@ class TcpProtocol(asyncio.Protocol):
             task = asyncio.get_running_loop().create_task(self._answer(message))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-            if self.in_flight >= MAX_IN_FLIGHT and not self.paused:
-                self.paused = True
-                self.transport.pause_reading()
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read only while there is room to work and the client takes its answers."""
+        if self.transport is None:
+            return
+        blocked = self.write_paused or self.in_flight >= MAX_IN_FLIGHT
+        if blocked and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        elif not blocked and self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     async def _answer(self, message: bytes) -> None:
         try:
@@ -148,13 +182,19 @@ class TcpProtocol(asyncio.Protocol):
             self.in_flight -= 1
         if answer is not None:
             self._write(answer)
-        if self.paused and self.in_flight < MAX_IN_FLIGHT // 2 and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
+        self._process()
 
     def _write(self, answer: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(len(answer).to_bytes(2, "big") + answer)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._process()
 
     def close_if_idle(self) -> None:
         if self.in_flight == 0 and self.transport is not None:
@@ -162,10 +202,38 @@ class TcpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.connections.discard(self)
+        self.peers.leave(self)
         self.sweeper.connections.discard(self)
         for task in self.tasks:
             task.cancel()
+
+
+class Peers:
+    """Open TCP connections, at most MAX_CONNECTIONS and MAX_PER_CLIENT per address."""
+
+    def __init__(self) -> None:
+        self.connections: set[TcpProtocol] = set()
+        self.by_address: dict[str, int] = {}
+
+    def admit(self, connection: TcpProtocol) -> bool:
+        address = connection.peer
+        if (
+            len(self.connections) >= MAX_CONNECTIONS
+            or self.by_address.get(address, 0) >= MAX_PER_CLIENT
+        ):
+            return False
+        self.connections.add(connection)
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+        return True
+
+    def leave(self, connection: TcpProtocol) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            left = self.by_address.get(connection.peer, 1) - 1
+            if left:
+                self.by_address[connection.peer] = left
+            else:
+                self.by_address.pop(connection.peer, None)
 
 
 @dataclass
@@ -173,15 +241,14 @@ class DnsListeners:
     udp: UdpListener
     tcp: asyncio.Server
     sweeper: IdleSweeper
-    connections: set[object] = field(default_factory=set)
+    peers: Peers
 
     async def close(self) -> None:
         self.tcp.close()
         self.sweeper.stop()
-        for connection in list(self.connections):
-            transport = cast(TcpProtocol, connection).transport
-            if transport is not None:
-                transport.abort()
+        for connection in list(self.peers.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
         await self.udp.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.tcp.wait_closed(), 5.0)
@@ -200,8 +267,8 @@ async def start(
     limiter = ResponseRateLimiter(rate_limit or RateLimit())
     udp = UdpListener(service, udp_sock, limiter)
     sweeper = IdleSweeper(idle)
-    connections: set[object] = set()
+    peers = Peers()
     tcp = await loop.create_server(
-        lambda: TcpProtocol(service, sweeper, connections), sock=tcp_sock
+        lambda: TcpProtocol(service, sweeper, peers), sock=tcp_sock, backlog=BACKLOG
     )
-    return DnsListeners(udp, tcp, sweeper, connections)
+    return DnsListeners(udp, tcp, sweeper, peers)

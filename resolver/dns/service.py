@@ -4,11 +4,12 @@ Two tiers. The fast path is a dictionary hit: an answer is cached as wire
 bytes keyed by the query after its id (so the question's letter case, flags
 and EDNS options are all part of the key) and only the id is patched in.
 Everything else is parsed with dnspython, answered from the engine, and
-cached on the way out. Positive answers live in the engine's answer cache
-under the identifier's key, so the registry's change feed evicts them like
-every other front end's; negative ones (NXDOMAIN, REFUSED) in a small cache
-of their own, dropped on any change, so that a flood of made-up names cannot
-push real answers out.
+cached on the way out. Positive answers are cached under the identifier's
+key, so the registry's change feed evicts them as it evicts every other front
+end's; answers that carry the SOA (NXDOMAIN, NODATA) and refusals live in a
+small cache of their own, dropped on any change (the SOA serial moves with
+every change), so that a flood of made-up names cannot push real answers
+out. Only small queries are cached: the key is the query itself.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
 from registry.errors import InvalidName
 from registry.grammar import HandleName
 from registry.services.base import ChangeEvent
 
+from ..cache import AnswerCache
 from ..engine import Engine, Resolution, Status
 from . import records
-from .names import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
 
 log = logging.getLogger("idnode.dns")
 
@@ -43,13 +45,20 @@ OUR_PAYLOAD = 1232
 """The EDNS payload size we accept and offer (DNS flag day 2020)."""
 PLAIN_PAYLOAD = 512
 NEGATIVE_TTL = 5
-MAX_SHAPES = 100_000
+MAX_CACHED_QUERY = 300
+"""Longer queries (big EDNS options) are answered but not cached: the query is the key."""
+MAX_CACHED_ANSWER = 4096
 MAX_NEGATIVE = 10_000
 APEX_KEY = "dns:apex"
 """Answers at the apex and its nameserver: the SOA serial moves with every change."""
 TREE_KEY = "dns:tree"
 """Answers for branches of the zone (prefixes, OID arcs): they follow every change."""
 _ZONE_TRANSFERS = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+_META_TYPES = (dns.rdatatype.NONE, dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY)
+"""Types that only live in messages, never in a zone (RFC 6895 §3.1): FORMERR."""
+_MAIL_TYPES = (dns.rdatatype.MAILA, dns.rdatatype.MAILB)
+_RESOLUTION = "resolution"
+_UNCACHED = (dns.rcode.FORMERR, dns.rcode.NOTIMP, dns.rcode.BADVERS, dns.rcode.SERVFAIL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +71,19 @@ class _Answer:
 
 class DnsService:
     def __init__(
-        self, engine: Engine, names: ZoneNames, *, ns_address: str, serial: int = 0
+        self,
+        engine: Engine,
+        names: ZoneNames,
+        *,
+        ns_address: str,
+        serial: int = 0,
+        cache_entries: int = 100_000,
     ) -> None:
         self.engine = engine
         self.names = names
         self.ns_address = ns_address
         self.serial = serial
+        self.cache = AnswerCache(max_entries=cache_entries)
         self._shapes: dict[bytes, str] = {}
         """Query shape → the name key its answer is cached under."""
         self._negative: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
@@ -79,24 +95,36 @@ class DnsService:
     def on_changes(self, events: Sequence[ChangeEvent]) -> None:
         if events:
             self.serial = max(self.serial, *(event.seq for event in events))
-        self.engine.cache.invalidate(APEX_KEY)
-        self.engine.cache.invalidate(TREE_KEY)
+        stale = self.engine.stale(events)
+        if stale is None:
+            self.cache.clear()
+            self._shapes.clear()
+        else:
+            for key in (*stale, APEX_KEY, TREE_KEY):
+                self.cache.invalidate(key)
         self._negative.clear()
 
     # --- the two tiers ---------------------------------------------------------------
 
     def fast(self, data: bytes, *, udp: bool) -> bytes | None:
-        """The cached answer to this query with its id patched in; None on a miss."""
-        shape = (b"U" if udp else b"T") + data[2:]
+        """The cached answer to this query, its id and the question's letter case
+        patched in; None on a miss."""
+        found = _shape(data, udp)
+        if found is None:
+            return None
+        shape, end = found
         key = self._shapes.get(shape)
+        payload: bytes | None = None
         if key is not None:
-            payload = self.engine.cache.get(key, shape)
-            if payload is not None:
-                return data[:2] + payload  # type: ignore[no-any-return]
-        negative = self._negative.get(shape)
-        if negative is not None and negative[1] > time.monotonic():
-            return data[:2] + negative[0]
-        return None
+            payload = self.cache.get(key, shape)
+        if payload is None:
+            negative = self._negative.get(shape)
+            if negative is None or negative[1] <= time.monotonic():
+                return None
+            payload = negative[0]
+        # The answer's names point into its question (compression), so the
+        # client's spelling of the question is all there is to patch.
+        return data[:2] + payload[:10] + data[12:end] + payload[end - 2 :]
 
     async def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """Answer one query (None: no answer at all — a response, or a runt)."""
@@ -108,7 +136,7 @@ class DnsService:
             return None
         except Exception:  # every way a message can be malformed
             return formerr(data)
-        epoch = self.engine.cache.epoch  # before anything is read
+        epoch = self.cache.epoch  # before anything is read
         try:
             answer = await self._answer(query)
         except Exception:  # the store is unreachable, or a bug: say so, cache nothing
@@ -116,27 +144,26 @@ class DnsService:
             failure = self._response(query, dns.rcode.SERVFAIL, aa=False)
             return self._wire(query, failure, udp)
         wire = self._wire(query, answer.message, udp)
-        if answer.message.flags & dns.flags.TC or answer.message.rcode() in (
-            dns.rcode.FORMERR,
-            dns.rcode.NOTIMP,
-            dns.rcode.BADVERS,
+        found = _shape(data, udp)
+        if (
+            found is None
+            or answer.message.rcode() in _UNCACHED
+            or len(wire) > MAX_CACHED_ANSWER
+            or wire[12 : found[1]] != data[12 : found[1]]  # not our question echoed
+            or self.cache.epoch != epoch  # a change landed while we looked
         ):
-            return wire  # about this query's bytes only: not worth a cache entry
-        shape = (b"U" if udp else b"T") + data[2:]
+            return wire
+        shape = found[0]
         if answer.key is None:
-            if self.engine.cache.epoch == epoch:  # no change landed while we looked
-                self._remember_negative(shape, wire[2:])
+            if len(self._negative) >= MAX_NEGATIVE:
+                self._negative.popitem(last=False)
+            self._negative[shape] = (wire[2:], time.monotonic() + NEGATIVE_TTL)
         elif answer.ttl > 0:
-            if len(self._shapes) >= MAX_SHAPES:
-                self._shapes.clear()
+            if len(self._shapes) >= self.cache.max_entries:
+                self._shapes.clear()  # stale mappings only cost a miss
             self._shapes[shape] = answer.key
-            self.engine.cache.put(answer.key, shape, wire[2:], answer.ttl, epoch=epoch)
+            self.cache.put(answer.key, shape, wire[2:], answer.ttl, epoch=epoch)
         return wire
-
-    def _remember_negative(self, shape: bytes, payload: bytes) -> None:
-        if len(self._negative) >= MAX_NEGATIVE:
-            self._negative.popitem(last=False)
-        self._negative[shape] = (payload, time.monotonic() + NEGATIVE_TTL)
 
     async def zone_text(self, identifiers: Iterable[str]) -> str:
         """These identifiers' records and the apex in master-file format: the
@@ -152,7 +179,7 @@ class DnsService:
                 raise ValueError(f"{text} does not resolve here: {resolution.status.name}")
             owner = self.names.of_identifier(name)
             found = records.identifier_rrsets(
-                owner, name.text, resolution.values, int(resolution.ttl()), oid=name.oid
+                owner, name.key, resolution.values, int(resolution.ttl()), oid=name.oid
             )
             lines += [rrset.to_text() for rrset in found.values()]
         return "\n".join(lines) + "\n"
@@ -168,6 +195,10 @@ class DnsService:
             return _Answer(self._response(query, dns.rcode.BADVERS, aa=False), None)
         question = query.question[0]
         qname, qtype = question.name, question.rdtype
+        if qtype in _META_TYPES:
+            return _Answer(self._response(query, dns.rcode.FORMERR, aa=False), None)
+        if qtype in _MAIL_TYPES:
+            return _Answer(self._response(query, dns.rcode.NOTIMP, aa=False), None)
         if (
             query.had_tsig
             or question.rdclass not in (dns.rdataclass.IN, dns.rdataclass.ANY)
@@ -176,14 +207,12 @@ class DnsService:
         ):
             return _Answer(self._response(query, dns.rcode.REFUSED, aa=False), None)
         if qname == records.nameserver(self.names.zone):
-            found = {dns.rdatatype.A: records.address(qname, self.ns_address)}
-            if ":" in self.ns_address:
-                found = {dns.rdatatype.AAAA: records.address(qname, self.ns_address)}
-            return self._rrsets(query, found, APEX_KEY, 3600)
+            glue = records.address(qname, self.ns_address)
+            return self._rrsets(query, {glue.rdtype: glue}, APEX_KEY, 3600)
         try:
             target = self.names.target(qname)
         except NotAnIdentifier:
-            return self._nxdomain(query)
+            return await self._nothing_at(query)
         if isinstance(target, Apex):
             apex = {
                 dns.rdatatype.SOA: records.soa(self.names.zone, self.serial),
@@ -199,16 +228,25 @@ class DnsService:
             return self._rrsets(query, {}, TREE_KEY, 3600) if exists else self._nxdomain(query)
         text = target.text if isinstance(target, Named) else None
         if isinstance(target, Hashed):
-            text = await self.engine.name_by_suffix_digest(target.prefix, target.digest)
-        if text is None:
-            return self._nxdomain(query)
-        try:
-            name = self.engine.parse(text)
-        except InvalidName:
-            return self._nxdomain(query)
+            found = await self.engine.names_at_dns_path(self.names.path(qname))
+            text = found[0] if len(found) == 1 else None
+        name = self._named_here(text, qname)
+        if name is None:
+            return await self._nothing_at(query)
         if name.oid and self._above_node_arc(tuple(int(arc) for arc in name.text.split("."))):
             return self._rrsets(query, {}, TREE_KEY, 3600)
         return await self._identifier(query, name)
+
+    def _named_here(self, text: str | None, qname: dns.name.Name) -> HandleName | None:
+        """The identifier ``text`` if ``qname`` is its one DNS name (not merely a
+        spelling that decodes to it, as an OID's arcs under a handle's do)."""
+        if text is None:
+            return None
+        try:
+            name = self.engine.parse(text)
+            return name if self.names.of_identifier(name) == qname else None
+        except (InvalidName, NotAnIdentifier):
+            return None
 
     def _above_node_arc(self, arcs: tuple[int, ...]) -> bool:
         """Whether these arcs lead to the node's OID arc (branches of the OID tree)."""
@@ -219,22 +257,33 @@ class DnsService:
         return len(arcs) < len(node) and node[: len(arcs)] == arcs
 
     async def _identifier(self, query: dns.message.Message, name: HandleName) -> _Answer:
-        resolution: Resolution = await self.engine.resolve(name)
+        resolution = await self._resolve(name)
         if resolution.status is Status.FOUND:
             qname = query.question[0].name
             ttl = int(resolution.ttl())
-            found = records.identifier_rrsets(
-                qname, name.text, resolution.values, ttl, oid=name.oid
-            )
+            found = records.identifier_rrsets(qname, name.key, resolution.values, ttl, oid=name.oid)
             return self._rrsets(query, found, name.key, resolution.ttl())
         if resolution.status in (Status.VALUES_NOT_FOUND, Status.REFERRAL):
             # The name exists (here, or at the enterprise's own node): no data here.
             return self._rrsets(query, {}, name.key, float(NEGATIVE_TTL))
-        if (
-            resolution.status is Status.NOT_FOUND
-            and name.oid
-            and await self.engine.has_names_below(name.key)
-        ):
+        return await self._nothing_at(query)
+
+    async def _resolve(self, name: HandleName) -> Resolution:
+        """The engine's resolution, kept beside the wire answers it makes: a query
+        spelt another way (EDNS, flags) is then built without the store."""
+        cached: Resolution | None = self.cache.get(name.key, _RESOLUTION)
+        if cached is not None:
+            return cached
+        epoch = self.cache.epoch
+        resolution = await self.engine.resolve(name)
+        self.cache.put(name.key, _RESOLUTION, resolution, resolution.ttl(), epoch=epoch)
+        return resolution
+
+    async def _nothing_at(self, query: dns.message.Message) -> _Answer:
+        """No identifier has this name: NODATA if some have names below it (an
+        empty non-terminal, RFC 8020), else NXDOMAIN."""
+        qname = query.question[0].name
+        if await self.engine.has_dns_path_below(self.names.path(qname)):
             return self._rrsets(query, {}, TREE_KEY, float(NEGATIVE_TTL))
         return self._nxdomain(query)
 
@@ -259,10 +308,11 @@ class DnsService:
         key: str,
         ttl: float,
     ) -> _Answer:
-        """The answer at an existing name: the type asked for, or NODATA."""
+        """The answer at an existing name: the type asked for, or NODATA (cached
+        with the negative answers: it carries the SOA)."""
         response = self._response(query, dns.rcode.NOERROR)
         qtype = query.question[0].rdtype
-        if qtype == dns.rdatatype.ANY:
+        if qtype == dns.rdatatype.ANY and found:
             response.answer.append(records.minimal_any(query.question[0].name))
         elif qtype in found:
             response.answer.append(found[qtype])
@@ -271,6 +321,7 @@ class DnsService:
                 response.additional.append(records.address(glue, self.ns_address))
         else:
             response.authority.append(self._negative_soa())
+            return _Answer(response, None)
         return _Answer(response, key, ttl)
 
     def _nxdomain(self, query: dns.message.Message) -> _Answer:
@@ -298,6 +349,29 @@ class DnsService:
             )
             truncated.flags |= dns.flags.TC
             return truncated.to_wire(max_size=limit, want_shuffle=False)
+
+
+def _shape(data: bytes, udp: bool) -> tuple[bytes, int] | None:
+    """The cache key of a query — everything after the id, the question's name in
+    lowercase — and where that name ends; None for queries not worth caching
+    (long ones, or a question without exactly one plain, uncompressed name)."""
+    if len(data) > MAX_CACHED_QUERY or data[4:6] != b"\x00\x01":
+        return None
+    end = 12
+    size = len(data)
+    while end < size:
+        length = data[end]
+        if length == 0:
+            end += 1
+            break
+        if length > 63:
+            return None  # a compression pointer: no shape of ours
+        end += 1 + length
+    else:
+        return None
+    if end + 4 > size:
+        return None
+    return (b"U" if udp else b"T") + data[2:12] + data[12:end].lower() + data[end:], end
 
 
 def formerr(data: bytes) -> bytes:

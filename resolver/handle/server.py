@@ -288,5 +288,7 @@ async def start(
     with contextlib.suppress(OSError, AttributeError):
         # Wake the accept only once the request has arrived: one loop turn fewer.
         tcp_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
-    tcp = await loop.create_server(lambda: TcpProtocol(service, sweeper), sock=tcp_sock)
+    tcp = await loop.create_server(
+        lambda: TcpProtocol(service, sweeper), sock=tcp_sock, backlog=1024
+    )
     return HandleListeners(udp, tcp, sweeper)

@@ -13,24 +13,31 @@ Each part stays as it is when it already is a plain lowercase label
 base32hex of its UTF-8 bytes (no padding), over as many labels as it takes:
 that keeps case and every character, in labels any resolver accepts. Prefix
 segments are case-insensitive, so they are lowercased first; so is the suffix
-when the node compares suffixes case-insensitively. A name that would still
-be longer than 255 octets is named by a digest of its suffix instead,
-``h-<26 base32hex characters>._.<prefix>``; its answers carry the full name
-in a TXT record.
+when the node compares suffixes case-insensitively. A handle whose labels
+below the zone would pass :data:`MAX_RELATIVE` octets is named by a digest of
+its suffix instead, ``h-<26 base32hex characters>._.<prefix>``; its answers
+carry the full name in a TXT record. (That bound leaves room for any zone of
+up to :data:`MAX_ZONE` octets, so a handle's name below the zone never
+depends on the zone: the store keeps it, see :func:`dns_path`.)
 
 An OID ``1.2.156.86.1.3.7`` becomes its arcs reversed under the ORS-style
 subtree: ``7.3.1.86.156.2.1.oid-res.<zone>``.
+
+Every identifier has exactly one name: a spelling that decodes to it but is
+not the one :meth:`ZoneNames.of_identifier` gives is no name of it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dns.name
 
-from registry.grammar import SUFFIX_DIGEST_CHARS, HandleName, ascii_lower, suffix_digest
+from .grammar import HandleName, ascii_lower
 
 SEPARATOR = b"_"
 OID_SUBTREE = b"oid-res"
@@ -42,6 +49,11 @@ _B32_CHARS = re.compile(r"[0-9a-v]+")
 _ARC = re.compile(r"0|[1-9][0-9]*")
 MAX_LABEL = 63
 MAX_NAME = 255
+MAX_ZONE = 64
+"""Longest zone name served, in wire octets (root label included)."""
+MAX_RELATIVE = MAX_NAME - MAX_ZONE
+"""Longest name of an identifier below the zone, in wire octets."""
+SUFFIX_DIGEST_CHARS = 26
 
 
 class NotAnIdentifier(ValueError):
@@ -72,13 +84,20 @@ class Named:
 
 @dataclass(frozen=True, slots=True)
 class Hashed:
-    """A handle named by :func:`registry.grammar.suffix_digest` of its suffix."""
+    """A handle named by :func:`suffix_digest` of its suffix."""
 
     prefix: str
     digest: str
 
 
 Target = Apex | Branch | Named | Hashed
+
+
+def suffix_digest(name_key: str) -> str:
+    """A short, stable digest of a handle's normalized suffix."""
+    suffix = name_key.partition("/")[2]
+    digest = hashlib.sha256(suffix.encode("utf-8")).digest()
+    return base64.b32hexencode(digest).decode("ascii").lower()[:SUFFIX_DIGEST_CHARS]
 
 
 def _plain(text: str) -> bool:
@@ -112,6 +131,48 @@ def _decode_part(labels: list[str]) -> str:
     return text
 
 
+def _prefix_labels(prefix: str) -> list[bytes]:
+    """Segments reversed, one label each (a node's prefixes are short numbers;
+    a segment whose encoding needs two labels could not be told apart)."""
+    labels: list[bytes] = []
+    for segment in reversed(ascii_lower(prefix).split(".")):
+        encoded = _encode_part(segment)
+        if len(encoded) != 1:
+            raise NotAnIdentifier(f"prefix segment {segment!r} does not fit a DNS label")
+        labels.extend(encoded)
+    return labels
+
+
+def relative_labels(name: HandleName, *, suffix_case_sensitive: bool = True) -> list[bytes]:
+    """An identifier's labels below the zone; :class:`NotAnIdentifier` when its
+    prefix cannot be written in DNS (a segment or the whole too long)."""
+    if name.oid:
+        return [*(arc.encode("ascii") for arc in reversed(name.text.split("."))), OID_SUBTREE]
+    suffix = name.suffix if suffix_case_sensitive else ascii_lower(name.suffix)
+    tail = [SEPARATOR, *_prefix_labels(name.prefix)]
+    labels = [*_encode_part(suffix), *tail]
+    if sum(len(label) + 1 for label in labels) > MAX_RELATIVE:
+        labels = [(HASHED + suffix_digest(name.key)).encode("ascii"), *tail]
+        if sum(len(label) + 1 for label in labels) > MAX_RELATIVE:
+            raise NotAnIdentifier(f"the prefix {name.prefix!r} is too long for a DNS name")
+    return labels
+
+
+def path_of(labels: Sequence[bytes | str]) -> str:
+    """Labels below the zone as a path from the zone down (``88.100.1._.abc``):
+    the names below a name are those whose path extends its path by ``.``."""
+    texts = [x.decode("ascii") if isinstance(x, bytes) else x for x in reversed(labels)]
+    return ".".join(texts)
+
+
+def dns_path(name: HandleName, *, suffix_case_sensitive: bool = True) -> str | None:
+    """What the store keeps of an identifier's DNS name (None: it has none)."""
+    try:
+        return path_of(relative_labels(name, suffix_case_sensitive=suffix_case_sensitive))
+    except NotAnIdentifier:
+        return None
+
+
 @dataclass(frozen=True)
 class ZoneNames:
     """The mapping for one zone. ``suffix_case_sensitive`` follows the node's grammar."""
@@ -121,42 +182,33 @@ class ZoneNames:
 
     @classmethod
     def of(cls, zone: str, *, suffix_case_sensitive: bool = True) -> ZoneNames:
-        return cls(dns.name.from_text(zone), suffix_case_sensitive)
+        name = dns.name.from_text(zone)
+        if len(name.to_wire() or b"") > MAX_ZONE:
+            raise ValueError(f"the zone name is longer than {MAX_ZONE} octets")
+        return cls(name, suffix_case_sensitive)
 
     @property
     def oid_subtree(self) -> dns.name.Name:
         return dns.name.Name((OID_SUBTREE, *self.zone.labels))
 
-    def prefix_labels(self, prefix: str) -> list[bytes]:
-        """Segments reversed, one label each (a node's prefixes are short numbers;
-        a segment whose encoding needs two labels could not be told apart)."""
-        labels: list[bytes] = []
-        for segment in reversed(ascii_lower(prefix).split(".")):
-            encoded = _encode_part(segment)
-            if len(encoded) != 1:
-                raise NotAnIdentifier(f"prefix segment {segment!r} does not fit a DNS label")
-            labels.extend(encoded)
-        return labels
-
     def of_identifier(self, name: HandleName) -> dns.name.Name:
         """The DNS name of a parsed identifier (its OID form when named by one)."""
-        if name.oid:
-            arcs = [arc.encode("ascii") for arc in reversed(name.text.split("."))]
-            return dns.name.Name((*arcs, *self.oid_subtree.labels))
-        suffix = name.suffix if self.suffix_case_sensitive else ascii_lower(name.suffix)
-        tail = (SEPARATOR, *self.prefix_labels(name.prefix), *self.zone.labels)
-        labels = (*_encode_part(suffix), *tail)
-        if sum(len(label) + 1 for label in labels) <= MAX_NAME:  # the root label included
-            return dns.name.Name(labels)
-        digest = HASHED + suffix_digest(name.key)
-        return dns.name.Name((digest.encode("ascii"), *tail))
+        labels = relative_labels(name, suffix_case_sensitive=self.suffix_case_sensitive)
+        return dns.name.Name((*labels, *self.zone.labels))
+
+    def relative(self, qname: dns.name.Name) -> list[str]:
+        """The labels of a name in the zone below the zone, lowercase."""
+        if not qname.is_subdomain(self.zone):
+            raise NotAnIdentifier(f"{qname} is outside {self.zone}")
+        labels = [label.decode("ascii", "replace").lower() for label in qname.labels]
+        return labels[: len(labels) - len(self.zone.labels)]
+
+    def path(self, qname: dns.name.Name) -> str:
+        return path_of(self.relative(qname))
 
     def target(self, qname: dns.name.Name) -> Target:
         """What a name in the zone stands for; :class:`NotAnIdentifier` if nothing can."""
-        if not qname.is_subdomain(self.zone):
-            raise NotAnIdentifier(f"{qname} is outside {self.zone}")
-        relative = [label.decode("ascii", "replace").lower() for label in qname.labels]
-        relative = relative[: len(relative) - len(self.zone.labels)]
+        relative = self.relative(qname)
         if not relative:
             return Apex()
         if relative[-1] == OID_SUBTREE.decode():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import ipaddress
 import logging
 import os
@@ -331,6 +332,7 @@ async def serve(
             announce("http", http)  # TLS or not: the contract's service name
             announce("handle", handle)
             await workers.spawn(config, dns_at, config.workers - 1)
+            settle_heap()
             announce("dns", dns_at)
             if after_ready is not None:
                 after_ready(node, http)
@@ -476,6 +478,7 @@ async def serve_dns_worker(config: Config) -> None:
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
         try:
+            settle_heap()
             announce("dns-worker", bound(dns_tcp))
             await stop.wait()
         finally:
@@ -487,6 +490,16 @@ async def serve_dns_worker(config: Config) -> None:
 def _stop_at_eof(stop: asyncio.Event) -> None:
     if not os.read(sys.stdin.fileno(), 4096):
         stop.set()
+
+
+def settle_heap() -> None:
+    """Once started: what exists now (modules, the schema, the directory) lives as
+    long as the process, so the cycle collector stops walking it (gc.freeze), and
+    collects the young generation less often. Its full passes over a large heap
+    are what stalled answers for milliseconds."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _stop_on_signals() -> asyncio.Event:

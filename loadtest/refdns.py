@@ -187,7 +187,7 @@ server:
     logfile: {_quote(directory / "nsd.log")}
     log-only-syslog: no
     verbosity: 2
-    reuseport: no
+    reuseport: {"yes" if workers > 1 else "no"}
     hide-version: yes
     # Response rate limiting is on by default (200 qps per /24): off, as in knot.
     rrl-ratelimit: 0

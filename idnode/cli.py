@@ -226,7 +226,19 @@ async def _demo(config: Config) -> int:
             f"idnode demo: lookup page {demo.lookup_page(base)} (open it in a browser)", flush=True
         )
         print("idnode demo: try these (stop with Ctrl-C):", flush=True)
-        for line in demo.examples(base, admin):
+        dns_at = node.endpoints.get("dns")
+
+        def dig(handle: str) -> str:
+            from registry.dnsnames import ZoneNames
+
+            assert dns_at is not None
+            names = ZoneNames.of(
+                config.dns_zone, suffix_case_sensitive=config.suffix_case_sensitive
+            )
+            owner = names.of_identifier(node.resolver.parse(handle)).to_text()
+            return f"dig @{dns_at.host} -p {dns_at.port} +short {owner} URI"
+
+        for line in demo.examples(base, admin, dig if dns_at else None):
             print("  " + line, flush=True)
 
     await serve(config, migrate_schema=True, before_ready=seed, after_ready=show)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -454,8 +454,11 @@ def lookup_page(base_url: str) -> str:
     return f"{base_url}/{example_handle(demo_enterprises(1)[0], 1)}?noredirect"
 
 
-def examples(base_url: str, admin: tuple[str, str]) -> list[str]:
-    """Shell commands that work against the running demo, printed at start."""
+def examples(
+    base_url: str, admin: tuple[str, str], dig: Callable[[str], str] | None = None
+) -> list[str]:
+    """Shell commands that work against the running demo, printed at start;
+    ``dig`` makes the command that asks the DNS zone for a handle's URI."""
     ent = demo_enterprises(1)[0]
     login = json.dumps({"username": admin[0], "password": admin[1]})
     token = (
@@ -493,6 +496,7 @@ def examples(base_url: str, admin: tuple[str, str]) -> list[str]:
         f"curl -s {auth} '{base_url}/snms/api/v5/template?prefix={ent.prefix}"
         f"&version={ent.mode.version}'",
         f"curl -s {auth} '{base_url}/snms/api/v3/ent/page?currentPage=1&pageSize=5'",
+        *([dig(handle)] if dig else []),
         f"curl -s -X POST {auth} -H 'Content-Type: application/json' {base_url}/identityv2/data "
         f"-d {shlex.quote(new_record)}",
     ]

@@ -77,6 +77,8 @@ class Node:
     registry: Registry
     tokens: TokenIssuer
     resolver: Engine
+    endpoints: dict[str, Endpoint] = dataclasses.field(default_factory=dict)
+    """What the servers bound, by service (``http``, ``handle``, ``dns``), once listening."""
 
 
 @asynccontextmanager
@@ -334,6 +336,7 @@ async def serve(
             await workers.spawn(config, dns_at, config.workers - 1)
             settle_heap()
             announce("dns", dns_at)
+            node.endpoints.update(http=http, handle=handle, dns=dns_at)
             if after_ready is not None:
                 after_ready(node, http)
             await stop.wait()

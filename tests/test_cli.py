@@ -237,9 +237,13 @@ def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
             if answer.startswith("302 "):  # the redirect proxy
                 assert answer.split()[1].startswith("https://"), answer
                 continue
+            if answer.startswith("1 1 "):  # dig: the URI record of the handle
+                assert answer.split()[2].startswith('"https://'), answer
+                continue
             body = json.loads(answer)
             assert body.get("status") == 1 or body.get("responseCode") == 1, body
         assert any("lookup page http://" in line for line in lines)
+        assert any(example.startswith("dig @127.0.0.1 -p ") for example in examples)
     finally:
         assert server.stop() == 0
     db = sqlite3.connect(workdir / "idnode-demo.db")

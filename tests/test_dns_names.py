@@ -73,12 +73,7 @@ def expected(name: HandleName) -> str:
 @given(prefixes, suffixes)
 def test_every_handle_maps_and_maps_back(prefix: str, suffix: str) -> None:
     name = parse(f"{prefix}/{suffix}")
-    try:
-        owner = NAMES.of_identifier(name)
-    except NotAnIdentifier:
-        # Only a prefix segment too long for one label may not map; say so, never guess.
-        assert any(len(seg.encode()) > 36 for seg in name.prefix.split("."))
-        return
+    owner = NAMES.of_identifier(name)  # any prefix of up to 4 segments of 20 characters
     assert len(owner.to_wire()) <= 255 and all(len(label) <= 63 for label in owner.labels)
     assert all(label.isascii() for label in owner.labels)  # hostname-safe for any stub
     assert reverse(owner.to_text()) == expected(name)
@@ -184,3 +179,16 @@ def test_dns_name_command_both_ways() -> None:
     for bad in (("88..1/x",), ("--reverse", "www.example.com.")):
         failed = idnode(zone, *bad)
         assert failed.returncode == 1 and failed.stderr.startswith("idnode: ")
+
+
+def test_prefixes_dns_cannot_hold_are_refused_plainly() -> None:
+    from registry.dnsnames import dns_path
+
+    too_wide = GRAMMAR.parse("88.100." + "x_" * 20 + "/abc")  # a segment past one label
+    too_long = GRAMMAR.parse(".".join(["8"] * 120) + "/abc")  # 120 labels
+    for name in (too_wide, too_long):
+        with pytest.raises(NotAnIdentifier):
+            NAMES.of_identifier(name)
+        assert dns_path(name) is None
+    assert dns_path(GRAMMAR.parse("88.100.1/abc")) == "88.100.1._.abc"
+    assert dns_path(GRAMMAR.parse("1.2.156.86.1.3.7")) == "oid-res.1.2.156.86.1.3.7"

@@ -140,6 +140,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reverse", action="store_true", help="NAME is a DNS name: give the identifier")
     p.add_argument("name", metavar="NAME")
 
+    p = sub.add_parser(
+        "toplevel",
+        help="run the mock national top-level node (sync/PROTOCOL.md)",
+        description="A real server with its own store that takes node registrations, "
+        "events and statistics, and serves the route table and prefix lookups, as "
+        "sync/PROTOCOL.md says; for development and tests.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument(
+        "--http",
+        dest="toplevel_http",
+        metavar="HOST:PORT",
+        help="listener (default 127.0.0.1:8100; port 0 = any)",
+    )
+    p.add_argument(
+        "--db",
+        dest="toplevel_database_url",
+        metavar="URL",
+        help="its store (default sqlite+aiosqlite:///idnode-toplevel.db)",
+    )
+    p.add_argument("--log-format", choices=("auto", "json", "text"))
+
     # Started by `serve --workers N`, not by hand: one more process on the DNS port.
     p = sub.add_parser("dns-worker")
     p.add_argument("--config", metavar="FILE", help=argparse.SUPPRESS)
@@ -163,6 +185,8 @@ _OVERRIDES = (
     "dns",
     "workers",
     "dns_zone",
+    "toplevel_http",
+    "toplevel_database_url",
     "log_format",
     "demo",
     "demo_enterprises",
@@ -260,6 +284,13 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
+async def _toplevel(config: Config) -> int:
+    from .toplevel_cmd import serve_toplevel
+
+    await serve_toplevel(config)
+    return 0
+
+
 async def _dns_worker(config: Config) -> int:
     await serve_dns_worker(config)
     return 0
@@ -338,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_demo(config))
         logs.setup(config.log_format, config.log_level)
         commands: dict[str, Callable[[Config], Coroutine[Any, Any, int]]] = {
+            "toplevel": _toplevel,
             "serve": _serve,
             "migrate": _migrate,
             "audit": _audit,

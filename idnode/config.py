@@ -72,6 +72,10 @@ class Config:
     dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks that are never rate limited."""
     workers: int = 1
+    toplevel_http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8100))
+    """Where ``idnode toplevel`` (the mock top-level node) listens."""
+    toplevel_database_url: str = "sqlite+aiosqlite:///idnode-toplevel.db"
+    """The mock top-level node's own store."""
     """DNS server processes sharing the port (SO_REUSEPORT): one per core is best."""
     key_file: str = "idnode.key"
     server_key_file: str = "idnode-server.pem"

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -391,3 +392,21 @@ def test_dns_workers_share_the_port_and_follow_writes(workdir: Path) -> None:
     while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{worker}")  # the worker stopped with the node
+
+
+def test_toplevel_command_serves_the_protocol(workdir: Path) -> None:
+    db = f"sqlite+aiosqlite:///{workdir / 'toplevel.db'}"
+    server = Server("toplevel", "--http", "127.0.0.1:0", "--db", db, cwd=workdir)
+    try:
+        base = server.wait_for_http(60)
+        assert http_json(base + "/sync/v1/") == (
+            200,
+            {"protocol": "idnode-sync", "versions": [1], "server": "idnode mock top-level node"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            http_json(base + "/sync/v1/routes")
+        assert refused.value.code == 401
+        assert json.loads(refused.value.read())["error"] == "unsigned"
+    finally:
+        assert server.stop() == 0
+    assert (workdir / "toplevel.db").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,12 +16,12 @@ BODY = b'{"node": "88.100", "events": []}'
 
 
 @pytest.fixture
-def key() -> auth.Ed25519PrivateKey:
+def key() -> Ed25519PrivateKey:
     return auth.signing_key(NodeKey.generate())
 
 
 def check(
-    key: auth.Ed25519PrivateKey,
+    key: Ed25519PrivateKey,
     headers: dict[str, str],
     *,
     method: str = "POST",
@@ -40,7 +41,7 @@ def check(
     )
 
 
-def test_a_signed_request_verifies_once(key: auth.Ed25519PrivateKey) -> None:
+def test_a_signed_request_verifies_once(key: Ed25519PrivateKey) -> None:
     headers = auth.sign(key, "POST", PATH, "88.100", BODY, now=NOW)
     assert set(headers) == set(auth.HEADERS)
     nonces = auth.NonceMemory()
@@ -54,7 +55,7 @@ def test_a_signed_request_verifies_once(key: auth.Ed25519PrivateKey) -> None:
     assert late.value.code == "stale-timestamp"
 
 
-def test_the_key_is_the_node_keys(key: auth.Ed25519PrivateKey) -> None:
+def test_the_key_is_the_node_keys(key: Ed25519PrivateKey) -> None:
     node_key = NodeKey.generate()
     one, two = auth.signing_key(node_key), auth.signing_key(node_key)
     assert auth.public_bytes(one.public_key()) == auth.public_bytes(two.public_key())
@@ -77,7 +78,7 @@ def test_the_key_is_the_node_keys(key: auth.Ed25519PrivateKey) -> None:
     ],
 )
 def test_anything_changed_is_refused(
-    key: auth.Ed25519PrivateKey, change: dict[str, object], code: str
+    key: Ed25519PrivateKey, change: dict[str, object], code: str
 ) -> None:
     headers = auth.sign(key, "POST", PATH, "88.100", BODY, now=NOW)
     with pytest.raises(auth.AuthError) as refused:
@@ -99,7 +100,7 @@ def test_anything_changed_is_refused(
     ],
 )
 def test_bad_headers_are_refused(
-    key: auth.Ed25519PrivateKey, header: str, value: str, code: str
+    key: Ed25519PrivateKey, header: str, value: str, code: str
 ) -> None:
     headers = auth.sign(key, "POST", PATH, "88.100", BODY, now=NOW)
     headers[header] = value
@@ -108,7 +109,7 @@ def test_bad_headers_are_refused(
     assert refused.value.code == code
 
 
-def test_a_forged_request_does_not_spend_the_nonce(key: auth.Ed25519PrivateKey) -> None:
+def test_a_forged_request_does_not_spend_the_nonce(key: Ed25519PrivateKey) -> None:
     nonces = auth.NonceMemory()
     real = auth.sign(key, "POST", PATH, "88.100", BODY, now=NOW)
     forged = dict(real, **{auth.SIGNATURE: real[auth.SIGNATURE][:-4] + "AAA="})
@@ -117,7 +118,7 @@ def test_a_forged_request_does_not_spend_the_nonce(key: auth.Ed25519PrivateKey) 
     assert check(key, real, nonces=nonces) == "88.100"
 
 
-def test_a_full_memory_refuses_rather_than_forgets(key: auth.Ed25519PrivateKey) -> None:
+def test_a_full_memory_refuses_rather_than_forgets(key: Ed25519PrivateKey) -> None:
     nonces = auth.NonceMemory(max_nonces=3)
     for i in range(3):
         check(key, auth.sign(key, "POST", PATH, "88.100", BODY, now=NOW + i), nonces=nonces)

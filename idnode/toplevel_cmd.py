@@ -1,0 +1,39 @@
+"""``idnode toplevel``: run the mock national top-level node (sync/PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from registry.db import create_engine, describe_error, url_for_log
+from sync.toplevel import store
+from sync.toplevel.app import TopLevel, build_app
+
+from .config import Config
+from .node import StartupError, _stop_on_signals, announce, bind_tcp, bound, log
+
+
+async def serve_toplevel(config: Config) -> None:
+    """Serve the mock top-level node until SIGINT or SIGTERM."""
+    try:
+        engine = create_engine(config.toplevel_database_url)
+    except (ArgumentError, ImportError) as exc:
+        raise StartupError(f"bad database URL {config.toplevel_database_url!r}: {exc}") from None
+    try:
+        try:
+            await store.create(engine)
+        except (OSError, DBAPIError) as exc:
+            raise StartupError(f"database unavailable: {describe_error(exc)}") from None
+        log.info("top-level database %s", url_for_log(config.toplevel_database_url))
+        stop = _stop_on_signals()
+        sock = bind_tcp(config.toplevel_http)
+        runner = web.AppRunner(build_app(TopLevel(engine)), handle_signals=False)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            announce("http", bound(sock))
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        await engine.dispose()

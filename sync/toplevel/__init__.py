@@ -1,0 +1,1 @@
+"""The mock national top-level node (``idnode toplevel``), per sync/PROTOCOL.md."""

@@ -1,0 +1,376 @@
+"""The mock top-level node's HTTP API: exactly sync/PROTOCOL.md, thin handlers
+over :mod:`sync.toplevel.store`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from registry.db import read_transaction, write_transaction
+from registry.grammar import ascii_upper
+
+from .. import auth
+from . import store
+
+MAX_BODY = 8 * 1024 * 1024
+MAX_BATCH = 500
+MAX_ROUTES = 1000
+SERVER = "idnode mock top-level node"
+EVENT_TYPES = {
+    "node.prefix",
+    "enterprise.filed",
+    "prefix.allocated",
+    "prefix.configured",
+    "identifier.created",
+    "identifier.updated",
+    "identifier.deleted",
+    "identity.bootstrapped",
+    "template.created",
+    "template.updated",
+    "template.deleted",
+}
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PREFIX = re.compile(r"[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*")
+
+
+class ProtocolError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class EventRejected(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProtocolError as exc:
+        return error(exc.status, exc.code, str(exc))
+    except auth.AuthError as exc:
+        return error(503 if exc.code == "busy" else 401, exc.code, str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "too-large", f"bodies are at most {MAX_BODY} bytes")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error(
+                exc.status, "not-found" if exc.status == 404 else "bad-request", exc.reason
+            )
+        raise
+
+
+def owns(node: str, prefix: str) -> bool:
+    """Whether ``prefix`` is the node's own prefix or one under it."""
+    node, prefix = ascii_upper(node), ascii_upper(prefix)
+    return prefix == node or prefix.startswith(node + ".")
+
+
+class TopLevel:
+    def __init__(
+        self, engine: AsyncEngine, *, root: str = "88", clock: Callable[[], float] = time.time
+    ) -> None:
+        self.engine = engine
+        self.root = root
+        self.clock = clock
+        self.nonces = auth.NonceMemory()
+
+    # --- authentication --------------------------------------------------------------
+
+    def _verify(self, request: web.Request, body: bytes, key: Ed25519PublicKey) -> None:
+        auth.verify(
+            request.headers,
+            request.method,
+            request.raw_path,
+            body,
+            key,
+            now=self.clock(),
+            nonces=self.nonces,
+        )
+
+    async def signed(self, request: web.Request) -> tuple[str, bytes]:
+        """The verified node and the body of a request signed by a registered node."""
+        body = await request.read()
+        node = auth.claimed_node(request.headers)
+        async with read_transaction(self.engine) as conn:
+            known = await store.get_node(conn, node)
+        if known is None:
+            raise auth.AuthError("unknown-node", f"node {node} is not registered")
+        key = auth.public_key(known.public_key)
+        self._verify(request, body, key)
+        return node, body
+
+    # --- handlers --------------------------------------------------------------------
+
+    async def info(self, request: web.Request) -> web.Response:
+        return web.json_response({"protocol": "idnode-sync", "versions": [1], "server": SERVER})
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        claimed = auth.claimed_node(request.headers)
+        data = _json_object(body)
+        node = _text(data, "node")
+        try:
+            raw_key = base64.b64decode(_text(data, "publicKey"), validate=True)
+            key = auth.public_key(raw_key)
+            site = base64.b64decode(_text(data, "site"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(400, "bad-request", "publicKey and site are base64") from None
+        self._verify(request, body, key)
+        if claimed != node:
+            raise ProtocolError(403, "foreign-node", "the signing node is not the body's node")
+        if not _PREFIX.fullmatch(node) or not owns(self.root, node) or node == self.root:
+            raise ProtocolError(400, "bad-request", f"{node} is no node prefix under {self.root}")
+        name = str(data.get("name") or node)[:255]
+        async with write_transaction(self.engine) as conn:
+            existing = await store.get_node(conn, node)
+            if existing is not None and existing.public_key != raw_key:
+                raise ProtocolError(409, "conflict", f"{node} is registered with another key")
+            await store.register_node(conn, node, raw_key, site, name)
+            route = await store.current_route(conn, node)
+            if route is None or route.site != site:
+                seq = await store.add_route(conn, node, node, site, hosted=True, deleted=False)
+            else:
+                seq = route.seq
+        return web.json_response({"node": node, "registered": True, "routeSeq": seq})
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        node, body = await self.signed(request)
+        data = _json_object(body)
+        if data.get("node") != node:
+            raise ProtocolError(403, "foreign-node", "the signing node is not the body's node")
+        items = data.get("events")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise ProtocolError(400, "bad-request", f"events: a list of 1 to {MAX_BATCH}")
+        seqs = [item.get("seq") if isinstance(item, dict) else None for item in items]
+        numbers = [s for s in seqs if type(s) is int and s > 0]
+        if len(numbers) != len(seqs) or numbers != sorted(set(numbers)):
+            raise ProtocolError(400, "bad-request", "events need positive seq, ascending")
+        accepted: list[int] = []
+        duplicates: list[int] = []
+        rejected: list[dict[str, Any]] = []
+        async with write_transaction(self.engine) as conn:
+            known = await store.get_node(conn, node)
+            assert known is not None
+            for item in items:
+                seq = item["seq"]
+                savepoint = await conn.begin_nested()
+                try:
+                    outcome = await self._apply(conn, known, item)
+                except EventRejected as exc:
+                    await savepoint.rollback()
+                    rejected.append({"seq": seq, "error": exc.code, "message": str(exc)})
+                    continue
+                await savepoint.commit()
+                (accepted if outcome else duplicates).append(seq)
+            high_water = await store.advance_high_water(conn, node)
+        return web.json_response(
+            {
+                "accepted": accepted,
+                "duplicates": duplicates,
+                "rejected": rejected,
+                "highWater": high_water,
+            }
+        )
+
+    async def _apply(self, conn: Any, node: store.Node, item: dict[str, Any]) -> bool:
+        """Store and apply one event; False for a duplicate."""
+        seq, event, subject = item["seq"], item.get("event"), item.get("subject")
+        payload, created_at = item.get("payload"), item.get("createdAt", "")
+        if not isinstance(event, str) or not isinstance(subject, str):
+            raise EventRejected("invalid", "event and subject are strings")
+        if not isinstance(payload, dict) or not isinstance(created_at, str):
+            raise EventRejected("invalid", "payload is an object, createdAt a string")
+        digest = store.event_digest(event, subject, payload)
+        stored = await store.stored_digest(conn, node.node, seq)
+        if stored is not None:
+            if stored == digest:
+                return False
+            raise EventRejected("conflict", f"seq {seq} was stored with other content")
+        if event not in EVENT_TYPES:
+            raise EventRejected("unknown-event", f"unknown event {event!r}")
+        prefix = _owning_prefix(event, subject, payload)
+        if prefix is not None and not owns(node.node, prefix):
+            raise EventRejected("foreign-prefix", f"{subject} is not under {node.node}")
+        await store.insert_event(
+            conn, node.node, seq, event, subject, digest, payload, created_at[:40]
+        )
+        if event in ("prefix.allocated", "prefix.configured") and prefix is not None:
+            hosted = bool(payload.get("hosted", True))
+            site = node.site
+            if not hosted and isinstance(payload.get("site"), str):
+                try:
+                    site = base64.b64decode(payload["site"], validate=True)
+                except (binascii.Error, ValueError):
+                    raise EventRejected("invalid", "site is base64") from None
+            await store.add_route(conn, prefix, node.node, site, hosted=hosted, deleted=False)
+        elif event.startswith("identifier."):
+            deleted = event == "identifier.deleted"
+            record = {} if deleted else payload
+            await store.put_backup(conn, node.node, subject, subject, seq, record, deleted=deleted)
+        elif event == "enterprise.filed":
+            await store.put_keyed(conn, store.filings, node.node, subject[:64], payload)
+        return True
+
+    async def put_stats(self, request: web.Request) -> web.Response:
+        node, body = await self.signed(request)
+        data = _json_object(body)
+        day = request.match_info["date"]
+        if data.get("node") != node:
+            raise ProtocolError(403, "foreign-node", "the signing node is not the body's node")
+        if not _DATE.fullmatch(day) or data.get("date") != day:
+            raise ProtocolError(400, "bad-request", "date is YYYY-MM-DD, in the path and body")
+        async with write_transaction(self.engine) as conn:
+            await store.put_keyed(conn, store.stats, node, day, data)
+        return web.json_response({"stored": True})
+
+    async def get_routes(self, request: web.Request) -> web.Response:
+        await self.signed(request)
+        since = _int_arg(request, "since", 0, 0, 2**62)
+        limit = _int_arg(request, "limit", MAX_BATCH, 1, MAX_ROUTES)
+        async with read_transaction(self.engine) as conn:
+            found = await store.routes_since(conn, since, limit + 1)
+        more = len(found) > limit
+        found = found[:limit]
+        body = {
+            "routes": [
+                {
+                    "seq": r.seq,
+                    "prefix": r.prefix,
+                    "node": r.node,
+                    "site": base64.b64encode(r.site).decode("ascii"),
+                    "hosted": r.hosted,
+                    "deleted": r.deleted,
+                }
+                for r in found
+            ],
+            "next": found[-1].seq if found else since,
+            "more": more,
+        }
+        return web.json_response(body)
+
+    async def get_prefix(self, request: web.Request) -> web.Response:
+        prefix = request.match_info["prefix"]
+        async with read_transaction(self.engine) as conn:
+            route = await self.route_of(conn, prefix)
+        if route is None:
+            raise ProtocolError(404, "not-found", f"no route for {prefix}")
+        return web.json_response(
+            {
+                "prefix": route.prefix,
+                "node": route.node,
+                "site": base64.b64encode(route.site).decode("ascii"),
+                "hosted": route.hosted,
+            }
+        )
+
+    async def route_of(self, conn: Any, prefix: str) -> store.Route | None:
+        """The route of the longest routed prefix that is ``prefix`` or above it."""
+        segments = prefix.split(".")
+        for end in range(len(segments), 0, -1):
+            route = await store.current_route(conn, ".".join(segments[:end]))
+            if route is not None:
+                return route
+        return None
+
+    async def summary(self, request: web.Request) -> web.Response:
+        node, _ = await self.signed(request)
+        if request.match_info["node"] != node:
+            raise ProtocolError(403, "foreign-node", "a node reads its own summary only")
+        async with read_transaction(self.engine) as conn:
+            known = await store.get_node(conn, node)
+            names = await store.live_names(conn, node)
+        return web.json_response(
+            {
+                "node": node,
+                "highWater": known.high_water if known else 0,
+                "prefixes": digests(names),
+            }
+        )
+
+
+def digests(names: list[str] | Any) -> dict[str, dict[str, Any]]:
+    """Per prefix: how many live names, and the SHA-256 of them sorted, one a line."""
+    by_prefix: dict[str, list[str]] = {}
+    for name in names:
+        by_prefix.setdefault(name.partition("/")[0], []).append(name)
+    out = {}
+    for prefix, group in sorted(by_prefix.items()):
+        text = "".join(n + "\n" for n in sorted(group, key=lambda n: n.encode("utf-8")))
+        out[prefix] = {
+            "identifiers": len(group),
+            "digest": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        }
+    return out
+
+
+def _owning_prefix(event: str, subject: str, payload: dict[str, Any]) -> str | None:
+    if event in ("prefix.allocated", "prefix.configured", "node.prefix"):
+        return subject
+    if event.startswith(("identifier.", "identity.", "template.")):
+        if "/" in subject:
+            prefix, _, rest = subject.partition("/")
+            return rest if ascii_upper(prefix) == "0.NA" else prefix
+        owner = payload.get("prefix")  # OID names say which prefix owns them
+        if not isinstance(owner, str):
+            raise EventRejected("invalid", "an event about an OID name carries its prefix")
+        return owner
+    return None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProtocolError(400, "bad-request", "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(400, "bad-request", "the body is a JSON object")
+    return data
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(400, "bad-request", f"{key} is a non-empty string")
+    return value
+
+
+def _int_arg(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise ProtocolError(400, "bad-request", f"{name} is an integer in {low}..{high}")
+    return int(raw)
+
+
+def build_app(toplevel: TopLevel) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[protocol_errors])
+    app.router.add_get("/sync/v1/", toplevel.info)
+    app.router.add_post("/sync/v1/nodes", toplevel.register)
+    app.router.add_post("/sync/v1/events", toplevel.post_events)
+    app.router.add_put("/sync/v1/stats/{date}", toplevel.put_stats)
+    app.router.add_get("/sync/v1/routes", toplevel.get_routes)
+    app.router.add_get("/sync/v1/prefixes/{prefix}", toplevel.get_prefix)
+    app.router.add_get("/sync/v1/nodes/{node}/summary", toplevel.summary)
+    return app

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -63,6 +64,11 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
             "--dns",
             metavar="HOST:PORT",
             help="authoritative DNS for the zone, UDP and TCP on one port (default 127.0.0.1:5353)",
+        )
+        parser.add_argument(
+            "--toplevel",
+            metavar="URL",
+            help="also run the sync worker against this top-level node",
         )
         parser.add_argument(
             "--workers",
@@ -141,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
 
     p = sub.add_parser(
+        "sync",
+        help="sync with the top-level node: run the worker, or show its status",
+        description="run: deliver the outbox to the top-level node and pull its route "
+        "table until stopped (serve --toplevel runs the same worker). status: backlog, "
+        "lag, parked events, last success. retry: send parked events again.",
+    )
+    _common(p, http=False)
+    p.add_argument("--toplevel", metavar="URL", help="the top-level node's base URL")
+    p.add_argument("action", nargs="?", default="run", choices=("run", "status", "retry"))
+
+    p = sub.add_parser(
         "toplevel",
         help="run the mock national top-level node (sync/PROTOCOL.md)",
         description="A real server with its own store that takes node registrations, "
@@ -185,6 +202,7 @@ _OVERRIDES = (
     "dns",
     "workers",
     "dns_zone",
+    "toplevel",
     "toplevel_http",
     "toplevel_database_url",
     "log_format",
@@ -284,6 +302,50 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
+async def _sync(config: Config, action: str) -> int:
+    from datetime import UTC, datetime
+
+    import aiohttp
+
+    from registry import store
+    from registry.db import read_transaction, write_transaction
+
+    from .node import configured_site, sync_worker
+
+    async with open_node(config) as node:
+        if action == "status":
+            async with read_transaction(node.db) as conn:
+                counts = await store.outbox_counts(conn)
+                state = await store.sync_state(conn)
+                routes = await store.foreign_routes(conn)
+            lag = 0.0
+            if counts.oldest_pending is not None:
+                lag = (datetime.now(UTC) - counts.oldest_pending).total_seconds()
+            print(f"backlog {counts.pending} events, lag {lag:.1f} s")
+            print(f"parked {counts.parked} events")
+            print(f"delivered {counts.delivered} events")
+            print(f"last success {state.get('last_success', 'never')}")
+            print(f"top-level high water {state.get('high_water', '0')}")
+            print(f"routes pulled through {state.get('routes_next', '0')}; {len(routes)} foreign")
+            return 0
+        if action == "retry":
+            async with write_transaction(node.db) as conn:
+                count = await store.unpark(conn)
+            print(f"{count} parked events will be sent again")
+            return 0
+        if not config.toplevel:
+            raise StartupError("no top-level node: set --toplevel URL (or IDNODE_TOPLEVEL)")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with aiohttp.ClientSession() as session:
+            worker = sync_worker(node, session, configured_site(config))
+            print(f"syncing {config.node_prefix} with {config.toplevel}", flush=True)
+            await worker.run(stop)
+    return 0
+
+
 async def _toplevel(config: Config) -> int:
     from .toplevel_cmd import serve_toplevel
 
@@ -368,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logs.setup(config.log_format, config.log_level)
             return _run(_demo(config))
         logs.setup(config.log_format, config.log_level)
+        if args.command == "sync":
+            return _run(_sync(config, args.action))
         commands: dict[str, Callable[[Config], Coroutine[Any, Any, int]]] = {
             "toplevel": _toplevel,
             "serve": _serve,

@@ -72,6 +72,8 @@ class Config:
     dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks that are never rate limited."""
     workers: int = 1
+    toplevel: str = ""
+    """Base URL of the top-level node to sync with (``serve`` runs the worker when set)."""
     toplevel_http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8100))
     """Where ``idnode toplevel`` (the mock top-level node) listens."""
     toplevel_database_url: str = "sqlite+aiosqlite:///idnode-toplevel.db"

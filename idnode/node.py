@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import ipaddress
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import dns.exception
 import prometheus_client
 from aiohttp import web
@@ -60,6 +62,9 @@ from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from resolver.feed import ChangeFeed
 from resolver.handle.service import HandleService
+from sync.auth import signing_key
+from sync.client import SyncClient
+from sync.worker import SyncWorker
 
 from .config import ENV_PREFIX, Config, ConfigError, Endpoint
 
@@ -322,6 +327,7 @@ async def serve(
         )
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
+        syncing = await start_sync(node, site_bytes) if config.toplevel else None
         workers = DnsWorkers()
         runner = web.AppRunner(
             build_http_app(node),
@@ -343,6 +349,8 @@ async def serve(
             log.info("stopping")
         finally:
             await workers.stop()
+            if syncing is not None:
+                await syncing.stop()
             await runner.cleanup()
             await listeners.close()
             await dns_listeners.close()
@@ -493,6 +501,59 @@ async def serve_dns_worker(config: Config) -> None:
 def _stop_at_eof(stop: asyncio.Event) -> None:
     if not os.read(sys.stdin.fileno(), 4096):
         stop.set()
+
+
+@dataclass
+class Syncing:
+    """The sync worker running beside the servers (``serve --toplevel URL``)."""
+
+    worker: SyncWorker
+    session: aiohttp.ClientSession
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 30.0)
+        await self.session.close()
+
+
+def sync_worker(node: Node, session: aiohttp.ClientSession, site: bytes) -> SyncWorker:
+    config = node.config
+    key = signing_key(node.registry.services.node_key)
+    client = SyncClient(config.toplevel, config.node_prefix, key, session=session)
+    return SyncWorker(
+        node.db,
+        client,
+        grammar=node.registry.services.grammar,
+        site=site,
+        name=f"idnode {config.node_prefix}",
+    )
+
+
+async def start_sync(node: Node, site: bytes) -> Syncing:
+    session = aiohttp.ClientSession()
+    worker = sync_worker(node, session, site)
+    stop = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(worker.run(stop))
+    return Syncing(worker, session, stop, task)
+
+
+def configured_site(config: Config) -> bytes:
+    """This node's HS_SITE from its configuration (for processes that serve nothing)."""
+    try:
+        server_key = load_or_create_server_key(Path(config.server_key_file))
+    except (OSError, RuntimeError) as exc:
+        raise StartupError(str(exc)) from None
+    site = node_site(
+        config,
+        config.http,
+        tls=bool(config.tls_cert),
+        handle=config.handle,
+        public_key=encode_public_key(server_key.public_key()),
+    )
+    return site.to_bytes()
 
 
 def settle_heap() -> None:

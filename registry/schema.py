@@ -265,7 +265,28 @@ outbox = Table(
     Column("last_error", Text),
     Column("parked", Boolean, nullable=False, default=False),
     Index("ix_outbox_pending", "delivered_at", "seq"),
+    Index("ix_outbox_parked", "parked", "seq"),
 )
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""The sync worker's position and last success (sync/PROTOCOL.md §7, §10)."""
+
+foreign_routes = Table(
+    "foreign_routes",
+    metadata,
+    Column("prefix_key", String(255), primary_key=True),
+    Column("prefix", String(255), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("site", LargeBinary, nullable=False),
+    Column("hosted", Boolean, nullable=False),
+    Column("route_seq", Integer, nullable=False),
+)
+"""Other nodes' prefixes and where they are served, pulled from the top-level node."""
 
 attachments = Table(
     "attachments",

@@ -1139,3 +1139,133 @@ async def link_attachment(conn: AsyncConnection, attachment_id: int, enterprise_
         .where(t.attachments.c.id == attachment_id)
         .values(enterprise_id=enterprise_id)
     )
+
+
+# --- sync with the top-level node (sync/PROTOCOL.md) -------------------------
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    seq: int
+    event: str
+    subject: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+async def pending_outbox(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
+    """The oldest events neither delivered nor parked, in sequence order."""
+    o = t.outbox.c
+    rows = await conn.execute(
+        select(o.seq, o.event, o.subject, o.payload, o.created_at)
+        .where(o.delivered_at.is_(None), o.parked.is_(False))
+        .order_by(o.seq)
+        .limit(limit)
+    )
+    return [
+        OutboxEvent(r.seq, r.event, r.subject, json.loads(r.payload), r.created_at) for r in rows
+    ]
+
+
+async def mark_delivered(conn: AsyncConnection, seqs: Sequence[int], at: datetime) -> None:
+    if seqs:
+        await conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.seq.in_(seqs), t.outbox.c.delivered_at.is_(None))
+            .values(delivered_at=at, attempts=t.outbox.c.attempts + 1, last_error=None)
+        )
+
+
+async def park(conn: AsyncConnection, seq: int, error: str) -> None:
+    await conn.execute(
+        update(t.outbox)
+        .where(t.outbox.c.seq == seq)
+        .values(parked=True, attempts=t.outbox.c.attempts + 1, last_error=error[:2000])
+    )
+
+
+async def unpark(conn: AsyncConnection) -> int:
+    result = await conn.execute(
+        update(t.outbox)
+        .where(t.outbox.c.parked.is_(True), t.outbox.c.delivered_at.is_(None))
+        .values(parked=False)
+    )
+    return int(result.rowcount or 0)
+
+
+async def note_failure(conn: AsyncConnection, seqs: Sequence[int], error: str) -> None:
+    if seqs:
+        await conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.seq.in_(seqs))
+            .values(attempts=t.outbox.c.attempts + 1, last_error=error[:2000])
+        )
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    pending: int
+    parked: int
+    delivered: int
+    oldest_pending: datetime | None
+
+
+async def outbox_counts(conn: AsyncConnection) -> OutboxCounts:
+    o = t.outbox.c
+    pending = (o.delivered_at.is_(None)) & (o.parked.is_(False))
+    row = (
+        await conn.execute(
+            select(
+                func.count().filter(pending),
+                func.count().filter(o.parked.is_(True) & o.delivered_at.is_(None)),
+                func.count().filter(o.delivered_at.is_not(None)),
+                func.min(o.created_at).filter(pending),
+            )
+        )
+    ).one()
+    oldest = row[3]
+    if isinstance(oldest, str):  # SQLite hands an aggregate back untyped
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return OutboxCounts(int(row[0]), int(row[1]), int(row[2]), oldest)
+
+
+async def sync_state(conn: AsyncConnection) -> dict[str, str]:
+    rows = await conn.execute(select(t.sync_state.c.key, t.sync_state.c.value))
+    return {row.key: row.value for row in rows}
+
+
+async def set_sync_state(conn: AsyncConnection, **values: str) -> None:
+    for key, value in values.items():
+        updated = await conn.execute(
+            update(t.sync_state).where(t.sync_state.c.key == key).values(value=value)
+        )
+        if not updated.rowcount:
+            await conn.execute(insert(t.sync_state).values(key=key, value=value))
+
+
+async def put_foreign_route(
+    conn: AsyncConnection, prefix: str, node: str, site: bytes, *, hosted: bool, seq: int,
+    deleted: bool,
+) -> None:  # fmt: skip
+    key = prefix.upper()
+    await conn.execute(delete(t.foreign_routes).where(t.foreign_routes.c.prefix_key == key))
+    if not deleted:
+        await conn.execute(
+            insert(t.foreign_routes).values(
+                prefix_key=key, prefix=prefix, node=node, site=site, hosted=hosted, route_seq=seq
+            )
+        )
+
+
+async def foreign_routes(conn: AsyncConnection) -> list[tuple[str, str, bytes, bool]]:
+    rows = await conn.execute(
+        select(
+            t.foreign_routes.c.prefix,
+            t.foreign_routes.c.node,
+            t.foreign_routes.c.site,
+            t.foreign_routes.c.hosted,
+        ).order_by(t.foreign_routes.c.prefix_key)
+    )
+    return [(r.prefix, r.node, r.site, r.hosted) for r in rows]

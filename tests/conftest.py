@@ -10,6 +10,7 @@ postgres); ``scripts/test.sh`` makes sure it runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -211,3 +212,24 @@ def needs(found: bool, what: str) -> pytest.MarkDecorator:
     """Skip a test whose outside tool (dig, knotd, nsd, dnsperf) is missing — except
     in CI, where scripts/test.sh installs them, so missing is a failure there."""
     return pytest.mark.skipif(not found and not os.environ.get("CI"), reason=f"{what} is missing")
+
+
+@contextlib.asynccontextmanager
+async def running_toplevel(database_url: str) -> AsyncIterator[str]:
+    """The mock top-level node on a loopback port, with its store at ``database_url``;
+    yields its base URL."""
+    from aiohttp import web
+
+    from sync.toplevel import store as toplevel_store
+    from sync.toplevel.app import TopLevel, build_app
+
+    engine = create_engine(database_url)
+    await toplevel_store.create(engine)
+    runner = web.AppRunner(build_app(TopLevel(engine)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+        await engine.dispose()

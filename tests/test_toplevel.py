@@ -12,14 +12,11 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from registry.db import create_engine
 from registry.secrets import NodeKey
 from sync import auth
 from sync.client import Reply, SyncClient
-from sync.toplevel import store
-from sync.toplevel.app import TopLevel, build_app
+from tests.conftest import running_toplevel
 
 SITE = b"\x00\x00\x00\x01site-of-88.100"
 OTHER_SITE = b"\x00\x00\x00\x01site-of-88.200"
@@ -41,17 +38,8 @@ class Running:
 
 @pytest.fixture
 async def toplevel(database_url: str) -> AsyncIterator[Running]:
-    engine = create_engine(database_url)
-    await store.create(engine)
-    runner = web.AppRunner(build_app(TopLevel(engine)))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as session:
-        yield Running(f"http://127.0.0.1:{port}", session)
-    await runner.cleanup()
-    await engine.dispose()
+    async with running_toplevel(database_url) as base, aiohttp.ClientSession() as session:
+        yield Running(base, session)
 
 
 def event(seq: int, kind: str, subject: str, **payload: object) -> dict[str, object]:

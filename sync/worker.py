@@ -1,0 +1,264 @@
+"""The sync worker (sync/PROTOCOL.md §10): delivers the outbox to the top-level
+node in order, parks what it rejects, backs off while it is away, and pulls
+the route table of other nodes' prefixes into the registry.
+
+Every decision about an event is written in one transaction with the answer
+that caused it, so a worker killed at any point resumes from the first event
+neither delivered nor parked; the top-level node's idempotency makes anything
+sent twice a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from metrics.instruments import (
+    SYNC_BACKLOG,
+    SYNC_DELIVERED,
+    SYNC_LAG,
+    SYNC_LAST_SUCCESS,
+    SYNC_PARKED,
+    SYNC_RETRIED,
+)
+from registry import store
+from registry.db import read_transaction, write_transaction
+from registry.grammar import Grammar, GrammarError
+
+from .client import Reply, SyncClient
+from .toplevel.app import owns
+
+log = logging.getLogger("idnode.sync")
+
+BATCH = 500
+ROUTE_PAGE = 500
+MAX_ROUTE_PAGES = 100
+"""Route pages pulled in one round at most; the rest come in the next round."""
+IDLE_SECONDS = 1.0
+ROUTES_EVERY_SECONDS = 30.0
+
+
+class Unavailable(Exception):
+    """The top-level node cannot take this now: try again after a while."""
+
+
+class Refused(Exception):
+    """The top-level node refuses this node itself (a key conflict): an operator must act."""
+
+
+@dataclass
+class Backoff:
+    """``min(cap, base · 2^attempt)`` with full jitter (PROTOCOL.md §10)."""
+
+    base: float = 0.5
+    cap: float = 60.0
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0
+
+    def next(self) -> float:
+        bound = min(self.cap, self.base * 2**self.attempt)
+        self.attempt += 1
+        return self.rng.uniform(0, bound)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SyncWorker:
+    def __init__(
+        self,
+        db: AsyncEngine,
+        client: SyncClient,
+        *,
+        grammar: Grammar,
+        site: bytes,
+        name: str,
+        batch: int = BATCH,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.grammar = grammar
+        self.site = site
+        self.name = name
+        self.batch = batch
+        self.clock = clock
+        self.registered = False
+        self._routes_due = 0.0
+
+    @property
+    def node(self) -> str:
+        return self.client.node
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Reply:
+        try:
+            reply = await self.client.call(method, path, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unavailable(f"top-level node unreachable: {exc!r}") from None
+        if reply.status in (401, 403, 429) or reply.status >= 500:
+            code = reply.body.get("error") if isinstance(reply.body, dict) else None
+            raise Unavailable(f"top-level node answered {reply.status} {code or ''}".strip())
+        return reply
+
+    async def register(self) -> None:
+        try:
+            reply = await self.client.register(self.site, self.name)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unavailable(f"top-level node unreachable: {exc!r}") from None
+        if reply.status == 409:
+            raise Refused(f"{self.node} is registered at the top-level node with another key")
+        if reply.status != 200:
+            raise Unavailable(f"registration answered {reply.status}")
+        self.registered = True
+
+    def _wire(self, event: store.OutboxEvent) -> dict[str, Any]:
+        payload = event.payload
+        if event.event.startswith("identifier.") and "/" not in event.subject:
+            with contextlib.suppress(GrammarError):
+                name = self.grammar.parse(event.subject)
+                if name.oid:  # an OID name: say which prefix owns it (PROTOCOL.md §5)
+                    payload = dict(payload, prefix=name.prefix)
+        return {
+            "seq": event.seq,
+            "event": event.event,
+            "subject": event.subject,
+            "createdAt": _iso(event.created_at),
+            "payload": payload,
+        }
+
+    async def deliver_batch(self) -> int:
+        """Send the oldest pending events once; return how many were settled."""
+        async with read_transaction(self.db) as conn:
+            events = await store.pending_outbox(conn, self.batch)
+        if not events:
+            return 0
+        body = {"node": self.node, "events": [self._wire(e) for e in events]}
+        seqs = [e.seq for e in events]
+        try:
+            reply = await self._call("POST", "/sync/v1/events", body)
+        except Unavailable as exc:
+            async with write_transaction(self.db) as conn:
+                await store.note_failure(conn, seqs, str(exc))
+            raise
+        now = datetime.now(UTC)
+        if reply.status == 413 and len(events) > 1:
+            self.batch = max(1, len(events) // 2)  # too large: smaller batches from now on
+            raise Unavailable("batch too large; halved")
+        async with write_transaction(self.db) as conn:
+            if reply.status != 200:  # the batch itself is refused: park it, never drop it
+                error = f"{reply.status} {reply.body}"
+                for seq in seqs:
+                    await store.park(conn, seq, error)
+                parked, delivered = len(seqs), 0
+            else:
+                answer = reply.body
+                done = [*answer.get("accepted", []), *answer.get("duplicates", [])]
+                await store.mark_delivered(conn, [s for s in done if s in seqs], now)
+                rejected = [r for r in answer.get("rejected", []) if r.get("seq") in seqs]
+                for item in rejected:
+                    await store.park(
+                        conn, item["seq"], f"{item.get('error')}: {item.get('message')}"
+                    )
+                parked, delivered = len(rejected), len(done)
+                await store.set_sync_state(
+                    conn,
+                    last_success=_iso(now),
+                    high_water=str(answer.get("highWater", 0)),
+                )
+        SYNC_DELIVERED.inc(delivered)
+        if parked:
+            SYNC_PARKED.inc(parked)
+            log.error("top-level node refused %d events; parked (idnode sync status)", parked)
+        SYNC_LAST_SUCCESS.set(now.timestamp())
+        return len(events)
+
+    async def pull_routes(self) -> int:
+        """Bring the route table up to date; return how many routes changed here."""
+        async with read_transaction(self.db) as conn:
+            since = int((await store.sync_state(conn)).get("routes_next", "0"))
+        changed = 0
+        for _ in range(MAX_ROUTE_PAGES):
+            reply = await self._call("GET", f"/sync/v1/routes?since={since}&limit={ROUTE_PAGE}")
+            if reply.status != 200 or not isinstance(reply.body, dict):
+                raise Unavailable(f"route table answered {reply.status}")
+            async with write_transaction(self.db) as conn:
+                for route in reply.body.get("routes", []):
+                    prefix, node = str(route["prefix"]), str(route["node"])
+                    if owns(self.node, prefix) or owns(prefix, self.node):
+                        continue  # ours, or above us: the registry knows its own
+                    try:
+                        site = base64.b64decode(route["site"], validate=True)
+                    except (binascii.Error, ValueError, KeyError):
+                        continue
+                    await store.put_foreign_route(
+                        conn,
+                        prefix,
+                        node,
+                        site,
+                        hosted=bool(route.get("hosted")),
+                        seq=int(route["seq"]),
+                        deleted=bool(route.get("deleted")),
+                    )
+                    changed += 1
+                since = int(reply.body.get("next", since))
+                await store.set_sync_state(conn, routes_next=str(since))
+            if not reply.body.get("more"):
+                break
+        return changed
+
+    async def round(self) -> int:
+        """Register if needed, deliver everything pending, pull routes when due."""
+        if not self.registered:
+            await self.register()
+        delivered = 0
+        while moved := await self.deliver_batch():
+            delivered += moved
+        if self.clock() >= self._routes_due or delivered:
+            await self.pull_routes()
+            self._routes_due = self.clock() + ROUTES_EVERY_SECONDS
+        await self.update_gauges()
+        return delivered
+
+    async def update_gauges(self) -> None:
+        async with read_transaction(self.db) as conn:
+            counts = await store.outbox_counts(conn)
+        SYNC_BACKLOG.set(counts.pending)
+        lag = 0.0
+        if counts.oldest_pending is not None:
+            lag = max(0.0, self.clock() - counts.oldest_pending.timestamp())
+        SYNC_LAG.set(lag)
+
+    async def run(self, stop: asyncio.Event, *, idle: float = IDLE_SECONDS) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                await self.round()
+                backoff.reset()
+                wait = idle
+            except Unavailable as exc:
+                SYNC_RETRIED.inc()
+                wait = backoff.next()
+                log.warning("sync: %s; retrying in %.1f s", exc, wait)
+            except Refused as exc:
+                log.error("sync stopped: %s", exc)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)

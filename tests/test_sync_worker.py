@@ -1,0 +1,210 @@
+"""The sync worker against a real mock top-level node on loopback: delivery in
+order and exactly once, parking, backoff while the node is away, routes pulled."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from registry import store
+from registry.db import create_engine, read_transaction
+from registry.models import HandleValue
+from registry.secrets import NodeKey
+from registry.services import Actor, Registry
+from sync import auth
+from sync.client import SyncClient
+from sync.toplevel import store as tl
+from sync.worker import Backoff, SyncWorker, Unavailable
+from tests.conftest import running_toplevel
+from tests.factories import hosted_enterprise
+
+SITE = b"\x00\x00\x00\x01site"
+
+
+def worker(registry: Registry, base: str, session: aiohttp.ClientSession) -> SyncWorker:
+    services = registry.services
+    client = SyncClient(base, "88.100", auth.signing_key(services.node_key), session=session)
+    return SyncWorker(
+        services.engine, client, grammar=services.grammar, site=SITE, name="idnode 88.100"
+    )
+
+
+async def top_level_events(url: str) -> list[tuple[int, str, str]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(tl.events.c.seq, tl.events.c.event, tl.events.c.subject)
+                .where(tl.events.c.node == "88.100")
+                .order_by(tl.events.c.seq)
+            )
+            return [(r.seq, r.event, r.subject) for r in rows]
+    finally:
+        await engine.dispose()
+
+
+async def outbox(registry: Registry) -> list[tuple[int, str, bool, bool]]:
+    async with read_transaction(registry.services.engine) as conn:
+        rows = await conn.execute(
+            select(
+                store.t.outbox.c.seq,
+                store.t.outbox.c.event,
+                store.t.outbox.c.delivered_at.is_not(None),
+                store.t.outbox.c.parked,
+            ).order_by(store.t.outbox.c.seq)
+        )
+        return [(r[0], r[1], bool(r[2]), bool(r[3])) for r in rows]
+
+
+async def test_everything_arrives_once_and_in_order(
+    registry: Registry, admin: Actor, tmp_path: Path
+) -> None:
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    for i in range(30):
+        await registry.handles.create(
+            admin,
+            f"{prefix}/item-{i}",
+            [HandleValue(1, "URL", b"https://x/%d" % i)],
+            overwrite=False,
+        )
+    await registry.handles.create(
+        admin, "1.2.156.86.1.1.9", [HandleValue(1, "URL", b"https://o")], overwrite=False
+    )
+    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
+    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+        sync = worker(registry, base, session)
+        sync.batch = 7  # several batches
+        delivered = await sync.round()
+        again = await sync.round()  # nothing left: nothing sent
+    mine = await outbox(registry)
+    assert delivered == len(mine) and again == 0
+    assert all(done and not parked for _, _, done, parked in mine)
+    theirs = await top_level_events(url)
+    assert [seq for seq, _, _ in theirs] == [seq for seq, _, _, _ in mine]
+    assert ("identifier.created", "1.2.156.86.1.1.9") in [(e, s) for _, e, s in theirs]
+
+
+async def test_a_restarted_worker_sends_again_and_nothing_doubles(
+    registry: Registry, admin: Actor, tmp_path: Path
+) -> None:
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    for i in range(10):
+        await registry.handles.create(
+            admin, f"{prefix}/r-{i}", [HandleValue(1, "URL", b"u")], overwrite=False
+        )
+    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
+    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+        await worker(registry, base, session).round()
+        # As if the worker died after sending but before recording the answer:
+        async with registry.services.engine.begin() as conn:
+            await conn.execute(store.t.outbox.update().values(delivered_at=None))
+        fresh = worker(registry, base, session)
+        assert await fresh.round() == len(await outbox(registry))
+    theirs = await top_level_events(url)
+    assert len(theirs) == len({seq for seq, _, _ in theirs}) == len(await outbox(registry))
+
+
+async def test_refused_events_are_parked_not_dropped(
+    registry: Registry, admin: Actor, tmp_path: Path
+) -> None:
+    await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
+    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+        sync = worker(registry, base, session)
+        await sync.round()
+        # An event the top-level node will refuse (not under 88.100), made the way
+        # the registry makes events, so the outbox stays gap-free.
+        async with registry.services.change(admin) as change:
+            await change.emit("identifier.created", "88.200.1/not-ours", {"handle": "x"})
+        await registry.handles.create(
+            admin, "88.100.1/after", [HandleValue(1, "URL", b"u")], overwrite=False
+        )
+        await sync.round()
+    rows = await outbox(registry)
+    parked = [(seq, event) for seq, event, _, is_parked in rows if is_parked]
+    assert [event for _, event in parked] == ["identifier.created"]
+    assert all(done for seq, _, done, is_parked in rows if not is_parked)  # later ones went on
+    async with read_transaction(registry.services.engine) as conn:
+        counts = await store.outbox_counts(conn)
+        error = (
+            await conn.execute(
+                select(store.t.outbox.c.last_error).where(store.t.outbox.c.parked.is_(True))
+            )
+        ).scalar_one()
+        assert (counts.parked, counts.pending) == (1, 0)
+        unparked = await store.unpark(conn)
+    assert "foreign-prefix" in error and unparked == 1
+
+
+async def test_top_level_node_away_then_back(
+    registry: Registry, admin: Actor, tmp_path: Path
+) -> None:
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
+    async with aiohttp.ClientSession() as session:
+        away = worker(registry, "http://127.0.0.1:9", session)  # nothing listens on port 9
+        with pytest.raises(Unavailable):
+            await away.round()
+        for i in range(5):
+            await registry.handles.create(
+                admin, f"{prefix}/w-{i}", [HandleValue(1, "URL", b"u")], overwrite=False
+            )
+        async with read_transaction(registry.services.engine) as conn:
+            backlog = await store.outbox_counts(conn)
+        assert backlog.delivered == 0 and backlog.pending == len(await outbox(registry))
+        async with running_toplevel(url) as base:
+            sync = worker(registry, base, session)
+            stop = asyncio.Event()
+            task = asyncio.create_task(sync.run(stop, idle=0.05))
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                async with read_transaction(registry.services.engine) as conn:
+                    if (await store.outbox_counts(conn)).pending == 0:
+                        break
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert len(await top_level_events(url)) == len(await outbox(registry))
+
+
+async def test_routes_of_other_nodes_are_pulled(
+    registry: Registry, admin: Actor, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
+    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+        other = SyncClient(base, "88.200", auth.signing_key(NodeKey.generate()), session=session)
+        assert (await other.register(b"site-200", "other")).status == 200
+        events = [
+            {"seq": i, "event": "prefix.allocated", "subject": f"88.200.{i}", "payload": {}}
+            for i in range(1, 4)
+        ]
+        await other.call("POST", "/sync/v1/events", {"node": "88.200", "events": events})
+        sync = worker(registry, base, session)
+        await sync.round()
+        async with read_transaction(registry.services.engine) as conn:
+            routes = await store.foreign_routes(conn)
+            state = await store.sync_state(conn)
+        assert [r[0] for r in routes] == ["88.200", "88.200.1", "88.200.2", "88.200.3"]
+        assert all(r[1] == "88.200" and r[2] == b"site-200" for r in routes)
+        assert int(state["routes_next"]) > 0
+        assert await sync.pull_routes() == 0  # incremental: nothing new
+    async with read_transaction(registry.services.engine) as conn:
+        own = await conn.execute(
+            select(func.count())
+            .select_from(store.t.foreign_routes)
+            .where(store.t.foreign_routes.c.node == "88.100")
+        )
+        assert own.scalar_one() == 0  # our own routes are not foreign
+
+
+def test_backoff_is_bounded_full_jitter() -> None:
+    backoff = Backoff(rng=random.Random(1))
+    waits = [backoff.next() for _ in range(12)]
+    assert all(0 <= w <= min(60.0, 0.5 * 2**i) for i, w in enumerate(waits))
+    assert max(waits[8:]) <= 60.0 and max(waits[8:]) > 5  # capped, yet grown
+    backoff.reset()
+    assert backoff.next() <= 0.5

@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="its store (default sqlite+aiosqlite:///idnode-toplevel.db)",
     )
+    p.add_argument(
+        "--faults",
+        dest="toplevel_faults",
+        metavar="SPEC",
+        help="make trouble on purpose, for tests: error=P,lost=P,slow=P,delay=S,seed=N",
+    )
     p.add_argument("--log-format", choices=("auto", "json", "text"))
 
     # Started by `serve --workers N`, not by hand: one more process on the DNS port.
@@ -203,6 +209,7 @@ _OVERRIDES = (
     "workers",
     "dns_zone",
     "toplevel",
+    "toplevel_faults",
     "toplevel_http",
     "toplevel_database_url",
     "log_format",

@@ -74,6 +74,12 @@ class Config:
     workers: int = 1
     toplevel: str = ""
     """Base URL of the top-level node to sync with (``serve`` runs the worker when set)."""
+    toplevel_faults: str = ""
+    """``idnode toplevel`` only: trouble to make on purpose (``error=0.2,lost=0.1,slow=0.1``)."""
+    sync_batch: int = 500
+    """Events per delivery to the top-level node (at most 500)."""
+    sync_timeout: int = 30
+    """Seconds to wait for the top-level node's answer."""
     toplevel_http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8100))
     """Where ``idnode toplevel`` (the mock top-level node) listens."""
     toplevel_database_url: str = "sqlite+aiosqlite:///idnode-toplevel.db"

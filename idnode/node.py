@@ -522,13 +522,16 @@ class Syncing:
 def sync_worker(node: Node, session: aiohttp.ClientSession, site: bytes) -> SyncWorker:
     config = node.config
     key = signing_key(node.registry.services.node_key)
-    client = SyncClient(config.toplevel, config.node_prefix, key, session=session)
+    client = SyncClient(
+        config.toplevel, config.node_prefix, key, session=session, timeout=config.sync_timeout
+    )
     return SyncWorker(
         node.db,
         client,
         grammar=node.registry.services.grammar,
         site=site,
         name=f"idnode {config.node_prefix}",
+        batch=max(1, min(config.sync_batch, 500)),
     )
 
 

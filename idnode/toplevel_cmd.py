@@ -7,7 +7,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from registry.db import create_engine, describe_error, url_for_log
 from sync.toplevel import store
-from sync.toplevel.app import TopLevel, build_app
+from sync.toplevel.app import Faults, TopLevel, build_app
 
 from .config import Config
 from .node import StartupError, _stop_on_signals, announce, bind_tcp, bound, log
@@ -27,7 +27,12 @@ async def serve_toplevel(config: Config) -> None:
         log.info("top-level database %s", url_for_log(config.toplevel_database_url))
         stop = _stop_on_signals()
         sock = bind_tcp(config.toplevel_http)
-        runner = web.AppRunner(build_app(TopLevel(engine)), handle_signals=False)
+        try:
+            faults = Faults.parse(config.toplevel_faults)
+        except (TypeError, ValueError) as exc:
+            raise StartupError(f"bad toplevel_faults: {exc}") from None
+        app = build_app(TopLevel(engine, faults=faults))
+        runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
         try:
             await web.SockSite(runner, sock).start()

@@ -102,6 +102,8 @@ class SyncWorker:
         self.batch = batch
         self.clock = clock
         self.registered = False
+        self.backoff = Backoff()
+        """Grows with each failure in a row; any batch that gets through resets it."""
         self._routes_due = 0.0
 
     @property
@@ -188,6 +190,7 @@ class SyncWorker:
             SYNC_PARKED.inc(parked)
             log.error("top-level node refused %d events; parked (idnode sync status)", parked)
         SYNC_LAST_SUCCESS.set(now.timestamp())
+        self.backoff.reset()
         return len(events)
 
     async def pull_routes(self) -> int:
@@ -247,15 +250,14 @@ class SyncWorker:
         SYNC_LAG.set(lag)
 
     async def run(self, stop: asyncio.Event, *, idle: float = IDLE_SECONDS) -> None:
-        backoff = Backoff()
         while not stop.is_set():
             try:
                 await self.round()
-                backoff.reset()
+                self.backoff.reset()
                 wait = idle
             except Unavailable as exc:
                 SYNC_RETRIED.inc()
-                wait = backoff.next()
+                wait = self.backoff.next()
                 log.warning("sync: %s; retrying in %.1f s", exc, wait)
             except Refused as exc:
                 log.error("sync stopped: %s", exc)

@@ -3,13 +3,16 @@ over :mod:`sync.toplevel.store`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -80,6 +83,31 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
         raise
 
 
+@dataclass(frozen=True)
+class Faults:
+    """Trouble the mock can make on purpose, for the worker's fault tests: per
+    event batch, ``error`` answers 500 without storing anything, ``lost`` stores
+    the batch and then answers 503 (the acknowledgement is lost, so the batch
+    comes again), ``slow`` waits ``delay`` seconds before answering."""
+
+    error: float = 0.0
+    lost: float = 0.0
+    slow: float = 0.0
+    delay: float = 2.0
+    seed: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Faults:
+        """``error=0.2,lost=0.1,slow=0.1,delay=2,seed=7`` (empty: none)."""
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, _, raw = item.partition("=")
+            if key not in ("error", "lost", "slow", "delay", "seed"):
+                raise ValueError(f"unknown fault {key!r}")
+            values[key] = int(raw) if key == "seed" else float(raw)
+        return cls(**values)
+
+
 def owns(node: str, prefix: str) -> bool:
     """Whether ``prefix`` is the node's own prefix or one under it."""
     node, prefix = ascii_upper(node), ascii_upper(prefix)
@@ -88,12 +116,19 @@ def owns(node: str, prefix: str) -> bool:
 
 class TopLevel:
     def __init__(
-        self, engine: AsyncEngine, *, root: str = "88", clock: Callable[[], float] = time.time
+        self,
+        engine: AsyncEngine,
+        *,
+        root: str = "88",
+        clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
     ) -> None:
         self.engine = engine
         self.root = root
         self.clock = clock
         self.nonces = auth.NonceMemory()
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
 
     # --- authentication --------------------------------------------------------------
 
@@ -155,6 +190,17 @@ class TopLevel:
         return web.json_response({"node": node, "registered": True, "routeSeq": seq})
 
     async def post_events(self, request: web.Request) -> web.Response:
+        faults, draw = self.faults, self._rng.random()
+        if draw < faults.error:
+            raise ProtocolError(500, "internal", "injected failure (--faults)")
+        if draw < faults.error + faults.slow:
+            await asyncio.sleep(faults.delay)
+        answer = await self._post_events(request)
+        if self._rng.random() < faults.lost:
+            raise ProtocolError(503, "busy", "injected lost acknowledgement (--faults)")
+        return answer
+
+    async def _post_events(self, request: web.Request) -> web.Response:
         node, body = await self.signed(request)
         data = _json_object(body)
         if data.get("node") != node:

@@ -151,11 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sync with the top-level node: run the worker, or show its status",
         description="run: deliver the outbox to the top-level node and pull its route "
         "table until stopped (serve --toplevel runs the same worker). status: backlog, "
-        "lag, parked events, last success. retry: send parked events again.",
+        "lag, parked events, last success. retry: send parked events again. verify: "
+        "compare what the top-level node holds with the registry and queue what differs.",
     )
     _common(p, http=False)
     p.add_argument("--toplevel", metavar="URL", help="the top-level node's base URL")
-    p.add_argument("action", nargs="?", default="run", choices=("run", "status", "retry"))
+    p.add_argument("action", nargs="?", default="run", choices=("run", "status", "retry", "verify"))
 
     p = sub.add_parser(
         "toplevel",
@@ -316,6 +317,7 @@ async def _sync(config: Config, action: str) -> int:
 
     from registry import store
     from registry.db import read_transaction, write_transaction
+    from sync.worker import Unavailable as SyncUnavailable
 
     from .node import configured_site, sync_worker
 
@@ -348,6 +350,16 @@ async def _sync(config: Config, action: str) -> int:
             loop.add_signal_handler(sig, stop.set)
         async with aiohttp.ClientSession() as session:
             worker = sync_worker(node, session, configured_site(config))
+            if action == "verify":
+                try:
+                    fixed = await worker.verify()
+                except SyncUnavailable as exc:
+                    print(f"idnode: {exc}", file=sys.stderr)
+                    return 1
+                for prefix, (sent, withdrawn) in fixed.items():
+                    print(f"{prefix}: {sent} re-sent, {withdrawn} withdrawn")
+                print(f"verified: {len(fixed)} prefixes differed; `idnode sync` delivers the fixes")
+                return 0
             print(f"syncing {config.node_prefix} with {config.toplevel}", flush=True)
             await worker.run(stop)
     return 0

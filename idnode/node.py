@@ -528,7 +528,7 @@ def sync_worker(node: Node, session: aiohttp.ClientSession, site: bytes) -> Sync
     return SyncWorker(
         node.db,
         client,
-        grammar=node.registry.services.grammar,
+        services=node.registry.services,
         site=site,
         name=f"idnode {config.node_prefix}",
         batch=max(1, min(config.sync_batch, 500)),

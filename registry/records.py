@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ ADMIN_INDEX = 100
 OWNER_ADMIN_INDEX = 101
 PREFIX_RECORD_TTL = 3600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+FOREIGN_REFRESH_SECONDS = 10.0
 
 
 class Where(enum.Enum):
@@ -132,6 +136,8 @@ class Directory(Protocol):
 
     async def enterprise(self, enterprise_id: int) -> Enterprise | None: ...
 
+    async def foreign(self, key: str) -> store.ForeignRoute | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class StoreDirectory:
@@ -145,16 +151,24 @@ class StoreDirectory:
     async def enterprise(self, enterprise_id: int) -> Enterprise | None:
         return await store.get_enterprise(self.conn, enterprise_id)
 
+    async def foreign(self, key: str) -> store.ForeignRoute | None:
+        return await store.get_foreign_route(self.conn, key)
+
 
 class CachedDirectory:
-    """All prefixes and enterprises in memory (they are few and change rarely):
-    :meth:`forget` on any change to them, and the next lookup reloads."""
+    """All prefixes, enterprises and other nodes' routes in memory (they are few
+    and change rarely): :meth:`forget` on any change to them, and the next
+    lookup reloads. Routes are written by the sync worker, perhaps in another
+    process and without a change event, so the whole is also reloaded when it
+    is older than :data:`FOREIGN_REFRESH_SECONDS`."""
 
     def __init__(self) -> None:
         self._prefixes: dict[str, Prefix] = {}
         self._enterprises: dict[int, Enterprise] = {}
+        self._foreign: dict[str, store.ForeignRoute] = {}
         self._generation = 0
         self._loaded: int | None = None
+        self._loaded_at = 0.0
         self._loading = asyncio.Lock()
 
     def forget(self) -> None:
@@ -168,19 +182,26 @@ class CachedDirectory:
         ``connect`` opens a transaction of its own (not from the lookup's pool,
         so a burst of first lookups cannot exhaust it waiting for each other).
         """
-        if self._loaded == self._generation:
+        if self._fresh():
             return
         async with self._loading:
             generation = self._generation
-            if self._loaded == generation:
+            if self._fresh():
                 return
+            started = time.monotonic()
             async with connect() as conn:
                 prefixes = await store.all_prefixes(conn)
                 enterprises = await store.all_enterprises(conn)
+                foreign = await store.foreign_routes(conn)
             self._prefixes = {p.prefix_key: p for p in prefixes}
             self._enterprises = {e.id: e for e in enterprises}
+            self._foreign = {ascii_upper(r.prefix): r for r in foreign}
             # A change announced while loading leaves it stale: reload next time.
-            self._loaded = generation
+            self._loaded, self._loaded_at = generation, started
+
+    def _fresh(self) -> bool:
+        age = time.monotonic() - self._loaded_at
+        return self._loaded == self._generation and age < FOREIGN_REFRESH_SECONDS
 
     async def prefix(self, key: str) -> Prefix | None:
         return self._prefixes.get(key)
@@ -191,6 +212,25 @@ class CachedDirectory:
 
     async def enterprise(self, enterprise_id: int) -> Enterprise | None:
         return self._enterprises.get(enterprise_id)
+
+    async def foreign(self, key: str) -> store.ForeignRoute | None:
+        return self._foreign.get(key)
+
+
+async def _foreign(directory: Directory, name: HandleName, served: str) -> Located:
+    """Another node's name: a referral to where the top-level node's route table
+    says it is served, or "not here" when no route is known."""
+    for candidate in prefix_parents(served):
+        route = await directory.foreign(ascii_upper(candidate))
+        if route is not None:
+            site_type = HS_SITE_PREFIX if name.is_prefix_handle else HS_SITE
+            return Located(
+                name,
+                Where.ELSEWHERE,
+                referral=(_value(SITE_INDEX, site_type, route.site, 0),),
+                referral_handle=prefix_handle(route.prefix),
+            )
+    return Located(name, Where.NOT_HERE)
 
 
 async def _longest_known_prefix(directory: Directory, prefix: str) -> Prefix | None:
@@ -213,7 +253,7 @@ async def locate(
     directory = directory or StoreDirectory(conn)
     served = name.handled_prefix
     if not is_under(served, node_prefix):
-        return Located(name, Where.NOT_HERE)
+        return await _foreign(directory, name, served)
     now = 0
     if ascii_upper(served) == ascii_upper(node_prefix):
         stored = await store.get_identifier(conn, name.key) if name.is_prefix_handle else None

@@ -1259,13 +1259,30 @@ async def put_foreign_route(
         )
 
 
-async def foreign_routes(conn: AsyncConnection) -> list[tuple[str, str, bytes, bool]]:
-    rows = await conn.execute(
-        select(
-            t.foreign_routes.c.prefix,
-            t.foreign_routes.c.node,
-            t.foreign_routes.c.site,
-            t.foreign_routes.c.hosted,
-        ).order_by(t.foreign_routes.c.prefix_key)
-    )
-    return [(r.prefix, r.node, r.site, r.hosted) for r in rows]
+async def all_identifier_names(conn: AsyncConnection) -> list[str]:
+    rows = await conn.execute(select(t.identifiers.c.name))
+    return [row.name for row in rows]
+
+
+@dataclass(frozen=True)
+class ForeignRoute:
+    """Another node's prefix, and the ``HS_SITE`` that serves it."""
+
+    prefix: str
+    node: str
+    site: bytes
+    hosted: bool
+
+
+async def foreign_routes(conn: AsyncConnection) -> list[ForeignRoute]:
+    f = t.foreign_routes.c
+    rows = await conn.execute(select(f.prefix, f.node, f.site, f.hosted).order_by(f.prefix_key))
+    return [ForeignRoute(r.prefix, r.node, r.site, r.hosted) for r in rows]
+
+
+async def get_foreign_route(conn: AsyncConnection, key: str) -> ForeignRoute | None:
+    f = t.foreign_routes.c
+    row = (
+        await conn.execute(select(f.prefix, f.node, f.site, f.hosted).where(f.prefix_key == key))
+    ).first()
+    return None if row is None else ForeignRoute(row.prefix, row.node, row.site, row.hosted)

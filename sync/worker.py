@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,10 +36,12 @@ from metrics.instruments import (
 )
 from registry import store
 from registry.db import read_transaction, write_transaction
-from registry.grammar import Grammar, GrammarError
+from registry.grammar import GrammarError, prefix_handle
+from registry.services.base import SYSTEM_ACTOR, Services
+from registry.services.identifiers import record_payload
 
 from .client import Reply, SyncClient
-from .toplevel.app import owns
+from .toplevel.app import digests, owns, prefix_of
 
 log = logging.getLogger("idnode.sync")
 
@@ -88,7 +91,7 @@ class SyncWorker:
         db: AsyncEngine,
         client: SyncClient,
         *,
-        grammar: Grammar,
+        services: Services,
         site: bytes,
         name: str,
         batch: int = BATCH,
@@ -96,7 +99,8 @@ class SyncWorker:
     ) -> None:
         self.db = db
         self.client = client
-        self.grammar = grammar
+        self.services = services
+        self.grammar = services.grammar
         self.site = site
         self.name = name
         self.batch = batch
@@ -226,6 +230,42 @@ class SyncWorker:
             if not reply.body.get("more"):
                 break
         return changed
+
+    async def verify(self) -> dict[str, tuple[int, int]]:
+        """Compare what the top-level node holds for this node with the registry;
+        queue what it lacks (``identifier.created``) and what it holds in excess
+        (``identifier.deleted``) as new outbox events. Returns, per prefix that
+        differed, how many were re-sent and how many withdrawn."""
+        reply = await self._call("GET", f"/sync/v1/nodes/{self.node}/summary")
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise Unavailable(f"summary answered {reply.status}")
+        theirs = reply.body.get("prefixes", {})
+        identity = prefix_handle(self.node)  # written by identity events, not identifier ones
+        async with read_transaction(self.db) as conn:
+            names = [n for n in await store.all_identifier_names(conn) if n != identity]
+        mine = digests(names)
+        fixed: dict[str, tuple[int, int]] = {}
+        for prefix in sorted(set(mine) | set(theirs)):
+            if mine.get(prefix) == theirs.get(prefix):
+                continue
+            listed = await self._call(
+                "GET", f"/sync/v1/nodes/{self.node}/names?prefix={quote(prefix, safe='')}"
+            )
+            held = set(listed.body.get("names", [])) if listed.status == 200 else set()
+            local = {name for name in names if prefix_of(name) == prefix}
+            missing, excess = sorted(local - held), sorted(held - local)
+            async with self.services.change(SYSTEM_ACTOR) as change:
+                for name in missing:
+                    key = self.grammar.parse(name).key
+                    record = await store.get_identifier(change.conn, key)
+                    values = record.values if record is not None else ()
+                    await change.emit(
+                        "identifier.created", name, record_payload(name, None, values)
+                    )
+                for name in excess:
+                    await change.emit("identifier.deleted", name, {"handle": name})
+            fixed[prefix] = (len(missing), len(excess))
+        return fixed
 
     async def round(self) -> int:
         """Register if needed, deliver everything pending, pull routes when due."""

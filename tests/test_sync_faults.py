@@ -182,6 +182,10 @@ def test_worker_killed_mid_batch_then_restarted(tmp_path: Path, node_env: dict[s
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(20) == 0
+        check = dict(env, IDNODE_TOPLEVEL=f"http://127.0.0.1:{port}")
+        verified = run_idnode("sync", "verify", cwd=tmp_path, env=check)
+        assert verified.returncode == 0, verified.stderr
+        assert "verified: 0 prefixes differed" in verified.stdout  # both sides hold the same
     finally:
         assert top.stop() == 0
     assert_exactly_once(tmp_path)

@@ -16,6 +16,7 @@ from registry.db import create_engine, read_transaction
 from registry.models import HandleValue
 from registry.secrets import NodeKey
 from registry.services import Actor, Registry
+from resolver.engine import Engine, Status
 from sync import auth
 from sync.client import SyncClient
 from sync.toplevel import store as tl
@@ -29,9 +30,7 @@ SITE = b"\x00\x00\x00\x01site"
 def worker(registry: Registry, base: str, session: aiohttp.ClientSession) -> SyncWorker:
     services = registry.services
     client = SyncClient(base, "88.100", auth.signing_key(services.node_key), session=session)
-    return SyncWorker(
-        services.engine, client, grammar=services.grammar, site=SITE, name="idnode 88.100"
-    )
+    return SyncWorker(services.engine, client, services=services, site=SITE, name="idnode 88.100")
 
 
 async def top_level_events(url: str) -> list[tuple[int, str, str]]:
@@ -188,10 +187,21 @@ async def test_routes_of_other_nodes_are_pulled(
         async with read_transaction(registry.services.engine) as conn:
             routes = await store.foreign_routes(conn)
             state = await store.sync_state(conn)
-        assert [r[0] for r in routes] == ["88.200", "88.200.1", "88.200.2", "88.200.3"]
-        assert all(r[1] == "88.200" and r[2] == b"site-200" for r in routes)
+        assert [r.prefix for r in routes] == ["88.200", "88.200.1", "88.200.2", "88.200.3"]
+        assert all(r.node == "88.200" and r.site == b"site-200" for r in routes)
         assert int(state["routes_next"]) > 0
         assert await sync.pull_routes() == 0  # incremental: nothing new
+    # With the routes pulled, other nodes' names resolve to a referral to where they live.
+    engine = Engine(registry)
+    handle = await engine.resolve(engine.parse("88.200.2/anything"))
+    assert handle.status is Status.REFERRAL
+    assert [(v.type, v.data) for v in handle.referral] == [("HS_SITE", b"site-200")]
+    assert handle.referral_handle == "0.NA/88.200.2"
+    derived = await engine.resolve(engine.parse("0.NA/88.200.9"))  # under the node's prefix
+    assert derived.status is Status.REFERRAL and derived.referral_handle == "0.NA/88.200"
+    assert [v.type for v in derived.referral] == ["HS_SITE.PREFIX"]
+    unknown = await engine.resolve(engine.parse("88.300.1/x"))
+    assert unknown.status is Status.NOT_HERE
     async with read_transaction(registry.services.engine) as conn:
         own = await conn.execute(
             select(func.count())
@@ -208,3 +218,39 @@ def test_backoff_is_bounded_full_jitter() -> None:
     assert max(waits[8:]) <= 60.0 and max(waits[8:]) > 5  # capped, yet grown
     backoff.reset()
     assert backoff.next() <= 0.5
+
+
+async def test_verify_resends_what_the_top_level_node_lost(
+    registry: Registry, admin: Actor, tmp_path: Path
+) -> None:
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    for i in range(6):
+        await registry.handles.create(
+            admin, f"{prefix}/v-{i}", [HandleValue(1, "URL", b"u")], overwrite=False
+        )
+    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
+    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+        sync = worker(registry, base, session)
+        await sync.round()
+        assert await sync.verify() == {}  # both sides agree
+        # The top-level node loses two records and holds one the node never had.
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(
+                tl.backups.delete().where(tl.backups.c.name.in_(["88.100.1/v-1", "88.100.1/v-4"]))
+            )
+            await conn.execute(
+                tl.backups.insert().values(
+                    node="88.100", name_key="88.100.1/ghost", name="88.100.1/ghost", seq=1,
+                    record="{}", deleted=False,
+                )
+            )  # fmt: skip
+        await engine.dispose()
+        assert await sync.verify() == {"88.100.1": (2, 1)}
+        await sync.round()  # the fixes are ordinary outbox events, delivered as such
+        assert await sync.verify() == {}
+        async with aiohttp.ClientSession() as probe:
+            summary = await SyncClient(
+                base, "88.100", auth.signing_key(registry.services.node_key), session=probe
+            ).call("GET", "/sync/v1/nodes/88.100/summary")
+        assert summary.body["prefixes"]["88.100.1"]["identifiers"] == 6

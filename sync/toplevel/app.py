@@ -354,12 +354,28 @@ class TopLevel:
             }
         )
 
+    async def names(self, request: web.Request) -> web.Response:
+        node, _ = await self.signed(request)
+        if request.match_info["node"] != node:
+            raise ProtocolError(403, "foreign-node", "a node reads its own names only")
+        prefix = request.query.get("prefix", "")
+        async with read_transaction(self.engine) as conn:
+            names = await store.live_names(conn, node)
+        return web.json_response(
+            {"prefix": prefix, "names": sorted(n for n in names if prefix_of(n) == prefix)}
+        )
+
+
+def prefix_of(name: str) -> str:
+    """What a summary groups a name under: the text before its ``/``."""
+    return name.partition("/")[0]
+
 
 def digests(names: list[str] | Any) -> dict[str, dict[str, Any]]:
     """Per prefix: how many live names, and the SHA-256 of them sorted, one a line."""
     by_prefix: dict[str, list[str]] = {}
     for name in names:
-        by_prefix.setdefault(name.partition("/")[0], []).append(name)
+        by_prefix.setdefault(prefix_of(name), []).append(name)
     out = {}
     for prefix, group in sorted(by_prefix.items()):
         text = "".join(n + "\n" for n in sorted(group, key=lambda n: n.encode("utf-8")))
@@ -419,4 +435,5 @@ def build_app(toplevel: TopLevel) -> web.Application:
     app.router.add_get("/sync/v1/routes", toplevel.get_routes)
     app.router.add_get("/sync/v1/prefixes/{prefix}", toplevel.get_prefix)
     app.router.add_get("/sync/v1/nodes/{node}/summary", toplevel.summary)
+    app.router.add_get("/sync/v1/nodes/{node}/names", toplevel.names)
     return app

@@ -16,12 +16,13 @@ from registry.db import create_engine, read_transaction
 from registry.models import HandleValue
 from registry.secrets import NodeKey
 from registry.services import Actor, Registry
+from resolver import codes as rc
 from resolver.engine import Engine, Status
 from sync import auth
 from sync.client import SyncClient
 from sync.toplevel import store as tl
 from sync.worker import Backoff, SyncWorker, Unavailable
-from tests.conftest import running_toplevel
+from tests.conftest import ApiClient, running_toplevel
 from tests.factories import hosted_enterprise
 
 SITE = b"\x00\x00\x00\x01site"
@@ -254,3 +255,15 @@ async def test_verify_resends_what_the_top_level_node_lost(
                 base, "88.100", auth.signing_key(registry.services.node_key), session=probe
             ).call("GET", "/sync/v1/nodes/88.100/summary")
         assert summary.body["prefixes"]["88.100.1"]["identifiers"] == 6
+
+
+async def test_foreign_referrals_over_rest(registry: Registry, api: ApiClient) -> None:
+    async with registry.services.engine.begin() as conn:
+        await store.put_foreign_route(
+            conn, "88.200", "88.200", b"site-200", hosted=True, seq=1, deleted=False
+        )
+    status, body = await api.call("GET", "/api/handles/88.200.5/item")
+    assert (status, body["responseCode"]) == (300, rc.RC_SERVICE_REFERRAL)
+    assert body["values"][0]["type"] == "HS_SITE"
+    _, body = await api.call("GET", "/api/handles/99.1/item")  # no route known
+    assert body["responseCode"] == rc.RC_SERVER_NOT_RESP  # "doesn't live here"

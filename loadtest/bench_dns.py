@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import queue
 import random
 import re
 import resource
@@ -47,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 import dns.exception
 import dns.flags
@@ -58,17 +56,15 @@ import dns.rcode
 from idnode.config import Config, Endpoint
 from idnode.node import dns_service, open_node
 from loadtest import dnsperf, refdns
+from loadtest.demo_node import HOST, DemoNode, children, cpu_seconds, write_results
 
-LISTENING = re.compile(r"^listening (\w+) (\S+)$")
 TICKS = os.sysconf("SC_CLK_TCK")
-HOST = "127.0.0.1"
 DEMO_ENTERPRISES = 30
 DEMO_IDENTIFIERS = 2000
 NAMES = 500
 NXDOMAIN_NAMES = 25
 SOA_QUERIES = 10
 SEED = 20261125
-START_SECONDS = 600.0
 RENDER_SECONDS = 120.0
 WARM_SECONDS = 2.0
 CHECK_QUERIES = 200
@@ -119,31 +115,6 @@ class Run:
 # --- CPU accounting -------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/<pid>/stat after the command name: state, ppid, ..., utime (11), stime (12)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(_stat_fields(int(entry.name))[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User and kernel CPU time these processes have used (gone ones count 0)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = _stat_fields(pid)
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
-
-
 def machine_busy_seconds() -> float:
     """CPU time the whole machine spent busy (all cores), from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -154,107 +125,6 @@ def machine_busy_seconds() -> float:
 def _rusage_seconds(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
-
-
-# --- the node under test ----------------------------------------------------------
-
-
-class Node:
-    """``idnode demo`` with ``--workers`` DNS processes, stopped on exit."""
-
-    def __init__(self, workdir: Path, workers: int) -> None:
-        self.workdir = workdir
-        self.workers = workers
-        self.proc: subprocess.Popen[str] | None = None
-        self.endpoints: dict[str, str] = {}
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._log: IO[bytes] | None = None
-
-    @property
-    def database(self) -> Path:
-        return self.workdir / "idnode-demo.db"
-
-    def pids(self) -> list[int]:
-        """The node's process and its DNS workers."""
-        assert self.proc is not None
-        return [self.proc.pid, *children(self.proc.pid)]
-
-    def log_tail(self) -> str:
-        path = self.workdir / "node.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:  # read to the end, so the node never blocks on a full pipe
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def __enter__(self) -> Node:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
-        self._log = (self.workdir / "node.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "idnode",
-                "demo",
-                "--http",
-                f"{HOST}:0",
-                "--handle",
-                f"{HOST}:0",
-                "--dns",
-                f"{HOST}:0",
-                "--workers",
-                str(self.workers),
-                "--enterprises",
-                str(DEMO_ENTERPRISES),
-                "--identifiers",
-                str(DEMO_IDENTIFIERS),
-                "--log-format",
-                "json",
-            ],
-            cwd=self.workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_SECONDS
-        while "dns" not in self.endpoints:  # announced last, after the DNS workers
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(f"the node did not start within {START_SECONDS:g} s")
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise RuntimeError(f"the node exited before it was ready:\n{self.log_tail()}")
-            match = LISTENING.match(line.strip())
-            if match:
-                self.endpoints[match.group(1)] = match.group(2)
-
-    def __exit__(self, *exc: object) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # the node stops its DNS workers (they also stop at EOF)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
 
 
 # --- the records and the queries ------------------------------------------------------
@@ -571,7 +441,11 @@ def bench(args: argparse.Namespace, kind: str, duration: float, rounds: int) -> 
             f"{args.workers} DNS workers)...",
             flush=True,
         )
-        with Node(workdir, args.workers) as node:
+        with DemoNode(
+            workdir,
+            *("--workers", str(args.workers)),
+            *("--enterprises", str(DEMO_ENTERPRISES), "--identifiers", str(DEMO_IDENTIFIERS)),
+        ) as node:
             node_host, node_port = node.endpoints["dns"].rsplit(":", 1)
             node_at = (node_host, int(node_port))
             work = render(node.database, workdir / "idnode.key", pick_names(node.database, NAMES))
@@ -733,36 +607,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     show(outcome, heading, kind, verdicts)
     work = outcome.work
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(
-            {
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "cpus": os.cpu_count(),
-                "duration_s": duration,
-                "workers": args.workers,
-                "dnsperf": {
-                    "version": perf_version,
-                    "clients": args.clients,
-                    "outstanding": args.outstanding,
-                    "edns": True,
-                    "mode": "udp",
-                },
-                "reference": {"kind": kind, "version": ref_version},
-                "queries": {
-                    "total": len(work.queries),
-                    "names": work.names,
-                    "nxdomain": work.nxdomain,
-                    "soa": work.soa,
-                },
-                "same_answers": {"checked": outcome.checked, "differences": outcome.differences},
-                **figures,
-                "runs": [asdict(r) for r in outcome.runs],
+    output = write_results(
+        args.output,
+        {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cpus": os.cpu_count(),
+            "duration_s": duration,
+            "workers": args.workers,
+            "dnsperf": {
+                "version": perf_version,
+                "clients": args.clients,
+                "outstanding": args.outstanding,
+                "edns": True,
+                "mode": "udp",
             },
-            indent=2,
-            ensure_ascii=False,
-        )
+            "reference": {"kind": kind, "version": ref_version},
+            "queries": {
+                "total": len(work.queries),
+                "names": work.names,
+                "nxdomain": work.nxdomain,
+                "soa": work.soa,
+            },
+            "same_answers": {"checked": outcome.checked, "differences": outcome.differences},
+            **figures,
+            "runs": [asdict(r) for r in outcome.runs],
+        },
     )
     print(f"written to {output}")
     return 0

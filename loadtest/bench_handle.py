@@ -17,15 +17,12 @@ and writes everything to ``results/bench-handle.json``. Runs are bounded by
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import re
 import select
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,10 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from idnode.demo import demo_enterprises, example_handle
+from loadtest.demo_node import DemoNode, cpu_times, write_results
 from resolver.handle import client as cl
 
-LISTENING = re.compile(r"^listening (\w+) (\S+)$")
-TICKS = os.sysconf("SC_CLK_TCK")
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux; not exported by Python's socket module
 
 
@@ -65,12 +61,6 @@ def encoded_requests(count: int, seed: int) -> list[bytes]:
     a HANDLE.NET client sends them); the answer fits one datagram."""
     chosen = names(count)[seed % 7 :] + names(7)
     return [cl.resolution(name, types=["URL"]).to_bytes() for name in chosen][:count]
-
-
-def server_cpu_seconds(pid: int) -> tuple[float, float]:
-    """User and kernel CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # utime, stime
 
 
 # --- load clients (each in its own process) -------------------------------------
@@ -264,13 +254,13 @@ def drive(transport: str, host: str, port: int, concurrency: int, duration: floa
             target = _tcp_persistent_worker
             args = (host, port, sockets, until, i, queue)
         workers.append(multiprocessing.get_context("fork").Process(target=target, args=args))
-    cpu_before = server_cpu_seconds(pid)
+    cpu_before = cpu_times(pid)
     started = time.perf_counter()
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=duration + 30) for _ in workers]
     elapsed = time.perf_counter() - started
-    user_after, kernel_after = server_cpu_seconds(pid)
+    user_after, kernel_after = cpu_times(pid)
     user, kernel = user_after - cpu_before[0], kernel_after - cpu_before[1]
     for worker in workers:
         worker.join(timeout=10)
@@ -296,55 +286,6 @@ def drive(transport: str, host: str, port: int, concurrency: int, duration: floa
     )
 
 
-# --- the node under test ----------------------------------------------------------
-
-
-class Node:
-    def __init__(self, workdir: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "idnode",
-                "demo",
-                "--http",
-                "127.0.0.1:0",
-                "--handle",
-                "127.0.0.1:0",
-                "--dns",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ],
-            cwd=workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.endpoints: dict[str, str] = {}
-
-    def __enter__(self) -> Node:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 600
-        while "handle" not in self.endpoints and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the node exited before it was ready")
-            match = LISTENING.match(line.strip())
-            if match:
-                self.endpoints[match.group(1)] = match.group(2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 def warm(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(2)
@@ -364,13 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     duration = max(1.0, min(args.duration, 60.0))
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="idnode-bench-") as tmp, Node(Path(tmp)) as node:
+    with tempfile.TemporaryDirectory(prefix="idnode-bench-") as tmp, DemoNode(Path(tmp)) as node:
         host, port_text = node.endpoints["handle"].rsplit(":", 1)
         port = int(port_text)
         warm(host, port)
         for transport in args.transports:
             for concurrency in args.concurrency:
-                runs.append(drive(transport, host, port, concurrency, duration, node.proc.pid))
+                runs.append(drive(transport, host, port, concurrency, duration, node.pid))
                 run = runs[-1]
                 print(
                     f"{run.transport:<15} c={run.concurrency:<3} "
@@ -381,18 +322,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"kernel {run.server_kernel_us_per_reply:4.1f})  errors {run.errors}",
                     flush=True,
                 )
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(
-            {
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "cpus": os.cpu_count(),
-                "duration_s": duration,
-                "runs": [asdict(r) for r in runs],
-            },
-            indent=2,
-        )
+    output = write_results(
+        args.output,
+        {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cpus": os.cpu_count(),
+            "duration_s": duration,
+            "runs": [asdict(r) for r in runs],
+        },
     )
     print(f"written to {output}")
     return 0

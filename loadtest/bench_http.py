@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from idnode.demo import demo_enterprises, example_handle
+from loadtest.demo_node import DemoNode, write_results
 
-LISTENING = re.compile(r"^listening http (\S+)$")
 _LUA = """
 local paths = {%s}
 local i = math.random(#paths)
@@ -63,52 +63,6 @@ def demo_paths(count: int) -> list[str]:
         ent = enterprises[i % len(enterprises)]
         paths.append(f"/api/handles/{example_handle(ent, 1 + (i // len(enterprises)) % 300)}")
     return paths
-
-
-class Node:
-    """``idnode demo`` in a subprocess, stopped on exit."""
-
-    def __init__(self, workdir: Path, env: dict[str, str], db: str | None) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "idnode",
-            "demo",
-            "--http",
-            "127.0.0.1:0",
-            "--handle",
-            "127.0.0.1:0",
-            "--dns",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ]
-        if db:
-            args += ["--db", db]
-        self.proc = subprocess.Popen(
-            args, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        self.base = ""
-
-    def __enter__(self) -> Node:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the node exited before it was ready")
-            match = LISTENING.match(line.strip())
-            if match:
-                self.base = f"http://{match.group(1)}"
-                return self
-        raise RuntimeError("the node did not start within 10 minutes")
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def wrk(
@@ -156,8 +110,8 @@ def bench(db: str | None, *, duration: int, connections: int) -> list[Run]:
             script = workdir / f"{name}.lua"
             script.write_text(_LUA % ",".join(json.dumps(p) for p in paths))
             scripts[name] = script
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
-        with Node(workdir, env, db) as node:
+        store = ("--db", db) if db else ()
+        with DemoNode(workdir, *store) as node:
             warm(node.base, cached_paths)
             rate, p50, p99, errors = wrk(
                 node.base, scripts["cached"], duration=duration, connections=connections
@@ -174,7 +128,7 @@ def bench(db: str | None, *, duration: int, connections: int) -> list[Run]:
                 delay_ms=delay_ms,
             )
             runs.append(Run("cached, half of peak", rate2, p50, p99, errors, target_rate=half))
-        with Node(workdir, {**env, "IDNODE_CACHE_ENTRIES": "0"}, db) as node:
+        with DemoNode(workdir, *store, env={"IDNODE_CACHE_ENTRIES": "0"}) as node:
             rate, p50, p99, errors = wrk(
                 node.base, scripts["cold"], duration=duration, connections=connections
             )
@@ -212,16 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{run.name:<24}{run.requests_per_second:>10.0f}{run.p50_ms:>9.2f}"
             f"{run.p99_ms:>9.2f}{run.errors:>8}"
         )
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    existing: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
+    previous = Path(args.output)
+    existing: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
     existing[backend] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "connections": args.connections,
         "duration_s": duration,
         "runs": [asdict(r) for r in runs],
     }
-    output.write_text(json.dumps(existing, indent=2))
+    output = write_results(previous, existing)
     print(f"written to {output}")
     return 0
 

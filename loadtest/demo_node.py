@@ -1,0 +1,159 @@
+"""What the benchmarks share: ``idnode demo`` in a subprocess on free loopback
+ports (ready once every service has announced itself, stopped on exit), CPU
+time from ``/proc``, and the results file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+LISTENING = re.compile(r"^listening (\w+) (\S+)$")
+TICKS = os.sysconf("SC_CLK_TCK")
+HOST = "127.0.0.1"
+START_SECONDS = 600.0
+"""The first start seeds the demo data set: minutes on a slow machine."""
+
+
+class DemoNode:
+    """``idnode demo`` with its services on free ports of ``HOST``; ``args`` are
+    more flags (``--workers 2``, ``--db URL``), ``env`` more ``IDNODE_*``
+    settings. Its stdout is read to the end, so it never blocks on a full pipe;
+    its stderr goes to ``node.log`` in ``workdir``."""
+
+    def __init__(self, workdir: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.args = args
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[str] | None = None
+        self.endpoints: dict[str, str] = {}
+        """``host:port`` by service (``http``, ``handle``, ``dns``), as announced."""
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._log: IO[bytes] | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "idnode-demo.db"
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.endpoints['http']}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """The node's process and its DNS workers."""
+        return [self.pid, *children(self.pid)]
+
+    def log_tail(self) -> str:
+        path = self.workdir / "node.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def __enter__(self) -> DemoNode:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+        env.update(self.env)
+        self._log = (self.workdir / "node.log").open("wb")
+        ports = ["--http", f"{HOST}:0", "--handle", f"{HOST}:0", "--dns", f"{HOST}:0"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "idnode", "demo", *ports, *self.args, "--log-format", "json"],
+            cwd=self.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_SECONDS
+        while "dns" not in self.endpoints:  # announced last, after the DNS workers
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"the node did not start within {START_SECONDS:g} s")
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"the node exited before it was ready:\n{self.log_tail()}")
+            match = LISTENING.match(line.strip())
+            if match:
+                self.endpoints[match.group(1)] = match.group(2)
+
+    def __exit__(self, *exc: object) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # the node stops its DNS workers (they also stop at EOF)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+
+
+# --- CPU time from /proc ------------------------------------------------------------
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: state, ppid, ..., utime (11), stime (12)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and kernel CPU time the process has used so far."""
+    fields = stat_fields(pid)
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(stat_fields(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and kernel CPU time these processes have used (gone ones count 0)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += sum(cpu_times(pid))
+    return total
+
+
+def write_results(path: str | Path, figures: Any) -> Path:
+    """The benchmark's figures as JSON, where the README says they are."""
+    output = Path(path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(figures, indent=2, ensure_ascii=False))
+    return output

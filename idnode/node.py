@@ -22,6 +22,7 @@ import aiohttp
 import dns.exception
 import prometheus_client
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -296,10 +297,7 @@ async def serve(
         http = bound(sock)
         handle_tcp, handle_udp = bind_pair(config.handle)
         handle = bound(handle_tcp)
-        try:
-            server_key = load_or_create_server_key(Path(config.server_key_file))
-        except (OSError, RuntimeError) as exc:
-            raise StartupError(str(exc)) from None
+        server_key = load_server_key(config)
         site = node_site(
             config,
             http,
@@ -543,18 +541,22 @@ async def start_sync(node: Node, site: bytes) -> Syncing:
     return Syncing(worker, session, stop, task)
 
 
-def configured_site(config: Config) -> bytes:
-    """This node's HS_SITE from its configuration (for processes that serve nothing)."""
+def load_server_key(config: Config) -> rsa.RSAPrivateKey:
+    """The RSA key the node signs answers with (made on first start)."""
     try:
-        server_key = load_or_create_server_key(Path(config.server_key_file))
+        return load_or_create_server_key(Path(config.server_key_file))
     except (OSError, RuntimeError) as exc:
         raise StartupError(str(exc)) from None
+
+
+def configured_site(config: Config) -> bytes:
+    """This node's HS_SITE from its configuration (for processes that serve nothing)."""
     site = node_site(
         config,
         config.http,
         tls=bool(config.tls_cert),
         handle=config.handle,
-        public_key=encode_public_key(server_key.public_key()),
+        public_key=encode_public_key(load_server_key(config).public_key()),
     )
     return site.to_bytes()
 

@@ -273,6 +273,7 @@ def measure(
     clients: int,
     outstanding: int,
     rate: int | None = None,
+    server_processes: int = 1,
 ) -> Run:
     """One dnsperf run. CPU is read when dnsperf starts and again near the end
     of its load (at 90% of ``seconds``, so as not to race its exit): after the
@@ -335,6 +336,27 @@ def measure(
         other_cores=other / window,
         script_cores=load_script / window,
         rcodes=result.rcodes,
+        processes=server_processes,
+    )
+
+
+def warm(
+    address: tuple[str, int],
+    queries: list[tuple[str, str]],
+    *,
+    seconds: float,
+    clients: int,
+    outstanding: int,
+) -> None:
+    """A short run first: fills the answer caches (of every node worker)."""
+    dnsperf.run_dnsperf(
+        *address,
+        queries,
+        seconds=min(WARM_SECONDS, seconds),
+        clients=clients,
+        outstanding=outstanding,
+        edns=True,
+        latencies=False,
     )
 
 
@@ -434,6 +456,7 @@ def bench(args: argparse.Namespace, kind: str, duration: float, rounds: int) -> 
     """Start the node and the reference, check their answers agree, drive both."""
     runs: list[Run] = []
     load = {"seconds": duration, "clients": args.clients, "outstanding": args.outstanding}
+    same_count = {**load, "server_processes": args.workers}
     with tempfile.TemporaryDirectory(prefix="idnode-bench-") as tmp:
         workdir = Path(tmp)
         print(
@@ -467,16 +490,8 @@ def bench(args: argparse.Namespace, kind: str, duration: float, rounds: int) -> 
                 )
                 for line in differences[:10]:
                     print(f"  differs: {line}")
-                for address in (node_at, ref_at):  # fills every node worker's answer cache
-                    dnsperf.run_dnsperf(
-                        *address,
-                        work.queries,
-                        seconds=min(WARM_SECONDS, duration),
-                        clients=args.clients,
-                        outstanding=args.outstanding,
-                        edns=True,
-                        latencies=False,
-                    )
+                for address in (node_at, ref_at):
+                    warm(address, work.queries, **load)
                 servers: list[tuple[str, tuple[str, int], Callable[[], list[int]]]] = [
                     ("node", node_at, node.pids),
                     (kind, ref_at, ref.server_pids),
@@ -484,37 +499,26 @@ def bench(args: argparse.Namespace, kind: str, duration: float, rounds: int) -> 
                 for round_ in range(1, rounds + 1):
                     for name, address, pids in servers:
                         runs.append(
-                            measure(name, "peak", round_, address, pids, work.queries, **load)
+                            measure(name, "peak", round_, address, pids, work.queries, **same_count)
                         )
                         print(f"  {runs[-1].label}: {runs[-1].qps:,.0f} QPS", flush=True)
                 for name, address, pids in servers:
                     run = measure(
-                        name, "rate", 1, address, pids, work.queries, rate=args.rate, **load
+                        name, "rate", 1, address, pids, work.queries, rate=args.rate, **same_count
                     )
                     runs.append(run)
                     print(f"  {run.label}: p99 {_ms(run.p99_ms)} ms", flush=True)
-                for run in runs:
-                    run.processes = args.workers
             if args.workers > 1:  # the reference may do better with one process
                 with refdns.ReferenceServer(
                     work.zone, work.zone_text, kind=kind, host=HOST, workers=1
                 ) as single:
                     single_at = (single.host, single.port)
-                    dnsperf.run_dnsperf(
-                        *single_at,
-                        work.queries,
-                        seconds=min(WARM_SECONDS, duration),
-                        clients=args.clients,
-                        outstanding=args.outstanding,
-                        edns=True,
-                        latencies=False,
-                    )
+                    warm(single_at, work.queries, **load)
                     for round_ in range(1, rounds + 1):
                         run = measure(
                             kind, "peak", round_, single_at, single.server_pids, work.queries,
                             **load,
                         )  # fmt: skip
-                        run.processes = 1
                         runs.append(run)
                         print(f"  {run.label}: {run.qps:,.0f} QPS", flush=True)
     return Outcome(work, checked, differences, runs)

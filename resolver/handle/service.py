@@ -214,13 +214,10 @@ class HandleService:
         else:
             response_flags &= ~c.FLAG_RRDG
         message = c.Message(
-            envelope=c.Envelope(
-                major=version[0],
-                minor=version[1],
-                suggested_major=c.OUR_VERSION[0],
-                suggested_minor=c.OUR_VERSION[1],
-                session_id=request.envelope.session_id if session_id is None else session_id,
+            envelope=_answer_envelope(
+                version,
                 request_id=request.envelope.request_id,
+                session_id=request.envelope.session_id if session_id is None else session_id,
             ),
             header=c.Header(
                 opcode=request.opcode,
@@ -252,13 +249,7 @@ class HandleService:
             envelope = c.Envelope(major=2, minor=1)
         version = _answer_version(envelope)
         message = c.Message(
-            envelope=c.Envelope(
-                major=version[0],
-                minor=version[1],
-                suggested_major=c.OUR_VERSION[0],
-                suggested_minor=c.OUR_VERSION[1],
-                request_id=envelope.request_id,
-            ),
+            envelope=_answer_envelope(version, request_id=envelope.request_id),
             header=c.Header(
                 opcode=0,
                 response_code=rc.RC_PROTOCOL_ERROR,
@@ -730,6 +721,20 @@ def _query_interfaces(referral: tuple[HandleValue, ...]) -> list[tuple[str, int,
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8")
+
+
+def _answer_envelope(
+    version: tuple[int, int], *, request_id: int, session_id: int = 0
+) -> c.Envelope:
+    """An answer's envelope: at the version answered, suggesting ours."""
+    return c.Envelope(
+        major=version[0],
+        minor=version[1],
+        suggested_major=c.OUR_VERSION[0],
+        suggested_minor=c.OUR_VERSION[1],
+        session_id=session_id,
+        request_id=request_id,
+    )
 
 
 def _answer_version(envelope: c.Envelope) -> tuple[int, int]:

@@ -119,11 +119,7 @@ class NodeKey:
             key = cls.generate()
             if create_private_file(path, base64.b64encode(key.material) + b"\n"):
                 return key
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise NodeKeyError(
-                f"node key file {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
-            )
+        _refuse_if_open(path, "node key file")
         try:
             material = base64.b64decode(path.read_text().strip(), validate=True)
         except (OSError, ValueError) as exc:
@@ -198,6 +194,15 @@ def dated_digest(secret_sha256_hex: str, day: str) -> str:
     return sha256_hex(secret_sha256_hex + day)
 
 
+def _refuse_if_open(path: Path, what: str) -> None:
+    """A key file others can read is a leaked key: refuse to use it."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise NodeKeyError(
+            f"{what} {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
+        )
+
+
 def load_or_create_server_key(path: Path) -> rsa.RSAPrivateKey:
     """The node's signing key (published in its HS_SITE): PEM, mode 0600, made on first start."""
     if not path.exists():
@@ -209,11 +214,7 @@ def load_or_create_server_key(path: Path) -> rsa.RSAPrivateKey:
         )
         if create_private_file(path, pem):
             return key
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise NodeKeyError(
-            f"server key file {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
-        )
+    _refuse_if_open(path, "server key file")
     try:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:

@@ -141,6 +141,16 @@ def sync_process(tmp_path: Path, env: dict[str, str], url: str) -> subprocess.Po
     )
 
 
+def sync_until_drained(tmp_path: Path, env: dict[str, str], url: str, seconds: float) -> None:
+    """Run `idnode sync` until the node's outbox is delivered, then stop it cleanly."""
+    worker = sync_process(tmp_path, env, url)
+    try:
+        assert wait_until(lambda: outbox(tmp_path / "node.db")[1] == 0, seconds)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+
+
 def test_top_level_node_down_during_1000_registrations(
     tmp_path: Path, node_env: dict[str, str]
 ) -> None:
@@ -176,12 +186,7 @@ def test_worker_killed_mid_batch_then_restarted(tmp_path: Path, node_env: dict[s
         first.wait(10)
         stored = len(at_top(tmp_path / "top.db")[0])
         assert 100 <= stored < total  # killed with work left
-        second = sync_process(tmp_path, env, f"http://127.0.0.1:{port}")
-        try:
-            assert wait_until(lambda: outbox(tmp_path / "node.db")[1] == 0, 90)
-        finally:
-            second.send_signal(signal.SIGTERM)
-            assert second.wait(20) == 0
+        sync_until_drained(tmp_path, env, f"http://127.0.0.1:{port}", 90)
         check = dict(env, IDNODE_TOPLEVEL=f"http://127.0.0.1:{port}")
         verified = run_idnode("sync", "verify", cwd=tmp_path, env=check)
         assert verified.returncode == 0, verified.stderr
@@ -199,12 +204,7 @@ def test_failing_lossy_and_slow_top_level_node(tmp_path: Path, node_env: dict[st
     # answers slower than the worker's 2 s timeout.
     top = toplevel(tmp_path, port, faults="error=0.2,lost=0.25,slow=0.1,delay=3,seed=7")
     try:
-        worker = sync_process(tmp_path, env, f"http://127.0.0.1:{port}")
-        try:
-            assert wait_until(lambda: outbox(tmp_path / "node.db")[1] == 0, 150)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(20) == 0
+        sync_until_drained(tmp_path, env, f"http://127.0.0.1:{port}", 150)
     finally:
         assert top.stop() == 0
     assert_exactly_once(tmp_path)

@@ -34,6 +34,13 @@ def worker(registry: Registry, base: str, session: aiohttp.ClientSession) -> Syn
     return SyncWorker(services.engine, client, services=services, site=SITE, name="idnode 88.100")
 
 
+async def register(registry: Registry, admin: Actor, prefix: str, tag: str, count: int) -> None:
+    for i in range(count):
+        await registry.handles.create(
+            admin, f"{prefix}/{tag}-{i}", [HandleValue(1, "URL", b"u")], overwrite=False
+        )
+
+
 async def top_level_events(url: str) -> list[tuple[int, str, str]]:
     engine = create_engine(url)
     try:
@@ -93,10 +100,7 @@ async def test_a_restarted_worker_sends_again_and_nothing_doubles(
     registry: Registry, admin: Actor, tmp_path: Path
 ) -> None:
     prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
-    for i in range(10):
-        await registry.handles.create(
-            admin, f"{prefix}/r-{i}", [HandleValue(1, "URL", b"u")], overwrite=False
-        )
+    await register(registry, admin, prefix, "r", 10)
     url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
     async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
         await worker(registry, base, session).round()
@@ -150,10 +154,7 @@ async def test_top_level_node_away_then_back(
         away = worker(registry, "http://127.0.0.1:9", session)  # nothing listens on port 9
         with pytest.raises(Unavailable):
             await away.round()
-        for i in range(5):
-            await registry.handles.create(
-                admin, f"{prefix}/w-{i}", [HandleValue(1, "URL", b"u")], overwrite=False
-            )
+        await register(registry, admin, prefix, "w", 5)
         async with read_transaction(registry.services.engine) as conn:
             backlog = await store.outbox_counts(conn)
         assert backlog.delivered == 0 and backlog.pending == len(await outbox(registry))
@@ -225,10 +226,7 @@ async def test_verify_resends_what_the_top_level_node_lost(
     registry: Registry, admin: Actor, tmp_path: Path
 ) -> None:
     prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
-    for i in range(6):
-        await registry.handles.create(
-            admin, f"{prefix}/v-{i}", [HandleValue(1, "URL", b"u")], overwrite=False
-        )
+    await register(registry, admin, prefix, "v", 6)
     url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
     async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
         sync = worker(registry, base, session)

@@ -36,12 +36,12 @@ from metrics.instruments import (
 )
 from registry import store
 from registry.db import read_transaction, write_transaction
-from registry.grammar import GrammarError, prefix_handle
+from registry.grammar import GrammarError, is_under, prefix_handle
 from registry.services.base import SYSTEM_ACTOR, Services
 from registry.services.identifiers import record_payload
 
 from .client import Reply, SyncClient
-from .toplevel.app import digests, owns, prefix_of
+from .protocol import digests, prefix_of
 
 log = logging.getLogger("idnode.sync")
 
@@ -209,7 +209,7 @@ class SyncWorker:
             async with write_transaction(self.db) as conn:
                 for route in reply.body.get("routes", []):
                     prefix, node = str(route["prefix"]), str(route["node"])
-                    if owns(self.node, prefix) or owns(prefix, self.node):
+                    if is_under(prefix, self.node) or is_under(self.node, prefix):
                         continue  # ours, or above us: the registry knows its own
                     try:
                         site = base64.b64decode(route["site"], validate=True)

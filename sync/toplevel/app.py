@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 import random
 import re
@@ -20,9 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.db import read_transaction, write_transaction
-from registry.grammar import ascii_upper
+from registry.grammar import ascii_upper, is_under, prefix_parents
 
 from .. import auth
+from ..protocol import digests, prefix_of
 from . import store
 
 MAX_BODY = 8 * 1024 * 1024
@@ -108,12 +108,6 @@ class Faults:
         return cls(**values)
 
 
-def owns(node: str, prefix: str) -> bool:
-    """Whether ``prefix`` is the node's own prefix or one under it."""
-    node, prefix = ascii_upper(node), ascii_upper(prefix)
-    return prefix == node or prefix.startswith(node + ".")
-
-
 class TopLevel:
     def __init__(
         self,
@@ -174,7 +168,7 @@ class TopLevel:
         self._verify(request, body, key)
         if claimed != node:
             raise ProtocolError(403, "foreign-node", "the signing node is not the body's node")
-        if not _PREFIX.fullmatch(node) or not owns(self.root, node) or node == self.root:
+        if not _PREFIX.fullmatch(node) or not is_under(node, self.root) or node == self.root:
             raise ProtocolError(400, "bad-request", f"{node} is no node prefix under {self.root}")
         name = str(data.get("name") or node)[:255]
         async with write_transaction(self.engine) as conn:
@@ -256,7 +250,7 @@ class TopLevel:
         if event not in EVENT_TYPES:
             raise EventRejected("unknown-event", f"unknown event {event!r}")
         prefix = _owning_prefix(event, subject, payload)
-        if prefix is not None and not owns(node.node, prefix):
+        if prefix is not None and not is_under(prefix, node.node):
             raise EventRejected("foreign-prefix", f"{subject} is not under {node.node}")
         await store.insert_event(
             conn, node.node, seq, event, subject, digest, payload, created_at[:40]
@@ -332,9 +326,8 @@ class TopLevel:
 
     async def route_of(self, conn: Any, prefix: str) -> store.Route | None:
         """The route of the longest routed prefix that is ``prefix`` or above it."""
-        segments = prefix.split(".")
-        for end in range(len(segments), 0, -1):
-            route = await store.current_route(conn, ".".join(segments[:end]))
+        for candidate in prefix_parents(prefix):
+            route = await store.current_route(conn, candidate)
             if route is not None:
                 return route
         return None
@@ -364,26 +357,6 @@ class TopLevel:
         return web.json_response(
             {"prefix": prefix, "names": sorted(n for n in names if prefix_of(n) == prefix)}
         )
-
-
-def prefix_of(name: str) -> str:
-    """What a summary groups a name under: the text before its ``/``."""
-    return name.partition("/")[0]
-
-
-def digests(names: list[str] | Any) -> dict[str, dict[str, Any]]:
-    """Per prefix: how many live names, and the SHA-256 of them sorted, one a line."""
-    by_prefix: dict[str, list[str]] = {}
-    for name in names:
-        by_prefix.setdefault(prefix_of(name), []).append(name)
-    out = {}
-    for prefix, group in sorted(by_prefix.items()):
-        text = "".join(n + "\n" for n in sorted(group, key=lambda n: n.encode("utf-8")))
-        out[prefix] = {
-            "identifiers": len(group),
-            "digest": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        }
-    return out
 
 
 def _owning_prefix(event: str, subject: str, payload: dict[str, Any]) -> str | None:

@@ -316,13 +316,7 @@ async def serve(
             allow_recursion=config.allow_recursion,
         )
         listeners = await resolver.handle.server.start(native, handle_tcp, handle_udp)
-        dns_tcp, dns_udp = bind_pair(config.dns, reuse_port=config.workers > 1)
-        dns_at = bound(dns_tcp)
-        zone = dns_service(node, dns_at)
-        await zone.start()
-        dns_listeners = await resolver.dns.server.start(
-            zone, dns_tcp, dns_udp, rate_limit=rate_limit(config)
-        )
+        dns_at, dns_listeners = await serve_zone(node, reuse_port=config.workers > 1)
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
         syncing = await start_sync(node, site_bytes) if config.toplevel else None
@@ -353,6 +347,18 @@ async def serve(
             await listeners.close()
             await dns_listeners.close()
             await feed.stop()
+
+
+async def serve_zone(
+    node: Node, *, reuse_port: bool
+) -> tuple[Endpoint, resolver.dns.server.DnsListeners]:
+    """The DNS zone on UDP and TCP at ``config.dns``, answered from the node's engine."""
+    tcp, udp = bind_pair(node.config.dns, reuse_port=reuse_port)
+    at = bound(tcp)
+    zone = dns_service(node, at)
+    await zone.start()
+    listeners = await resolver.dns.server.start(zone, tcp, udp, rate_limit=rate_limit(node.config))
+    return at, listeners
 
 
 def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
@@ -478,17 +484,12 @@ async def serve_dns_worker(config: Config) -> None:
         stop = _stop_on_signals()
         loop = asyncio.get_running_loop()
         loop.add_reader(sys.stdin.fileno(), _stop_at_eof, stop)
-        dns_tcp, dns_udp = bind_pair(config.dns, reuse_port=True)
-        zone = dns_service(node, bound(dns_tcp))
-        await zone.start()
-        listeners = await resolver.dns.server.start(
-            zone, dns_tcp, dns_udp, rate_limit=rate_limit(config)
-        )
+        dns_at, listeners = await serve_zone(node, reuse_port=True)
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
         try:
             settle_heap()
-            announce("dns-worker", bound(dns_tcp))
+            announce("dns-worker", dns_at)
             await stop.wait()
         finally:
             loop.remove_reader(sys.stdin.fileno())

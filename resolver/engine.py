@@ -19,7 +19,7 @@ from typing import TypeVar
 from registry import store
 from registry.db import Reads
 from registry.errors import InvalidName
-from registry.grammar import GrammarError, HandleName, ascii_upper
+from registry.grammar import GrammarError, HandleName, is_under
 from registry.models import PUBLIC_READ, TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
 from registry.records import CachedDirectory, Located, Where, locate
 from registry.secrets import is_sealed_value, open_value
@@ -165,10 +165,9 @@ class Engine:
     async def prefix_tree_has(self, prefix: str) -> bool:
         """Whether ``prefix`` is the node's prefix, an allocated one, or above one."""
         await self.directory.load(self.registry.services.read)
-        key = ascii_upper(prefix)
         known = [p.prefix_key for p in self.directory.prefixes()]
         known.append(self.registry.services.node_prefix_key)
-        return any(k == key or k.startswith(key + ".") for k in known)
+        return any(is_under(k, prefix) for k in known)
 
     async def names_at_dns_path(self, path: str) -> list[str]:
         """The identifiers whose DNS name has this path (see :mod:`registry.dnsnames`)."""

@@ -1223,12 +1223,8 @@ async def outbox_counts(conn: AsyncConnection) -> OutboxCounts:
             )
         )
     ).one()
-    oldest = row[3]
-    if isinstance(oldest, str):  # SQLite hands an aggregate back untyped
-        oldest = datetime.fromisoformat(oldest)
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)
-    return OutboxCounts(int(row[0]), int(row[1]), int(row[2]), oldest)
+    # min() keeps the column's type, so the oldest time comes back as UTCDateTime.
+    return OutboxCounts(int(row[0]), int(row[1]), int(row[2]), row[3])
 
 
 async def sync_state(conn: AsyncConnection) -> dict[str, str]:

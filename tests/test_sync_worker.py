@@ -158,6 +158,7 @@ async def test_top_level_node_away_then_back(
         async with read_transaction(registry.services.engine) as conn:
             backlog = await store.outbox_counts(conn)
         assert backlog.delivered == 0 and backlog.pending == len(await outbox(registry))
+        assert backlog.oldest_pending is not None and backlog.oldest_pending.tzinfo is not None
         async with running_toplevel(url) as base:
             sync = worker(registry, base, session)
             stop = asyncio.Event()

@@ -25,7 +25,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    func,
     insert,
     select,
     update,
@@ -262,10 +261,8 @@ async def put_keyed(conn: AsyncConnection, table: Table, node: str, key: str, bo
     """Filings and statistics: the last report for (node, key) wins."""
     key_column = table.c.code if table is filings else table.c.date
     where = (table.c.node == node) & (key_column == key)
-    exists = (await conn.execute(select(func.count()).select_from(table).where(where))).scalar()
-    if exists:
-        await conn.execute(update(table).where(where).values(body=canonical_json(body)))
-    else:
+    updated = await conn.execute(update(table).where(where).values(body=canonical_json(body)))
+    if not updated.rowcount:
         await conn.execute(
             insert(table).values(node=node, **{key_column.name: key}, body=canonical_json(body))
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from ..models import (
     Role,
     SiteRoute,
 )
+from ..records import route_site
 from .accounts import MAX_USERNAME, Accounts, check_password_digest, stored_secret
 from .attachments import link_filing_attachments
 from .base import Actor, PageRequest, PageResult, Services
@@ -386,6 +388,8 @@ class Enterprises:
                         "udpPort": config.udp_port,
                         "httpPort": config.http_port,
                     },
+                    # What the top-level node routes the prefix to (sync/PROTOCOL.md).
+                    "site": base64.b64encode(route_site(config).to_bytes()).decode("ascii"),
                 }
             await change.record("prefix.configured", prefix.prefix, payload)
             updated = await store.get_prefix_by_id(change.conn, prefix.id)

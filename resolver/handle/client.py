@@ -12,6 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from registry.models import HandleValue
+from registry.values import (
+    INTERFACE_QUERY,
+    PROTOCOL_TCP,
+    PROTOCOL_UDP,
+    SiteInfo,
+    ValueFormatError,
+)
 
 from . import codec as c
 from .proofs import PrivateKey, challenge_message, public_key_proof
@@ -315,3 +322,23 @@ def error_text(answer: c.Message) -> str:
         return c.ErrorMessage.from_bytes(answer.body).message.decode("utf-8", "replace")
     except c.CodecError:
         return ""
+
+
+def query_interfaces(referral: tuple[HandleValue, ...]) -> list[tuple[str, int, bool]]:
+    """Where an HS_SITE answers queries: (address, port, over UDP?), UDP first."""
+    found: list[tuple[str, int, bool]] = []
+    for value in referral:
+        try:
+            site = SiteInfo.from_bytes(value.data)
+        except ValueFormatError:
+            continue
+        for server in site.servers:
+            for interface in server.interfaces:
+                if interface.type & INTERFACE_QUERY and interface.protocol in (
+                    PROTOCOL_UDP,
+                    PROTOCOL_TCP,
+                ):
+                    found.append(
+                        (server.address_text, interface.port, interface.protocol == PROTOCOL_UDP)
+                    )
+    return sorted(found, key=lambda entry: not entry[2])

@@ -32,16 +32,11 @@ from registry.services import Actor, Registry
 from registry.values import (
     HS_PUBKEY,
     HS_SECKEY,
-    INTERFACE_QUERY,
-    PROTOCOL_TCP,
-    PROTOCOL_UDP,
-    SiteInfo,
-    ValueFormatError,
 )
 
 from .. import codes as rc
 from ..engine import Engine, Query, Resolution, Status
-from . import client
+from . import answers, client
 from . import codec as c
 from .proofs import (
     PrivateKey,
@@ -53,7 +48,6 @@ from .proofs import (
 
 log = logging.getLogger("idnode.handle")
 
-EXPIRATION_SECONDS = 43_200
 CHALLENGE_SECONDS = 60.0
 NOT_HERE_MESSAGE = b"That naming authority doesn't live here"
 RC_RELOGIN = 407
@@ -151,7 +145,7 @@ class HandleService:
         template: _Template | None = self.engine.cache.get(key, shape)
         if template is None or (template.code in _REFERRALS and self._recursing(data)):
             return None
-        return _patch(template, data, int(self.clock()) + EXPIRATION_SECONDS)
+        return _patch(template, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
 
     async def handle(self, data: bytes, connection: Connection) -> list[bytes]:
         """Answer one request; UDP answers come as datagrams, TCP as one message."""
@@ -159,10 +153,12 @@ class HandleService:
         try:
             request = c.Message.from_bytes(data)
         except c.CodecError as exc:
-            return self._garbage(data, str(exc), udp)
+            return answers.garbage(
+                data, str(exc), udp=udp, site_serial=self.site_serial, now=self.clock()
+            )
         if request.is_response:
             return []  # nothing asked
-        version = _answer_version(request.envelope)
+        version = answers.answer_version(request.envelope)
         try:
             answer = await self._dispatch(request, version, connection)
         except RegistryError as exc:
@@ -175,7 +171,7 @@ class HandleService:
         except _Busy as exc:
             answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, str(exc))
         if isinstance(answer, _Template):
-            return _patch(answer, data, int(self.clock()) + EXPIRATION_SECONDS)
+            return _patch(answer, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
         messages = answer if isinstance(answer, list) else [answer]
         # Over UDP only successes are signed: a signed error would let a spoofed
         # datagram buy an RSA signature and a reply nine times its size.
@@ -203,64 +199,24 @@ class HandleService:
         session_id: int | None = None,
         digest: bool | None = None,
     ) -> c.Message:
-        """A response to ``request``: its flags echoed plus AT, the request digest
-        first in the body when asked (or, for challenges, always)."""
-        with_digest = request.flag(c.FLAG_RRDG) if digest is None else digest
-        if with_digest:
-            body = c.request_digest(request, version) + body
-        response_flags = (request.header.flags | c.FLAG_AUTH | flags) & ~c.FLAG_CONT
-        if with_digest:
-            response_flags |= c.FLAG_RRDG
-        else:
-            response_flags &= ~c.FLAG_RRDG
-        message = c.Message(
-            envelope=_answer_envelope(
-                version,
-                request_id=request.envelope.request_id,
-                session_id=request.envelope.session_id if session_id is None else session_id,
-            ),
-            header=c.Header(
-                opcode=request.opcode,
-                response_code=code,
-                flags=response_flags,
-                site_serial=self.site_serial,
-                recursion=request.header.recursion,
-                expiration=int(self.clock()) + EXPIRATION_SECONDS,
-            ),
-            body=body,
+        return answers.response(
+            request,
+            version,
+            code,
+            body,
+            site_serial=self.site_serial,
+            now=self.clock(),
+            flags=flags,
+            session_id=session_id,
+            digest=digest,
         )
-        return message
 
     def _error(
         self, request: c.Message, version: tuple[int, int], code: int, text: str = ""
     ) -> c.Message:
-        return self._response(
-            request, version, code, c.ErrorMessage(text.encode("utf-8")).to_bytes()
+        return answers.error(
+            request, version, code, text, site_serial=self.site_serial, now=self.clock()
         )
-
-    def _garbage(self, data: bytes, reason: str, udp: bool) -> list[bytes]:
-        """RC 4 for bytes that are no message. A datagram shorter than envelope and
-        header gets no answer: a reply larger than the request would amplify."""
-        if udp and len(data) < _BODY:
-            return []
-        try:
-            envelope = c.Envelope.from_bytes(data)
-        except c.CodecError:
-            envelope = c.Envelope(major=2, minor=1)
-        version = _answer_version(envelope)
-        message = c.Message(
-            envelope=_answer_envelope(version, request_id=envelope.request_id),
-            header=c.Header(
-                opcode=0,
-                response_code=rc.RC_PROTOCOL_ERROR,
-                flags=c.FLAG_AUTH,
-                site_serial=self.site_serial,
-                expiration=int(self.clock()) + EXPIRATION_SECONDS,
-            ),
-            body=c.ErrorMessage(reason.encode("utf-8")[:200]).to_bytes(),
-        )
-        encoded = message.to_bytes()
-        return c.fragments(encoded) if udp else [encoded]
 
     # --- dispatch ---------------------------------------------------------------
 
@@ -357,7 +313,7 @@ class HandleService:
         )
         self._recursions += 1
         try:
-            for host, port, udp in _query_interfaces(resolution.referral):
+            for host, port, udp in client.query_interfaces(resolution.referral):
                 try:
                     if udp:
                         answer = await client.udp_call(host, port, forwarded, retries=(1.0,))
@@ -699,47 +655,8 @@ class _Busy(Exception):
 _REFERRALS = (rc.RC_SERVICE_REFERRAL, rc.RC_PREFIX_REFERRAL)
 
 
-def _query_interfaces(referral: tuple[HandleValue, ...]) -> list[tuple[str, int, bool]]:
-    """Where an HS_SITE answers queries: (address, port, over UDP?), UDP first."""
-    found: list[tuple[str, int, bool]] = []
-    for value in referral:
-        try:
-            site = SiteInfo.from_bytes(value.data)
-        except ValueFormatError:
-            continue
-        for server in site.servers:
-            for interface in server.interfaces:
-                if interface.type & INTERFACE_QUERY and interface.protocol in (
-                    PROTOCOL_UDP,
-                    PROTOCOL_TCP,
-                ):
-                    found.append(
-                        (server.address_text, interface.port, interface.protocol == PROTOCOL_UDP)
-                    )
-    return sorted(found, key=lambda entry: not entry[2])
-
-
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8")
-
-
-def _answer_envelope(
-    version: tuple[int, int], *, request_id: int, session_id: int = 0
-) -> c.Envelope:
-    """An answer's envelope: at the version answered, suggesting ours."""
-    return c.Envelope(
-        major=version[0],
-        minor=version[1],
-        suggested_major=c.OUR_VERSION[0],
-        suggested_minor=c.OUR_VERSION[1],
-        session_id=session_id,
-        request_id=request_id,
-    )
-
-
-def _answer_version(envelope: c.Envelope) -> tuple[int, int]:
-    """min(the peer's suggested version, ours), never below 2.1."""
-    return max(c.OLDEST_VERSION, min(envelope.suggested, c.OUR_VERSION))
 
 
 def _shape(data: bytes, udp: bool) -> bytes | None:

@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="listener (default 127.0.0.1:8100; port 0 = any)",
     )
     p.add_argument(
+        "--handle",
+        dest="toplevel_handle",
+        metavar="HOST:PORT",
+        help="native Handle prefix lookups, UDP and TCP (default 127.0.0.1:2642; port 0 = any)",
+    )
+    p.add_argument(
         "--db",
         dest="toplevel_database_url",
         metavar="URL",
@@ -212,6 +218,7 @@ _OVERRIDES = (
     "toplevel",
     "toplevel_faults",
     "toplevel_http",
+    "toplevel_handle",
     "toplevel_database_url",
     "log_format",
     "demo",

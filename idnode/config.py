@@ -72,6 +72,7 @@ class Config:
     dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks that are never rate limited."""
     workers: int = 1
+    """DNS server processes sharing the port (SO_REUSEPORT): one per core is best."""
     toplevel: str = ""
     """Base URL of the top-level node to sync with (``serve`` runs the worker when set)."""
     toplevel_faults: str = ""
@@ -82,9 +83,10 @@ class Config:
     """Seconds to wait for the top-level node's answer."""
     toplevel_http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8100))
     """Where ``idnode toplevel`` (the mock top-level node) listens."""
+    toplevel_handle: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 2642))
+    """Where the mock top-level node answers prefix lookups on the native protocol."""
     toplevel_database_url: str = "sqlite+aiosqlite:///idnode-toplevel.db"
     """The mock top-level node's own store."""
-    """DNS server processes sharing the port (SO_REUSEPORT): one per core is best."""
     key_file: str = "idnode.key"
     server_key_file: str = "idnode-server.pem"
     """The node's RSA signing key (published in its HS_SITE), made on first start."""
@@ -92,6 +94,7 @@ class Config:
     """``<access-key>:<secret-key>`` of a node administrator to create at start."""
     suffix_case_sensitive: bool = True
     proxy_server_id: int = 1
+    """This node's id as a hosting server: ``proxyServerId`` in ``/snms/api/ent/config``."""
     site_address: str = ""
     """Public address published in this node's HS_SITE (default: the HTTP host)."""
     tls_cert: str = ""
@@ -102,7 +105,6 @@ class Config:
     cache_entries: int = 100_000
     allow_recursion: bool = False
     """Native protocol: resolve enterprise nodes' names for clients that ask (REC)."""
-    """This node's id as a hosting server: ``proxyServerId`` in ``/snms/api/ent/config``."""
     toplevel_name: str = "工业互联网标识解析国家顶级节点--北京"
     log_format: str = "auto"
     """``json`` (one object a line), ``text``, or ``auto``: text on a terminal."""

@@ -176,6 +176,7 @@ def node_site(
     tls: bool,
     handle: Endpoint | None = None,
     public_key: bytes = b"",
+    description: str = "",
 ) -> SiteInfo:
     """This node's HS_SITE: where and how it answers (the interfaces it serves),
     and the key its signed answers verify with."""
@@ -192,7 +193,8 @@ def node_site(
         Interface(INTERFACE_BOTH, PROTOCOL_HTTPS if tls else PROTOCOL_HTTP, http.port)
     )
     server = SiteServer(1, SiteServer.pack_address(address), public_key, tuple(interfaces))
-    return SiteInfo(servers=(server,), attributes=(("desc", f"idnode {config.node_prefix}"),))
+    desc = description or f"idnode {config.node_prefix}"
+    return SiteInfo(servers=(server,), attributes=(("desc", desc),))
 
 
 def bind_pair(

@@ -59,6 +59,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--index", action="append", type=int, default=[], help="only the value at this index"
     )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow referrals (RC 302/303) to the node that holds the name, e.g. "
+        "starting at the top-level node; each hop is printed to stderr",
+    )
     p.add_argument("--json", action="store_true", help="print the values as JSON")
 
 
@@ -85,11 +91,23 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if transport == "http":
             return await _over_http(args, server)
-        message = client.resolution(args.name, indexes=args.index, types=args.type)
-        if transport == "udp":
-            answer = await client.udp_call(server.host, server.port, message)
+        if args.follow:
+            answer, hops = await client.follow(
+                args.name,
+                server.host,
+                server.port,
+                udp=transport == "udp",
+                indexes=args.index,
+                types=args.type,
+            )
+            for hop in hops:
+                print(f"asked {hop.host}:{hop.port}: response code {hop.code}", file=sys.stderr)
         else:
-            answer = await client.tcp_call(server.host, server.port, message)
+            message = client.resolution(args.name, indexes=args.index, types=args.type)
+            if transport == "udp":
+                answer = await client.udp_call(server.host, server.port, message)
+            else:
+                answer = await client.tcp_call(server.host, server.port, message)
     except (client.ClientError, OSError, c.CodecError) as exc:
         print(f"idnode resolve: {server}: {exc}", file=sys.stderr)
         return 2

@@ -5,12 +5,23 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+import resolver.handle.server
 from registry.db import create_engine, describe_error, url_for_log
 from sync.toplevel import store
-from sync.toplevel.app import Faults, TopLevel, build_app
+from sync.toplevel.app import SERVER, Faults, TopLevel, build_app
+from sync.toplevel.native import TopLevelHandle
 
 from .config import Config
-from .node import StartupError, _stop_on_signals, announce, bind_tcp, bound, log
+from .node import (
+    StartupError,
+    _stop_on_signals,
+    announce,
+    bind_pair,
+    bind_tcp,
+    bound,
+    log,
+    node_site,
+)
 
 
 async def serve_toplevel(config: Config) -> None:
@@ -31,14 +42,21 @@ async def serve_toplevel(config: Config) -> None:
             faults = Faults.parse(config.toplevel_faults)
         except (TypeError, ValueError) as exc:
             raise StartupError(f"bad toplevel_faults: {exc}") from None
+        handle_tcp, handle_udp = bind_pair(config.toplevel_handle)
+        handle = bound(handle_tcp)
+        site = node_site(config, bound(sock), tls=False, handle=handle, description=SERVER)
+        native = TopLevelHandle(engine, site)
         app = build_app(TopLevel(engine, faults=faults))
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
+        listeners = await resolver.handle.server.start(native, handle_tcp, handle_udp)
         try:
             await web.SockSite(runner, sock).start()
             announce("http", bound(sock))
+            announce("handle", handle)
             await stop.wait()
         finally:
+            await listeners.close()
             await runner.cleanup()
     finally:
         await engine.dispose()

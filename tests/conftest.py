@@ -18,7 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
@@ -214,22 +214,38 @@ def needs(found: bool, what: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not found and not os.environ.get("CI"), reason=f"{what} is missing")
 
 
+class TopLevelAt(NamedTuple):
+    base: str
+    """The sync API's base URL."""
+    handle: Endpoint
+    """Where it answers native prefix lookups (UDP and TCP)."""
+
+
 @contextlib.asynccontextmanager
-async def running_toplevel(database_url: str) -> AsyncIterator[str]:
-    """The mock top-level node on a loopback port, with its store at ``database_url``;
-    yields its base URL."""
+async def running_toplevel(database_url: str) -> AsyncIterator[TopLevelAt]:
+    """The mock top-level node on loopback ports — the sync API over HTTP and
+    prefix lookups over the native protocol — with its store at ``database_url``."""
     from aiohttp import web
 
+    import resolver.handle.server
+    from idnode.node import bind_pair, bound
     from sync.toplevel import store as toplevel_store
     from sync.toplevel.app import TopLevel, build_app
+    from sync.toplevel.native import TopLevelHandle
 
     engine = create_engine(database_url)
     await toplevel_store.create(engine)
     runner = web.AppRunner(build_app(TopLevel(engine)))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
+    http = Endpoint("127.0.0.1", runner.addresses[0][1])
+    tcp, udp = bind_pair(Endpoint("127.0.0.1", 0))
+    handle = bound(tcp)
+    site = node_site(Config(), http, tls=False, handle=handle, description="top-level")
+    listeners = await resolver.handle.server.start(TopLevelHandle(engine, site), tcp, udp)
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield TopLevelAt(f"http://{http}", handle)
     finally:
+        await listeners.close()
         await runner.cleanup()
         await engine.dispose()

@@ -396,7 +396,9 @@ def test_dns_workers_share_the_port_and_follow_writes(workdir: Path) -> None:
 
 def test_toplevel_command_serves_the_protocol(workdir: Path) -> None:
     db = f"sqlite+aiosqlite:///{workdir / 'toplevel.db'}"
-    server = Server("toplevel", "--http", "127.0.0.1:0", "--db", db, cwd=workdir)
+    server = Server(
+        "toplevel", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", "--db", db, cwd=workdir
+    )
     try:
         base = server.wait_for_http(60)
         assert http_json(base + "/sync/v1/") == (

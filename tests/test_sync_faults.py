@@ -111,6 +111,8 @@ def toplevel(tmp_path: Path, port: int, faults: str = "") -> Server:
         "toplevel",
         "--http",
         f"127.0.0.1:{port}",
+        "--handle",
+        "127.0.0.1:0",
         "--db",
         f"sqlite+aiosqlite:///{tmp_path / 'top.db'}",
     ]

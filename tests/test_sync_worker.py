@@ -83,7 +83,7 @@ async def test_everything_arrives_once_and_in_order(
         admin, "1.2.156.86.1.1.9", [HandleValue(1, "URL", b"https://o")], overwrite=False
     )
     url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
         sync = worker(registry, base, session)
         sync.batch = 7  # several batches
         delivered = await sync.round()
@@ -102,7 +102,7 @@ async def test_a_restarted_worker_sends_again_and_nothing_doubles(
     prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
     await register(registry, admin, prefix, "r", 10)
     url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
         await worker(registry, base, session).round()
         # As if the worker died after sending but before recording the answer:
         async with registry.services.engine.begin() as conn:
@@ -118,7 +118,7 @@ async def test_refused_events_are_parked_not_dropped(
 ) -> None:
     await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
     url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
         sync = worker(registry, base, session)
         await sync.round()
         # An event the top-level node will refuse (not under 88.100), made the way
@@ -159,7 +159,7 @@ async def test_top_level_node_away_then_back(
             backlog = await store.outbox_counts(conn)
         assert backlog.delivered == 0 and backlog.pending == len(await outbox(registry))
         assert backlog.oldest_pending is not None and backlog.oldest_pending.tzinfo is not None
-        async with running_toplevel(url) as base:
+        async with running_toplevel(url) as (base, _):
             sync = worker(registry, base, session)
             stop = asyncio.Event()
             task = asyncio.create_task(sync.run(stop, idle=0.05))
@@ -177,7 +177,7 @@ async def test_routes_of_other_nodes_are_pulled(
     registry: Registry, admin: Actor, tmp_path: Path
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
         other = SyncClient(base, "88.200", auth.signing_key(NodeKey.generate()), session=session)
         assert (await other.register(b"site-200", "other")).status == 200
         events = [
@@ -229,7 +229,7 @@ async def test_verify_resends_what_the_top_level_node_lost(
     prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
     await register(registry, admin, prefix, "v", 6)
     url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as base, aiohttp.ClientSession() as session:
+    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
         sync = worker(registry, base, session)
         await sync.round()
         assert await sync.verify() == {}  # both sides agree

@@ -3,6 +3,7 @@ on its own store in SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from idnode.config import Endpoint
 from registry.secrets import NodeKey
+from registry.values import PROTOCOL_HTTP, SiteInfo
+from resolver.handle import client as hclient
+from resolver.handle import codec as c
 from sync import auth
 from sync.client import Reply, SyncClient
 from tests.conftest import running_toplevel
@@ -26,6 +31,7 @@ OTHER_SITE = b"\x00\x00\x00\x01site-of-88.200"
 class Running:
     base: str
     session: aiohttp.ClientSession
+    handle: Endpoint
 
     def client(self, node: str, node_key: NodeKey | None = None) -> SyncClient:
         key = auth.signing_key(node_key or NodeKey.generate())
@@ -38,8 +44,8 @@ class Running:
 
 @pytest.fixture
 async def toplevel(database_url: str) -> AsyncIterator[Running]:
-    async with running_toplevel(database_url) as base, aiohttp.ClientSession() as session:
-        yield Running(base, session)
+    async with running_toplevel(database_url) as (base, handle), aiohttp.ClientSession() as session:
+        yield Running(base, session, handle)
 
 
 def event(seq: int, kind: str, subject: str, **payload: object) -> dict[str, object]:
@@ -271,3 +277,133 @@ async def test_statistics_and_reconciliation_summary(toplevel: Running) -> None:
     assert summary.body["prefixes"]["88.100.2"]["identifiers"] == 1
     other = await client.call("GET", "/sync/v1/nodes/88.200/summary")
     assert other.status == 403
+
+
+# --- prefix lookups over the native protocol ----------------------------------------
+
+
+async def routed(toplevel: Running) -> None:
+    """88.100 and 88.200 registered; 88.100.1 routed to its node, 88.100.2 to the
+    enterprise's own site."""
+    ours = await registered(toplevel)
+    await registered(toplevel, "88.200", OTHER_SITE)
+    own_site = base64.b64encode(ENTERPRISE_SITE).decode()
+    reply = await ours.call(
+        "POST",
+        "/sync/v1/events",
+        {
+            "node": "88.100",
+            "events": [
+                event(1, "prefix.allocated", "88.100.1", prefix="88.100.1"),
+                event(2, "prefix.configured", "88.100.2", hosted=False, site=own_site),
+            ],
+        },
+    )
+    assert reply.body["accepted"] == [1, 2]
+
+
+ENTERPRISE_SITE = b"\x00\x00\x00\x01enterprise-own-site"
+
+
+async def ask(
+    toplevel: Running,
+    name: str,
+    *,
+    tcp: bool = False,
+    flags: int = c.FLAG_PUBL,
+    types: tuple[str, ...] = (),
+    indexes: tuple[int, ...] = (),
+) -> tuple[int, str, dict[int, tuple[str, bytes]]]:
+    """(response code, handle answered for, {index: (type, data)}) over UDP or TCP."""
+    message = hclient.resolution(name, types=types, indexes=indexes, flags=flags | c.FLAG_RRDG)
+    host, port = toplevel.handle.host, toplevel.handle.port
+    call = hclient.tcp_call(host, port, message) if tcp else hclient.udp_call(host, port, message)
+    answer = await call  # the client checks and strips the request digest it asked for
+    code = answer.header.response_code
+    if code not in (1, 302, 303):
+        return code, "", {}
+    body = c.HandleValues.from_bytes(answer.body, values_optional=True)
+    values = {v.index: (v.type, v.data) for v in body.values}
+    return code, body.handle.decode(), values
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+async def test_native_prefix_records_and_referrals(toplevel: Running, tcp: bool) -> None:
+    await routed(toplevel)
+    node = {1: ("HS_SITE", SITE), 2: ("HS_SITE.PREFIX", SITE), 3: ("DESC", b"idnode 88.100")}
+    assert await ask(toplevel, "0.NA/88.100", tcp=tcp) == (1, "0.NA/88.100", node)
+    assert await ask(toplevel, "88.100", tcp=tcp) == (1, "88.100", node)  # the bare form
+    # A resolver asks for HS_SITE: the delegation (a subtype) comes along.
+    code, _, values = await ask(toplevel, "0.na/88.100", tcp=tcp, types=("HS_SITE",))
+    assert (code, sorted(values)) == (1, [1, 2])
+    assert (await ask(toplevel, "0.NA/88.100", tcp=tcp, indexes=(3,)))[2] == {3: node[3]}
+    assert (await ask(toplevel, "0.NA/88.100", tcp=tcp, types=("URL",)))[0] == 200
+    # Enterprise prefixes with a route of their own: their HS_SITE, no delegation.
+    assert await ask(toplevel, "0.NA/88.100.1", tcp=tcp) == (
+        1,
+        "0.NA/88.100.1",
+        {1: ("HS_SITE", SITE)},
+    )
+    assert (await ask(toplevel, "0.NA/88.100.2", tcp=tcp))[2] == {1: ("HS_SITE", ENTERPRISE_SITE)}
+    # Names under a routed prefix without a record here: a prefix referral to it.
+    assert await ask(toplevel, "0.NA/88.100.99", tcp=tcp) == (
+        303,
+        "0.NA/88.100",
+        {1: ("HS_SITE.PREFIX", SITE)},
+    )
+    assert await ask(toplevel, "88.100.1/SN-2026-0001", tcp=tcp) == (
+        303,
+        "0.NA/88.100.1",
+        {1: ("HS_SITE.PREFIX", SITE)},
+    )
+    assert await ask(toplevel, "88.100.2/x", tcp=tcp) == (
+        303,
+        "0.NA/88.100.2",
+        {1: ("HS_SITE.PREFIX", ENTERPRISE_SITE)},
+    )
+    assert (await ask(toplevel, "88.200.5.1/x", tcp=tcp))[1:] == (
+        "0.NA/88.200",
+        {1: ("HS_SITE.PREFIX", OTHER_SITE)},
+    )
+    # A client that takes no referrals (DNRF) is told the name is not served here.
+    refused = await ask(toplevel, "88.100.1/x", tcp=tcp, flags=c.FLAG_PUBL | c.FLAG_DNRF)
+    assert refused[0] == 301
+
+
+async def test_native_root_unknown_and_foreign_names(toplevel: Running) -> None:
+    await routed(toplevel)
+    code, handle, values = await ask(toplevel, "0.NA/88")
+    assert (code, handle, [t for t, _ in values.values()]) == (1, "0.NA/88", ["HS_SITE"])
+    site = SiteInfo.from_bytes(values[1][1])  # its own site: where it answers natively
+    assert (toplevel.handle.port, False) in [
+        (i.port, i.protocol == PROTOCOL_HTTP) for i in site.servers[0].interfaces
+    ]
+    assert (await ask(toplevel, "0.NA/88.999"))[0] == 100
+    assert (await ask(toplevel, "88.999/x"))[0] == 100
+    assert (await ask(toplevel, "20.500/x"))[0] == 301  # not under 88
+    assert (await ask(toplevel, "0.NA/20.500", tcp=True))[0] == 301
+
+
+async def test_native_site_info_and_bad_requests(toplevel: Running) -> None:
+    host, port = toplevel.handle.host, toplevel.handle.port
+    info = await hclient.tcp_call(host, port, hclient.request(c.OC_GET_SITE_INFO))
+    assert info.header.response_code == 1
+    assert SiteInfo.from_bytes(info.body).servers[0].address_text == "127.0.0.1"
+    create = hclient.request(c.OC_CREATE_HANDLE, c.HandleValues(b"88.100/x").to_bytes())
+    refused = await hclient.tcp_call(host, port, create)
+    assert refused.header.response_code == 5  # administration is the sync API's
+    assert (await ask(toplevel, "/no-prefix"))[0] == 102
+    # Bytes that are no message: RC 4 over TCP, and the connection stays usable.
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        junk = b"\x02\x0b" + b"\x00" * 14 + (30).to_bytes(4, "big") + b"\xff" * 30
+        writer.write(junk)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readexactly(20), 5)
+        answer = c.Message.from_bytes(
+            head + await reader.readexactly(int.from_bytes(head[16:], "big"))
+        )
+        assert answer.header.response_code == 4
+    finally:
+        writer.close()
+    assert (await ask(toplevel, "0.NA/88"))[0] == 1

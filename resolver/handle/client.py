@@ -342,3 +342,51 @@ def query_interfaces(referral: tuple[HandleValue, ...]) -> list[tuple[str, int, 
                         (server.address_text, interface.port, interface.protocol == PROTOCOL_UDP)
                     )
     return sorted(found, key=lambda entry: not entry[2])
+
+
+MAX_REFERRALS = 10
+"""Referrals followed for one name before giving up (HANDLE.NET's recursion limit)."""
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One server asked on the way to an answer, and what it said."""
+
+    host: str
+    port: int
+    code: int
+
+
+async def follow(
+    name: str,
+    host: str,
+    port: int,
+    *,
+    udp: bool = True,
+    indexes: Sequence[int] = (),
+    types: Sequence[str] = (),
+    max_referrals: int = MAX_REFERRALS,
+) -> tuple[c.Message, list[Hop]]:
+    """Resolve ``name`` starting at ``host:port`` and follow service and prefix
+    referrals (RC 302/303) to the sites they name, as a resolver walks from the
+    top-level node to the node that holds the name. Returns the last answer and
+    every hop; a referral that names no site to ask raises :class:`ClientError`."""
+    hops: list[Hop] = []
+    for _ in range(max_referrals + 1):
+        message = resolution(name, indexes=indexes, types=types, flags=c.FLAG_CACR | c.FLAG_PUBL)
+        answer = await (udp_call if udp else tcp_call)(host, port, message)
+        hops.append(Hop(host, port, answer.header.response_code))
+        if answer.header.response_code not in (302, 303):
+            return answer, hops
+        referral = c.HandleValues.from_bytes(answer.body, values_optional=True)
+        sites = referral.values
+        if not sites and referral.handle:
+            # A referral by handle only: that handle's HS_SITE, from the same server.
+            ask = resolution(referral.handle.decode("utf-8", "replace"), types=("HS_SITE",))
+            found = await (udp_call if udp else tcp_call)(host, port, ask)
+            sites = values_of(found)
+        targets = sorted(query_interfaces(sites), key=lambda target: target[2] != udp)
+        if not targets:
+            raise ClientError(f"{host}:{port} referred {name} to no query interface")
+        host, port, _ = targets[0]
+    raise ClientError(f"more than {max_referrals} referrals for {name}")

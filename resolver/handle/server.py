@@ -14,11 +14,11 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from ..idle import IdleSweeper
 from . import codec as c
-from .service import Connection, HandleService
+from .service import Connection
 
 log = logging.getLogger("idnode.handle")
 
@@ -35,8 +35,19 @@ MAX_IN_FLIGHT = 64
 """Requests one TCP connection may have outstanding before reading pauses."""
 
 
+class NativeService(Protocol):
+    """What the listeners need from whatever answers: the node's HandleService,
+    or the mock top-level node's prefix lookups."""
+
+    def fast(self, data: bytes, *, udp: bool) -> list[bytes] | None: ...
+
+    async def handle(self, data: bytes, connection: Connection) -> list[bytes]: ...
+
+    def forget(self, connection: Connection) -> None: ...
+
+
 class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, service: HandleService) -> None:
+    def __init__(self, service: NativeService) -> None:
         self.service = service
         self.transport: asyncio.DatagramTransport | None = None
         self._partial: dict[tuple[object, int], tuple[c.Reassembly, float]] = {}
@@ -148,7 +159,7 @@ class _Inbox:
 
 
 class TcpProtocol(asyncio.Protocol):
-    def __init__(self, service: HandleService, sweeper: IdleSweeper) -> None:
+    def __init__(self, service: NativeService, sweeper: IdleSweeper) -> None:
         self.service = service
         self.sweeper = sweeper
         self.transport: asyncio.Transport | None = None
@@ -275,7 +286,7 @@ class HandleListeners:
 
 
 async def start(
-    service: HandleService,
+    service: NativeService,
     tcp_sock: socket.socket,
     udp_sock: socket.socket,
     *,

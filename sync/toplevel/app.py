@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.db import read_transaction, write_transaction
-from registry.grammar import ascii_upper, is_under, prefix_parents
+from registry.grammar import ascii_upper, is_under
 
 from .. import auth
 from ..protocol import digests, prefix_of
@@ -312,7 +312,7 @@ class TopLevel:
     async def get_prefix(self, request: web.Request) -> web.Response:
         prefix = request.match_info["prefix"]
         async with read_transaction(self.engine) as conn:
-            route = await self.route_of(conn, prefix)
+            route = await store.route_of(conn, prefix)
         if route is None:
             raise ProtocolError(404, "not-found", f"no route for {prefix}")
         return web.json_response(
@@ -323,14 +323,6 @@ class TopLevel:
                 "hosted": route.hosted,
             }
         )
-
-    async def route_of(self, conn: Any, prefix: str) -> store.Route | None:
-        """The route of the longest routed prefix that is ``prefix`` or above it."""
-        for candidate in prefix_parents(prefix):
-            route = await store.current_route(conn, candidate)
-            if route is not None:
-                return route
-        return None
 
     async def summary(self, request: web.Request) -> web.Response:
         node, _ = await self.signed(request)

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from registry.audit import canonical_json
+from registry.grammar import prefix_parents
 
 metadata = MetaData()
 
@@ -233,6 +234,15 @@ async def current_route(conn: AsyncConnection, prefix: str) -> Route | None:
     if row is None or row.deleted:
         return None
     return Route(row.seq, row.prefix, row.node, row.site, row.hosted, row.deleted)
+
+
+async def route_of(conn: AsyncConnection, prefix: str) -> Route | None:
+    """The route of the longest routed prefix that is ``prefix`` or above it."""
+    for candidate in prefix_parents(prefix):
+        route = await current_route(conn, candidate)
+        if route is not None:
+            return route
+    return None
 
 
 async def put_backup(

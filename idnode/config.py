@@ -104,7 +104,8 @@ class Config:
     """Accept Handle REST credentials over plain HTTP (development; the demo sets it)."""
     cache_entries: int = 100_000
     allow_recursion: bool = False
-    """Native protocol: resolve enterprise nodes' names for clients that ask (REC)."""
+    """Resolve names served elsewhere (enterprise nodes, other secondary nodes) on the
+    client's behalf: native clients that ask (REC), and every REST and proxy client."""
     toplevel_name: str = "工业互联网标识解析国家顶级节点--北京"
     log_format: str = "auto"
     """``json`` (one object a line), ``text``, or ``auto``: text on a terminal."""

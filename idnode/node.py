@@ -63,6 +63,7 @@ from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from resolver.feed import ChangeFeed
 from resolver.handle.service import HandleService
+from resolver.recursion import Recursor
 from sync.auth import signing_key
 from sync.client import SyncClient
 from sync.worker import SyncWorker
@@ -124,7 +125,12 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
         except (OSError, DBAPIError) as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
         reads = create_read_engine(config.database_url)
-        resolver = Engine(reg, cache_entries=config.cache_entries, read_engine=reads)
+        resolver = Engine(
+            reg,
+            cache_entries=config.cache_entries,
+            read_engine=reads,
+            recursion=Recursor() if config.allow_recursion else None,
+        )
         try:
             yield Node(config, engine, reg, TokenIssuer(node_key), resolver)
         finally:
@@ -315,7 +321,6 @@ async def serve(
             site_serial=site.serial,
             server_key=server_key,
             site_bytes=lambda: site_bytes,
-            allow_recursion=config.allow_recursion,
         )
         listeners = await resolver.handle.server.start(native, handle_tcp, handle_udp)
         dns_at, dns_listeners = await serve_zone(node, reuse_port=config.workers > 1)

@@ -92,11 +92,11 @@ async def run(args: argparse.Namespace) -> int:
         if transport == "http":
             return await _over_http(args, server)
         if args.follow:
+            udp = transport == "udp"
             answer, hops = await client.follow(
                 args.name,
-                server.host,
-                server.port,
-                udp=transport == "udp",
+                [(server.host, server.port, udp)],
+                udp_first=udp,
                 indexes=args.index,
                 types=args.type,
             )

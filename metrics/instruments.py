@@ -24,6 +24,10 @@ SYNC_PARKED = Counter(
     "idnode_sync_parked_events", "Outbox events the top-level node refused; kept, not retried."
 )
 SYNC_BACKLOG = Gauge("idnode_sync_backlog_events", "Outbox events not yet delivered or parked.")
+SYNC_PARKED_BACKLOG = Gauge(
+    "idnode_sync_parked_backlog_events",
+    "Refused outbox events kept until an operator sends them again (idnode sync retry).",
+)
 SYNC_LAG = Gauge("idnode_sync_lag_seconds", "Age of the oldest event not yet delivered.")
 SYNC_LAST_SUCCESS = Gauge(
     "idnode_sync_last_success_timestamp_seconds", "When the top-level node last took a batch."

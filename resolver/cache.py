@@ -38,6 +38,8 @@ class AnswerCache:
     epoch: int = 0
     """Moves on every invalidation: an answer computed across one is not stored,
     since the change may have landed after it was read."""
+    cleared: int = 0
+    """Moves only when everything is dropped (prefixes or routes changed)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -56,11 +58,24 @@ class AnswerCache:
         return entry.payload
 
     def put(
-        self, key: str, variant: Hashable, payload: Any, ttl: float, *, epoch: int | None = None
+        self,
+        key: str,
+        variant: Hashable,
+        payload: Any,
+        ttl: float,
+        *,
+        epoch: int | None = None,
+        cleared: int | None = None,
     ) -> None:
         """Store an answer; with ``epoch`` (read before computing it), only if no
-        invalidation happened meanwhile."""
-        if ttl <= 0 or self.max_entries <= 0 or (epoch is not None and epoch != self.epoch):
+        invalidation happened meanwhile; with ``cleared``, only if the whole
+        cache was not dropped meanwhile (for answers that no single name's
+        change can make stale, such as another node's)."""
+        if ttl <= 0 or self.max_entries <= 0:
+            return
+        if (epoch is not None and epoch != self.epoch) or (
+            cleared is not None and cleared != self.cleared
+        ):
             return
         slot = (key, variant)
         self._entries[slot] = _Entry(payload, self.clock() + ttl)
@@ -81,6 +96,7 @@ class AnswerCache:
         self._entries.clear()
         self._variants.clear()
         self.epoch += 1
+        self.cleared += 1
         self.stats.invalidations += 1
 
     def _drop(self, slot: tuple[str, Hashable]) -> None:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from registry import store
 from registry.db import Reads
@@ -36,6 +36,11 @@ NEGATIVE_TTL = 5.0
 """How long "not found" is remembered (writes evict it sooner)."""
 MAX_TTL = 3600.0
 """No answer is served from cache longer than this, whatever its values say."""
+RECURSED_MAX_TTL = 300.0
+"""Another node's answer, fetched by recursion, is reused at most this long."""
+FOREIGN_REFERRAL_TTL = 30.0
+"""A referral made from another node's route is reused at most this long: the
+sync worker may change the route in another process, without a change event."""
 
 
 class Status(enum.Enum):
@@ -47,6 +52,8 @@ class Status(enum.Enum):
     """Served by another node (an enterprise node): see ``referral``."""
     NOT_HERE = "not_here"
     """The prefix belongs to no node this one serves or knows."""
+    UNREACHABLE = "unreachable"
+    """Recursion was asked and allowed, but the node serving the name did not answer usably."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +86,32 @@ class Resolution:
     referral_handle: str = ""
     prefix: Prefix | None = None
     enterprise: Enterprise | None = None
+    recursed: bool = False
+    """Answered by another node, asked on the client's behalf."""
 
     def ttl(self, now: float | None = None) -> float:
         """How long this answer may be reused."""
-        if self.status in (Status.NOT_FOUND, Status.VALUES_NOT_FOUND):
+        if self.status in (Status.NOT_FOUND, Status.VALUES_NOT_FOUND, Status.UNREACHABLE):
             return NEGATIVE_TTL
+        cap = MAX_TTL
+        if self.recursed:
+            cap = RECURSED_MAX_TTL
+        elif self.status is Status.REFERRAL and self.prefix is None:
+            cap = FOREIGN_REFERRAL_TTL  # no prefix of ours: another node's route
         values = self.values or self.referral
         if not values:
-            return MAX_TTL
+            return cap
         wall = time.time() if now is None else now
         ttls = [(v.ttl - wall) if v.ttl_type == TTL_ABSOLUTE else float(v.ttl) for v in values]
-        return max(0.0, min(MAX_TTL, *ttls))
+        return max(0.0, min(cap, *ttls))
+
+
+class Recursion(Protocol):
+    """Resolves a referral at the site it names (see :mod:`resolver.recursion`)."""
+
+    async def resolve(
+        self, referral: Resolution, query: Query, *, depth: int = 0
+    ) -> Resolution: ...
 
 
 class Engine:
@@ -99,8 +121,11 @@ class Engine:
         *,
         cache_entries: int = 100_000,
         read_engine: Reads | None = None,
+        recursion: Recursion | None = None,
     ) -> None:
         self.registry = registry
+        self.recursion = recursion
+        """Set when the node allows recursion; None: referrals are answered as such."""
         self.cache = AnswerCache(max_entries=cache_entries)
         self.db = read_engine or registry.engine
         self.directory = CachedDirectory()
@@ -118,9 +143,25 @@ class Engine:
             raise InvalidName(str(exc)) from None
 
     async def resolve(
-        self, name: HandleName, query: Query = Query(), caller: Actor | None = None
+        self,
+        name: HandleName,
+        query: Query = Query(),
+        caller: Actor | None = None,
+        *,
+        recurse: bool = False,
+        depth: int = 0,
     ) -> Resolution:
-        """Resolve without the answer cache (authenticated callers, and tests)."""
+        """Resolve without the answer cache (authenticated callers, and tests).
+        ``recurse``: answer a name served elsewhere by asking there, when the
+        node allows recursion; ``depth``: recursion hops made before this node."""
+        resolution = await self._resolve_here(name, query, caller)
+        if recurse and self.recursion is not None and resolution.status is Status.REFERRAL:
+            return await self.recursion.resolve(resolution, query, depth=depth)
+        return resolution
+
+    async def _resolve_here(
+        self, name: HandleName, query: Query, caller: Actor | None
+    ) -> Resolution:
         handles = self.registry.handles
         services = self.registry.services
         await self.directory.load(self.registry.services.read)
@@ -140,24 +181,44 @@ class Engine:
         return self._verdict(located, query, authorized)
 
     async def answer(
-        self, name: HandleName, query: Query, variant: Hashable, encode: Callable[[Resolution], T]
+        self,
+        name: HandleName,
+        query: Query,
+        variant: Hashable,
+        encode: Callable[[Resolution], T],
+        *,
+        recurse: bool = False,
     ) -> T:
         """The encoded anonymous answer: from cache, or resolved, encoded and cached."""
         # Answers echo the name as it was asked: the spelling is part of the slot.
-        return await self.answer_slot(name, query, (variant, name.text, query), encode)
+        slot = (variant, name.text, query, recurse)
+        return await self.answer_slot(name, query, slot, encode, recurse=recurse)
 
     async def answer_slot(
-        self, name: HandleName, query: Query, slot: Hashable, encode: Callable[[Resolution], T]
+        self,
+        name: HandleName,
+        query: Query,
+        slot: Hashable,
+        encode: Callable[[Resolution], T],
+        *,
+        recurse: bool = False,
+        depth: int = 0,
     ) -> T:
         """:meth:`answer` for a front end whose ``slot`` already tells apart every
-        answer of this name (the native protocol keys on the request's bytes)."""
+        answer of this name (the native protocol keys on the request's bytes,
+        which hold its recursion flag and count)."""
         cached = self.cache.get(name.key, slot)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        epoch = self.cache.epoch
-        resolution = await self.resolve(name, query)
+        epoch, cleared = self.cache.epoch, self.cache.cleared
+        resolution = await self.resolve(name, query, recurse=recurse, depth=depth)
         payload = encode(resolution)
-        self.cache.put(name.key, slot, payload, resolution.ttl(), epoch=epoch)
+        if resolution.recursed:
+            # Seconds may pass while another node answers, with writes here to
+            # other names meanwhile; only a change of routes makes it stale.
+            self.cache.put(name.key, slot, payload, resolution.ttl(), cleared=cleared)
+        else:
+            self.cache.put(name.key, slot, payload, resolution.ttl(), epoch=epoch)
         return payload
 
     # --- the shape of the namespace (for front ends that walk it, like DNS) --

@@ -32,6 +32,7 @@ from metrics.instruments import (
     SYNC_LAG,
     SYNC_LAST_SUCCESS,
     SYNC_PARKED,
+    SYNC_PARKED_BACKLOG,
     SYNC_RETRIED,
 )
 from registry import store
@@ -284,6 +285,7 @@ class SyncWorker:
         async with read_transaction(self.db) as conn:
             counts = await store.outbox_counts(conn)
         SYNC_BACKLOG.set(counts.pending)
+        SYNC_PARKED_BACKLOG.set(counts.parked)
         lag = 0.0
         if counts.oldest_pending is not None:
             lag = max(0.0, self.clock() - counts.oldest_pending.timestamp())

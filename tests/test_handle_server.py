@@ -37,6 +37,7 @@ from resolver.handle import server as srv
 from resolver.handle import service as svc
 from resolver.handle.proofs import verify_response
 from resolver.idle import IdleSweeper
+from resolver.recursion import Recursor
 from tests.conftest import ADMIN_SK
 from tests.factories import application, hosted_enterprise
 
@@ -586,6 +587,7 @@ class EnterpriseNode(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.seen: list[c.Message] = []
         self.digest = "right"
+        self.delay = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -606,7 +608,8 @@ class EnterpriseNode(asyncio.DatagramProtocol):
             replace(request.envelope), replace(request.header, response_code=1, flags=flags), body
         )
         assert self.transport is not None
-        self.transport.sendto(answer.to_bytes(), addr)
+        send = self.transport.sendto
+        asyncio.get_running_loop().call_later(self.delay, send, answer.to_bytes(), addr)
 
 
 async def test_recursion_when_asked_and_allowed(native: Native, admin: Actor) -> None:
@@ -624,15 +627,31 @@ async def test_recursion_when_asked_and_allowed(native: Native, admin: Actor) ->
         recursive = c.FLAG_RECU | c.FLAG_PUBL
         # Not allowed (the default): a referral, whatever the client asks.
         assert (await native.udp(cl.resolution(name, flags=recursive))).header.response_code == 302
-        native.service.allow_recursion = True
+        native.engine.recursion = Recursor()
+        native.engine.cache.clear()  # as a restart with the new setting would
         answer = await native.udp(cl.resolution(name, flags=recursive))
         assert cl.values_of(answer)[0].data == b"https://enterprise.example/x"
         assert enterprise.seen[-1].header.recursion == 1
         assert enterprise.seen[-1].flag(c.FLAG_RRDG)  # asked, so the answer can be checked
+        # Asked again, over UDP and TCP: from the cache, the enterprise node is not asked.
+        again = await native.udp(cl.resolution(name, flags=recursive))
+        assert cl.values_of(again) == cl.values_of(answer)
+        assert cl.values_of(await native.tcp(cl.resolution(name, flags=recursive)))
+        tcp_asked = len(enterprise.seen)
+        assert cl.values_of(await native.tcp(cl.resolution(name, flags=recursive)))
+        assert len(enterprise.seen) == tcp_asked
+        # Many clients asking at once for a name not cached: one question to the node.
+        enterprise.delay = 0.2
+        before = len(enterprise.seen)
+        together = [cl.resolution(f"{routed.prefix}/burst", flags=recursive) for _ in range(8)]
+        answers = await asyncio.gather(*(native.udp(m) for m in together))
+        assert {a.header.response_code for a in answers} == {1}
+        assert len(enterprise.seen) == before + 1
+        enterprise.delay = 0.0
         # An answer that does not prove it answers this request is not passed on.
         for digest in ("none", "wrong"):
             enterprise.digest = digest
-            refused = await native.udp(cl.resolution(name, flags=recursive))
+            refused = await native.udp(cl.resolution(f"{name}-{digest}", flags=recursive))
             assert refused.header.response_code == rc.RC_SERVER_NOT_RESP, digest
         enterprise.digest = "right"
         # Without REC the client still gets the referral.

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry.errors import RegistryError
+from registry.grammar import Grammar
 from registry.models import PERM_RESTRICTED, HandleValue, SiteRoute
 from registry.permissions import HandleIdentity
 from registry.records import route_site
@@ -493,3 +494,30 @@ async def test_an_answer_read_across_a_write_is_not_cached(
     assert stale.values[0].data == b"https://example.org/a"
     fresh = await engine.answer(name, Query(), "race", lambda r: r)
     assert fresh.values[0].data == b"https://new"
+
+
+def test_answers_of_other_nodes_are_kept_only_until_everything_is_dropped() -> None:
+    cache = AnswerCache()
+    epoch, cleared = cache.epoch, cache.cleared
+    cache.invalidate("88.100.1/other")  # a write here, to another name
+    cache.put("88.200/x", "v", "theirs", ttl=10, cleared=cleared)
+    assert cache.get("88.200/x", "v") == "theirs"  # kept: no route changed meanwhile
+    cache.put("88.100.1/y", "v", "ours", ttl=10, epoch=epoch)
+    assert cache.get("88.100.1/y", "v") is None  # an own answer read across a write is not
+    cleared = cache.cleared
+    cache.clear()  # prefixes or routes changed
+    cache.put("88.200/x", "v", "theirs", ttl=10, cleared=cleared)
+    assert cache.get("88.200/x", "v") is None
+
+
+def test_ttls_of_referrals_and_recursed_answers_are_capped() -> None:
+    handle = Grammar().parse("88.200/x")
+    day = (url(1, "https://a", ttl=86_400),)
+    site = (value(1, "HS_SITE", "site", ttl=86_400),)
+    assert Resolution(Status.FOUND, handle, day).ttl() == 3600
+    assert Resolution(Status.FOUND, handle, day, recursed=True).ttl() == 300
+    foreign = Resolution(Status.REFERRAL, handle, referral=site)  # no prefix of ours
+    assert foreign.ttl() == 30
+    short = Resolution(Status.FOUND, handle, (url(1, "https://a", ttl=20),), recursed=True)
+    assert short.ttl() == 20
+    assert Resolution(Status.UNREACHABLE, handle, recursed=True).ttl() == 5

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from metrics.instruments import SYNC_PARKED_BACKLOG
 from registry import store
 from registry.db import create_engine, read_transaction
 from registry.models import HandleValue
@@ -129,6 +130,7 @@ async def test_refused_events_are_parked_not_dropped(
             admin, "88.100.1/after", [HandleValue(1, "URL", b"u")], overwrite=False
         )
         await sync.round()
+    assert SYNC_PARKED_BACKLOG._value.get() == 1  # exported for the alert on parked events
     rows = await outbox(registry)
     parked = [(seq, event) for seq, event, _, is_parked in rows if is_parked]
     assert [event for _, event in parked] == ["identifier.created"]

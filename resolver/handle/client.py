@@ -69,11 +69,14 @@ def resolution(
     types: Sequence[str] = (),
     flags: int = c.FLAG_RECU | c.FLAG_CACR | c.FLAG_PUBL,
     version: tuple[int, int] = c.OUR_VERSION,
+    recursion: int = 0,
 ) -> c.Message:
     body = c.ResolutionRequest(
         name.encode("utf-8"), tuple(indexes), tuple(t.encode("utf-8") for t in types)
     )
-    return request(c.OC_RESOLUTION, body.to_bytes(), flags=flags, version=version)
+    return request(
+        c.OC_RESOLUTION, body.to_bytes(), flags=flags, version=version, recursion=recursion
+    )
 
 
 @dataclass(frozen=True)
@@ -324,9 +327,13 @@ def error_text(answer: c.Message) -> str:
         return ""
 
 
-def query_interfaces(referral: tuple[HandleValue, ...]) -> list[tuple[str, int, bool]]:
-    """Where an HS_SITE answers queries: (address, port, over UDP?), UDP first."""
-    found: list[tuple[str, int, bool]] = []
+Target = tuple[str, int, bool]
+"""Where to ask: (address, port, over UDP?)."""
+
+
+def query_interfaces(referral: Sequence[HandleValue], *, udp_first: bool = True) -> list[Target]:
+    """Where these HS_SITE values answer queries, UDP first (or TCP first)."""
+    found: list[Target] = []
     for value in referral:
         try:
             site = SiteInfo.from_bytes(value.data)
@@ -341,7 +348,7 @@ def query_interfaces(referral: tuple[HandleValue, ...]) -> list[tuple[str, int, 
                     found.append(
                         (server.address_text, interface.port, interface.protocol == PROTOCOL_UDP)
                     )
-    return sorted(found, key=lambda entry: not entry[2])
+    return sorted(found, key=lambda entry: entry[2] != udp_first)
 
 
 MAX_REFERRALS = 10
@@ -354,39 +361,89 @@ class Hop:
 
     host: str
     port: int
+    udp: bool
     code: int
+
+
+async def ask_first(
+    targets: Sequence[Target],
+    message: c.Message,
+    *,
+    retries: Sequence[float] = UDP_RETRIES,
+    time_limit: float = 10.0,
+    require_digest: bool = False,
+) -> tuple[c.Message, Hop]:
+    """Ask each target in turn until one answers usably. ``require_digest``: an
+    answer must prove it answers this very request (RD), as a server relaying
+    it to its own client must insist on."""
+    failures = []
+    for host, port, udp in targets:
+        try:
+            if udp:
+                answer = await udp_call(host, port, message, retries=retries)
+            else:
+                answer = await tcp_call(host, port, message, time_limit=time_limit)
+        except (ClientError, OSError, c.CodecError) as exc:
+            failures.append(f"{host}:{port}: {exc}")
+            continue
+        if require_digest and not answer.flag(c.FLAG_RRDG):
+            failures.append(f"{host}:{port}: the answer has no request digest")
+            continue
+        return answer, Hop(host, port, udp, answer.header.response_code)
+    raise ClientError("; ".join(failures) or "no query interface to ask")
 
 
 async def follow(
     name: str,
-    host: str,
-    port: int,
+    targets: Sequence[Target],
     *,
-    udp: bool = True,
     indexes: Sequence[int] = (),
     types: Sequence[str] = (),
+    flags: int = c.FLAG_CACR | c.FLAG_PUBL,
+    recursion: int = 0,
+    udp_first: bool = True,
     max_referrals: int = MAX_REFERRALS,
+    retries: Sequence[float] = UDP_RETRIES,
+    time_limit: float = 10.0,
+    require_digest: bool = False,
 ) -> tuple[c.Message, list[Hop]]:
-    """Resolve ``name`` starting at ``host:port`` and follow service and prefix
-    referrals (RC 302/303) to the sites they name, as a resolver walks from the
-    top-level node to the node that holds the name. Returns the last answer and
+    """Resolve ``name`` at ``targets`` and follow service and prefix referrals
+    (RC 302/303) to the sites they name, as a resolver walks from the top-level
+    node to the node that holds the name. Each hop counts one more in the
+    header's recursion count, from ``recursion``. Returns the last answer and
     every hop; a referral that names no site to ask raises :class:`ClientError`."""
     hops: list[Hop] = []
-    for _ in range(max_referrals + 1):
-        message = resolution(name, indexes=indexes, types=types, flags=c.FLAG_CACR | c.FLAG_PUBL)
-        answer = await (udp_call if udp else tcp_call)(host, port, message)
-        hops.append(Hop(host, port, answer.header.response_code))
+    if require_digest:
+        flags |= c.FLAG_RRDG
+    for hop in range(max_referrals + 1):
+        message = resolution(
+            name, indexes=indexes, types=types, flags=flags, recursion=recursion + hop
+        )
+        answer, asked = await ask_first(
+            targets,
+            message,
+            retries=retries,
+            time_limit=time_limit,
+            require_digest=require_digest,
+        )
+        hops.append(asked)
         if answer.header.response_code not in (302, 303):
             return answer, hops
         referral = c.HandleValues.from_bytes(answer.body, values_optional=True)
-        sites = referral.values
+        sites: Sequence[HandleValue] = referral.values
         if not sites and referral.handle:
             # A referral by handle only: that handle's HS_SITE, from the same server.
-            ask = resolution(referral.handle.decode("utf-8", "replace"), types=("HS_SITE",))
-            found = await (udp_call if udp else tcp_call)(host, port, ask)
-            sites = values_of(found)
-        targets = sorted(query_interfaces(sites), key=lambda target: target[2] != udp)
+            handle = referral.handle.decode("utf-8", "replace")
+            ask = resolution(handle, types=("HS_SITE",), flags=flags, recursion=recursion + hop)
+            found, _ = await ask_first(
+                [(asked.host, asked.port, asked.udp)],
+                ask,
+                retries=retries,
+                time_limit=time_limit,
+                require_digest=require_digest,
+            )
+            sites = values_of(found) if found.header.response_code == 1 else ()
+        targets = query_interfaces(sites, udp_first=udp_first)
         if not targets:
-            raise ClientError(f"{host}:{port} referred {name} to no query interface")
-        host, port, _ = targets[0]
+            raise ClientError(f"{asked.host}:{asked.port} referred {name} to no query interface")
     raise ClientError(f"more than {max_referrals} referrals for {name}")

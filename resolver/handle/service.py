@@ -36,7 +36,8 @@ from registry.values import (
 
 from .. import codes as rc
 from ..engine import Engine, Query, Resolution, Status
-from . import answers, client
+from ..recursion import RecursionBusy
+from . import answers
 from . import codec as c
 from .proofs import (
     PrivateKey,
@@ -58,8 +59,6 @@ _FAST_CACHE_LIMIT = 100_000
 MAX_PENDING = 10_000
 """Challenges awaiting an answer, all connections together."""
 MAX_PENDING_PER_CONNECTION = 8
-MAX_RECURSIONS = 64
-"""Recursive resolutions in progress at once; more get RC 3 (server too busy)."""
 SLOW_PROOF_THREADS = 2
 MAX_SLOW_PROOFS_WAITING = 32
 """PBKDF2 proofs run off the event loop, a few at a time; beyond this queue, RC 3."""
@@ -116,14 +115,11 @@ class HandleService:
     registry: Registry
     site_serial: int = 1
     server_key: PrivateKey | None = None
-    allow_recursion: bool = False
-    """Resolve names of enterprise nodes on the client's behalf when it sets REC."""
     site_bytes: Callable[[], bytes | None] = lambda: None
     clock: Callable[[], float] = time.time
     _pending: dict[int, _Pending] = field(default_factory=dict)
     """By session id, in the order issued (so also in the order they expire)."""
     _shapes: dict[bytes, str] = field(default_factory=dict)
-    _recursions: int = 0
     _slow_proofs: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(SLOW_PROOF_THREADS)
     )
@@ -143,7 +139,7 @@ class HandleService:
         if key is None:
             return None
         template: _Template | None = self.engine.cache.get(key, shape)
-        if template is None or (template.code in _REFERRALS and self._recursing(data)):
+        if template is None:
             return None
         return _patch(template, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
 
@@ -168,7 +164,7 @@ class HandleService:
         except (DBAPIError, PoolTimeout, OSError) as exc:
             log.error("storage unavailable for op %s: %s", request.opcode, exc)
             answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, "storage unavailable")
-        except _Busy as exc:
+        except (_Busy, RecursionBusy) as exc:
             answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, str(exc))
         if isinstance(answer, _Template):
             return _patch(answer, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
@@ -266,75 +262,46 @@ class HandleService:
         except UnicodeDecodeError:
             return self._error(request, version, rc.RC_PROTOCOL_ERROR, "type is not UTF-8")
         query = Query(indexes=body.indexes, types=types)
+        # Recursion when the client asks (REC) and the node allows it, within the
+        # hop limit; past it a referral becomes RC 6 (recursion count too high).
+        asked = request.flag(c.FLAG_RECU) and self.engine.recursion is not None
+        depth = request.header.recursion
+        recurse = asked and depth + 1 < MAX_RECURSION
         identity = None if request.flag(c.FLAG_PUBL) else connection.identity
         if identity is not None:
             caller = Actor(None, connection.remote, identity)
-            resolution = await self.engine.resolve(name, query, caller)
-            return self._resolution_message(request, version, resolution)
+            resolution = await self.engine.resolve(
+                name, query, caller, recurse=recurse, depth=depth
+            )
+            return self._resolution_message(request, version, resolution, asked=asked)
         cacheable = not request.credential and not request.flag(c.FLAG_CERT)
         shape = _shape(request.to_bytes(), not connection.tcp) if cacheable else None
         if shape is None:
-            return self._resolution_message(
-                request, version, await self.engine.resolve(name, query)
-            )
+            resolution = await self.engine.resolve(name, query, recurse=recurse, depth=depth)
+            return self._resolution_message(request, version, resolution, asked=asked)
 
         def encode(resolution: Resolution) -> _Template:
-            return self._template(request, version, resolution, udp=not connection.tcp)
+            return self._template(request, version, resolution, udp=not connection.tcp, asked=asked)
 
-        template = await self.engine.answer_slot(name, query, shape, encode)
+        # The shape holds the flags and the recursion count: recursed answers,
+        # referrals and RC 6 have slots of their own.
+        template = await self.engine.answer_slot(
+            name, query, shape, encode, recurse=recurse, depth=depth
+        )
         if len(self._shapes) >= _FAST_CACHE_LIMIT:
             self._shapes.clear()
         self._shapes[shape] = name.key
-        if template.code in _REFERRALS and self.allow_recursion and request.flag(c.FLAG_RECU):
-            return await self._recurse(request, version, await self.engine.resolve(name, query))
         return template
 
-    def _recursing(self, request: bytes) -> bool:
-        flags = int.from_bytes(request[_HEADER_FLAGS], "big")
-        return self.allow_recursion and bool(flags & c.FLAG_RECU)
-
-    async def _recurse(
-        self, request: c.Message, version: tuple[int, int], resolution: Resolution
-    ) -> c.Message:
-        """Ask the enterprise node ourselves (REC set, recursion allowed), one hop more."""
-        if request.header.recursion + 1 >= MAX_RECURSION:
-            return self._error(
-                request, version, rc.RC_RECURSION_COUNT_TOO_HIGH, "recursion count too high"
-            )
-        if self._recursions >= MAX_RECURSIONS:
-            raise _Busy("too many recursive resolutions in progress")
-        # A random request id and the request digest, required back: an answer
-        # we pass on (and may sign) must be the enterprise node's to this request.
-        forwarded = client.request(
-            c.OC_RESOLUTION,
-            request.body,
-            flags=(request.header.flags & ~c.FLAG_CERT) | c.FLAG_RRDG,
-            recursion=request.header.recursion + 1,
-        )
-        self._recursions += 1
-        try:
-            for host, port, udp in client.query_interfaces(resolution.referral):
-                try:
-                    if udp:
-                        answer = await client.udp_call(host, port, forwarded, retries=(1.0,))
-                    else:
-                        answer = await client.tcp_call(host, port, forwarded, time_limit=3.0)
-                except (client.ClientError, OSError, c.CodecError) as exc:
-                    log.info("recursion to %s:%s failed: %s", host, port, exc)
-                    continue
-                if not answer.flag(c.FLAG_RRDG):
-                    log.info("recursion to %s:%s: the answer has no request digest", host, port)
-                    continue
-                return self._response(request, version, answer.header.response_code, answer.body)
-        finally:
-            self._recursions -= 1
-        return self._error(
-            request, version, rc.RC_SERVER_NOT_RESP, "the enterprise node did not answer"
-        )
-
     def _resolution_message(
-        self, request: c.Message, version: tuple[int, int], resolution: Resolution
+        self,
+        request: c.Message,
+        version: tuple[int, int],
+        resolution: Resolution,
+        *,
+        asked: bool = False,
     ) -> c.Message:
+        """``asked``: the client asked for recursion and the node allows it."""
         status = resolution.status
         handle = resolution.name.text.encode("utf-8")
         if status is Status.FOUND:
@@ -348,6 +315,14 @@ class HandleService:
             return self._error(request, version, rc.RC_HANDLE_NOT_FOUND)
         if status is Status.VALUES_NOT_FOUND:
             return self._error(request, version, rc.RC_VALUES_NOT_FOUND)
+        if status is Status.REFERRAL and asked:
+            return self._error(
+                request, version, rc.RC_RECURSION_COUNT_TOO_HIGH, "recursion count too high"
+            )
+        if status is Status.UNREACHABLE:
+            return self._error(
+                request, version, rc.RC_SERVER_NOT_RESP, "the node serving this name did not answer"
+            )
         if status is Status.REFERRAL and not request.flag(c.FLAG_DNRF):
             code = (
                 rc.RC_PREFIX_REFERRAL
@@ -363,9 +338,15 @@ class HandleService:
         )
 
     def _template(
-        self, request: c.Message, version: tuple[int, int], resolution: Resolution, *, udp: bool
+        self,
+        request: c.Message,
+        version: tuple[int, int],
+        resolution: Resolution,
+        *,
+        udp: bool,
+        asked: bool = False,
     ) -> _Template:
-        message = self._resolution_message(request, version, resolution)
+        message = self._resolution_message(request, version, resolution, asked=asked)
         encoded = message.to_bytes()
         parts = c.fragments(encoded) if udp else [encoded]
         code = message.header.response_code
@@ -650,9 +631,6 @@ class HandleService:
 
 class _Busy(Exception):
     """A bound on concurrent work is reached: RC 3, try again later."""
-
-
-_REFERRALS = (rc.RC_SERVICE_REFERRAL, rc.RC_PREFIX_REFERRAL)
 
 
 def _text(raw: bytes) -> str:

@@ -99,6 +99,12 @@ def record_page(resolution: Resolution, handle_pattern: re.Pattern[str]) -> str:
             f"<strong>{html.escape(name)}</strong> is not served here.</p>"
         )
         return _page(f"{name} — not served here", body, name)
+    if status is Status.UNREACHABLE:
+        body = (
+            f'<p class="error" id="verdict">负责该标识的节点未应答 · The node serving '
+            f"<strong>{html.escape(name)}</strong> did not answer; try again shortly.</p>"
+        )
+        return _page(f"{name} — no answer", body, name)
     parts = [f'<h1 id="record-name">{html.escape(name)}</h1>']
     if resolution.enterprise is not None:
         prefix = resolution.prefix.prefix if resolution.prefix else ""
@@ -106,11 +112,18 @@ def record_page(resolution: Resolution, handle_pattern: re.Pattern[str]) -> str:
             f'<p id="owner">所属企业 Owner: <strong>{html.escape(resolution.enterprise.org_name)}'
             f"</strong> (前缀 prefix {html.escape(prefix)})</p>"
         )
-    if status is Status.REFERRAL:
+    if resolution.recursed:
         parts.append(
-            '<p class="note" id="verdict">该前缀由企业节点解析 · This prefix is '
-            "served by the enterprise's own node:</p>"
+            '<p class="note" id="via">由负责该前缀的节点应答 · Answered by the node '
+            "that serves this prefix.</p>"
         )
+    if status is Status.REFERRAL:
+        served_by = (
+            "该前缀由企业节点解析 · This prefix is served by the enterprise's own node:"
+            if resolution.prefix is not None
+            else "该前缀由其他二级节点解析 · This prefix is served by another node:"
+        )
+        parts.append(f'<p class="note" id="verdict">{served_by}</p>')
         values = resolution.referral
     elif status is Status.VALUES_NOT_FOUND:
         parts.append('<p class="note" id="verdict">没有可公开的数据 · No public values.</p>')

@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from registry.errors import InvalidName
 
 from ..engine import Query, Resolution, Status
+from ..recursion import RecursionBusy
 from .keys import ENGINE, REGISTRY
 from .page import error_page, home_page, record_page
 
@@ -59,6 +60,7 @@ _PAGE_STATUS = {
     Status.REFERRAL: 200,
     Status.NOT_FOUND: 404,
     Status.NOT_HERE: 404,
+    Status.UNREACHABLE: 504,
 }
 
 
@@ -89,10 +91,16 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
         return ProxyAnswer(_PAGE_STATUS[resolution.status], redirect_target(resolution), page)
 
     try:
-        answer = await engine.answer(name, Query(), ("proxy",), encode)
+        # A browser cannot follow a referral: names served elsewhere are
+        # resolved there when the node allows recursion.
+        answer = await engine.answer(name, Query(), ("proxy",), encode, recurse=True)
     except (DBAPIError, PoolTimeout, OSError) as exc:
         log.error("storage unavailable for the proxy: %s", exc)
         return _html(error_page("服务繁忙 · Storage is unavailable; try again shortly.", text), 503)
+    except RecursionBusy:
+        return _html(
+            error_page("服务繁忙 · Too many lookups in progress; try again shortly.", text), 503
+        )
     if redirect and answer.location is not None:
         raise web.HTTPFound(answer.location, headers=SECURITY_HEADERS)
     return _html(answer.page, answer.status)

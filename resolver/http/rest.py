@@ -26,6 +26,7 @@ from registry.services import Actor
 
 from .. import codes as rc
 from ..engine import Query, Resolution, Status
+from ..recursion import RecursionBusy
 from .keys import AUTH, ENGINE, REGISTRY
 from .status import http_status
 from .values_json import site_json, value_from_json, value_json
@@ -135,6 +136,13 @@ def resolution_body(resolution: Resolution) -> tuple[int, dict[str, Any]]:
             "referralHandle": resolution.referral_handle,
             "values": [value_json(v) for v in resolution.referral],
         }
+    if status is Status.UNREACHABLE:
+        # A gateway's failure, not the client's: 504, whatever RC 301 maps to.
+        return 504, {
+            "responseCode": rc.RC_SERVER_NOT_RESP,
+            "handle": handle,
+            "message": "The node serving this prefix did not answer",
+        }
     return 400, {
         "responseCode": rc.RC_SERVER_NOT_RESP,
         "handle": handle,
@@ -181,6 +189,8 @@ def api_endpoint(handler: Any) -> Any:
         except (DBAPIError, PoolTimeout, OSError) as exc:
             log.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
             return _error(request, ApiError(rc.RC_SERVER_TOO_BUSY, "storage unavailable", handle))
+        except RecursionBusy as exc:
+            return _error(request, ApiError(rc.RC_SERVER_TOO_BUSY, str(exc), handle))
         except web.HTTPException:
             raise
         except Exception:
@@ -228,9 +238,14 @@ async def _resolve(request: web.Request, name: HandleName) -> web.Response:
     pretty = flag(request, "pretty")
     if public_only and not flag(request, "auth"):
         # The hot path: an answer encoded once, served from the cache.
-        status, encoded = await engine.answer(name, query, ("rest", pretty), _ENCODERS[pretty])
+        # Names served elsewhere are resolved there when the node allows
+        # recursion (as a proxy such as hdl.handle.net does), else referred.
+        status, encoded = await engine.answer(
+            name, query, ("rest", pretty), _ENCODERS[pretty], recurse=True
+        )
     else:
-        resolution = await engine.resolve(name, query, None if public_only else caller)
+        caller_or_none = None if public_only else caller
+        resolution = await engine.resolve(name, query, caller_or_none, recurse=True)
         status, encoded = _ENCODERS[pretty](resolution)
     return render_encoded(request, status, encoded)
 

@@ -24,7 +24,7 @@ from registry.values import PROTOCOL_UDP, SiteInfo
 from resolver.handle import client
 from resolver.handle import codec as c
 from tests.test_cli import ANY_PORTS, Server, run_idnode
-from tests.test_sync_faults import free_port, wait_until
+from tests.test_sync_faults import free_port, toplevel, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -127,20 +127,9 @@ def federation(tmp_path: Path) -> Iterator[tuple[Server, Endpoint, RunningNode, 
     allowed), each with an identifier mirrored upward and the other's route."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    top_db = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    top = Server(
-        "toplevel",
-        "--http",
-        f"127.0.0.1:{port}",
-        "--handle",
-        "127.0.0.1:0",
-        "--db",
-        top_db,
-        cwd=tmp_path,
-    )
+    top = toplevel(tmp_path, port)
     started: list[RunningNode] = []
     try:
-        top.wait_for_http(60)
         top_handle = listening(top, "handle")
         b = start_node(tmp_path / "b", "88.200", url, recursion=False)
         started.append(b)

@@ -203,11 +203,16 @@ async def test_forged_replayed_and_foreign_requests_are_refused(toplevel: Runnin
     assert (foreign.status, foreign.body["error"]) == (403, "foreign-node")
 
 
-async def test_route_table_and_prefix_lookups(toplevel: Running) -> None:
+ENTERPRISE_SITE = b"\x00\x00\x00\x01enterprise-own-site"
+
+
+async def routed(toplevel: Running) -> tuple[SyncClient, SyncClient]:
+    """88.100 and 88.200 registered; 88.100.1 routed to its node, 88.100.2 to the
+    enterprise's own site."""
     ours = await registered(toplevel)
     theirs = await registered(toplevel, "88.200", OTHER_SITE)
-    own_site = base64.b64encode(b"enterprise-own-site").decode()
-    await ours.call(
+    own_site = base64.b64encode(ENTERPRISE_SITE).decode()
+    reply = await ours.call(
         "POST",
         "/sync/v1/events",
         {
@@ -218,6 +223,12 @@ async def test_route_table_and_prefix_lookups(toplevel: Running) -> None:
             ],
         },
     )
+    assert reply.body["accepted"] == [1, 2]
+    return ours, theirs
+
+
+async def test_route_table_and_prefix_lookups(toplevel: Running) -> None:
+    ours, theirs = await routed(toplevel)
     await theirs.call(
         "POST",
         "/sync/v1/events",
@@ -237,7 +248,7 @@ async def test_route_table_and_prefix_lookups(toplevel: Running) -> None:
     by_prefix = {r["prefix"]: r for r in pulled}
     assert base64.b64decode(by_prefix["88.200.7"]["site"]) == OTHER_SITE
     assert by_prefix["88.100.2"]["hosted"] is False
-    assert base64.b64decode(by_prefix["88.100.2"]["site"]) == b"enterprise-own-site"
+    assert base64.b64decode(by_prefix["88.100.2"]["site"]) == ENTERPRISE_SITE
     nothing_new = await ours.call("GET", f"/sync/v1/routes?since={since}")
     assert (nothing_new.body["routes"], nothing_new.body["next"]) == ([], since)
 
@@ -280,29 +291,6 @@ async def test_statistics_and_reconciliation_summary(toplevel: Running) -> None:
 
 
 # --- prefix lookups over the native protocol ----------------------------------------
-
-
-async def routed(toplevel: Running) -> None:
-    """88.100 and 88.200 registered; 88.100.1 routed to its node, 88.100.2 to the
-    enterprise's own site."""
-    ours = await registered(toplevel)
-    await registered(toplevel, "88.200", OTHER_SITE)
-    own_site = base64.b64encode(ENTERPRISE_SITE).decode()
-    reply = await ours.call(
-        "POST",
-        "/sync/v1/events",
-        {
-            "node": "88.100",
-            "events": [
-                event(1, "prefix.allocated", "88.100.1", prefix="88.100.1"),
-                event(2, "prefix.configured", "88.100.2", hosted=False, site=own_site),
-            ],
-        },
-    )
-    assert reply.body["accepted"] == [1, 2]
-
-
-ENTERPRISE_SITE = b"\x00\x00\x00\x01enterprise-own-site"
 
 
 async def ask(

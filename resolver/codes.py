@@ -58,3 +58,23 @@ def rc_of(error: RegistryError) -> int:
         if isinstance(error, cls):
             return code
     return RC_ERROR
+
+
+_OUTCOMES = {
+    RC_SUCCESS: "found",
+    RC_HANDLE_NOT_FOUND: "not_found",
+    RC_VALUES_NOT_FOUND: "not_found",
+    RC_SERVICE_REFERRAL: "referral",
+    RC_PREFIX_REFERRAL: "referral",
+    RC_SERVER_NOT_RESP: "refused",
+    RC_RECURSION_COUNT_TOO_HIGH: "refused",
+    RC_AUTHENTICATION_NEEDED: "refused",
+    RC_AUTHENTICATION_FAILED: "refused",
+    RC_INSUFFICIENT_PERMISSIONS: "refused",
+}
+
+
+def outcome_of(code: int) -> str:
+    """How a resolution answered with this code counts (``idnode_resolutions_total``):
+    malformed requests and the node's own failures are errors."""
+    return _OUTCOMES.get(code, "error")

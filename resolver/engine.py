@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
+from metrics.tally import NO_PREFIX, TALLY
 from registry import store
 from registry.db import Reads
 from registry.errors import InvalidName
@@ -89,6 +90,16 @@ class Resolution:
     recursed: bool = False
     """Answered by another node, asked on the client's behalf."""
 
+    @property
+    def outcome(self) -> str:
+        """How this answer counts in ``idnode_resolutions_total``."""
+        return _OUTCOMES[self.status]
+
+    @property
+    def account_prefix(self) -> str:
+        """The enterprise prefix this resolution counts for in the daily statistics."""
+        return self.prefix.prefix if self.prefix is not None else NO_PREFIX
+
     def ttl(self, now: float | None = None) -> float:
         """How long this answer may be reused."""
         if self.status in (Status.NOT_FOUND, Status.VALUES_NOT_FOUND, Status.UNREACHABLE):
@@ -104,6 +115,16 @@ class Resolution:
         wall = time.time() if now is None else now
         ttls = [(v.ttl - wall) if v.ttl_type == TTL_ABSOLUTE else float(v.ttl) for v in values]
         return max(0.0, min(cap, *ttls))
+
+
+_OUTCOMES = {
+    Status.FOUND: "found",
+    Status.NOT_FOUND: "not_found",
+    Status.VALUES_NOT_FOUND: "not_found",
+    Status.REFERRAL: "referral",
+    Status.NOT_HERE: "refused",
+    Status.UNREACHABLE: "error",
+}
 
 
 class Recursion(Protocol):
@@ -127,6 +148,7 @@ class Engine:
         self.recursion = recursion
         """Set when the node allows recursion; None: referrals are answered as such."""
         self.cache = AnswerCache(max_entries=cache_entries)
+        TALLY.watch("answers", self.cache)
         self.db = read_engine or registry.engine
         self.directory = CachedDirectory()
         self.followers: list[Callable[[Sequence[ChangeEvent]], None]] = []

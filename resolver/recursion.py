@@ -94,11 +94,11 @@ class Recursor:
             except c.CodecError as exc:
                 log.info("recursion for %s: %s:%s sent %s", name.text, last.host, last.port, exc)
                 return replace(referral, status=Status.UNREACHABLE, recursed=True)
-            return Resolution(Status.FOUND, name, values, recursed=True)
+            return replace(referral, status=Status.FOUND, values=values, referral=(), recursed=True)
         if code == 100:
-            return Resolution(Status.NOT_FOUND, name, recursed=True)
+            return replace(referral, status=Status.NOT_FOUND, referral=(), recursed=True)
         if code == 200:
-            return Resolution(Status.VALUES_NOT_FOUND, name, recursed=True)
+            return replace(referral, status=Status.VALUES_NOT_FOUND, referral=(), recursed=True)
         log.info(
             "recursion for %s: %s:%s answered RC %d (%s)",
             name.text,

@@ -745,4 +745,4 @@ async def test_metrics_endpoint(api: ApiClient) -> None:
     async with aiohttp.ClientSession() as session, session.get(api.base + "/metrics") as got:
         assert got.status == 200 and got.content_type == "text/plain"
         text = await got.text()
-    assert 'idnode_dns_rate_limited_total{action="slipped"}' in text
+    assert 'idnode_rate_limited_total{action="slipped",protocol="dns"}' in text

@@ -523,7 +523,12 @@ async def test_rate_limit_drops_and_slips(start_zone: Starter, admin: Actor) -> 
     from prometheus_client import REGISTRY
 
     def counted(action: str) -> float:
-        return REGISTRY.get_sample_value("idnode_dns_rate_limited_total", {"action": action}) or 0
+        return (
+            REGISTRY.get_sample_value(
+                "idnode_rate_limited_total", {"protocol": "dns", "action": action}
+            )
+            or 0
+        )
 
     zone = await start_zone(RateLimit(rate=1, burst=5, slip=2, exempt=()))
     await seed(zone, admin)

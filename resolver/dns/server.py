@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass
 from typing import cast
 
-from metrics.instruments import DNS_RATE_LIMITED
+from metrics.instruments import RATE_LIMITED
 
 from ..idle import IdleSweeper
 from .rrl import RateLimit, ResponseRateLimiter, Verdict
@@ -83,10 +83,10 @@ class UdpListener:
     def _send(self, answer: bytes, addr: tuple[str, int]) -> None:
         verdict = self.limiter.check(addr[0])
         if verdict is Verdict.DROP:
-            DNS_RATE_LIMITED.labels("dropped").inc()
+            RATE_LIMITED.labels("dns", "dropped").inc()
             return
         if verdict is Verdict.SLIP:
-            DNS_RATE_LIMITED.labels("slipped").inc()
+            RATE_LIMITED.labels("dns", "slipped").inc()
             answer = truncated(answer)
         with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
             self.sock.sendto(answer, addr)  # a full send buffer drops it, like the network

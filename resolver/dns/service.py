@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.exception
 import dns.flags
@@ -30,6 +30,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from metrics.tally import NO_PREFIX, TALLY
 from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
 from registry.errors import InvalidName
 from registry.grammar import HandleName
@@ -67,6 +68,23 @@ class _Answer:
     key: str | None
     """Cache under this name key for ``ttl``; ``None``: the negative cache."""
     ttl: float = 0.0
+    prefix: str = NO_PREFIX
+    """The enterprise whose identifier this answers, for the daily count."""
+
+
+Label = tuple[str, str, str]
+"""How an answer counts (metrics.tally): protocol, outcome, enterprise prefix."""
+
+
+def outcome_of(response: dns.message.Message) -> str:
+    rcode = response.rcode()
+    if rcode == dns.rcode.NOERROR:
+        return "found" if response.answer else "not_found"  # NODATA: nothing of that type
+    if rcode == dns.rcode.NXDOMAIN:
+        return "not_found"
+    if rcode == dns.rcode.REFUSED:
+        return "refused"
+    return "error"
 
 
 class DnsService:
@@ -86,7 +104,8 @@ class DnsService:
         self.cache = AnswerCache(max_entries=cache_entries)
         self._shapes: dict[bytes, str] = {}
         """Query shape → the name key its answer is cached under."""
-        self._negative: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        self._negative: OrderedDict[bytes, tuple[bytes, float, Label]] = OrderedDict()
+        TALLY.watch("dns", self.cache)
         engine.followers.append(self.on_changes)
 
     async def start(self) -> None:
@@ -109,25 +128,29 @@ class DnsService:
     def fast(self, data: bytes, *, udp: bool) -> bytes | None:
         """The cached answer to this query, its id and the question's letter case
         patched in; None on a miss."""
+        started = time.perf_counter()
         found = _shape(data, udp)
         if found is None:
             return None
         shape, end = found
         key = self._shapes.get(shape)
-        payload: bytes | None = None
+        cached: tuple[bytes, Label] | None = None
         if key is not None:
-            payload = self.cache.get(key, shape)
-        if payload is None:
+            cached = self.cache.get(key, shape)
+        if cached is None:
             negative = self._negative.get(shape)
             if negative is None or negative[1] <= time.monotonic():
                 return None
-            payload = negative[0]
+            cached = negative[0], negative[2]
+        payload, (protocol, outcome, prefix) = cached
+        TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
         # The answer's names point into its question (compression), so the
         # client's spelling of the question is all there is to patch.
         return data[:2] + payload[:10] + data[12:end] + payload[end - 2 :]
 
     async def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """Answer one query (None: no answer at all — a response, or a runt)."""
+        started = time.perf_counter()
         if len(data) < 12 or data[2] & 0x80:
             return None  # shorter than a header, or a response: never answer those
         try:
@@ -135,15 +158,22 @@ class DnsService:
         except dns.message.ShortHeader:
             return None
         except Exception:  # every way a message can be malformed
+            TALLY.count("dns", "error", NO_PREFIX, time.perf_counter() - started)
             return formerr(data)
+        protocol = "dns"
+        if len(query.question) == 1 and query.question[0].name.is_subdomain(self.names.oid_subtree):
+            protocol = "oid"
         epoch = self.cache.epoch  # before anything is read
         try:
             answer = await self._answer(query)
         except Exception:  # the store is unreachable, or a bug: say so, cache nothing
             log.exception("cannot answer a DNS query for %s", query.question)
             failure = self._response(query, dns.rcode.SERVFAIL, aa=False)
+            TALLY.count(protocol, "error", NO_PREFIX, time.perf_counter() - started)
             return self._wire(query, failure, udp)
         wire = self._wire(query, answer.message, udp)
+        label = (protocol, outcome_of(answer.message), answer.prefix)
+        TALLY.count(*label, time.perf_counter() - started)
         found = _shape(data, udp)
         if (
             found is None
@@ -157,12 +187,12 @@ class DnsService:
         if answer.key is None:
             if len(self._negative) >= MAX_NEGATIVE:
                 self._negative.popitem(last=False)
-            self._negative[shape] = (wire[2:], time.monotonic() + NEGATIVE_TTL)
+            self._negative[shape] = (wire[2:], time.monotonic() + NEGATIVE_TTL, label)
         elif answer.ttl > 0:
             if len(self._shapes) >= self.cache.max_entries:
                 self._shapes.clear()  # stale mappings only cost a miss
             self._shapes[shape] = answer.key
-            self.cache.put(answer.key, shape, wire[2:], answer.ttl, epoch=epoch)
+            self.cache.put(answer.key, shape, (wire[2:], label), answer.ttl, epoch=epoch)
         return wire
 
     async def zone_text(self, identifiers: Iterable[str]) -> str:
@@ -262,11 +292,13 @@ class DnsService:
             qname = query.question[0].name
             ttl = int(resolution.ttl())
             found = records.identifier_rrsets(qname, name.key, resolution.values, ttl, oid=name.oid)
-            return self._rrsets(query, found, name.key, resolution.ttl())
-        if resolution.status in (Status.VALUES_NOT_FOUND, Status.REFERRAL):
+            answer = self._rrsets(query, found, name.key, resolution.ttl())
+        elif resolution.status in (Status.VALUES_NOT_FOUND, Status.REFERRAL):
             # The name exists (here, or at the enterprise's own node): no data here.
-            return self._rrsets(query, {}, name.key, float(NEGATIVE_TTL))
-        return await self._nothing_at(query)
+            answer = self._rrsets(query, {}, name.key, float(NEGATIVE_TTL))
+        else:
+            return await self._nothing_at(query)
+        return replace(answer, prefix=resolution.account_prefix)
 
     async def _resolve(self, name: HandleName) -> Resolution:
         """The engine's resolution, kept beside the wire answers it makes: a query

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from metrics.tally import NO_PREFIX, TALLY
 from registry import store
 from registry.errors import InvalidName, RegistryError
 from registry.grammar import GrammarError
@@ -107,6 +108,9 @@ class _Template:
     digest_at: int | None = None
     """Offset of the request digest in the first part (RD requests), if any."""
     digest_code: int = 0
+    outcome: str = "found"
+    prefix: str = NO_PREFIX
+    """How the answer counts (metrics.tally): outcome, and the enterprise's prefix."""
 
 
 @dataclass
@@ -130,6 +134,7 @@ class HandleService:
 
     def fast(self, data: bytes, *, udp: bool) -> list[bytes] | None:
         """The cached answer to an anonymous resolution, patched; None on a miss."""
+        started = time.perf_counter()
         if len(data) < _BODY + 4:
             return None
         shape = _shape(data, udp)
@@ -141,22 +146,34 @@ class HandleService:
         template: _Template | None = self.engine.cache.get(key, shape)
         if template is None:
             return None
-        return _patch(template, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
+        parts = _patch(template, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
+        protocol = "handle_udp" if udp else "handle_tcp"
+        TALLY.count(protocol, template.outcome, template.prefix, time.perf_counter() - started)
+        return parts
 
     async def handle(self, data: bytes, connection: Connection) -> list[bytes]:
         """Answer one request; UDP answers come as datagrams, TCP as one message."""
+        started = time.perf_counter()
         udp = not connection.tcp
+        protocol = "handle_udp" if udp else "handle_tcp"
         try:
             request = c.Message.from_bytes(data)
         except c.CodecError as exc:
+            TALLY.count(protocol, "error", NO_PREFIX, time.perf_counter() - started)
             return answers.garbage(
                 data, str(exc), udp=udp, site_serial=self.site_serial, now=self.clock()
             )
         if request.is_response:
             return []  # nothing asked
         version = answers.answer_version(request.envelope)
+        resolution = request.opcode == c.OC_RESOLUTION
+        prefix = NO_PREFIX
+        answer: c.Message | list[c.Message] | _Template
         try:
-            answer = await self._dispatch(request, version, connection)
+            if resolution:
+                answer, prefix = await self._resolve(request, version, connection)
+            else:
+                answer = await self._dispatch(request, version, connection)
         except RegistryError as exc:
             answer = self._error(request, version, rc.rc_of(exc), str(exc))
         except c.CodecError as exc:
@@ -167,8 +184,12 @@ class HandleService:
         except (_Busy, RecursionBusy) as exc:
             answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, str(exc))
         if isinstance(answer, _Template):
+            TALLY.count(protocol, answer.outcome, answer.prefix, time.perf_counter() - started)
             return _patch(answer, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
         messages = answer if isinstance(answer, list) else [answer]
+        if resolution:
+            outcome = rc.outcome_of(messages[0].header.response_code)
+            TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
         # Over UDP only successes are signed: a signed error would let a spoofed
         # datagram buy an RSA signature and a reply nine times its size.
         if request.flag(c.FLAG_CERT) and self.server_key is not None:
@@ -220,8 +241,6 @@ class HandleService:
         self, request: c.Message, version: tuple[int, int], connection: Connection
     ) -> c.Message | list[c.Message] | _Template:
         op = request.opcode
-        if op == c.OC_RESOLUTION:
-            return await self._resolve(request, version, connection)
         if op == c.OC_GET_SITE_INFO:
             return self._site_info(request, version)
         if op == c.OC_CHALLENGE_RESPONSE:
@@ -251,16 +270,18 @@ class HandleService:
 
     async def _resolve(
         self, request: c.Message, version: tuple[int, int], connection: Connection
-    ) -> c.Message | _Template:
+    ) -> tuple[c.Message | _Template, str]:
+        """The answer, and the enterprise prefix it counts for."""
         body = c.ResolutionRequest.from_bytes(request.body)
         try:
             name = self.engine.parse(body.handle)
         except InvalidName as exc:
-            return self._error(request, version, rc.RC_INVALID_HANDLE, str(exc))
+            return self._error(request, version, rc.RC_INVALID_HANDLE, str(exc)), NO_PREFIX
         try:
             types = tuple(t.decode("utf-8") for t in body.types)
         except UnicodeDecodeError:
-            return self._error(request, version, rc.RC_PROTOCOL_ERROR, "type is not UTF-8")
+            error = self._error(request, version, rc.RC_PROTOCOL_ERROR, "type is not UTF-8")
+            return error, NO_PREFIX
         query = Query(indexes=body.indexes, types=types)
         # Recursion when the client asks (REC) and the node allows it, within the
         # hop limit; past it a referral becomes RC 6 (recursion count too high).
@@ -273,12 +294,14 @@ class HandleService:
             resolution = await self.engine.resolve(
                 name, query, caller, recurse=recurse, depth=depth
             )
-            return self._resolution_message(request, version, resolution, asked=asked)
+            message = self._resolution_message(request, version, resolution, asked=asked)
+            return message, resolution.account_prefix
         cacheable = not request.credential and not request.flag(c.FLAG_CERT)
         shape = _shape(request.to_bytes(), not connection.tcp) if cacheable else None
         if shape is None:
             resolution = await self.engine.resolve(name, query, recurse=recurse, depth=depth)
-            return self._resolution_message(request, version, resolution, asked=asked)
+            message = self._resolution_message(request, version, resolution, asked=asked)
+            return message, resolution.account_prefix
 
         def encode(resolution: Resolution) -> _Template:
             return self._template(request, version, resolution, udp=not connection.tcp, asked=asked)
@@ -291,7 +314,7 @@ class HandleService:
         if len(self._shapes) >= _FAST_CACHE_LIMIT:
             self._shapes.clear()
         self._shapes[shape] = name.key
-        return template
+        return template, template.prefix
 
     def _resolution_message(
         self,
@@ -350,11 +373,11 @@ class HandleService:
         encoded = message.to_bytes()
         parts = c.fragments(encoded) if udp else [encoded]
         code = message.header.response_code
+        digest_at, digest_code = None, 0
         if request.flag(c.FLAG_RRDG):
-            return _Template(
-                parts, code, digest_at=_BODY + 1, digest_code=c.digest_code_for(version)
-            )
-        return _Template(parts, code)
+            digest_at, digest_code = _BODY + 1, c.digest_code_for(version)
+        outcome, prefix = rc.outcome_of(code), resolution.account_prefix
+        return _Template(parts, code, digest_at, digest_code, outcome, prefix)
 
     def _site_info(self, request: c.Message, version: tuple[int, int]) -> c.Message:
         site = self.site_bytes()

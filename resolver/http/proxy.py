@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from metrics.tally import NO_PREFIX, TALLY
 from registry.errors import InvalidName
 
 from ..engine import Query, Resolution, Status
@@ -35,6 +37,8 @@ class ProxyAnswer:
     status: int
     location: str | None
     page: str
+    outcome: str
+    prefix: str
 
 
 def redirect_target(resolution: Resolution) -> str | None:
@@ -79,16 +83,23 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 
 async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Response:
+    started = time.perf_counter()
+
+    def counted(outcome: str, prefix: str = NO_PREFIX) -> None:
+        TALLY.count("http", outcome, prefix, time.perf_counter() - started)
+
     engine = request.app[ENGINE]
     pattern = handle_pattern(request.app[REGISTRY].node_prefix)
     try:
         name = engine.parse(text)
     except InvalidName as exc:
+        counted("error")
         return _html(error_page(f"标识格式错误 · Invalid identifier: {exc}", text), 400)
 
     def encode(resolution: Resolution) -> ProxyAnswer:
         page = record_page(resolution, pattern)
-        return ProxyAnswer(_PAGE_STATUS[resolution.status], redirect_target(resolution), page)
+        status, location = _PAGE_STATUS[resolution.status], redirect_target(resolution)
+        return ProxyAnswer(status, location, page, resolution.outcome, resolution.account_prefix)
 
     try:
         # A browser cannot follow a referral: names served elsewhere are
@@ -96,11 +107,13 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
         answer = await engine.answer(name, Query(), ("proxy",), encode, recurse=True)
     except (DBAPIError, PoolTimeout, OSError) as exc:
         log.error("storage unavailable for the proxy: %s", exc)
+        counted("error")
         return _html(error_page("服务繁忙 · Storage is unavailable; try again shortly.", text), 503)
     except RecursionBusy:
-        return _html(
-            error_page("服务繁忙 · Too many lookups in progress; try again shortly.", text), 503
-        )
+        counted("error")
+        busy = "服务繁忙 · Too many lookups in progress; try again shortly."
+        return _html(error_page(busy, text), 503)
+    counted(answer.outcome, answer.prefix)
     if redirect and answer.location is not None:
         raise web.HTTPFound(answer.location, headers=SECURITY_HEADERS)
     return _html(answer.page, answer.status)

@@ -8,17 +8,20 @@ handle is echoed exactly as requested).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from aiohttp import web
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from metrics.tally import NO_PREFIX, TALLY
 from registry.errors import InvalidName, RegistryError
 from registry.grammar import HandleName
 from registry.models import HandleValue
@@ -150,10 +153,20 @@ def resolution_body(resolution: Resolution) -> tuple[int, dict[str, Any]]:
     }
 
 
-def _encoder(pretty: bool) -> Callable[[Resolution], tuple[int, bytes]]:
-    def encode(resolution: Resolution) -> tuple[int, bytes]:
+class Encoded(NamedTuple):
+    """A resolution's answer, encoded once, and how it counts."""
+
+    status: int
+    body: bytes
+    outcome: str
+    prefix: str
+
+
+def _encoder(pretty: bool) -> Callable[[Resolution], Encoded]:
+    def encode(resolution: Resolution) -> Encoded:
         status, body = resolution_body(resolution)
-        return status, encode_json(body, pretty=pretty)
+        outcome, prefix = resolution.outcome, resolution.account_prefix
+        return Encoded(status, encode_json(body, pretty=pretty), outcome, prefix)
 
     return encode
 
@@ -215,22 +228,46 @@ def _error(request: web.Request, error: ApiError, status: int | None = None) -> 
 # --- handlers -----------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def counted_failures(protocol: str, started: float) -> Iterator[None]:
+    """A resolution that ends in an error response still counts, by its code."""
+    try:
+        yield
+    except ApiError as exc:
+        TALLY.count(protocol, rc.outcome_of(exc.code), NO_PREFIX, time.perf_counter() - started)
+        raise
+    except RegistryError as exc:
+        outcome = rc.outcome_of(rc.rc_of(exc))
+        TALLY.count(protocol, outcome, NO_PREFIX, time.perf_counter() - started)
+        raise
+    except Exception:
+        TALLY.count(protocol, "error", NO_PREFIX, time.perf_counter() - started)
+        raise
+
+
 @api_endpoint
 async def get_handle(request: web.Request) -> web.Response:
-    return await _resolve(request, request.app[ENGINE].parse(requested_handle(request)))
+    started = time.perf_counter()
+    with counted_failures("http", started):
+        name = request.app[ENGINE].parse(requested_handle(request))
+        return await _resolve(request, name, "http", started)
 
 
 @api_endpoint
 async def get_oid(request: web.Request) -> web.Response:
     """An identifier named by an OID: the same answer as ``/api/handles/<oid>``."""
-    text = requested_handle(request, OID_ROOT)
-    name = request.app[ENGINE].parse(text)
-    if not name.oid:
-        raise ApiError(rc.RC_INVALID_HANDLE, f"{text!r} is not an OID (dotted numeric arcs)")
-    return await _resolve(request, name)
+    started = time.perf_counter()
+    with counted_failures("oid", started):
+        text = requested_handle(request, OID_ROOT)
+        name = request.app[ENGINE].parse(text)
+        if not name.oid:
+            raise ApiError(rc.RC_INVALID_HANDLE, f"{text!r} is not an OID (dotted numeric arcs)")
+        return await _resolve(request, name, "oid", started)
 
 
-async def _resolve(request: web.Request, name: HandleName) -> web.Response:
+async def _resolve(
+    request: web.Request, name: HandleName, protocol: str, started: float
+) -> web.Response:
     engine = request.app[ENGINE]
     query = Query(indexes=_ints(request, "index"), types=tuple(request.query.getall("type", [])))
     caller = await _caller(request)
@@ -240,14 +277,14 @@ async def _resolve(request: web.Request, name: HandleName) -> web.Response:
         # The hot path: an answer encoded once, served from the cache.
         # Names served elsewhere are resolved there when the node allows
         # recursion (as a proxy such as hdl.handle.net does), else referred.
-        status, encoded = await engine.answer(
-            name, query, ("rest", pretty), _ENCODERS[pretty], recurse=True
-        )
+        answer = await engine.answer(name, query, ("rest", pretty), _ENCODERS[pretty], recurse=True)
     else:
         caller_or_none = None if public_only else caller
         resolution = await engine.resolve(name, query, caller_or_none, recurse=True)
-        status, encoded = _ENCODERS[pretty](resolution)
-    return render_encoded(request, status, encoded)
+        answer = _ENCODERS[pretty](resolution)
+    response = render_encoded(request, answer.status, answer.body)
+    TALLY.count(protocol, answer.outcome, answer.prefix, time.perf_counter() - started)
+    return response
 
 
 async def _json_body(request: web.Request) -> Any:

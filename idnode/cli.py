@@ -79,6 +79,14 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
     parser.add_argument("--log-format", choices=("auto", "json", "text"))
 
 
+def _metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="a listener with only /metrics, /healthz and /readyz (port 0 = any)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="idnode",
@@ -96,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data set instead (like `idnode demo`).",
     )
     _common(p)
+    _metrics_flag(p)
     p.add_argument(
         "--demo", action="store_true", default=None, help="seed and serve the demo data set"
     )
@@ -155,8 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
         "compare what the top-level node holds with the registry and queue what differs.",
     )
     _common(p, http=False)
+    _metrics_flag(p)
     p.add_argument("--toplevel", metavar="URL", help="the top-level node's base URL")
     p.add_argument("action", nargs="?", default="run", choices=("run", "status", "retry", "verify"))
+
+    p = sub.add_parser(
+        "report",
+        help="daily resolutions and enterprises served against the requirements",
+        description="Print the last N days (in time_zone) from the database: resolutions "
+        "by protocol and enterprises served, against the targets of 100,000 resolutions "
+        "a day and 30 enterprises; with --html, also write a page with a chart.",
+    )
+    _common(p, http=False)
+    p.add_argument("--days", type=int, default=14, metavar="N", help="days to show (default 14)")
+    p.add_argument("--html", metavar="FILE", help="also write an HTML page with a chart")
 
     p = sub.add_parser(
         "toplevel",
@@ -221,6 +242,7 @@ _OVERRIDES = (
     "toplevel_handle",
     "toplevel_database_url",
     "log_format",
+    "metrics",
     "demo",
     "demo_enterprises",
     "demo_identifiers",
@@ -326,7 +348,7 @@ async def _sync(config: Config, action: str) -> int:
     from registry.db import read_transaction, write_transaction
     from sync.worker import Unavailable as SyncUnavailable
 
-    from .node import configured_site, sync_worker
+    from .node import configured_site, start_metrics_listener, sync_worker, time_zone
 
     async with open_node(config) as node:
         if action == "status":
@@ -356,7 +378,7 @@ async def _sync(config: Config, action: str) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with aiohttp.ClientSession() as session:
-            worker = sync_worker(node, session, configured_site(config))
+            worker = sync_worker(node, session, configured_site(config), time_zone(config))
             if action == "verify":
                 try:
                     fixed = await worker.verify()
@@ -367,8 +389,13 @@ async def _sync(config: Config, action: str) -> int:
                     print(f"{prefix}: {sent} re-sent, {withdrawn} withdrawn")
                 print(f"verified: {len(fixed)} prefixes differed; `idnode sync` delivers the fixes")
                 return 0
+            metrics_runner = await start_metrics_listener(config, node.db)
             print(f"syncing {config.node_prefix} with {config.toplevel}", flush=True)
-            await worker.run(stop)
+            try:
+                await worker.run(stop)
+            finally:
+                if metrics_runner is not None:
+                    await metrics_runner.cleanup()
     return 0
 
 
@@ -458,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.setup(config.log_format, config.log_level)
         if args.command == "sync":
             return _run(_sync(config, args.action))
+        if args.command == "report":
+            from .report import report
+
+            return _run(report(config, args.days, args.html))
         commands: dict[str, Callable[[Config], Coroutine[Any, Any, int]]] = {
             "toplevel": _toplevel,
             "serve": _serve,
@@ -473,7 +504,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

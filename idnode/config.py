@@ -103,6 +103,13 @@ class Config:
     allow_plain_http_auth: bool = False
     """Accept Handle REST credentials over plain HTTP (development; the demo sets it)."""
     cache_entries: int = 100_000
+    time_zone: str = "Asia/Shanghai"
+    """The calendar the daily resolution counts are kept in (an IANA zone name)."""
+    accounting_interval: int = 2
+    """Seconds between writes of the daily counts to the database: what a crash can lose."""
+    metrics: str = ""
+    """``HOST:PORT`` of a listener with only ``/metrics``, ``/healthz`` and ``/readyz``
+    (for ``idnode sync``; ``serve`` also has them on its HTTP port)."""
     allow_recursion: bool = False
     """Resolve names served elsewhere (enterprise nodes, other secondary nodes) on the
     client's behalf: native clients that ask (REC), and every REST and proxy client."""

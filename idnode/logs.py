@@ -33,3 +33,5 @@ def setup(log_format: str = "auto", level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+    # Alembic narrates every schema check (each /readyz probe): only its warnings.
+    logging.getLogger("alembic.runtime.migration").setLevel(max(logging.WARNING, root.level))

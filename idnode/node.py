@@ -13,14 +13,15 @@ import signal
 import socket
 import ssl
 import sys
+import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 
 import aiohttp
 import dns.exception
-import prometheus_client
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
@@ -31,12 +32,14 @@ import registry.api
 import resolver.dns.server
 import resolver.handle.server
 import resolver.http
+from metrics import exposition, multiprocess
 from registry.db import (
     DatabaseError,
     check_schema,
     create_engine,
     create_read_engine,
     describe_error,
+    head_revision,
     migrate,
     url_for_log,
 )
@@ -68,6 +71,7 @@ from sync.auth import signing_key
 from sync.client import SyncClient
 from sync.worker import SyncWorker
 
+from .accounting import Accounting, count_auth_failure, count_registrations
 from .config import ENV_PREFIX, Config, ConfigError, Endpoint
 
 log = logging.getLogger("idnode")
@@ -116,6 +120,8 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
                 grammar=grammar,
                 proxy_server_id=config.proxy_server_id,
             )
+            reg.services.listeners.append(count_registrations)
+            reg.services.auth_listeners.append(count_auth_failure)
             await reg.ensure_node()
             pair = config.bootstrap_pair()
             if pair is not None:
@@ -144,6 +150,7 @@ HEALTH_ENGINE = web.AppKey("engine", AsyncEngine)
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers and reaches its database."""
     try:
         async with request.app[HEALTH_ENGINE].connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -152,17 +159,84 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database is reachable and its schema is the one this code needs."""
+    try:
+        await check_schema(request.app[HEALTH_ENGINE])
+    except DatabaseError as exc:
+        return web.json_response({"status": "not ready", "schema": str(exc)[:200]}, status=503)
+    except Exception as exc:  # unreachable, timed out...: not ready, never a 500
+        return web.json_response({"status": "not ready", "database": str(exc)[:200]}, status=503)
+    return web.json_response({"status": "ready", "database": "ok", "schema": head_revision()})
+
+
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition of this process's instruments."""
-    body = prometheus_client.generate_latest()
-    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+    """Prometheus exposition: every process of the node added up."""
+    return web.Response(body=exposition.render(), headers={"Content-Type": exposition.CONTENT_TYPE})
+
+
+def add_health_routes(app: web.Application, db: AsyncEngine) -> None:
+    app[HEALTH_ENGINE] = db
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+async def start_metrics_listener(config: Config, db: AsyncEngine) -> web.AppRunner | None:
+    """``--metrics HOST:PORT``: health and metrics on a port of their own."""
+    if not config.metrics:
+        return None
+    try:
+        endpoint = Endpoint.parse(config.metrics)
+    except ConfigError as exc:
+        raise StartupError(f"bad metrics listener: {exc}") from None
+    sock = bind_tcp(endpoint)
+    app = web.Application()
+    add_health_routes(app, db)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    announce("metrics", bound(sock))
+    return runner
+
+
+def time_zone(config: Config) -> tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(config.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise StartupError(f"unknown time_zone {config.time_zone!r}: {exc}") from None
+
+
+@dataclass
+class Counting:
+    """Daily accounting running beside the servers (idnode.accounting)."""
+
+    accounting: Accounting
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
+
+    @classmethod
+    def start(cls, node: Node, *, node_gauges: bool) -> Counting:
+        accounting = Accounting(
+            node.db,
+            time_zone(node.config),
+            persist_seconds=max(1, node.config.accounting_interval),
+            node_gauges=node_gauges,
+        )
+        stop = asyncio.Event()
+        return cls(accounting, stop, asyncio.get_running_loop().create_task(accounting.run(stop)))
+
+    async def stop(self) -> None:
+        """After the servers: the last answers' counts are persisted too."""
+        self.stop_event.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.accounting.close()
 
 
 def build_http_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=registry.api.MAX_BODY_BYTES)
-    app[HEALTH_ENGINE] = node.db
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    add_health_routes(app, node.db)
     registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
     # Last: the redirect proxy's catch-all for names.
     resolver.http.setup(
@@ -300,6 +374,7 @@ async def serve(
         if before_ready is not None:
             await before_ready(node)
         stop = _stop_on_signals()
+        zone = time_zone(config)
         context = tls_context(config)
         sock = bind_tcp(config.http)
         http = bound(sock)
@@ -326,7 +401,9 @@ async def serve(
         dns_at, dns_listeners = await serve_zone(node, reuse_port=config.workers > 1)
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
-        syncing = await start_sync(node, site_bytes) if config.toplevel else None
+        syncing = await start_sync(node, site_bytes, zone) if config.toplevel else None
+        counting = Counting.start(node, node_gauges=True)
+        metrics_runner = await start_metrics_listener(config, node.db)
         workers = DnsWorkers()
         runner = web.AppRunner(
             build_http_app(node),
@@ -354,6 +431,9 @@ async def serve(
             await listeners.close()
             await dns_listeners.close()
             await feed.stop()
+            await counting.stop()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
 
 
 async def serve_zone(
@@ -416,6 +496,9 @@ def _worker_environment(config: Config, dns_at: Endpoint) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     for item in dataclasses.fields(settings):
         environ[ENV_PREFIX + item.name.upper()] = str(getattr(settings, item.name))
+    shared = multiprocess.directory()
+    if shared is not None:  # count into the node's metrics directory
+        environ[multiprocess.SHARED_DIR_ENV] = shared
     return environ
 
 
@@ -454,6 +537,7 @@ class DnsWorkers:
         while await worker.stdout.readline():
             pass
         status = await worker.wait()
+        exposition.forget_process(worker.pid)
         if not self._stopping:
             log.error(
                 "DNS worker %s exited with status %s; its share of the port is gone",
@@ -494,6 +578,7 @@ async def serve_dns_worker(config: Config) -> None:
         dns_at, listeners = await serve_zone(node, reuse_port=True)
         feed = ChangeFeed(node.db, node.resolver.on_changes)
         await feed.start()
+        counting = Counting.start(node, node_gauges=False)
         try:
             settle_heap()
             announce("dns-worker", dns_at)
@@ -502,6 +587,7 @@ async def serve_dns_worker(config: Config) -> None:
             loop.remove_reader(sys.stdin.fileno())
             await listeners.close()
             await feed.stop()
+            await counting.stop()
 
 
 def _stop_at_eof(stop: asyncio.Event) -> None:
@@ -525,7 +611,9 @@ class Syncing:
         await self.session.close()
 
 
-def sync_worker(node: Node, session: aiohttp.ClientSession, site: bytes) -> SyncWorker:
+def sync_worker(
+    node: Node, session: aiohttp.ClientSession, site: bytes, zone: tzinfo
+) -> SyncWorker:
     config = node.config
     key = signing_key(node.registry.services.node_key)
     client = SyncClient(
@@ -538,12 +626,13 @@ def sync_worker(node: Node, session: aiohttp.ClientSession, site: bytes) -> Sync
         site=site,
         name=f"idnode {config.node_prefix}",
         batch=max(1, min(config.sync_batch, 500)),
+        zone=zone,
     )
 
 
-async def start_sync(node: Node, site: bytes) -> Syncing:
+async def start_sync(node: Node, site: bytes, zone: tzinfo) -> Syncing:
     session = aiohttp.ClientSession()
-    worker = sync_worker(node, session, site)
+    worker = sync_worker(node, session, site, zone)
     stop = asyncio.Event()
     task = asyncio.get_running_loop().create_task(worker.run(stop))
     return Syncing(worker, session, stop, task)

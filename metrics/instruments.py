@@ -98,10 +98,13 @@ REGISTRATIONS = Counter(
 OPERATIONS = ("create", "update", "delete", "enterprise", "prefix", "template", "other")
 AUTH_FAILURES = Counter(
     "idnode_auth_failures",
-    "Failed authentications: wrong or unknown credentials, failed proofs.",
-    ["protocol"],
+    "Credentials that did not check out, by kind.",
+    ["credential"],
 )
-AUTH_PROTOCOLS = ("http", "handle")
+CREDENTIALS = ("password", "handle_secret", "token", "proof")
+"""``password``: a login or an access key's secret (SNMS, REST Basic);
+``handle_secret``: an ``HS_SECKEY`` sent as REST Basic; ``token``: a bearer
+token; ``proof``: a native challenge answer."""
 RATE_LIMITED = Counter(
     "idnode_rate_limited",
     "Responses held back by rate limiting, by protocol and what was done instead.",
@@ -208,8 +211,8 @@ def export_zeros() -> None:
         CACHE_EVICTIONS.labels(cache)
     for operation in OPERATIONS:
         REGISTRATIONS.labels(operation)
-    for protocol in AUTH_PROTOCOLS:
-        AUTH_FAILURES.labels(protocol)
+    for credential in CREDENTIALS:
+        AUTH_FAILURES.labels(credential)
     for action in ("dropped", "slipped"):
         RATE_LIMITED.labels("dns", action)
     RESOLUTIONS_DAILY_TARGET.set(DAILY_TARGET)

@@ -30,8 +30,8 @@ class DailyCount:
     """Resolutions that returned values: an enterprise with any is "served"."""
 
 
-DailyCounts = dict[tuple[str, str], DailyCount]
-"""By (enterprise prefix, protocol)."""
+DailyCounts = dict[tuple[str, str, str], DailyCount]
+"""By (day, enterprise prefix, protocol); the day as ``YYYY-MM-DD``."""
 
 
 class CacheStats(Protocol):
@@ -74,16 +74,18 @@ class Tally:
         stats = cache.stats
         self._caches[name] = (cache, [stats.hits, stats.misses, stats.evictions])
 
-    def fold(self) -> None:
-        """Move what was counted since the last fold into the instruments."""
+    def fold(self, day: str) -> None:
+        """Move what was counted since the last fold into the instruments; the
+        daily counts go to ``day`` (folds come every second, so a resolution
+        lands on the day it was answered but for the last second's)."""
         counts, self._counts = self._counts, {}
         by_outcome: dict[tuple[str, str], int] = {}
         daily = self._daily
         for (protocol, outcome, prefix), n in counts.items():
             by_outcome[protocol, outcome] = by_outcome.get((protocol, outcome), 0) + n
-            entry = daily.get((prefix, protocol))
+            entry = daily.get((day, prefix, protocol))
             if entry is None:
-                entry = daily[prefix, protocol] = DailyCount()
+                entry = daily[day, prefix, protocol] = DailyCount()
             entry.resolutions += n
             if outcome == "found":
                 entry.found += n
@@ -112,7 +114,7 @@ class Tally:
         daily, self._daily = self._daily, {}
         return daily
 
-    def give_back(self, daily: Mapping[tuple[str, str], DailyCount]) -> None:
+    def give_back(self, daily: Mapping[tuple[str, str, str], DailyCount]) -> None:
         """Counts that could not be persisted: kept for the next attempt."""
         for key, count in daily.items():
             entry = self._daily.get(key)

@@ -288,6 +288,18 @@ foreign_routes = Table(
 )
 """Other nodes' prefixes and where they are served, pulled from the top-level node."""
 
+daily_resolutions = Table(
+    "daily_resolutions",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("prefix", String(255), primary_key=True),
+    Column("protocol", String(16), primary_key=True),
+    Column("resolutions", BigInteger, nullable=False),
+    Column("found", BigInteger, nullable=False),
+)
+"""Resolutions per day (``YYYY-MM-DD`` in the node's time zone), enterprise prefix
+(empty: no enterprise's) and protocol; ``found``: those that returned values."""
+
 attachments = Table(
     "attachments",
     metadata,

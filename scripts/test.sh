@@ -58,30 +58,22 @@ ensure_chromium() {
     fi
 }
 
-ensure_dns_tools() {
-    # The DNS tests compare with a reference authoritative server (Knot DNS,
-    # NSD) and drive dnsperf. The packages' services must not start or stay
-    # enabled: the tests run their own servers on loopback ports.
-    local missing=0 bin service policy=/usr/sbin/policy-rc.d created_policy=0
-    for bin in /usr/bin/dig /usr/bin/kdig /usr/sbin/knotd /usr/sbin/nsd /usr/bin/dnsperf; do
-        [ -x "$bin" ] || missing=1
-    done
-    [ "$missing" -eq 1 ] || return 0
-    echo "==> installing knot, nsd, dnsperf, dig and kdig from the distribution's packages"
+install_without_services() {
+    # Debian packages whose services must not start or stay enabled: the tests
+    # run their own servers on loopback ports.
+    local policy=/usr/sbin/policy-rc.d created_policy=0 status=0 service
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
         as_root chmod 755 "$policy"
         created_policy=1
     fi
-    local status=0
     {
         as_root apt-get update -qq &&
-            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq \
-                bind9-dnsutils knot-dnsutils knot nsd dnsperf >/dev/null
+            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
     } || status=$?
     [ "$created_policy" -eq 0 ] || as_root rm -f "$policy"
     [ "$status" -eq 0 ] || return "$status"
-    for service in knot nsd; do
+    for service in knot nsd prometheus prometheus-node-exporter; do
         if [ -d /run/systemd/system ]; then
             as_root systemctl disable --now "$service" >/dev/null 2>&1 || true
         fi
@@ -89,10 +81,33 @@ ensure_dns_tools() {
     done
 }
 
+ensure_dns_tools() {
+    # The DNS tests compare with a reference authoritative server (Knot DNS,
+    # NSD) and drive dnsperf.
+    local missing=0 bin
+    for bin in /usr/bin/dig /usr/bin/kdig /usr/sbin/knotd /usr/sbin/nsd /usr/bin/dnsperf; do
+        [ -x "$bin" ] || missing=1
+    done
+    [ "$missing" -eq 1 ] || return 0
+    echo "==> installing knot, nsd, dnsperf, dig and kdig from the distribution's packages"
+    install_without_services bind9-dnsutils knot-dnsutils knot nsd dnsperf
+}
+
+ensure_prometheus() {
+    # The rules are unit-tested with promtool, and the dashboard's queries run
+    # against a real Prometheus scraping a real node.
+    if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then
+        return 0
+    fi
+    echo "==> installing prometheus and promtool from the distribution's packages"
+    install_without_services prometheus
+}
+
 ensure_venv "test"
 ensure_postgres
 ensure_chromium
 ensure_dns_tools
+ensure_prometheus
 cd "$ROOT"
 echo "==> ruff"
 "$VENV/bin/ruff" check .

@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
 
@@ -35,7 +35,7 @@ from metrics.instruments import (
     SYNC_PARKED_BACKLOG,
     SYNC_RETRIED,
 )
-from registry import store
+from registry import store, usage
 from registry.db import read_transaction, write_transaction
 from registry.grammar import GrammarError, is_under, prefix_handle
 from registry.services.base import SYSTEM_ACTOR, Services
@@ -52,6 +52,8 @@ MAX_ROUTE_PAGES = 100
 """Route pages pulled in one round at most; the rest come in the next round."""
 IDLE_SECONDS = 1.0
 ROUTES_EVERY_SECONDS = 30.0
+STATS_EVERY_SECONDS = 300.0
+"""How often the day's statistics go up (and once at start, for the day before)."""
 
 
 class Unavailable(Exception):
@@ -97,6 +99,7 @@ class SyncWorker:
         name: str,
         batch: int = BATCH,
         clock: Callable[[], float] = time.time,
+        zone: tzinfo = UTC,
     ) -> None:
         self.db = db
         self.client = client
@@ -109,7 +112,10 @@ class SyncWorker:
         self.registered = False
         self.backoff = Backoff()
         """Grows with each failure in a row; any batch that gets through resets it."""
+        self.zone = zone
+        """The calendar of the daily statistics."""
         self._routes_due = 0.0
+        self._stats_due = 0.0
 
     @property
     def node(self) -> str:
@@ -268,8 +274,40 @@ class SyncWorker:
             fixed[prefix] = (len(missing), len(excess))
         return fixed
 
+    async def report_stats(self) -> list[str]:
+        """Yesterday's and today's statistics (PROTOCOL.md §6), from the daily
+        counts in the database; the last report of a day wins at the top-level
+        node. Returns the days the top-level node stored."""
+        today = datetime.fromtimestamp(self.clock(), self.zone).date()
+        yesterday = today - timedelta(days=1)
+        async with read_transaction(self.db) as conn:
+            counted = await usage.days(conn, yesterday.isoformat(), today.isoformat())
+            sizes = await usage.sizes(conn)
+        found = {day.day: day for day in counted}
+        stored = []
+        for day in (yesterday.isoformat(), today.isoformat()):
+            entry = found.get(day, usage.Day(day))
+            body = {
+                "node": self.node,
+                "date": day,
+                "timeZone": str(self.zone),
+                "resolutions": entry.resolutions,
+                "byProtocol": entry.by_protocol,
+                "enterprisesServed": entry.enterprises_served,
+                "enterprises": sizes.enterprises,
+                "prefixes": sizes.prefixes,
+                "identifiers": sizes.identifiers,
+            }
+            reply = await self._call("PUT", f"/sync/v1/stats/{day}", body)
+            if reply.status == 200:
+                stored.append(day)
+            else:  # a refusal is the top-level node's to explain; the counts stay here
+                log.error("top-level node refused the statistics of %s: %s", day, reply.body)
+        return stored
+
     async def round(self) -> int:
-        """Register if needed, deliver everything pending, pull routes when due."""
+        """Register if needed, deliver everything pending, pull routes and report
+        the daily statistics when due."""
         if not self.registered:
             await self.register()
         delivered = 0
@@ -278,6 +316,9 @@ class SyncWorker:
         if self.clock() >= self._routes_due or delivered:
             await self.pull_routes()
             self._routes_due = self.clock() + ROUTES_EVERY_SECONDS
+        if self.clock() >= self._stats_due:
+            await self.report_stats()
+            self._stats_due = self.clock() + STATS_EVERY_SECONDS
         await self.update_gauges()
         return delivered
 

@@ -88,6 +88,7 @@ async def actor_of(request: web.Request) -> Actor:
     try:
         claims = request.app[TOKENS].verify(token.strip())
     except InvalidToken as exc:
+        request.app[REGISTRY].services.auth_failed("token")
         raise Unauthenticated(f"token无效或已过期 ({exc})") from None
     principal = await request.app[REGISTRY].accounts.principal(
         claims.user_id,

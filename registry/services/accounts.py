@@ -85,6 +85,7 @@ class Accounts:
         costs the same work as a known one, so timing tells no names.
         """
         if not login or not password or len(login) > 64 or len(password) > 255:
+            self.s.auth_failed("password")
             raise LoginFailed(LOGIN_FAILED)
         async with self.s.read() as conn:
             credential = await store.credential_for_login(conn, login)
@@ -95,6 +96,7 @@ class Accounts:
             stored = credential.secret_hash if credential else _DUMMY_HASH
             ok = await asyncio.to_thread(verify_plain, password, stored)
         if credential is None or not ok or credential.user.status != 1:
+            self.s.auth_failed("password")
             raise LoginFailed(LOGIN_FAILED)
         key_id = credential.access_key_id
         principal = await self.principal(credential.user.id, "ak" if key_id is not None else "user")

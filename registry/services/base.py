@@ -236,9 +236,17 @@ class Services:
         self.listeners: list[ChangeListener] = []
         """Called (in this process) right after a change commits, e.g. to evict
         cached answers before the writer's client can ask again."""
+        self.auth_listeners: list[Callable[[str], None]] = []
+        """Called with the kind of credential whenever one fails to check out:
+        ``password`` (a login or an access key), ``handle_secret``, ``token``,
+        ``proof`` (a native challenge answer)."""
 
     def now(self) -> datetime:
         return self._clock()
+
+    def auth_failed(self, credential: str) -> None:
+        for listener in self.auth_listeners:
+            listener(credential)
 
     @contextlib.asynccontextmanager
     async def change(self, actor: Actor) -> AsyncIterator[Change]:

@@ -202,6 +202,7 @@ class Handles:
         try:
             name = self.s.grammar.parse(handle, bare_prefix=True)
         except GrammarError:
+            self.s.auth_failed("handle_secret")
             raise Unauthenticated(_AUTH_FAILED) from None
         async with self.s.read() as conn:
             record = await store.get_identifier(conn, name.key)
@@ -219,6 +220,7 @@ class Handles:
             expected = hmac.digest(self._compare_key, clear or b"", "sha256")
             matched |= hmac.compare_digest(offered, expected) and bool(candidates)
         if not matched:
+            self.s.auth_failed("handle_secret")
             raise Unauthenticated(_AUTH_FAILED)
         return HandleIdentity(handle=handle, index=index, key=name.key)
 

@@ -480,6 +480,7 @@ class HandleService:
             original, envelope=replace(original.envelope, request_id=request.envelope.request_id)
         )
         if identity is None:
+            self.registry.services.auth_failed("proof")
             return self._error(
                 original, version, rc.RC_AUTHENTICATION_FAILED, "authentication failed"
             )

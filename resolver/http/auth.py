@@ -85,6 +85,7 @@ class Authenticator:
             try:
                 claims = self.tokens.verify(credentials.strip())
             except InvalidToken as exc:
+                self.registry.services.auth_failed("token")
                 raise Unauthenticated(f"Authentication failed: {exc}") from None
             principal = await self.registry.accounts.principal(
                 claims.user_id,

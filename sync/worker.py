@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metrics.instruments import (
@@ -80,6 +82,10 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def _iso(moment: datetime) -> str:
@@ -323,8 +329,12 @@ class SyncWorker:
         return delivered
 
     async def update_gauges(self) -> None:
+        """Backlog, lag and last success from the database: true after a restart
+        too, and while the top-level node is away (when they matter most)."""
         async with read_transaction(self.db) as conn:
             counts = await store.outbox_counts(conn)
+            last_success = (await store.sync_state(conn)).get("last_success")
+        SYNC_LAST_SUCCESS.set(_timestamp(last_success) if last_success else 0)
         SYNC_BACKLOG.set(counts.pending)
         SYNC_PARKED_BACKLOG.set(counts.parked)
         lag = 0.0
@@ -342,6 +352,8 @@ class SyncWorker:
                 SYNC_RETRIED.inc()
                 wait = self.backoff.next()
                 log.warning("sync: %s; retrying in %.1f s", exc, wait)
+                with contextlib.suppress(DBAPIError, PoolTimeout, OSError):
+                    await self.update_gauges()
             except Refused as exc:
                 log.error("sync stopped: %s", exc)
                 return

@@ -4,8 +4,10 @@ authentications, and what each front end counts."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +23,7 @@ from registry.services import Actor, Registry
 from resolver import codes as rc
 from tests.conftest import ApiClient
 from tests.factories import hosted_enterprise
+from tests.test_proxy import BROWSER_ARGS, CHROMIUM
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -238,3 +241,36 @@ async def test_http_front_ends_count_by_protocol_and_outcome(
     assert daily["2026-12-03", "88.100.1", "http"].found == 3
     assert daily["2026-12-03", "88.100.1", "oid"].found == 1
     assert rc.outcome_of(rc.RC_SERVICE_REFERRAL) == "referral"
+
+
+async def test_report_page_draws_days_against_the_target_in_a_browser(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    from idnode.report import Report, page
+
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing; scripts/test.sh installs Debian's chromium")
+    days = [
+        usage.Day("2026-12-01", 50_000, {"http": 50_000}, 12),
+        usage.Day("2026-12-02", 150_000, {"dns": 150_000}, 31),
+        usage.Day("2026-12-03", 0),
+    ]
+    out = tmp_path / "report.html"
+    out.write_text(page(Report(days, 31, "Asia/Shanghai")), encoding="utf-8")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            tab = await browser.new_page()
+            await tab.goto(out.as_uri())
+            bars = await tab.query_selector_all("svg rect.day")
+            assert len(bars) == 3
+            boxes = [await bar.bounding_box() for bar in bars]
+            line = await (await tab.query_selector("#target")).bounding_box()  # type: ignore[union-attr]
+            assert boxes[0] and boxes[1] and line
+            # The day over the target reaches above the line, the day under it stays below.
+            assert boxes[1]["y"] < line["y"] < boxes[0]["y"]
+            assert await bars[1].get_attribute("fill") != await bars[0].get_attribute("fill")
+            assert "31" in await tab.inner_text("#served")
+            assert "1 of 3 days" in await tab.inner_text("#summary")
+        finally:
+            await browser.close()

@@ -12,6 +12,14 @@ from tests.conftest import ApiClient
 from tests.factories import hosted_enterprise
 
 CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def text_value(index: int, vtype: str, text: str, **kw: object) -> HandleValue:
@@ -88,17 +96,7 @@ async def test_lookup_page_in_a_real_browser(
 
     product, batch, part = await traceability(registry, admin)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
             page = await browser.new_page()
             await page.goto(f"{api.base}/")

@@ -372,6 +372,26 @@ def _records(
         yield record(example_handle(ent, i), fields)
 
 
+def registration(ent: DemoEnterprise, suffix: str) -> dict[str, object]:
+    """The SNMS body (``POST /identityv2/data``) of a new identifier ``<prefix>/<suffix>``
+    filled like the enterprise's demo records, so that it passes its template."""
+    peers = [*demo_enterprises(len(MODES)), ent]  # records may point at other modes' ones
+    record = next(_records(ent, 1, peers, random.Random(_SEED + ent.number)))
+    return {
+        "handle": f"{ent.prefix}/{suffix}",
+        "templateVersion": record.template_version,
+        "value": [
+            {
+                "index": v.index,
+                "type": v.type,
+                "auth": v.auth,
+                "data": {"format": "string", "value": v.value},
+            }
+            for v in record.values
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class DemoSummary:
     enterprises: int

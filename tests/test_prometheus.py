@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import contextlib
 import shutil
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import aiohttp
 import dns.asyncquery
@@ -35,6 +31,7 @@ import dns.rdatatype
 import pytest
 
 from idnode.config import Endpoint
+from loadtest.prometheus import Prometheus
 from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
 from resolver.handle import client
@@ -42,7 +39,7 @@ from resolver.handle import codec as c
 from tests.conftest import needs
 from tests.test_cli import ANY_PORTS, Server, run_idnode
 from tests.test_federation import listening
-from tests.test_rules import RULES, VARIABLE, VARIABLES, exprs, needs_yaml, rules_of
+from tests.test_rules import VARIABLE, VARIABLES, exprs, needs_yaml, rules_of
 from tests.test_sync_faults import ADMIN, AUTH, free_port, register, toplevel, wait_until
 
 pytestmark = pytest.mark.slow
@@ -119,99 +116,11 @@ def node_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def http_get(url: str, timeout: float = 5) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode("utf-8", "replace")
-
-
-@dataclass
-class Prometheus:
-    base: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def get(self, path: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        status, body = http_get(f"{self.base}{path}{query}")
-        assert status == 200, (path, params, status, body)
-        return body
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        body = self.get("/api/v1/query", query=expr)
-        assert body["status"] == "success", (expr, body)
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def log_tail(self, count: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-count:])
-
-
 @pytest.fixture
 def prometheus_at(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
     """Start Prometheus scraping ``target`` (HOST:PORT); stopped whatever happens."""
-    started: list[Prometheus] = []
-
-    def start(target: str) -> Prometheus:
-        assert PROMETHEUS is not None
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            "  scrape_interval: 1s\n"
-            "  evaluation_interval: 1s\n"
-            "rule_files:\n"
-            f"  - {json.dumps(str(RULES.resolve()))}\n"
-            "scrape_configs:\n"
-            "  - job_name: idnode\n"
-            "    metrics_path: /metrics\n"
-            "    static_configs:\n"
-            f"      - targets: [{json.dumps(target)}]\n",
-            encoding="utf-8",
-        )
-        port = free_port()
-        log = tmp_path / "prometheus.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    PROMETHEUS,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        prometheus = Prometheus(f"http://127.0.0.1:{port}", proc, log)
-        started.append(prometheus)
-
-        def ready() -> bool:
-            assert proc.poll() is None, f"prometheus exited:\n{prometheus.log_tail()}"
-            try:
-                return http_get(f"{prometheus.base}/-/ready", timeout=1)[0] == 200
-            except OSError:
-                return False
-
-        assert wait_until(ready, 30), f"prometheus not ready:\n{prometheus.log_tail()}"
-        return prometheus
-
-    try:
-        yield start
-    finally:
-        for prometheus in started:
-            prometheus.proc.terminate()
-            try:
-                prometheus.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                prometheus.proc.kill()
-                prometheus.proc.wait(timeout=10)
+    with contextlib.ExitStack() as stack:
+        yield lambda target: stack.enter_context(Prometheus(tmp_path, target))
 
 
 # --- the load -----------------------------------------------------------------------

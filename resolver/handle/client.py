@@ -114,28 +114,43 @@ Credentials = SecretKey | KeyPair
 # --- UDP ------------------------------------------------------------------------
 
 
-class _UdpReceiver(asyncio.DatagramProtocol):
+class UdpAnswer:
+    """Collects the datagrams of the answer to one request (pure: the caller reads
+    the socket, however it does that)."""
+
     def __init__(self, request_id: int) -> None:
         self.request_id = request_id
-        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.reassembly: c.Reassembly | None = None
 
-    def datagram_received(self, data: bytes, addr: object) -> None:
+    def add(self, data: bytes) -> bytes | None:
+        """Take a datagram; the whole answer once it is complete. Datagrams of
+        other requests, and broken ones, are ignored."""
         try:
             envelope = c.Envelope.from_bytes(data)
         except c.CodecError:
-            return
-        if envelope.request_id != self.request_id or self.done.done():
-            return
+            return None
+        if envelope.request_id != self.request_id:
+            return None
         if envelope.length <= len(data) - c.ENVELOPE_SIZE and envelope.sequence == 0:
-            self.done.set_result(data)
-            return
+            return data
         if self.reassembly is None:
             self.reassembly = c.Reassembly(envelope)
         with contextlib.suppress(c.CodecError):
-            whole = self.reassembly.add(envelope.sequence, data[c.ENVELOPE_SIZE :])
-            if whole is not None:
-                self.done.set_result(whole)
+            return self.reassembly.add(envelope.sequence, data[c.ENVELOPE_SIZE :])
+        return None
+
+
+class _UdpReceiver(asyncio.DatagramProtocol):
+    def __init__(self, request_id: int) -> None:
+        self.answer = UdpAnswer(request_id)
+        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if self.done.done():
+            return
+        whole = self.answer.add(data)
+        if whole is not None:
+            self.done.set_result(whole)
 
 
 async def udp_call(
@@ -153,7 +168,7 @@ async def udp_call(
                 raw = await asyncio.wait_for(asyncio.shield(protocol.done), wait)
             except TimeoutError:
                 continue
-            return _checked(message, c.Message.from_bytes(raw))
+            return checked(message, c.Message.from_bytes(raw))
         raise ClientError(f"no UDP answer from {host}:{port}")
     finally:
         transport.close()
@@ -170,7 +185,7 @@ async def _read_message(reader: asyncio.StreamReader) -> c.Message:
     return c.Message.from_bytes(head + await reader.readexactly(length))
 
 
-def _checked(sent: c.Message, answer: c.Message) -> c.Message:
+def checked(sent: c.Message, answer: c.Message) -> c.Message:
     """Verify the request digest of an answer that carries one."""
     if answer.flag(c.FLAG_RRDG) and answer.header.response_code != 0:
         digest = c.request_digest(sent, answer.envelope.version)
@@ -245,7 +260,7 @@ class TcpSession:
         except TimeoutError:
             self._waiting.pop(message.envelope.request_id, None)
             raise ClientError("no TCP answer in time") from None
-        return _checked(answering or message, answer)
+        return checked(answering or message, answer)
 
     async def call(self, message: c.Message) -> c.Message:
         """An exchange that answers a challenge (RC 402) with the session's credentials."""

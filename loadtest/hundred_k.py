@@ -1,0 +1,235 @@
+"""The daily requirement, proved end to end: ``idnode demo`` on fresh ports, a
+real Prometheus scraping it every second, and Locust sending ``--count``
+resolutions (default 100,000) at a steady ``--rate`` (default 1,000/s) over
+REST, the proxy, DNS and native UDP and TCP (loadtest/locustfile_100k.py).
+Afterwards three independent counts must equal what Locust sent, with no
+failure: the node's daily counter (``idnode_resolutions_today``), the persisted
+daily statistics (``daily_resolutions`` in its database) and Prometheus
+(``sum(idnode_resolutions_total)``).
+
+    python -m loadtest.hundred_k [--count 100000] [--rate 1000] [--users 50]
+                                 [--db URL] [--workdir DIR] [--out FILE]
+
+Prints a summary, writes it as JSON (default ``results/hundred-k.json``) and
+exits 0 only if everything matched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtest.demo_node import DemoNode, write_results
+from loadtest.prometheus import Prometheus, http_get
+from registry import usage
+from registry.db import create_engine, read_transaction
+
+LOCUSTFILE = Path(__file__).with_name("locustfile_100k.py")
+SETTLE_SECONDS = 30.0
+"""Bound on waiting, after the run, for the counts to be persisted and scraped."""
+
+
+def stored_total(database_url: str, first: str, last: str) -> int:
+    """Resolutions in the node's daily statistics between two days."""
+
+    async def read() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with read_transaction(engine) as conn:
+                return sum(d.resolutions for d in await usage.days(conn, first, last))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def node_gauges(base: str) -> dict[str, float]:
+    status, text = http_get(f"{base}/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    wanted = ("idnode_resolutions_today", "idnode_resolutions_yesterday")
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(str(text))
+        for sample in family.samples
+        if sample.name in wanted
+    }
+
+
+def settle(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return condition()
+
+
+def locust_totals(prefix: Path) -> dict[str, float]:
+    with (prefix.parent / f"{prefix.name}_stats.csv").open(newline="") as stats:
+        for row in csv.DictReader(stats):
+            if row["Name"] == "Aggregated":
+                return {
+                    "sent": int(row["Request Count"]),
+                    "failures": int(row["Failure Count"]),
+                    "requests_per_second": float(row["Requests/s"]),
+                    "p50_ms": float(row["50%"]),
+                    "p99_ms": float(row["99%"]),
+                    "p999_ms": float(row["99.9%"]),
+                }
+    raise RuntimeError("Locust wrote no aggregated statistics")
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    zone = ZoneInfo(args.time_zone)
+    env = {"IDNODE_ACCOUNTING_INTERVAL": "1", "IDNODE_TIME_ZONE": args.time_zone}
+    if args.db:
+        env["IDNODE_DATABASE_URL"] = args.db
+    size = ("--enterprises", str(args.enterprises), "--identifiers", str(args.identifiers))
+    with DemoNode(workdir, *size, env=env) as node:
+        database = args.db or f"sqlite+aiosqlite:///{node.database}"
+        first_day = datetime.now(zone).date()
+        before = stored_total(database, first_day.isoformat(), first_day.isoformat())
+        with Prometheus(workdir, node.endpoints["http"]) as prometheus:
+            csv_prefix = workdir / "hundred-k"
+            locust_env = {
+                **os.environ,
+                "IDNODE_DNS": node.endpoints["dns"],
+                "IDNODE_HANDLE": node.endpoints["handle"],
+                "IDNODE_LOAD_COUNT": str(args.count),
+                "IDNODE_LOAD_RATE": str(args.rate),
+                "IDNODE_DEMO_ENTERPRISES": str(args.enterprises),
+                "IDNODE_DEMO_IDENTIFIERS": str(args.identifiers),
+            }
+            started = time.monotonic()
+            limit = int(args.count / args.rate) + 60
+            with (workdir / "locust.log").open("wb") as log:
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "locust",
+                        "-f",
+                        str(LOCUSTFILE),
+                        "--headless",
+                        "--users",
+                        str(args.users),
+                        "--spawn-rate",
+                        str(args.users),
+                        "--run-time",
+                        f"{limit}s",
+                        "--stop-timeout",
+                        "10",
+                        "--host",
+                        node.base,
+                        "--csv",
+                        str(csv_prefix),
+                        "--only-summary",
+                    ],
+                    env=locust_env,
+                    cwd=workdir,
+                    timeout=limit + 120,
+                    check=False,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            seconds = time.monotonic() - started
+            figures = locust_totals(csv_prefix)
+            sent = int(figures["sent"])
+            last_day = datetime.now(zone).date()
+            crossed = last_day != first_day
+            before_gauge = before if not crossed else 0
+
+            def node_count() -> float:
+                gauges = node_gauges(node.base)
+                today = gauges.get("idnode_resolutions_today", -1)
+                if crossed:  # the run went past midnight: both days hold a part
+                    return today + gauges.get("idnode_resolutions_yesterday", 0) - before
+                return today - before_gauge
+
+            def stored() -> int:
+                return stored_total(database, first_day.isoformat(), last_day.isoformat()) - before
+
+            def scraped() -> float | None:
+                return prometheus.scalar("sum(idnode_resolutions_total)")
+
+            settle(lambda: node_count() == sent)
+            settle(lambda: stored() == sent)
+            settle(lambda: scraped() == sent)
+            counted, persisted, in_prometheus = node_count(), stored(), scraped()
+    return {
+        "count": args.count,
+        "rate": args.rate,
+        "users": args.users,
+        "seconds": round(seconds, 1),
+        **figures,
+        "node_daily_counter": counted,
+        "persisted_daily_statistics": persisted,
+        "prometheus": in_prometheus,
+        "database": "postgresql" if args.db and "postgresql" in args.db else "sqlite",
+        "identifiers": args.identifiers,
+        "when": datetime.now(zone).isoformat(timespec="seconds"),
+    }
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="resolutions a second")
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--enterprises", type=int, default=32)
+    parser.add_argument("--identifiers", type=int, default=10_240)
+    parser.add_argument("--db", help="database URL (default: the demo's SQLite file)")
+    parser.add_argument("--time-zone", default="Asia/Shanghai")
+    parser.add_argument("--workdir", help="where the node, Prometheus and Locust work")
+    parser.add_argument("--out", default="results/hundred-k.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.workdir:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = run(args, workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="idnode-100k-") as tmp:
+            result = run(args, Path(tmp))
+    sent = result["sent"]
+    ok = (
+        sent == args.count
+        and result["failures"] == 0
+        and result["node_daily_counter"] == sent
+        and result["persisted_daily_statistics"] == sent
+        and result["prometheus"] == sent
+    )
+    result["ok"] = ok
+    write_results(args.out, result)
+    print(
+        f"sent {sent:,} resolutions in {result['seconds']} s "
+        f"({result['requests_per_second']:,.0f}/s, p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms), {result['failures']} failures"
+    )
+    print(
+        f"node daily counter {result['node_daily_counter']:,.0f}, persisted daily statistics "
+        f"{result['persisted_daily_statistics']:,}, Prometheus {result['prometheus'] or 0:,.0f}"
+    )
+    print("OK: every count equals what was sent" if ok else "MISMATCH or failures: see above")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The load tests themselves, run small: the Locust users against ``idnode demo``
+(every protocol answered as expected, nothing failed), and the daily-requirement
+scenario at a reduced count — its three counts must equal what was sent."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtest.demo_node import DemoNode
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_DEMO = ("--enterprises", "32", "--identifiers", "640")
+
+
+def test_locust_users_load_every_protocol_without_failures(tmp_path: Path) -> None:
+    with DemoNode(tmp_path, *SMALL_DEMO) as node:
+        env = {
+            **os.environ,
+            "IDNODE_DNS": node.endpoints["dns"],
+            "IDNODE_HANDLE": node.endpoints["handle"],
+            "IDNODE_DEMO_IDENTIFIERS": "640",
+        }
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(ROOT / "loadtest" / "locustfile.py"),
+                "--headless",
+                "--users",
+                "12",
+                "--spawn-rate",
+                "12",
+                "--run-time",
+                "6s",
+                "--host",
+                node.base,
+                "--csv",
+                str(tmp_path / "run"),
+                "--only-summary",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with (tmp_path / "run_stats.csv").open(newline="") as stats:
+        rows = list(csv.DictReader(stats))
+    kinds = {(row["Type"], row["Name"].split(" [")[0]) for row in rows if row["Type"]}
+    assert {
+        ("GET", "/api/handles"),
+        ("GET", "/<handle>"),
+        ("DNS", "TXT"),
+        ("HDL-UDP", "resolve"),
+        ("HDL-TCP", "resolve"),
+        ("POST", "/identity/token"),
+        ("POST", "/identityv2/data"),
+    } <= kinds
+    total = next(row for row in rows if row["Name"] == "Aggregated")
+    assert int(total["Request Count"]) > 200 and int(total["Failure Count"]) == 0
+    # The mix reached every application mode and the misses.
+    modes = {row["Name"].split(" [")[-1].rstrip("]") for row in rows if "[" in row["Name"]}
+    assert {"trace", "quality", "equipment", "logistics", "energy", "unknown"} <= modes
+
+
+def test_daily_requirement_scenario_counts_exactly_what_was_sent(tmp_path: Path) -> None:
+    out = tmp_path / "hundred-k.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.hundred_k",
+            "--count",
+            "2000",
+            "--rate",
+            "400",
+            "--users",
+            "16",
+            *SMALL_DEMO,
+            "--workdir",
+            str(tmp_path),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["sent"] == 2000 and result["failures"] == 0
+    assert result["node_daily_counter"] == 2000
+    assert result["persisted_daily_statistics"] == 2000
+    assert result["prometheus"] == 2000

@@ -17,7 +17,7 @@ import dns.name
 
 from . import logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
-from .node import Node, StartupError, open_node, serve, serve_dns_worker
+from .node import Node, StartupError, open_node, serve, serve_worker
 
 log = logging.getLogger("idnode")
 
@@ -74,7 +74,7 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
             "--workers",
             type=int,
             metavar="N",
-            help="DNS server processes sharing the DNS port (SO_REUSEPORT; default 1)",
+            help="processes sharing the HTTP, Handle and DNS ports (SO_REUSEPORT; default 1)",
         )
     parser.add_argument("--log-format", choices=("auto", "json", "text"))
 
@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-format", choices=("auto", "json", "text"))
 
-    # Started by `serve --workers N`, not by hand: one more process on the DNS port.
-    p = sub.add_parser("dns-worker")
+    # Started by `serve --workers N`, not by hand: one more process on the node's ports.
+    p = sub.add_parser("worker")
     p.add_argument("--config", metavar="FILE", help=argparse.SUPPRESS)
 
     p = sub.add_parser(
@@ -406,8 +406,8 @@ async def _toplevel(config: Config) -> int:
     return 0
 
 
-async def _dns_worker(config: Config) -> int:
-    await serve_dns_worker(config)
+async def _worker(config: Config) -> int:
+    await serve_worker(config)
     return 0
 
 
@@ -471,10 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(resolve_cmd.run(args))
     if args.command == "dns-name":
         return _dns_name(args)
-    if args.command == "dns-worker":
+    if args.command == "worker":
         config = _config(args)
         logs.setup(config.log_format, config.log_level)
-        return _run(_dns_worker(config))
+        return _run(_worker(config))
     try:
         config = _config(args)
         if args.command == "demo" or (args.command == "serve" and config.demo):

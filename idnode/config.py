@@ -72,7 +72,7 @@ class Config:
     dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks that are never rate limited."""
     workers: int = 1
-    """DNS server processes sharing the port (SO_REUSEPORT): one per core is best."""
+    """Processes answering on the same ports (SO_REUSEPORT): one per core is best."""
     toplevel: str = ""
     """Base URL of the top-level node to sync with (``serve`` runs the worker when set)."""
     toplevel_faults: str = ""

@@ -361,6 +361,72 @@ def announce(service: str, endpoint: Endpoint) -> None:
     log.info("listening %s %s", service, endpoint)
 
 
+@dataclass
+class Servers:
+    """One process's listeners — HTTP, the native Handle protocol, DNS — with the
+    change feed that keeps its caches fresh and the accounting of what it answers."""
+
+    http: Endpoint
+    handle: Endpoint
+    dns: Endpoint
+    site_bytes: bytes
+    runner: web.AppRunner
+    native: resolver.handle.server.HandleListeners
+    zone: resolver.dns.server.DnsListeners
+    feed: ChangeFeed
+    counting: Counting
+
+    async def close(self) -> None:
+        """Stop taking requests, let those in flight finish, then count the last ones."""
+        await self.runner.cleanup()
+        await self.native.close()
+        await self.zone.close()
+        await self.feed.stop()
+        await self.counting.stop()
+
+
+async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> Servers:
+    """Bind and start every listener at the configured endpoints (port 0: any;
+    ``reuse_port``: other processes of the node bind the same ports)."""
+    config = node.config
+    context = tls_context(config)
+    sock = bind_tcp(config.http, reuse_port=reuse_port)
+    http = bound(sock)
+    handle_tcp, handle_udp = bind_pair(config.handle, reuse_port=reuse_port)
+    handle = bound(handle_tcp)
+    server_key = load_server_key(config)
+    site = node_site(
+        config,
+        http,
+        tls=context is not None,
+        handle=handle,
+        public_key=encode_public_key(server_key.public_key()),
+    )
+    node.registry.services.site = site
+    site_bytes = site.to_bytes()
+    service = HandleService(
+        node.resolver,
+        node.registry,
+        site_serial=site.serial,
+        server_key=server_key,
+        site_bytes=lambda: site_bytes,
+    )
+    native = await resolver.handle.server.start(service, handle_tcp, handle_udp)
+    dns_at, zone = await serve_zone(node, reuse_port=reuse_port)
+    feed = ChangeFeed(node.db, node.resolver.on_changes)
+    await feed.start()
+    counting = Counting.start(node, node_gauges=node_gauges)
+    runner = web.AppRunner(
+        build_http_app(node),
+        access_log=log if config.access_log else None,
+        handle_signals=False,
+    )
+    await runner.setup()
+    await web.SockSite(runner, sock, ssl_context=context).start()
+    node.endpoints.update(http=http, handle=handle, dns=dns_at)
+    return Servers(http, handle, dns_at, site_bytes, runner, native, zone, feed, counting)
+
+
 async def serve(
     config: Config,
     *,
@@ -368,70 +434,35 @@ async def serve(
     before_ready: Callable[[Node], Awaitable[None]] | None = None,
     after_ready: Callable[[Node, Endpoint], None] | None = None,
 ) -> None:
-    """Run the node until SIGINT or SIGTERM."""
+    """Run the node until SIGINT or SIGTERM: its servers here, and with
+    ``workers`` > 1 as many processes in all, sharing the ports."""
     async with open_node(config, migrate_schema=migrate_schema) as node:
         log.info("database %s", url_for_log(config.database_url))
         if before_ready is not None:
             await before_ready(node)
         stop = _stop_on_signals()
         zone = time_zone(config)
-        context = tls_context(config)
-        sock = bind_tcp(config.http)
-        http = bound(sock)
-        handle_tcp, handle_udp = bind_pair(config.handle)
-        handle = bound(handle_tcp)
-        server_key = load_server_key(config)
-        site = node_site(
-            config,
-            http,
-            tls=context is not None,
-            handle=handle,
-            public_key=encode_public_key(server_key.public_key()),
-        )
-        node.registry.services.site = site
-        site_bytes = site.to_bytes()
-        native = HandleService(
-            node.resolver,
-            node.registry,
-            site_serial=site.serial,
-            server_key=server_key,
-            site_bytes=lambda: site_bytes,
-        )
-        listeners = await resolver.handle.server.start(native, handle_tcp, handle_udp)
-        dns_at, dns_listeners = await serve_zone(node, reuse_port=config.workers > 1)
-        feed = ChangeFeed(node.db, node.resolver.on_changes)
-        await feed.start()
-        syncing = await start_sync(node, site_bytes, zone) if config.toplevel else None
-        counting = Counting.start(node, node_gauges=True)
-        metrics_runner = await start_metrics_listener(config, node.db)
-        workers = DnsWorkers()
-        runner = web.AppRunner(
-            build_http_app(node),
-            access_log=log if config.access_log else None,
-            handle_signals=False,
-        )
-        await runner.setup()
+        servers = await start_servers(node, reuse_port=config.workers > 1, node_gauges=True)
+        syncing = None
+        metrics_runner = None
+        workers = Workers()
         try:
-            await web.SockSite(runner, sock, ssl_context=context).start()
-            announce("http", http)  # TLS or not: the contract's service name
-            announce("handle", handle)
-            await workers.spawn(config, dns_at, config.workers - 1)
+            syncing = await start_sync(node, servers.site_bytes, zone) if config.toplevel else None
+            metrics_runner = await start_metrics_listener(config, node.db)
+            announce("http", servers.http)  # TLS or not: the contract's service name
+            announce("handle", servers.handle)
+            await workers.spawn(config, servers, config.workers - 1)
             settle_heap()
-            announce("dns", dns_at)
-            node.endpoints.update(http=http, handle=handle, dns=dns_at)
+            announce("dns", servers.dns)
             if after_ready is not None:
-                after_ready(node, http)
+                after_ready(node, servers.http)
             await stop.wait()
             log.info("stopping")
         finally:
             await workers.stop()
             if syncing is not None:
                 await syncing.stop()
-            await runner.cleanup()
-            await listeners.close()
-            await dns_listeners.close()
-            await feed.stop()
-            await counting.stop()
+            await servers.close()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
 
@@ -477,21 +508,32 @@ def rate_limit(config: Config) -> RateLimit:
     )
 
 
-# --- DNS worker processes ----------------------------------------------------------
+# --- worker processes ---------------------------------------------------------------
 #
-# ``--workers N`` runs N processes that answer DNS on one port: the node and
+# ``--workers N`` runs N processes that answer on the same ports: the node and
 # N-1 workers, each with its own event loop, engine and caches, fed by the
 # same change feed, bound with SO_REUSEPORT so the kernel spreads clients
-# over them. A worker gets the node's configuration in its IDNODE_* twins,
-# tells it is ready with its own "listening" line, and stops when the node
-# closes its stdin (so it cannot outlive a node that was killed).
+# over them. A worker gets the node's configuration, with the ports the node
+# bound, in its IDNODE_* twins; counts into the node's metrics directory; tells
+# it is ready with its own "listening" line; and stops when the node closes its
+# stdin (so it cannot outlive a node that was killed). Only the node itself
+# syncs with the top-level node and reads the node-wide gauges back.
 
 WORKER_START_SECONDS = 60.0
 
 
-def _worker_environment(config: Config, dns_at: Endpoint) -> dict[str, str]:
+def _worker_environment(config: Config, servers: Servers) -> dict[str, str]:
     settings = dataclasses.replace(
-        config, dns=dns_at, workers=1, bootstrap_admin="", demo=False, log_format="json"
+        config,
+        http=servers.http,
+        handle=servers.handle,
+        dns=servers.dns,
+        workers=1,
+        bootstrap_admin="",
+        demo=False,
+        toplevel="",
+        metrics="",
+        log_format="json",
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     for item in dataclasses.fields(settings):
@@ -502,30 +544,30 @@ def _worker_environment(config: Config, dns_at: Endpoint) -> dict[str, str]:
     return environ
 
 
-class DnsWorkers:
-    """The extra DNS processes of ``--workers``: started, watched, stopped."""
+class Workers:
+    """The extra processes of ``--workers``: started, watched, stopped."""
 
     def __init__(self) -> None:
         self.processes: list[asyncio.subprocess.Process] = []
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
 
-    async def spawn(self, config: Config, dns_at: Endpoint, count: int) -> None:
+    async def spawn(self, config: Config, servers: Servers, count: int) -> None:
         try:
             for _ in range(max(count, 0)):
                 worker = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
                     "idnode",
-                    "dns-worker",
+                    "worker",
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
-                    env=_worker_environment(config, dns_at),
+                    env=_worker_environment(config, servers),
                 )
                 self.processes.append(worker)
                 ready = await asyncio.wait_for(_await_listening(worker), WORKER_START_SECONDS)
                 if not ready:
-                    raise StartupError(f"DNS worker {worker.pid} did not start")
+                    raise StartupError(f"worker {worker.pid} did not start")
                 self._watchers.append(asyncio.create_task(self._watch(worker)))
         except BaseException:
             await self.stop()
@@ -540,7 +582,7 @@ class DnsWorkers:
         exposition.forget_process(worker.pid)
         if not self._stopping:
             log.error(
-                "DNS worker %s exited with status %s; its share of the port is gone",
+                "worker %s exited with status %s; its share of the ports is gone",
                 worker.pid,
                 status,
             )
@@ -552,7 +594,7 @@ class DnsWorkers:
                 worker.stdin.close()  # the worker's signal to stop
         for worker in self.processes:
             try:
-                await asyncio.wait_for(worker.wait(), 10.0)
+                await asyncio.wait_for(worker.wait(), 30.0)
             except TimeoutError:
                 worker.kill()
                 await worker.wait()
@@ -564,30 +606,25 @@ class DnsWorkers:
 async def _await_listening(worker: asyncio.subprocess.Process) -> bool:
     assert worker.stdout is not None
     while line := await worker.stdout.readline():
-        if line.startswith(b"listening dns-worker "):
+        if line.startswith(b"listening worker "):
             return True
     return False
 
 
-async def serve_dns_worker(config: Config) -> None:
-    """One more DNS process for the node's port (see ``--workers``)."""
+async def serve_worker(config: Config) -> None:
+    """One more process on the node's ports (see ``--workers``)."""
     async with open_node(config) as node:
         stop = _stop_on_signals()
         loop = asyncio.get_running_loop()
         loop.add_reader(sys.stdin.fileno(), _stop_at_eof, stop)
-        dns_at, listeners = await serve_zone(node, reuse_port=True)
-        feed = ChangeFeed(node.db, node.resolver.on_changes)
-        await feed.start()
-        counting = Counting.start(node, node_gauges=False)
+        servers = await start_servers(node, reuse_port=True, node_gauges=False)
         try:
             settle_heap()
-            announce("dns-worker", dns_at)
+            announce("worker", servers.http)
             await stop.wait()
         finally:
             loop.remove_reader(sys.stdin.fileno())
-            await listeners.close()
-            await feed.stop()
-            await counting.stop()
+            await servers.close()
 
 
 def _stop_at_eof(stop: asyncio.Event) -> None:

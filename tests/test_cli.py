@@ -318,14 +318,15 @@ def test_a_second_process_sees_a_write_within_a_second(
         assert second.stop() == 0
 
 
-def _udp_port_holders(port: int) -> set[int]:
-    """Processes with a UDP socket bound to ``port`` (from /proc, like ss -ulpn)."""
+def _port_holders(port: int, kind: str = "udp") -> set[int]:
+    """Processes with a ``kind`` (udp, tcp) socket bound to ``port`` (from /proc, like ss -lpn)."""
     inodes = set()
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
+    for table in (f"/proc/net/{kind}", f"/proc/net/{kind}6"):
         with contextlib.suppress(OSError), open(table) as rows:
             for row in list(rows)[1:]:
                 fields = row.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                listening = kind == "udp" or fields[3] == "0A"  # TCP_LISTEN
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and listening:
                     inodes.add(fields[9])
     holders = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -338,7 +339,7 @@ def _udp_port_holders(port: int) -> set[int]:
     return holders
 
 
-def test_dns_workers_share_the_port_and_follow_writes(workdir: Path) -> None:
+def test_workers_share_every_port_and_follow_writes(workdir: Path) -> None:
     import base64
 
     import dns.message
@@ -354,11 +355,17 @@ def test_dns_workers_share_the_port_and_follow_writes(workdir: Path) -> None:
     server = Server("serve", *ANY_PORTS, "--workers", "2", cwd=workdir, env=env)
     try:
         base = server.wait_for_http(60)
-        line = next(x for x in server.read_more("listening dns ") if x.startswith("listening dns "))
+        lines = server.read_more("listening dns ")
+        line = next(x for x in lines if x.startswith("listening dns "))
         host, port = line.split()[-1].rsplit(":", 1)
-        holders = _udp_port_holders(int(port))
+        holders = _port_holders(int(port))
         assert server.proc.pid in holders and len(holders) == 2, holders
         (worker,) = holders - {server.proc.pid}
+        # The worker also answers on the HTTP port and on the Handle port (UDP and TCP).
+        handle = next(x for x in lines if x.startswith("listening handle ")).split()[-1]
+        handle_port = int(handle.rsplit(":", 1)[1])
+        assert _port_holders(handle_port) == holders == _port_holders(handle_port, "tcp")
+        assert _port_holders(int(base.rsplit(":", 1)[1]), "tcp") == holders
 
         qname = run_idnode("dns-name", "88.100/fresh", cwd=workdir).stdout.strip()
 

@@ -59,6 +59,7 @@ class DnsperfResult:
     run_time_s: float
     queries_interrupted: int = 0
     timeouts: int = 0
+    p999_ms: float | None = None
     rcodes: dict[str, int] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
 
@@ -81,6 +82,11 @@ class LatencyHistogram:
     def add(self, seconds: float) -> None:
         self.buckets[self.bucket(seconds * 1e6)] += 1
         self.count += 1
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add another histogram's samples (e.g. of another load process)."""
+        self.buckets.update(other.buckets)
+        self.count += other.count
 
     def percentile(self, fraction: float) -> float | None:
         """The latency (ms) below or at which ``fraction`` of the samples lie."""
@@ -152,7 +158,7 @@ def run_dnsperf(
 
     ``rate`` caps queries per second (``-Q``); ``timeout`` is the per-query
     timeout (``-t``); ``threads`` defaults to 1 for one client, else 2.
-    p50/p99 come from the per-query lines of ``-v`` (None if
+    p50/p99/p99.9 come from the per-query lines of ``-v`` (None if
     ``latencies=False`` or nothing was answered).
     """
     binary = shutil.which(DNSPERF)
@@ -252,6 +258,7 @@ def run_dnsperf(
         run_time_s=number("run_time_s"),
         p50_ms=histogram.percentile(0.50),
         p99_ms=histogram.percentile(0.99),
+        p999_ms=histogram.percentile(0.999),
         timeouts=timeouts,
         rcodes=rcodes,
         command=argv,

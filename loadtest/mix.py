@@ -83,6 +83,18 @@ class DemoMix:
             name = example_handle(ent, 1 + i)
         return Pick(name, FOUND, ent.mode.key)
 
+    def all_names(self) -> list[str]:
+        """Every name :meth:`pick` can return as found."""
+        names = []
+        for ent in self.enterprises:
+            if ent.mode.key == "trace":
+                batches = max(1, self.per_enterprise // 16)
+                names += [batch_handle(ent, 1 + i) for i in range(batches)]
+                names += [example_handle(ent, 1 + i) for i in range(self.per_enterprise - batches)]
+            else:
+                names += [example_handle(ent, 1 + i) for i in range(self.per_enterprise)]
+        return names
+
     def dns_name(self, name: str) -> str:
         """The name of an identifier in the node's zone (registry.dnsnames)."""
         return self.zone.of_identifier(self.grammar.parse(name)).to_text()

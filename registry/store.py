@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
@@ -41,6 +43,34 @@ from .secrets import is_sealed_value
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- writing many rows ---------------------------------------------------------
+
+COPY_ROWS = 64
+"""From this many rows, PostgreSQL gets them by COPY: several times faster than
+INSERT for a batch registration (no statement to bind per row)."""
+
+
+async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows into ``table``: one INSERT, or COPY on PostgreSQL for many. Every row
+    has the same keys, values as the columns take them (aware datetimes)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_ROWS:
+        await conn.execute(insert(table), list(rows))
+        return
+    import asyncpg  # the PostgreSQL driver, only where it is in use
+
+    columns = list(rows[0])
+    records = [tuple(row[c] for c in columns) for row in rows]
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        await raw.copy_records_to_table(table.name, records=records, columns=columns)
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+    except (asyncpg.DataError, asyncpg.exceptions.DataError) as exc:
+        raise DataError(f"COPY {table.name}", None, exc) from exc
 
 
 # --- sequence head, audit log and outbox ------------------------------------
@@ -75,68 +105,78 @@ async def save_head(conn: AsyncConnection, head: Head) -> None:
     )
 
 
-async def append_audit(
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One registry change as it is audited and sent upward."""
+
+    action: str
+    target: str
+    payload: dict[str, Any]
+    """What the outbox event carries."""
+    detail: dict[str, Any]
+    """What the audit entry records."""
+
+
+async def append_entries(
     conn: AsyncConnection,
     head: Head,
+    entries: Sequence[Entry],
     *,
     actor: str,
-    action: str,
-    target: str,
-    detail: dict[str, Any],
     remote: str,
     at: datetime,
-) -> None:
-    seq = head.audit_seq + 1
-    detail = json.loads(canonical_json(detail))  # exactly what will be read back
-    digest = entry_hash(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        target=target,
-        detail=detail,
-        remote=remote,
-        prev_hash=head.audit_hash,
-    )
-    await conn.execute(
-        insert(t.audit_log).values(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            target=target,
-            detail=canonical_json(detail),
-            remote=remote,
-            prev_hash=head.audit_hash,
-            hash=digest,
+    audit: bool = True,
+    outbox: bool = True,
+) -> list[int]:
+    """Audit entries (hash-chained from ``head``) and outbox events for several
+    changes, in two statements; returns the events' outbox sequence numbers."""
+    audit_rows, outbox_rows, seqs = [], [], []
+    for entry in entries:
+        if audit:
+            seq = head.audit_seq + 1
+            detail_text = canonical_json(entry.detail)
+            digest = entry_hash(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=entry.action,
+                target=entry.target,
+                detail=json.loads(detail_text),  # exactly what will be read back
+                remote=remote,
+                prev_hash=head.audit_hash,
+            )
+            audit_rows.append(
+                {
+                    "seq": seq,
+                    "at": at,
+                    "actor": actor,
+                    "action": entry.action,
+                    "target": entry.target,
+                    "detail": detail_text,
+                    "remote": remote,
+                    "prev_hash": head.audit_hash,
+                    "hash": digest,
+                }
+            )
+            head.audit_seq, head.audit_hash = seq, digest
+        if not outbox:
+            continue
+        head.outbox_seq += 1
+        seqs.append(head.outbox_seq)
+        outbox_rows.append(
+            {
+                "seq": head.outbox_seq,
+                "created_at": at,
+                "event": entry.action,
+                "subject": entry.target,
+                "payload": canonical_json(entry.payload),
+                "attempts": 0,
+                "parked": False,
+            }
         )
-    )
-    head.audit_seq, head.audit_hash = seq, digest
-
-
-async def append_outbox(
-    conn: AsyncConnection,
-    head: Head,
-    *,
-    event: str,
-    subject: str,
-    payload: dict[str, Any],
-    at: datetime,
-) -> int:
-    seq = head.outbox_seq + 1
-    await conn.execute(
-        insert(t.outbox).values(
-            seq=seq,
-            created_at=at,
-            event=event,
-            subject=subject,
-            payload=canonical_json(payload),
-            attempts=0,
-            parked=False,
-        )
-    )
-    head.outbox_seq = seq
-    return seq
+    await insert_rows(conn, t.audit_log, audit_rows)
+    await insert_rows(conn, t.outbox, outbox_rows)
+    return seqs
 
 
 CHANGE_CHANNEL = "idnode_changes"
@@ -651,7 +691,7 @@ def _value_row(identifier_id: int, value: HandleValue) -> dict[str, Any]:
         "ttl": value.ttl,
         "timestamp": value.timestamp,
         "permissions": value.permissions,
-        "refs": json.dumps([list(ref) for ref in value.references]),
+        "refs": json.dumps([list(ref) for ref in value.references]) if value.references else "[]",
         "search_text": search_text(value.data),
     }
 
@@ -732,8 +772,30 @@ async def get_identifier(conn: AsyncConnection, name_key: str) -> Identifier | N
     rows = (
         await conn.execute(_IDENTIFIER_WITH_VALUES.where(t.identifiers.c.name_key == name_key))
     ).all()
-    if not rows:
-        return None
+    return _identifier_of(rows) if rows else None
+
+
+LOOKUP_CHUNK = 500
+"""Names per ``IN (...)`` list: well within every engine's limit of bound parameters."""
+
+
+async def get_identifiers(conn: AsyncConnection, name_keys: Sequence[str]) -> dict[str, Identifier]:
+    """The records of these names that exist, by name key, a few round trips in all."""
+    found: dict[str, Identifier] = {}
+    for start in range(0, len(name_keys), LOOKUP_CHUNK):
+        chunk = name_keys[start : start + LOOKUP_CHUNK]
+        query = _IDENTIFIER_WITH_VALUES.where(t.identifiers.c.name_key.in_(chunk))
+        by_id: dict[int, list[Any]] = {}
+        for row in (await conn.execute(query)).all():
+            by_id.setdefault(row[0], []).append(row)
+        for rows in by_id.values():
+            identifier = _identifier_of(rows)
+            found[identifier.name_key] = identifier
+    return found
+
+
+def _identifier_of(rows: Sequence[Any]) -> Identifier:
+    """A record from its rows of ``_IDENTIFIER_WITH_VALUES`` (one per value)."""
     head = rows[0]
     return Identifier(
         id=head[0],
@@ -785,6 +847,62 @@ async def any_dns_path_below(conn: AsyncConnection, path: str) -> bool:
     return row.first() is not None
 
 
+@dataclass(frozen=True, slots=True)
+class NewIdentifier:
+    name: str
+    name_key: str
+    prefix_id: int | None
+    template_id: int | None
+    values: Sequence[HandleValue]
+    dns_path: str | None = None
+
+
+async def insert_identifiers(conn: AsyncConnection, new: Sequence[NewIdentifier]) -> list[int]:
+    """Identifiers with their values, in two statements whatever their number
+    (a batch registration); returns their ids, in order."""
+    if not new:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "name": item.name,
+            "name_key": item.name_key,
+            "dns_path": item.dns_path,
+            "prefix_id": item.prefix_id,
+            "template_id": item.template_id,
+            "revision": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item in new
+    ]
+    if conn.dialect.name == "postgresql" and len(new) >= COPY_ROWS:
+        # Ids drawn first, so the rows (and their values) can go by COPY.
+        ids = list(
+            (
+                await conn.execute(
+                    sql(
+                        "SELECT nextval(pg_get_serial_sequence('identifiers', 'id')) "
+                        "FROM generate_series(1, :n)"
+                    ),
+                    {"n": len(new)},
+                )
+            ).scalars()
+        )
+        await insert_rows(
+            conn, t.identifiers, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
+        )
+    else:
+        result = await conn.execute(
+            insert(t.identifiers).returning(t.identifiers.c.id, sort_by_parameter_order=True),
+            rows,
+        )
+        ids = [int(row[0]) for row in result]
+    values = [_value_row(i, v) for i, item in zip(ids, new, strict=True) for v in item.values]
+    await insert_rows(conn, t.identifier_values, values)
+    return ids
+
+
 async def insert_identifier(
     conn: AsyncConnection,
     *,
@@ -795,27 +913,8 @@ async def insert_identifier(
     values: Sequence[HandleValue],
     dns_path: str | None = None,
 ) -> int:
-    now = utcnow()
-    result = await conn.execute(
-        insert(t.identifiers)
-        .values(
-            name=name,
-            name_key=name_key,
-            dns_path=dns_path,
-            prefix_id=prefix_id,
-            template_id=template_id,
-            revision=1,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(t.identifiers.c.id)
-    )
-    identifier_id = int(result.scalar_one())
-    if values:
-        await conn.execute(
-            insert(t.identifier_values), [_value_row(identifier_id, v) for v in values]
-        )
-    return identifier_id
+    new = NewIdentifier(name, name_key, prefix_id, template_id, values, dns_path)
+    return (await insert_identifiers(conn, [new]))[0]
 
 
 async def replace_identifier_values(

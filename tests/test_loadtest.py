@@ -106,3 +106,53 @@ def test_daily_requirement_scenario_counts_exactly_what_was_sent(tmp_path: Path)
     assert result["node_daily_counter"] == 2000
     assert result["persisted_daily_statistics"] == 2000
     assert result["prometheus"] == 2000
+
+
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_registration_benchmark_files_everything_with_audit_and_outbox(tmp_path: Path) -> None:
+    out = tmp_path / "register.json"
+    done = run_module(
+        "loadtest.bench_register", "--calls", "1", "--native", "100", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    runs = {run["path"]: run for run in json.loads(out.read_text())["runs"]}
+    assert runs["batchCreate"]["identifiers"] == 2000 and runs["native"]["identifiers"] == 100
+    for run in runs.values():
+        assert run["failures"] == 0 and run["identifiers_per_second"] > 0
+        assert run["audit_rows_added"] == run["identifiers"] == run["outbox_rows_added"]
+
+
+def test_scale_benchmark_reports_cold_latency_and_memory(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    done = run_module(
+        "loadtest.bench_scale", "--sizes", "1000,5000", "--requests", "200", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["identifiers"] for run in runs] == [1000, 5000]
+    for run in runs:
+        assert run["errors"] == 0 and run["requests"] == 200
+        assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["p999_ms"]
+        assert run["rss_after_start_mb"] > 0
+
+
+def test_soak_holds_memory_steady_without_errors(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    done = run_module(
+        "loadtest.soak", "--minutes", "0.4", "--rate", "200", "--identifiers", "640",
+        "--users", "10", "--warmup", "10", "--tolerance", "0.1", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["sent"] == 4800 and result["failures"] == 0
+    assert len(result["memory"]) >= 4 and result["growth_after_warmup"] <= 0.1

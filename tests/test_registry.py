@@ -523,10 +523,10 @@ async def test_failed_write_leaves_nothing_behind(
     values_before = await count(registry, schema.identifier_values)
     audit_before = await count(registry, schema.audit_log)
 
-    async def broken_outbox(*args: object, **kwargs: object) -> int:
+    async def broken_outbox(*args: object, **kwargs: object) -> list[int]:
         raise RuntimeError("outbox write failed")
 
-    monkeypatch.setattr(store, "append_outbox", broken_outbox)
+    monkeypatch.setattr(store, "append_entries", broken_outbox)
     with pytest.raises(RuntimeError):
         await registry.identifiers.create(admin, record(f"{prefix}/half"))
     monkeypatch.undo()

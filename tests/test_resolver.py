@@ -496,6 +496,23 @@ async def test_an_answer_read_across_a_write_is_not_cached(
     assert fresh.values[0].data == b"https://new"
 
 
+def test_short_lived_answers_neither_evict_others_nor_pile_up() -> None:
+    now = [0.0]
+    cache = AnswerCache(max_entries=2, clock=lambda: now[0])
+    cache.put("found-1", "v", "a", ttl=60)
+    cache.put("found-2", "v", "b", ttl=60)
+    for i in range(1000):  # a flood of made-up names, "not found" for 5 s each
+        now[0] += 0.01
+        cache.put(f"made-up-{i}", "v", None, ttl=5)
+    assert cache.get("found-1", "v") == "a" and cache.get("found-2", "v") == "b"
+    assert len(cache) <= 2 + 501  # only the last five seconds' misses are held
+    now[0] += 5.0
+    cache.put("one-more", "v", None, ttl=5)
+    assert len(cache) == 3  # the expired ones went as the next arrived
+    cache.invalidate("one-more")
+    assert cache.get("one-more", "v") is None
+
+
 def test_answers_of_other_nodes_are_kept_only_until_everything_is_dropped() -> None:
     cache = AnswerCache()
     epoch, cleared = cache.epoch, cache.cleared

@@ -142,22 +142,12 @@ class Change:
         return self._lookups[key]
 
     async def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
-        await store.append_audit(
-            self.conn,
-            self.head,
-            actor=self.actor.name,
-            action=action,
-            target=target,
-            detail=detail or {},
-            remote=self.actor.remote,
-            at=self.now,
-        )
+        """An audit entry alone (account changes: nothing to send upward)."""
+        await self._append([store.Entry(action, target, {}, detail or {})], outbox=False)
 
     async def emit(self, event: str, subject: str, payload: dict[str, Any]) -> None:
-        seq = await store.append_outbox(
-            self.conn, self.head, event=event, subject=subject, payload=payload, at=self.now
-        )
-        self.events.append(ChangeEvent(seq, event, subject))
+        """An outbox event alone (the sync worker re-sending what the top-level node lacks)."""
+        await self._append([store.Entry(event, subject, payload, {})], audit=False)
 
     async def record(
         self,
@@ -167,8 +157,31 @@ class Change:
         audit_detail: dict[str, Any] | None = None,
     ) -> None:
         """Audit a change and queue it for the top-level node, together."""
-        await self.audit(action, target, audit_detail if audit_detail is not None else payload)
-        await self.emit(action, target, payload)
+        detail = audit_detail if audit_detail is not None else payload
+        await self._append([store.Entry(action, target, payload, detail)])
+
+    async def record_many(self, entries: Sequence[store.Entry]) -> None:
+        """:meth:`record` for many changes at once (batch registration)."""
+        await self._append(entries)
+
+    async def _append(
+        self, entries: Sequence[store.Entry], *, audit: bool = True, outbox: bool = True
+    ) -> None:
+        seqs = await store.append_entries(
+            self.conn,
+            self.head,
+            entries,
+            actor=self.actor.name,
+            remote=self.actor.remote,
+            at=self.now,
+            audit=audit,
+            outbox=outbox,
+        )
+        if outbox:
+            self.events.extend(
+                ChangeEvent(seq, entry.action, entry.target)
+                for seq, entry in zip(seqs, entries, strict=True)
+            )
 
     @contextlib.asynccontextmanager
     async def item(self) -> AsyncIterator[None]:

@@ -127,7 +127,76 @@ class Identifiers:
     # --- batches: one transaction, one savepoint per item ------------------
 
     async def batch_create(self, actor: Actor, records: Sequence[SnmsRecord]) -> list[ItemResult]:
-        return await self._batch(actor, records, self._create)
+        """Validate every record, then write the new ones in a few statements
+        (identifiers, values, audit entries, outbox events); if the database
+        still refuses one, fall back to one savepoint per record."""
+        actor.require()
+        _check_batch_size(records)
+        results: list[ItemResult | None] = [None] * len(records)
+        async with self.s.change(actor) as change:
+            planned: list[tuple[int, HandleName, Template, list[HandleValue], Prefix]] = []
+            for i, record in enumerate(records):
+                try:
+                    parsed, prefix, template, values = await self._prepare(change, record)
+                except RegistryError as exc:
+                    results[i] = ItemResult(record.handle, False, str(exc))
+                else:
+                    planned.append((i, parsed, template, values, prefix))
+            stored = await store.get_identifiers(change.conn, [p[1].key for p in planned])
+            claimed: dict[str, tuple[int | None, Sequence[HandleValue]]] = {
+                key: (found.template_id, found.values) for key, found in stored.items()
+            }
+            new = []
+            repeats: dict[str, list[int]] = {}
+            """Items that repeat a new one of this batch: they share its fate."""
+            for i, parsed, template, values, prefix in planned:
+                earlier = claimed.get(parsed.key)
+                if earlier is None:
+                    claimed[parsed.key] = (template.id, values)
+                    new.append((i, parsed, template, values, prefix))
+                    results[i] = ItemResult(records[i].handle, True, SUCCESS)
+                elif earlier[0] == template.id and _same_values(earlier[1], values):
+                    results[i] = ItemResult(records[i].handle, True, SUCCESS)  # a retry
+                    repeats.setdefault(parsed.key, []).append(i)
+                else:
+                    results[i] = ItemResult(records[i].handle, False, EXISTS)
+            try:
+                async with change.item():
+                    await self._insert_all(change, new)
+            except (IntegrityError, DataError) as exc:
+                log.warning("batch refused as a whole (%s); registering one by one", exc.orig)
+                one_by_one = await self._each(change, [records[i] for i, *_ in new], self._create)
+                for (i, parsed, *_), result in zip(new, one_by_one, strict=True):
+                    results[i] = result
+                    for repeat in repeats.get(parsed.key, []) if not result.ok else []:
+                        results[repeat] = ItemResult(records[repeat].handle, False, result.message)
+        return [r for r in results if r is not None]
+
+    async def _insert_all(
+        self,
+        change: Change,
+        new: Sequence[tuple[int, HandleName, Template, list[HandleValue], Prefix]],
+    ) -> None:
+        await store.insert_identifiers(
+            change.conn,
+            [
+                store.NewIdentifier(
+                    parsed.text, parsed.key, prefix.id, template.id, values, self.s.dns_path(parsed)
+                )
+                for _, parsed, template, values, prefix in new
+            ],
+        )
+        await change.record_many(
+            [
+                store.Entry(
+                    "identifier.created",
+                    parsed.text,
+                    record_payload(parsed.text, template.version, values),
+                    {"template": template.version, "indexes": [v.index for v in values]},
+                )
+                for _, parsed, template, values, _prefix in new
+            ]
+        )
 
     async def batch_update(self, actor: Actor, records: Sequence[SnmsRecord]) -> list[ItemResult]:
         return await self._batch(actor, records, self._update)
@@ -146,24 +215,32 @@ class Identifiers:
         operation: Callable[[Change, ItemT], Awaitable[object]],
     ) -> list[ItemResult]:
         actor.require()
-        if len(items) > MAX_BATCH:
-            raise InvalidRequest(f"批量操作不能超过{MAX_BATCH}条 (at most {MAX_BATCH} items)")
-        results: list[ItemResult] = []
+        _check_batch_size(items)
         async with self.s.change(actor) as change:
-            for item in items:
-                handle = item if isinstance(item, str) else getattr(item, "handle", "")
-                try:
-                    async with change.item():
-                        await operation(change, item)
-                except RegistryError as exc:
-                    results.append(ItemResult(handle, False, str(exc)))
-                except IntegrityError:
-                    results.append(ItemResult(handle, False, EXISTS))
-                except DataError as exc:  # validation should have caught it; report, go on
-                    log.warning("database refused batch item %r: %s", handle, exc.orig)
-                    results.append(ItemResult(handle, False, "数据不合法 (value refused)"))
-                else:
-                    results.append(ItemResult(handle, True, SUCCESS))
+            return await self._each(change, items, operation)
+
+    async def _each(
+        self,
+        change: Change,
+        items: Sequence[ItemT],
+        operation: Callable[[Change, ItemT], Awaitable[object]],
+    ) -> list[ItemResult]:
+        """One savepoint per item: a failed item leaves nothing, the others go on."""
+        results: list[ItemResult] = []
+        for item in items:
+            handle = item if isinstance(item, str) else getattr(item, "handle", "")
+            try:
+                async with change.item():
+                    await operation(change, item)
+            except RegistryError as exc:
+                results.append(ItemResult(handle, False, str(exc)))
+            except IntegrityError:
+                results.append(ItemResult(handle, False, EXISTS))
+            except DataError as exc:  # validation should have caught it; report, go on
+                log.warning("database refused batch item %r: %s", handle, exc.orig)
+                results.append(ItemResult(handle, False, "数据不合法 (value refused)"))
+            else:
+                results.append(ItemResult(handle, True, SUCCESS))
         return results
 
     # --- the operations, inside a change ----------------------------------
@@ -303,6 +380,11 @@ class Identifiers:
             raise Forbidden("没有权限 (not your prefix)")
         await store.delete_identifier(change.conn, existing.id)
         await change.record("identifier.deleted", existing.name, {"handle": existing.name})
+
+
+def _check_batch_size(items: Sequence[object]) -> None:
+    if len(items) > MAX_BATCH:
+        raise InvalidRequest(f"批量操作不能超过{MAX_BATCH}条 (at most {MAX_BATCH} items)")
 
 
 def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:

@@ -185,9 +185,14 @@ class DnsService:
             return wire
         shape = found[0]
         if answer.key is None:
-            if len(self._negative) >= MAX_NEGATIVE:
+            now = time.monotonic()
+            # One lifetime for all: the oldest expire first, and go as they do.
+            while self._negative and (
+                len(self._negative) >= MAX_NEGATIVE or next(iter(self._negative.values()))[1] <= now
+            ):
                 self._negative.popitem(last=False)
-            self._negative[shape] = (wire[2:], time.monotonic() + NEGATIVE_TTL, label)
+            self._negative.pop(shape, None)
+            self._negative[shape] = (wire[2:], now + NEGATIVE_TTL, label)
         elif answer.ttl > 0:
             if len(self._shapes) >= self.cache.max_entries:
                 self._shapes.clear()  # stale mappings only cost a miss

@@ -311,9 +311,12 @@ class HandleService:
         template = await self.engine.answer_slot(
             name, query, shape, encode, recurse=recurse, depth=depth
         )
-        if len(self._shapes) >= _FAST_CACHE_LIMIT:
-            self._shapes.clear()
-        self._shapes[shape] = name.key
+        if template.outcome in ("found", "referral"):
+            # Misses are cached only briefly: a map entry per made-up name would
+            # outlive them, so they take the slow path (still a cache hit).
+            if len(self._shapes) >= _FAST_CACHE_LIMIT:
+                self._shapes.clear()
+            self._shapes[shape] = name.key
         return template, template.prefix
 
     def _resolution_message(

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from registry import schema, store
 from registry.errors import (
@@ -473,6 +474,48 @@ async def test_batch_items_are_atomic_each(registry: Registry, admin: Actor) -> 
     assert dup is not None and {v.data for v in dup.values} >= {b"https://first"}
     deleted = await registry.identifiers.batch_delete(admin, [f"{prefix}/b1", f"{prefix}/none"])
     assert [(r.ok, r.message) for r in deleted] == [(True, "success"), (False, "标识不存在")]
+    assert problems_free(await registry.verify_audit())
+
+
+async def test_batch_repeats_retries_and_a_refused_bulk_write(
+    registry: Registry, admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = await hosted_enterprise(registry, admin)
+    await registry.identifiers.create(admin, record(f"{prefix}/kept"))
+    outbox_before = await count(registry, schema.outbox)
+    batch = [
+        record(f"{prefix}/kept"),  # a retry of what is stored: success, nothing new
+        record(f"{prefix}/twice"),
+        record(f"{prefix}/twice"),  # repeated within the batch, identical: success
+        record(f"{prefix}/twice", url="https://other"),  # repeated, different: exists
+        *(record(f"{prefix}/many-{i}") for i in range(100)),  # enough for COPY
+    ]
+    results = await registry.identifiers.batch_create(admin, batch)
+    assert [r.ok for r in results[:4]] == [True, True, True, False]
+    assert all(r.ok for r in results[4:])
+    assert await count(registry, schema.outbox) - outbox_before == 101  # twice + 100
+    async with registry.services.read() as conn:
+        stored = await store.get_identifiers(conn, [f"{prefix}/twice", f"{prefix}/many-99"])
+    assert len(stored) == 2
+    assert b"https://example.com/x" in {v.data for v in stored[f"{prefix}/twice"].values}
+    # The database refusing the bulk write (as a concurrent writer could make it):
+    # every record is then written on its own, each atomic.
+    real = store.insert_identifiers
+    calls = 0
+
+    async def refuse_bulk(conn: object, new: list[store.NewIdentifier]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if len(new) > 1:
+            raise IntegrityError("INSERT", None, Exception("simulated"))
+        return await real(conn, new)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "insert_identifiers", refuse_bulk)
+    again = await registry.identifiers.batch_create(
+        admin, [record(f"{prefix}/late-{i}") for i in range(3)] + [record(f"{prefix}/kept")]
+    )
+    assert [r.ok for r in again] == [True, True, True, True] and calls == 4
+    assert await count(registry, schema.outbox) - outbox_before == 104
     assert problems_free(await registry.verify_audit())
 
 

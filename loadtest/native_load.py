@@ -47,6 +47,7 @@ RC_SUCCESS = 1
 START_DELAY = 0.5
 """Seconds between the fork and the common start, for every process to connect."""
 REAP_INTERVAL = 0.2
+PACE_TICK = 0.001
 SPARE_SECONDS = 30.0
 """Beyond a run's own bound, how long the parent waits for a process's figures."""
 T = TypeVar("T")
@@ -193,6 +194,8 @@ class _Book:
         self.outcome = Outcome()
         self.refill = False
         """Closed loop: every answer (or loss) sends the next request on its side."""
+        self.idle = asyncio.Event()
+        """Set whenever nothing is in flight: the end of the drain."""
 
     def send(self, side: _Side) -> None:
         self.next_id = (self.next_id & 0x7F000000) | ((self.next_id + 1) & 0xFFFFFF)
@@ -200,7 +203,8 @@ class _Book:
         template = self.requests[self.position % len(self.requests)]
         self.position += 1
         self.pending[request_id] = (time.perf_counter(), side)
-        side.write(template[:8] + request_id.to_bytes(4, "big") + template[12:])
+        patched = request_id.to_bytes(4, "big")
+        side.write(template[: REQUEST_ID.start] + patched + template[REQUEST_ID.stop :])
         self.outcome.sent += 1
 
     def answer(self, data: bytes, side: _Side) -> None:
@@ -217,6 +221,8 @@ class _Book:
             self.outcome.errors += 1
         if self.refill:
             self.send(side)
+        elif not self.pending:
+            self.idle.set()
 
     def reap(self, now: float) -> None:
         """Count requests older than the timeout as lost (the dict is in send order)."""
@@ -228,6 +234,7 @@ class _Book:
             self.outcome.lost += 1
             if self.refill and not side.closed:
                 self.send(side)
+        self.idle.set()
 
 
 async def _open_sides(load: Load, book: _Book) -> list[_Side]:
@@ -251,9 +258,12 @@ async def _reaper(book: _Book) -> None:
         book.reap(time.perf_counter())
 
 
-async def _paced(book: _Book, sides: list[_Side], rate: float, start: float, seconds: float) -> None:
-    """Open loop: request k at start + k / rate. The event loop wakes about once a
-    millisecond, so requests that fell due meanwhile go out together."""
+async def _paced(
+    book: _Book, sides: list[_Side], rate: float, start: float, seconds: float
+) -> None:
+    """Open loop: request k at start + k / rate. The sender wakes at most once every
+    ``PACE_TICK`` and sends what fell due meanwhile together: uvloop's timers count whole
+    milliseconds, so a shorter sleep returns at once and the sender would spin."""
     total = max(1, round(rate * seconds))
     sent = 0
     while sent < total:
@@ -265,7 +275,7 @@ async def _paced(book: _Book, sides: list[_Side], rate: float, start: float, sec
             for k in range(sent, due):
                 book.send(sides[k % len(sides)])
             sent = due
-        await asyncio.sleep(max(0.0, start + sent / rate - time.perf_counter()))
+        await asyncio.sleep(max(PACE_TICK, start + sent / rate - time.perf_counter()))
 
 
 async def _closed(book: _Book, sides: list[_Side], window: int, start: float, end: float) -> None:
@@ -276,11 +286,14 @@ async def _closed(book: _Book, sides: list[_Side], window: int, start: float, en
     book.refill = False
 
 
-async def _drain(book: _Book, timeout: float) -> None:
-    deadline = time.perf_counter() + timeout
-    while book.pending and time.perf_counter() < deadline:
-        await asyncio.sleep(0.01)
-    book.reap(float("inf"))  # whatever is still out is lost
+async def _drain(book: _Book, seconds: float) -> None:
+    """Wait for the answers still out, ``seconds`` at most; the rest are lost."""
+    if book.pending:
+        book.idle.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await book.idle.wait()
+    book.reap(float("inf"))
 
 
 async def _process(load: Load, index: int, start: float, share: float | None) -> Outcome:

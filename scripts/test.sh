@@ -93,6 +93,15 @@ ensure_dns_tools() {
     install_without_services bind9-dnsutils knot-dnsutils knot nsd dnsperf
 }
 
+ensure_load_tools() {
+    # The benchmark suite drives HTTP with wrk (peak) and h2load (fixed rates).
+    if [ -x /usr/bin/wrk ] && [ -x /usr/bin/h2load ]; then
+        return 0
+    fi
+    echo "==> installing wrk and h2load from the distribution's packages"
+    install_without_services wrk nghttp2-client
+}
+
 ensure_prometheus() {
     # The rules are unit-tested with promtool, and the dashboard's queries run
     # against a real Prometheus scraping a real node.
@@ -107,6 +116,7 @@ ensure_venv "test"
 ensure_postgres
 ensure_chromium
 ensure_dns_tools
+ensure_load_tools
 ensure_prometheus
 cd "$ROOT"
 echo "==> ruff"

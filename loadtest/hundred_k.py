@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
+import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -79,18 +81,35 @@ def settle(condition: Callable[[], bool]) -> bool:
 
 
 def locust_totals(prefix: Path) -> dict[str, float]:
-    with (prefix.parent / f"{prefix.name}_stats.csv").open(newline="") as stats:
-        for row in csv.DictReader(stats):
-            if row["Name"] == "Aggregated":
-                return {
-                    "sent": int(row["Request Count"]),
-                    "failures": int(row["Failure Count"]),
-                    "requests_per_second": float(row["Requests/s"]),
-                    "p50_ms": float(row["50%"]),
-                    "p99_ms": float(row["99%"]),
-                    "p999_ms": float(row["99.9%"]),
-                }
-    raise RuntimeError("Locust wrote no aggregated statistics")
+    """Totals of a Locust run from its final statistics (``--json-file``; the CSV
+    files are written periodically and may miss the last requests)."""
+    entries = json.loads(prefix.with_name(f"{prefix.name}.json").read_text())
+    sent = sum(int(e["num_requests"]) for e in entries)
+    times: Counter[float] = Counter()
+    for entry in entries:
+        for milliseconds, count in entry["response_times"].items():
+            times[float(milliseconds)] += int(count)
+    seconds = max(
+        (float(e["last_request_timestamp"]) - float(e["start_time"]) for e in entries),
+        default=0.0,
+    )
+
+    def percentile(fraction: float) -> float:
+        rank, seen = max(1, math.ceil(fraction * sent)), 0
+        for milliseconds in sorted(times):
+            seen += times[milliseconds]
+            if seen >= rank:
+                return milliseconds
+        return 0.0
+
+    return {
+        "sent": sent,
+        "failures": sum(int(e["num_failures"]) for e in entries),
+        "requests_per_second": sent / seconds if seconds else 0.0,
+        "p50_ms": percentile(0.50),
+        "p99_ms": percentile(0.99),
+        "p999_ms": percentile(0.999),
+    }
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -104,7 +123,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         first_day = datetime.now(zone).date()
         before = stored_total(database, first_day.isoformat(), first_day.isoformat())
         with Prometheus(workdir, node.endpoints["http"]) as prometheus:
-            csv_prefix = workdir / "hundred-k"
+            stats_prefix = workdir / "hundred-k"
             locust_env = {
                 **os.environ,
                 "IDNODE_DNS": node.endpoints["dns"],
@@ -135,8 +154,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         "10",
                         "--host",
                         node.base,
-                        "--csv",
-                        str(csv_prefix),
+                        "--json-file",
+                        str(stats_prefix),
                         "--only-summary",
                     ],
                     env=locust_env,
@@ -147,7 +166,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     stderr=subprocess.STDOUT,
                 )
             seconds = time.monotonic() - started
-            figures = locust_totals(csv_prefix)
+            figures = locust_totals(stats_prefix)
             sent = int(figures["sent"])
             last_day = datetime.now(zone).date()
             crossed = last_day != first_day

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
                         "--users", str(args.users), "--spawn-rate", str(args.users),
                         "--run-time", f"{int(seconds) + 60}s", "--stop-timeout", "10",
-                        "--host", node.base, "--csv", str(workdir / "soak"), "--only-summary",
+                        "--host", node.base, "--json-file", str(workdir / "soak"), "--only-summary",
                     ],
                     env=locust_env,
                     cwd=workdir,

@@ -349,11 +349,12 @@ class SyncWorker:
                 self.backoff.reset()
                 wait = idle
             except Unavailable as exc:
-                SYNC_RETRIED.inc()
                 wait = self.backoff.next()
                 log.warning("sync: %s; retrying in %.1f s", exc, wait)
                 with contextlib.suppress(DBAPIError, PoolTimeout, OSError):
                     await self.update_gauges()
+                # Counted after the gauges, so whoever sees the retry sees the backlog too.
+                SYNC_RETRIED.inc()
             except Refused as exc:
                 log.error("sync stopped: %s", exc)
                 return

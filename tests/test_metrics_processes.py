@@ -187,6 +187,7 @@ def test_the_sync_worker_alone_serves_its_metrics(tmp_path: Path) -> None:
         url = f"http://{at}/metrics"
         assert wait_until(lambda: scrape(url).get(("idnode_sync_retries_total", ()), 0) >= 1, 20)
         samples = scrape(url)
+        assert ("idnode_sync_backlog_events", ()) in samples, sorted(samples)
         assert samples[("idnode_sync_backlog_events", ())] >= 1  # the node's registration
         assert samples[("idnode_sync_last_success_timestamp_seconds", ())] == 0  # never
         with urllib.request.urlopen(f"http://{at}/readyz", timeout=10) as response:

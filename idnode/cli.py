@@ -17,7 +17,8 @@ import dns.name
 
 from . import logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
-from .node import Node, StartupError, open_node, serve, serve_worker
+from .listen import StartupError
+from .node import Node, open_node, serve, serve_worker
 
 log = logging.getLogger("idnode")
 
@@ -74,7 +75,7 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
             "--workers",
             type=int,
             metavar="N",
-            help="processes sharing the HTTP, Handle and DNS ports (SO_REUSEPORT; default 1)",
+            help="processes sharing the HTTP, Handle and DNS ports (default: one a core)",
         )
     parser.add_argument("--log-format", choices=("auto", "json", "text"))
 
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo-admin:demo-secret.",
     )
     _common(p)
+    _metrics_flag(p)
     p.add_argument(
         "--enterprises",
         type=int,
@@ -262,19 +264,23 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coroutine)
 
 
-async def _serve(config: Config) -> int:
-    await serve(config)
+async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
+    await serve(config, reload=reload)
     return 0
 
 
-async def _demo(config: Config) -> int:
+async def _demo(config: Config, reload: Callable[[], Config] | None = None) -> int:
     from . import demo
 
     admin = config.bootstrap_pair() or demo.DEMO_ADMIN
-    # Loopback development: Handle REST credentials over plain HTTP are accepted.
-    config = dataclasses.replace(
-        config, bootstrap_admin=":".join(admin), allow_plain_http_auth=True
-    )
+
+    def demo_settings(config: Config) -> Config:
+        # Loopback development: Handle REST credentials over plain HTTP are accepted.
+        return dataclasses.replace(
+            config, bootstrap_admin=":".join(admin), allow_plain_http_auth=True
+        )
+
+    config = demo_settings(config)
 
     async def seed(node: Node) -> None:
         print(
@@ -320,7 +326,13 @@ async def _demo(config: Config) -> int:
         for line in demo.examples(base, admin, dig if dns_at else None):
             print("  " + line, flush=True)
 
-    await serve(config, migrate_schema=True, before_ready=seed, after_ready=show)
+    await serve(
+        config,
+        migrate_schema=True,
+        before_ready=seed,
+        after_ready=show,
+        reload=(lambda: demo_settings(reload())) if reload is not None else None,
+    )
     return 0
 
 
@@ -481,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The demo keeps its own database unless one is named explicitly.
             config = _config(args, base=Config(database_url=DEMO_DB))
             logs.setup(config.log_format, config.log_level)
-            return _run(_demo(config))
+            return _run(_demo(config, lambda: _config(args, base=Config(database_url=DEMO_DB))))
         logs.setup(config.log_format, config.log_level)
         if args.command == "sync":
             return _run(_sync(config, args.action))
@@ -489,9 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .report import report
 
             return _run(report(config, args.days, args.html))
+        if args.command == "serve":
+            return _run(_serve(config, lambda: _config(args)))
         commands: dict[str, Callable[[Config], Coroutine[Any, Any, int]]] = {
             "toplevel": _toplevel,
-            "serve": _serve,
             "migrate": _migrate,
             "audit": _audit,
         }

@@ -71,8 +71,11 @@ class Config:
     """Of the responses over the limit, every this many goes out truncated (0: none)."""
     dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks that are never rate limited."""
-    workers: int = 1
-    """Processes answering on the same ports (SO_REUSEPORT): one per core is best."""
+    workers: int = 0
+    """Processes answering on the same ports (SO_REUSEPORT); 0: one per core."""
+    listen_ipv6: str = "auto"
+    """The IPv6 address every listener also serves: ``auto`` (``::1`` beside a
+    loopback address, ``::`` beside ``0.0.0.0``), ``off``, or an address."""
     toplevel: str = ""
     """Base URL of the top-level node to sync with (``serve`` runs the worker when set)."""
     toplevel_faults: str = ""
@@ -197,5 +200,7 @@ def load(
     config = dataclasses.replace(base or Config(), **coerced)
     if config.log_format not in ("auto", "json", "text"):
         raise ConfigError("log_format must be auto, json or text")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError("log_level must be debug, info, warning, error or critical")
     config.bootstrap_pair()
     return config

@@ -7,18 +7,19 @@ import contextlib
 import dataclasses
 import gc
 import ipaddress
+import json
 import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 import zoneinfo
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import dns.exception
@@ -73,12 +74,17 @@ from sync.worker import SyncWorker
 
 from .accounting import Accounting, count_auth_failure, count_registrations
 from .config import ENV_PREFIX, Config, ConfigError, Endpoint
+from .listen import (
+    Listening,
+    StartupError,
+    announce,
+    ipv6_twin,
+    listen,
+)
+from .logs import AccessLogSwitch, request_ids
+from .reloading import setup_logging, split_changes
 
 log = logging.getLogger("idnode")
-
-
-class StartupError(RuntimeError):
-    """The node cannot start; the message is the one-line reason."""
 
 
 @dataclass
@@ -90,6 +96,10 @@ class Node:
     resolver: Engine
     endpoints: dict[str, Endpoint] = dataclasses.field(default_factory=dict)
     """What the servers bound, by service (``http``, ``handle``, ``dns``), once listening."""
+    access_log: AccessLogSwitch = dataclasses.field(default_factory=AccessLogSwitch)
+
+    def __post_init__(self) -> None:
+        self.access_log.enabled = self.config.access_log
 
 
 @asynccontextmanager
@@ -190,13 +200,16 @@ async def start_metrics_listener(config: Config, db: AsyncEngine) -> web.AppRunn
         endpoint = Endpoint.parse(config.metrics)
     except ConfigError as exc:
         raise StartupError(f"bad metrics listener: {exc}") from None
-    sock = bind_tcp(endpoint)
+    sockets = listen_service(config, endpoint, udp=False)
     app = web.Application()
     add_health_routes(app, db)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
-    announce("metrics", bound(sock))
+    for sock in sockets.tcp:
+        await web.SockSite(runner, sock).start()
+    for twin in sockets.twins:
+        announce("metrics6", twin)
+    announce("metrics", sockets.endpoint)
     return runner
 
 
@@ -235,7 +248,9 @@ class Counting:
 
 
 def build_http_app(node: Node) -> web.Application:
-    app = web.Application(client_max_size=registry.api.MAX_BODY_BYTES)
+    app = web.Application(
+        client_max_size=registry.api.MAX_BODY_BYTES, middlewares=[request_ids(node.access_log)]
+    )
     add_health_routes(app, node.db)
     registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
     # Last: the redirect proxy's catch-all for names.
@@ -277,49 +292,6 @@ def node_site(
     return SiteInfo(servers=(server,), attributes=(("desc", desc),))
 
 
-def bind_pair(
-    endpoint: Endpoint, *, reuse_port: bool = False
-) -> tuple[socket.socket, socket.socket]:
-    """TCP and UDP on one port (port 0: a port free for both). With
-    ``reuse_port``, other processes may bind the same port (SO_REUSEPORT) and
-    the kernel spreads clients over them."""
-    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
-    for _attempt in range(20):
-        tcp = bind_tcp(endpoint, reuse_port=reuse_port)
-        port = tcp.getsockname()[1]
-        udp = socket.socket(family, socket.SOCK_DGRAM)
-        _grow_receive_buffer(udp)
-        try:
-            if reuse_port:
-                udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            udp.bind((endpoint.host, port))
-        except OSError as exc:
-            udp.close()
-            tcp.close()
-            if endpoint.port:
-                raise StartupError(f"cannot listen on UDP {endpoint}: {exc.strerror}") from None
-            continue  # the TCP port was free, its UDP twin not: try another
-        udp.setblocking(False)
-        return tcp, udp
-    raise StartupError(f"no port free for both TCP and UDP on {endpoint.host}")
-
-
-UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
-
-
-def _grow_receive_buffer(udp: socket.socket) -> None:
-    """Room for bursts of datagrams between two reads (the default, ~200 KiB,
-    overflows under load): forced past the system limit where allowed (root)."""
-    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-        if option is None:
-            continue
-        try:
-            udp.setsockopt(socket.SOL_SOCKET, option, UDP_RECEIVE_BUFFER)
-            return
-        except OSError:
-            continue
-
-
 def tls_context(config: Config) -> ssl.SSLContext | None:
     if not config.tls_cert and not config.tls_key:
         return None
@@ -334,55 +306,57 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def bind_tcp(endpoint: Endpoint, *, reuse_port: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((endpoint.host, endpoint.port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"cannot listen on {endpoint}: {exc.strerror}") from None
-    return sock
-
-
-def bound(sock: socket.socket) -> Endpoint:
-    host, port = sock.getsockname()[:2]
-    return Endpoint(host, port)
-
-
-def announce(service: str, endpoint: Endpoint) -> None:
-    """The ready line scripts and tests wait for."""
-    print(f"listening {service} {endpoint}", flush=True)
-    log.info("listening %s %s", service, endpoint)
-
-
 @dataclass
 class Servers:
-    """One process's listeners — HTTP, the native Handle protocol, DNS — with the
-    change feed that keeps its caches fresh and the accounting of what it answers."""
+    """One process's listeners — HTTP, the native Handle protocol, DNS, each at
+    its address and that address's IPv6 twin — with the change feed that keeps
+    its caches fresh and the accounting of what it answers."""
 
     http: Endpoint
     handle: Endpoint
     dns: Endpoint
+    twins: dict[str, list[Endpoint]]
+    """The IPv6 twins' endpoints, by service."""
     site_bytes: bytes
     runner: web.AppRunner
-    native: resolver.handle.server.HandleListeners
-    zone: resolver.dns.server.DnsListeners
+    native: list[resolver.handle.server.HandleListeners]
+    zone: list[resolver.dns.server.DnsListeners]
     feed: ChangeFeed
     counting: Counting
+    tls: ssl.SSLContext | None = None
 
     async def close(self) -> None:
         """Stop taking requests, let those in flight finish, then count the last ones."""
         await self.runner.cleanup()
-        await self.native.close()
-        await self.zone.close()
+        for native in self.native:
+            await native.close()
+        for zone in self.zone:
+            await zone.close()
         await self.feed.stop()
         await self.counting.stop()
+
+    def announce(self) -> None:
+        """The ready lines, each service's IPv6 twins (``http6``...) before it."""
+        for service, endpoint in (("http", self.http), ("handle", self.handle)):
+            for twin in self.twins.get(service, []):
+                announce(service + "6", twin)
+            announce(service, endpoint)
+
+    def announce_dns(self) -> None:
+        for twin in self.twins.get("dns", []):
+            announce("dns6", twin)
+        announce("dns", self.dns)
+
+
+def listen_service(
+    config: Config, endpoint: Endpoint, *, udp: bool, reuse_port: bool = False
+) -> Listening:
+    """A service's sockets at ``endpoint`` and its IPv6 twin (``listen_ipv6``)."""
+    try:
+        twin = ipv6_twin(config.listen_ipv6, endpoint.host)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    return listen(endpoint, udp=udp, reuse_port=reuse_port, twin=twin)
 
 
 async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> Servers:
@@ -390,10 +364,9 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
     ``reuse_port``: other processes of the node bind the same ports)."""
     config = node.config
     context = tls_context(config)
-    sock = bind_tcp(config.http, reuse_port=reuse_port)
-    http = bound(sock)
-    handle_tcp, handle_udp = bind_pair(config.handle, reuse_port=reuse_port)
-    handle = bound(handle_tcp)
+    http_sockets = listen_service(config, config.http, udp=False, reuse_port=reuse_port)
+    handle_sockets = listen_service(config, config.handle, udp=True, reuse_port=reuse_port)
+    http, handle = http_sockets.endpoint, handle_sockets.endpoint
     server_key = load_server_key(config)
     site = node_site(
         config,
@@ -411,20 +384,27 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
         server_key=server_key,
         site_bytes=lambda: site_bytes,
     )
-    native = await resolver.handle.server.start(service, handle_tcp, handle_udp)
-    dns_at, zone = await serve_zone(node, reuse_port=reuse_port)
+    native = [
+        await resolver.handle.server.start(service, tcp, udp) for tcp, udp in handle_sockets.pairs()
+    ]
+    dns_sockets, zone = await serve_zone(node, reuse_port=reuse_port)
     feed = ChangeFeed(node.db, node.resolver.on_changes)
     await feed.start()
     counting = Counting.start(node, node_gauges=node_gauges)
-    runner = web.AppRunner(
-        build_http_app(node),
-        access_log=log if config.access_log else None,
-        handle_signals=False,
-    )
+    runner = web.AppRunner(build_http_app(node), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.SockSite(runner, sock, ssl_context=context).start()
+    for sock in http_sockets.tcp:
+        await web.SockSite(runner, sock, ssl_context=context).start()
+    dns_at = dns_sockets.endpoint
     node.endpoints.update(http=http, handle=handle, dns=dns_at)
-    return Servers(http, handle, dns_at, site_bytes, runner, native, zone, feed, counting)
+    twins = {
+        "http": http_sockets.twins,
+        "handle": handle_sockets.twins,
+        "dns": dns_sockets.twins,
+    }
+    return Servers(
+        http, handle, dns_at, twins, site_bytes, runner, native, zone, feed, counting, context
+    )
 
 
 async def serve(
@@ -433,29 +413,35 @@ async def serve(
     migrate_schema: bool = False,
     before_ready: Callable[[Node], Awaitable[None]] | None = None,
     after_ready: Callable[[Node, Endpoint], None] | None = None,
+    reload: Callable[[], Config] | None = None,
 ) -> None:
     """Run the node until SIGINT or SIGTERM: its servers here, and with
-    ``workers`` > 1 as many processes in all, sharing the ports."""
+    ``workers`` > 1 as many processes in all, sharing the ports. On SIGHUP,
+    ``reload`` reads the configuration again (idnode.reloading)."""
     async with open_node(config, migrate_schema=migrate_schema) as node:
         log.info("database %s", url_for_log(config.database_url))
         if before_ready is not None:
             await before_ready(node)
         stop = _stop_on_signals()
         zone = time_zone(config)
-        servers = await start_servers(node, reuse_port=config.workers > 1, node_gauges=True)
+        workers_wanted = worker_count(config)
+        servers = await start_servers(node, reuse_port=workers_wanted > 1, node_gauges=True)
         syncing = None
         metrics_runner = None
         workers = Workers()
         try:
             syncing = await start_sync(node, servers.site_bytes, zone) if config.toplevel else None
             metrics_runner = await start_metrics_listener(config, node.db)
-            announce("http", servers.http)  # TLS or not: the contract's service name
-            announce("handle", servers.handle)
-            await workers.spawn(config, servers, config.workers - 1)
+            servers.announce()  # TLS or not, "http" is the contract's service name
+            await workers.spawn(config, servers, workers_wanted - 1)
             settle_heap()
-            announce("dns", servers.dns)
+            servers.announce_dns()
             if after_ready is not None:
                 after_ready(node, servers.http)
+            if reload is not None:
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, reload_node, node, servers, workers, reload
+                )
             await stop.wait()
             log.info("stopping")
         finally:
@@ -467,16 +453,69 @@ async def serve(
                 await metrics_runner.cleanup()
 
 
+def worker_count(config: Config) -> int:
+    """``workers``, where 0 means one process per core this process may use."""
+    if config.workers > 0:
+        return config.workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def reload_node(
+    node: Node, servers: Servers, workers: Workers, reload: Callable[[], Config]
+) -> None:
+    """SIGHUP in the node: the configuration read again and applied here and in
+    every worker; a bad one is refused whole and the running settings kept."""
+    try:
+        wanted = reload()
+        settings, later = split_changes(node.config, wanted)
+        apply_settings(node, servers, settings)
+    except (ConfigError, StartupError) as exc:
+        log.error("reload refused, running settings kept: %s", exc)
+        return
+    workers.reload(settings)
+    log.info(
+        "reloaded configuration%s",
+        f"; these wait for a restart: {', '.join(later)}" if later else "",
+    )
+
+
+def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) -> None:
+    """Apply reloadable settings in this process: checked first, then all at
+    once (StartupError: nothing applied)."""
+    config = dataclasses.replace(node.config, **settings)
+    if config.log_level.upper() not in LOG_LEVELS:
+        raise StartupError(f"unknown log_level {config.log_level!r}")
+    limit = rate_limit(config)
+    if servers.tls is not None and tls_context(config) is not None:
+        # Checked on a fresh context first: the live one must never be half-loaded.
+        servers.tls.load_cert_chain(config.tls_cert, config.tls_key)
+    setup_logging(config)
+    node.access_log.enabled = config.access_log
+    for zone in servers.zone:
+        zone.udp.limiter.reconfigure(limit)
+    node.config = config
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 async def serve_zone(
     node: Node, *, reuse_port: bool
-) -> tuple[Endpoint, resolver.dns.server.DnsListeners]:
-    """The DNS zone on UDP and TCP at ``config.dns``, answered from the node's engine."""
-    tcp, udp = bind_pair(node.config.dns, reuse_port=reuse_port)
-    at = bound(tcp)
-    zone = dns_service(node, at)
+) -> tuple[Listening, list[resolver.dns.server.DnsListeners]]:
+    """The DNS zone on UDP and TCP at ``config.dns`` (and its IPv6 twin),
+    answered from the node's engine."""
+    sockets = listen_service(node.config, node.config.dns, udp=True, reuse_port=reuse_port)
+    zone = dns_service(node, sockets.endpoint)
     await zone.start()
-    listeners = await resolver.dns.server.start(zone, tcp, udp, rate_limit=rate_limit(node.config))
-    return at, listeners
+    limit = rate_limit(node.config)
+    listeners = [
+        await resolver.dns.server.start(zone, tcp, udp, rate_limit=limit)
+        for tcp, udp in sockets.pairs()
+    ]
+    return sockets, listeners
 
 
 def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
@@ -587,6 +626,13 @@ class Workers:
                 status,
             )
 
+    def reload(self, settings: Mapping[str, Any]) -> None:
+        """Pass reloaded settings on: one JSON line on each worker's control pipe."""
+        line = json.dumps(dict(settings)).encode() + b"\n"
+        for worker in self.processes:
+            if worker.stdin is not None and not worker.stdin.is_closing():
+                worker.stdin.write(line)
+
     async def stop(self) -> None:
         self._stopping = True
         for worker in self.processes:
@@ -616,8 +662,12 @@ async def serve_worker(config: Config) -> None:
     async with open_node(config) as node:
         stop = _stop_on_signals()
         loop = asyncio.get_running_loop()
-        loop.add_reader(sys.stdin.fileno(), _stop_at_eof, stop)
         servers = await start_servers(node, reuse_port=True, node_gauges=False)
+        control = ControlPipe(node, servers, stop)
+        loop.add_reader(sys.stdin.fileno(), control.read)
+        # The node reads the configuration and passes it on; a SIGHUP sent to
+        # the whole process group must not end the worker (the default action).
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
         try:
             settle_heap()
             announce("worker", servers.http)
@@ -627,9 +677,28 @@ async def serve_worker(config: Config) -> None:
             await servers.close()
 
 
-def _stop_at_eof(stop: asyncio.Event) -> None:
-    if not os.read(sys.stdin.fileno(), 4096):
-        stop.set()
+class ControlPipe:
+    """A worker's stdin: a JSON line of reloaded settings from the node, or the
+    end of the file — the node is going (or gone), and so is the worker."""
+
+    def __init__(self, node: Node, servers: Servers, stop: asyncio.Event) -> None:
+        self.node = node
+        self.servers = servers
+        self.stop = stop
+        self.pending = b""
+
+    def read(self) -> None:
+        chunk = os.read(sys.stdin.fileno(), 65536)
+        if not chunk:
+            self.stop.set()
+            asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
+            return
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for line in lines:
+            try:
+                apply_settings(self.node, self.servers, json.loads(line))
+            except (ValueError, TypeError, StartupError) as exc:
+                log.error("reload refused, running settings kept: %s", exc)
 
 
 @dataclass

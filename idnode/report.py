@@ -19,7 +19,8 @@ from registry.db import DatabaseError, check_schema, create_engine, describe_err
 
 from .accounting import SERVED_WINDOW_DAYS
 from .config import Config
-from .node import StartupError, time_zone
+from .listen import StartupError
+from .node import time_zone
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,8 @@ from sync.toplevel.app import SERVER, Faults, TopLevel, build_app
 from sync.toplevel.native import TopLevelHandle
 
 from .config import Config
-from .node import (
-    StartupError,
-    _stop_on_signals,
-    announce,
-    bind_pair,
-    bind_tcp,
-    bound,
-    log,
-    node_site,
-)
+from .listen import StartupError, announce, bind_pair, bind_tcp, bound
+from .node import _stop_on_signals, log, node_site
 
 
 async def serve_toplevel(config: Config) -> None:

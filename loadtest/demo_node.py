@@ -68,6 +68,7 @@ class DemoNode:
 
     def __enter__(self) -> DemoNode:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+        env["IDNODE_WORKERS"] = "1"  # what a run measures is set in its flags
         env.update(self.env)
         self._log = (self.workdir / "node.log").open("wb")
         ports = ["--http", f"{HOST}:0", "--handle", f"{HOST}:0", "--dns", f"{HOST}:0"]

@@ -228,7 +228,7 @@ async def running_toplevel(database_url: str) -> AsyncIterator[TopLevelAt]:
     from aiohttp import web
 
     import resolver.handle.server
-    from idnode.node import bind_pair, bound
+    from idnode.listen import bind_pair, bound
     from sync.toplevel import store as toplevel_store
     from sync.toplevel.app import TopLevel, build_app
     from sync.toplevel.native import TopLevelHandle

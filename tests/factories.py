@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from registry.services import Actor, Registry
 from registry.services.enterprises import (
@@ -172,3 +179,32 @@ async def hosted_enterprise(
     await registry.enterprises.configure(admin, allocated.prefix, HostedConfig(1))
     await registry.templates.create(admin, template_spec(allocated.prefix))
     return allocated.prefix
+
+
+def self_signed(directory: Path, stem: str = "") -> tuple[Path, Path, int]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files
+    ``<stem>cert.pem`` and ``<stem>key.pem``; and the certificate's serial number."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    serial = x509.random_serial_number()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{stem}cert.pem", directory / f"{stem}key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path, serial

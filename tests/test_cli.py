@@ -44,6 +44,7 @@ def run_idnode(
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env["IDNODE_WORKERS"] = "1"  # not one per core: the tests that want more say so
     env.update(extra or {})
     return env
 
@@ -170,7 +171,7 @@ def test_migrate_then_serve_with_bootstrap_admin(
         assert http_json(base + "/healthz") == (200, {"status": "ok", "database": "ok"})
         handle_line = next(
             line
-            for line in server.read_more("listening handle")
+            for line in server.read_more("listening handle ")
             if line.startswith("listening handle ")
         )
         native = handle_line.split()[-1]

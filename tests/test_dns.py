@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idnode.config import Config, Endpoint
-from idnode.node import bind_pair
+from idnode.listen import bind_pair
 from loadtest.refdns import ReferenceServer, server_binary
 from registry.dnsnames import ZoneNames
 from registry.models import PERM_RESTRICTED, HandleValue

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idnode.config import Config, Endpoint
-from idnode.node import bind_pair, node_site
+from idnode.listen import bind_pair
+from idnode.node import node_site
 from registry import store
 from registry.models import PERM_RESTRICTED, HandleValue, SiteRoute
 from registry.secrets import load_or_create_server_key

@@ -4,7 +4,6 @@ demo`` allows) and over HTTPS with authentication refused on plain HTTP."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 import ssl
 import warnings
@@ -14,10 +13,6 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pyhandle.handleclient import PyHandleClient
 from pyhandle.handleexceptions import HandleAlreadyExistsException, HandleNotFoundException
 
@@ -27,7 +22,7 @@ from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
 from resolver.engine import Engine
 from tests.conftest import ADMIN_SK, ApiClient
-from tests.factories import hosted_enterprise
+from tests.factories import hosted_enterprise, self_signed
 
 T = TypeVar("T")
 USER = "300:0.NA/88.100"
@@ -99,37 +94,11 @@ async def test_pyhandle_read_write_search(api: ApiClient, registry: Registry, ad
     assert await blocking(searcher.search_handle, URL="https://nowhere/*") == []
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 async def https_base(
     registry: Registry, node_key: Any, database_url: str, tmp_path: Path
 ) -> AsyncIterator[str]:
-    cert, key = _self_signed(tmp_path)
+    cert, key, _serial = self_signed(tmp_path)
     config = Config(database_url=database_url, tls_cert=str(cert), tls_key=str(key))
     context = tls_context(config)
     assert context is not None

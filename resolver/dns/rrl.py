@@ -61,6 +61,12 @@ class ResponseRateLimiter:
     def __post_init__(self) -> None:
         self._networks = [ipaddress.ip_network(n, strict=False) for n in self.limit.exempt]
 
+    def reconfigure(self, limit: RateLimit) -> None:
+        """New limits (a reload): buckets keep their tokens, clients are re-sorted."""
+        self.limit = limit
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in limit.exempt]
+        self._clients.clear()
+
     def check(self, address: str) -> Verdict:
         if not self.limit.rate:
             return Verdict.SEND

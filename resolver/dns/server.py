@@ -75,7 +75,11 @@ class UdpListener:
         try:
             answer = await self.service.handle(data, udp=True)
         except Exception:  # one bad query must not stop the listener
-            log.exception("unhandled error answering a DNS query from %s", addr[0])
+            log.exception(
+                "unhandled error answering a DNS query from %s",
+                addr[0],
+                extra={"fields": _log_fields(data, addr[0])},
+            )
             return
         if answer is not None:
             self._send(answer, addr)
@@ -176,7 +180,10 @@ class TcpProtocol(asyncio.Protocol):
         try:
             answer = await self.service.handle(message, udp=False)
         except Exception:
-            log.exception("unhandled error answering a DNS query over TCP")
+            log.exception(
+                "unhandled error answering a DNS query over TCP",
+                extra={"fields": _log_fields(message, self.peer)},
+            )
             answer = None
         finally:
             self.in_flight -= 1
@@ -272,3 +279,9 @@ async def start(
         lambda: TcpProtocol(service, sweeper, peers), sock=tcp_sock, backlog=BACKLOG
     )
     return DnsListeners(udp, tcp, sweeper, peers)
+
+
+def _log_fields(message: bytes, remote: str) -> dict[str, object]:
+    """What ties a logged failure to the client's query: its DNS message id."""
+    query = int.from_bytes(message[:2], "big") if len(message) >= 2 else None
+    return {"request_id": f"dns:{query}", "client": remote}

@@ -139,7 +139,11 @@ class UdpProtocol(asyncio.DatagramProtocol):
         try:
             parts = await self.service.handle(data, Connection(tcp=False, remote=remote))
         except Exception:  # one bad request must not stop the listener
-            log.exception("unhandled error answering a UDP request from %s", remote)
+            log.exception(
+                "unhandled error answering a UDP request from %s",
+                remote,
+                extra={"fields": _log_fields(data, remote)},
+            )
             return
         self._send(parts, addr)
 
@@ -245,7 +249,11 @@ class TcpProtocol(asyncio.Protocol):
         try:
             parts = await self.service.handle(message, self.connection)
         except Exception:  # one bad request must not take the connection's others down
-            log.exception("unhandled error answering a TCP request from %s", self.connection.remote)
+            log.exception(
+                "unhandled error answering a TCP request from %s",
+                self.connection.remote,
+                extra={"fields": _log_fields(message, self.connection.remote)},
+            )
             return
         self._write(parts)
 
@@ -303,3 +311,9 @@ async def start(
         lambda: TcpProtocol(service, sweeper), sock=tcp_sock, backlog=1024
     )
     return HandleListeners(udp, tcp, sweeper)
+
+
+def _log_fields(message: bytes, remote: str) -> dict[str, object]:
+    """What ties a logged failure to the client's request: its envelope's request id."""
+    request = int.from_bytes(message[8:12], "big") if len(message) >= 12 else None
+    return {"request_id": f"handle:{request}", "client": remote}

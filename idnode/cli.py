@@ -7,9 +7,11 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -227,6 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, http=False)
     p.add_argument("action", choices=("verify",))
+
+    p = sub.add_parser(
+        "backup",
+        help="write the whole registry to a file (consistent while the node serves)",
+        description="Write every table of the registry, read in one snapshot, to FILE "
+        "(gzip-compressed JSON lines). Keep the node's key files beside it.",
+    )
+    _common(p, http=False)
+    p.add_argument("file", help="where to write the backup")
+
+    p = sub.add_parser(
+        "restore",
+        help="load a backup into a new database (SQLite or PostgreSQL)",
+        description="Load FILE, made by `idnode backup`, into the database in one "
+        "transaction. The database must be migrated (`idnode migrate`) and hold no "
+        "registry yet: a restore never overwrites one (its audit log is append-only).",
+    )
+    _common(p, http=False)
+    p.add_argument("file", help="the backup to load")
     return parser
 
 
@@ -477,6 +498,54 @@ async def _audit(config: Config) -> int:
     return 0
 
 
+async def _backup(config: Config, file: str) -> int:
+    from registry import backup
+    from registry.db import create_engine
+
+    target = Path(file)
+    partial = target.with_name(target.name + ".partial")
+    engine = create_engine(config.database_url)
+    try:
+        with partial.open("wb") as out:
+            summary = await backup.dump(engine, out)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(target)  # a backup is whole or absent
+    except backup.BackupError as exc:
+        partial.unlink(missing_ok=True)
+        print(f"idnode: backup failed: {exc}", file=sys.stderr)
+        return 1
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        await engine.dispose()
+    print(
+        f"backup: {summary.total:,} rows of schema {summary.schema} written to {target} "
+        f"({summary.rows.get('identifiers', 0):,} identifiers)"
+    )
+    return 0
+
+
+async def _restore(config: Config, file: str) -> int:
+    from registry import backup
+    from registry.db import create_engine
+
+    engine = create_engine(config.database_url)
+    try:
+        summary = await backup.restore(engine, Path(file))
+    except backup.BackupError as exc:
+        print(f"idnode: restore failed, the database is unchanged: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(
+        f"restore: {summary.total:,} rows of the backup of {summary.created} loaded "
+        f"({summary.rows.get('identifiers', 0):,} identifiers)"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "resolve":  # a client: no configuration, no database
@@ -503,6 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(report(config, args.days, args.html))
         if args.command == "serve":
             return _run(_serve(config, lambda: _config(args)))
+        if args.command == "backup":
+            return _run(_backup(config, args.file))
+        if args.command == "restore":
+            return _run(_restore(config, args.file))
         commands: dict[str, Callable[[Config], Coroutine[Any, Any, int]]] = {
             "toplevel": _toplevel,
             "migrate": _migrate,

@@ -231,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("verify",))
 
     p = sub.add_parser(
+        "config",
+        help="print the effective configuration, or the reference of every setting",
+        description="Print the configuration this node would run with (every source "
+        "applied, secrets masked) as TOML, or with --reference the Markdown reference "
+        "of every setting (docs/operations.md holds it).",
+    )
+    _common(p)
+    p.add_argument("--reference", action="store_true", help="the settings' reference")
+
+    p = sub.add_parser(
         "backup",
         help="write the whole registry to a file (consistent while the node serves)",
         description="Write every table of the registry, read in one snapshot, to FILE "
@@ -572,6 +582,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(report(config, args.days, args.html))
         if args.command == "serve":
             return _run(_serve(config, lambda: _config(args)))
+        if args.command == "config":
+            from . import reference
+
+            shown = reference.markdown(build_parser()) if args.reference else None
+            print(shown or reference.effective(config), end="")
+            return 0
         if args.command == "backup":
             return _run(_backup(config, args.file))
         if args.command == "restore":

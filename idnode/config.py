@@ -51,8 +51,16 @@ class Endpoint:
 @dataclass(frozen=True)
 class Config:
     node_prefix: str = "88.100"
+    """The prefix the top-level node allocated to this secondary node; enterprise
+    prefixes are allocated under it (``88.100.N``). Fixed once the database is in use."""
     database_url: str = DEFAULT_DB
+    """The registry: ``sqlite+aiosqlite:///FILE`` (embedded) or
+    ``postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB`` (production)."""
+    database_read_url: str = ""
+    """A streaming replica of ``database_url`` for the resolution reads (PostgreSQL);
+    writes go to the primary, and reads fall back to it while the replica is down."""
     http: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8000))
+    """HTTP: the Handle REST API, the redirect proxy, the SNMS admin API, health and metrics."""
     handle: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 2641))
     """Native Handle protocol, UDP and TCP on the same port."""
     dns: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 5353))
@@ -67,6 +75,7 @@ class Config:
     dns_rrl_rate: int = 200
     """UDP DNS responses a second per client address (IPv6: per /64); 0: no limit."""
     dns_rrl_burst: int = 400
+    """Responses a client may get at once before the rate applies."""
     dns_rrl_slip: int = 2
     """Of the responses over the limit, every this many goes out truncated (0: none)."""
     dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
@@ -91,11 +100,15 @@ class Config:
     toplevel_database_url: str = "sqlite+aiosqlite:///idnode-toplevel.db"
     """The mock top-level node's own store."""
     key_file: str = "idnode.key"
+    """The node's secret key (tokens, sealed secrets), made on first start; back it up
+    with the database — a restored registry needs the key it was made with."""
     server_key_file: str = "idnode-server.pem"
     """The node's RSA signing key (published in its HS_SITE), made on first start."""
     bootstrap_admin: str = ""
     """``<access-key>:<secret-key>`` of a node administrator to create at start."""
     suffix_case_sensitive: bool = True
+    """Whether ``88.100.1/ABC`` and ``88.100.1/abc`` are two identifiers (Handle.net's
+    default). Fixed once the database is in use."""
     proxy_server_id: int = 1
     """This node's id as a hosting server: ``proxyServerId`` in ``/snms/api/ent/config``."""
     site_address: str = ""
@@ -103,9 +116,11 @@ class Config:
     tls_cert: str = ""
     """PEM certificate (chain) for HTTPS on the HTTP listener; with ``tls_key``."""
     tls_key: str = ""
+    """The PEM private key of ``tls_cert``. Both are read again on SIGHUP."""
     allow_plain_http_auth: bool = False
     """Accept Handle REST credentials over plain HTTP (development; the demo sets it)."""
     cache_entries: int = 100_000
+    """Answers each process keeps in memory, per protocol (least recently used go first)."""
     time_zone: str = "Asia/Shanghai"
     """The calendar the daily resolution counts are kept in (an IANA zone name)."""
     accounting_interval: int = 2
@@ -117,14 +132,19 @@ class Config:
     """Resolve names served elsewhere (enterprise nodes, other secondary nodes) on the
     client's behalf: native clients that ask (REC), and every REST and proxy client."""
     toplevel_name: str = "工业互联网标识解析国家顶级节点--北京"
+    """The top-level node's name as the SNMS API reports it."""
     log_format: str = "auto"
     """``json`` (one object a line), ``text``, or ``auto``: text on a terminal."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning``, ``error`` or ``critical``."""
     access_log: bool = False
+    """One log line per HTTP request (method, path, status, time, request id)."""
     demo: bool = False
     """Serve the seeded demo data set (``serve --demo``, same as ``idnode demo``)."""
     demo_enterprises: int = 32
+    """Enterprises the demo data set seeds (at least 30)."""
     demo_identifiers: int = 10240
+    """Identifiers the demo data set seeds."""
 
     def bootstrap_pair(self) -> tuple[str, str] | None:
         if not self.bootstrap_admin:

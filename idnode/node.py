@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import resolver.http
 from metrics import exposition, multiprocess
 from registry.db import (
     DatabaseError,
+    ReplicaReads,
     check_schema,
     create_engine,
     create_read_engine,
@@ -140,7 +142,11 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             raise StartupError(str(exc)) from None
         except (OSError, DBAPIError) as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
-        reads = create_read_engine(config.database_url)
+        if config.database_read_url and not config.database_url.startswith("postgresql"):
+            raise StartupError(
+                "database_read_url needs a PostgreSQL database_url (a replica of it)"
+            )
+        reads = create_read_engine(config.database_url, replica_url=config.database_read_url)
         resolver = Engine(
             reg,
             cache_entries=config.cache_entries,
@@ -388,7 +394,12 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
         await resolver.handle.server.start(service, tcp, udp) for tcp, udp in handle_sockets.pairs()
     ]
     dns_sockets, zone = await serve_zone(node, reuse_port=reuse_port)
-    feed = ChangeFeed(node.db, node.resolver.on_changes)
+    reads = node.resolver.db
+    feed = ChangeFeed(
+        node.db,
+        node.resolver.on_changes,
+        settle=partial(reads.catch_up, node.db) if isinstance(reads, ReplicaReads) else None,
+    )
     await feed.start()
     counting = Counting.start(node, node_gauges=node_gauges)
     runner = web.AppRunner(build_http_app(node), access_log=None, handle_signals=False)

@@ -8,24 +8,30 @@ deadlock on a lock upgrade. PostgreSQL runs through asyncpg.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 _WRITE_OPTION = "idnode_write"
+log = logging.getLogger("idnode.db")
+T = TypeVar("T")
 
 
 class DatabaseError(RuntimeError):
@@ -56,7 +62,7 @@ class Reads(Protocol):
     async def dispose(self) -> None: ...
 
 
-def create_read_engine(url: str, *, pool_size: int = 24) -> Reads:
+def create_read_engine(url: str, *, replica_url: str = "", pool_size: int = 24) -> Reads:
     """Reads for the resolution hot path: autocommit single statements.
 
     PostgreSQL: an asyncpg pool in autocommit, so a lookup is one round trip,
@@ -66,6 +72,8 @@ def create_read_engine(url: str, *, pool_size: int = 24) -> Reads:
     """
     if is_sqlite(url):
         return InlineSqliteReads(url)
+    if replica_url:
+        return ReplicaReads(replica_url, create_read_engine(url, pool_size=pool_size))
     # No pre-ping here: it would double the round trips of every lookup. A
     # connection found dead fails one request and is replaced by the pool.
     # A fixed pool, no overflow: under a burst, lookups queue for a connection
@@ -73,6 +81,121 @@ def create_read_engine(url: str, *, pool_size: int = 24) -> Reads:
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=0, isolation_level="AUTOCOMMIT"
     )
+
+
+REPLICA_RETRY_SECONDS = 5.0
+"""After the replica failed, reads go to the primary this long before it is tried again."""
+REPLICA_CATCH_UP_SECONDS = 1.0
+"""How long a change waits for the replica to replay it before reads of it go to the primary."""
+
+
+class ReplicaReads:
+    """Reads from a streaming replica of the primary, the primary standing in
+    while the replica is down or behind.
+
+    A replica lags its primary by a little. So that no stale answer outlives a
+    change, :meth:`catch_up` runs before the change feed evicts answers: it
+    waits (bounded) until the replica has replayed the primary's WAL as of now;
+    if the replica does not get there in time, reads go to the primary until it
+    does. A read that fails on the replica is retried on the primary.
+    """
+
+    def __init__(self, replica_url: str, primary: Reads, *, pool_size: int = 24) -> None:
+        self.replica_url = replica_url
+        self.primary = primary
+        self.pool_size = pool_size
+        self.replica: AsyncEngine = self._engine()
+        self._avoid_until = 0.0
+        self._behind = False
+
+    def _engine(self) -> AsyncEngine:
+        return create_async_engine(
+            self.replica_url,
+            pool_size=self.pool_size,
+            max_overflow=0,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"timeout": 2},
+        )
+
+    @property
+    def using_replica(self) -> bool:
+        return not self._behind and time.monotonic() >= self._avoid_until
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """``work`` on a read connection: the replica's when it is usable, else
+        (or if it fails there) the primary's."""
+        if self.using_replica:
+            try:
+                async with self.replica.connect() as conn:
+                    return await work(conn)
+            except (TimeoutError, OSError, DBAPIError, PoolTimeout) as exc:
+                await self._replica_failed(exc)
+        async with self.primary.connect() as conn:
+            return await work(conn)
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection to read through (no retry: prefer :meth:`run`)."""
+        engine = self.replica if self.using_replica else self.primary
+        async with engine.connect() as conn:
+            yield conn
+
+    async def _replica_failed(self, exc: BaseException) -> None:
+        if time.monotonic() >= self._avoid_until:
+            log.warning("read replica unavailable (%s): reading from the primary", _reason(exc))
+        self._avoid_until = time.monotonic() + REPLICA_RETRY_SECONDS
+        # Its pooled connections are likely dead too: start afresh next time.
+        old, self.replica = self.replica, self._engine()
+        with contextlib.suppress(Exception):
+            await old.dispose()
+
+    async def catch_up(self, primary: AsyncEngine) -> None:
+        """Return once the replica has what the primary has committed so far, or
+        after REPLICA_CATCH_UP_SECONDS with reads turned to the primary until it has."""
+        try:
+            async with primary.connect() as conn:
+                position = (await conn.execute(text("SELECT pg_current_wal_lsn()"))).scalar()
+            deadline = time.monotonic() + REPLICA_CATCH_UP_SECONDS
+            async with self.replica.connect() as conn:
+                while True:
+                    replayed = (
+                        await conn.execute(
+                            text("SELECT pg_last_wal_replay_lsn() >= CAST(:at AS pg_lsn)"),
+                            {"at": str(position)},
+                        )
+                    ).scalar()
+                    if replayed:
+                        if self._behind:
+                            log.info("read replica caught up: reading from it again")
+                        self._behind = False
+                        return
+                    if time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(0.01)
+        except (TimeoutError, OSError, DBAPIError, PoolTimeout) as exc:
+            await self._replica_failed(exc)
+            return
+        if not self._behind:
+            log.warning(
+                "read replica more than %gs behind: reading from the primary",
+                REPLICA_CATCH_UP_SECONDS,
+            )
+        self._behind = True
+
+    async def dispose(self) -> None:
+        await self.replica.dispose()
+        await self.primary.dispose()
+
+
+async def read_with(
+    reads: Reads | AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    """``work`` on a read connection of ``reads`` (retried on the primary where
+    ``reads`` is a replica)."""
+    if isinstance(reads, ReplicaReads):
+        return await reads.run(work)
+    async with reads.connect() as conn:
+        return await work(conn)
 
 
 class _InlineConnection:

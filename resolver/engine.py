@@ -16,9 +16,11 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from metrics.tally import NO_PREFIX, TALLY
 from registry import store
-from registry.db import Reads
+from registry.db import Reads, read_with
 from registry.errors import InvalidName
 from registry.grammar import GrammarError, HandleName, is_under
 from registry.models import PUBLIC_READ, TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
@@ -187,7 +189,8 @@ class Engine:
         handles = self.registry.handles
         services = self.registry.services
         await self.directory.load(self.registry.services.read)
-        async with self.db.connect() as conn:
+
+        async def look(conn: AsyncConnection) -> tuple[Located, bool]:
             located = await locate(
                 conn,
                 name,
@@ -200,6 +203,9 @@ class Engine:
                 and located.record is not None
                 and await handles.may_read_restricted(conn, caller, located)
             )
+            return located, authorized
+
+        located, authorized = await read_with(self.db, look)
         return self._verdict(located, query, authorized)
 
     async def answer(
@@ -254,17 +260,14 @@ class Engine:
 
     async def names_at_dns_path(self, path: str) -> list[str]:
         """The identifiers whose DNS name has this path (see :mod:`registry.dnsnames`)."""
-        async with self.db.connect() as conn:
-            return await store.names_at_dns_path(conn, path)
+        return await read_with(self.db, lambda conn: store.names_at_dns_path(conn, path))
 
     async def has_dns_path_below(self, path: str) -> bool:
         """Whether some identifier's DNS name lies below the name with this path."""
-        async with self.db.connect() as conn:
-            return await store.any_dns_path_below(conn, path)
+        return await read_with(self.db, lambda conn: store.any_dns_path_below(conn, path))
 
     async def last_change(self) -> int:
-        async with self.db.connect() as conn:
-            return await store.last_change(conn)
+        return await read_with(self.db, store.last_change)
 
     def _verdict(self, located: Located, query: Query, authorized: bool) -> Resolution:
         name = located.name

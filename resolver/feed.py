@@ -16,7 +16,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,16 @@ FULL_POLL_INTERVAL = 5.0
 
 class ChangeFeed:
     def __init__(
-        self, engine: AsyncEngine, on_events: Callable[[Sequence[ChangeEvent]], None]
+        self,
+        engine: AsyncEngine,
+        on_events: Callable[[Sequence[ChangeEvent]], None],
+        *,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.on_events = on_events
+        self.settle = settle
+        """Awaited before changes are handed on: the read replica catching up."""
         self.last_seq = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +89,8 @@ class ChangeFeed:
             if not rows:
                 return delivered
             self.last_seq = rows[-1][0]
+            if self.settle is not None:
+                await self.settle()
             self.on_events([ChangeEvent(seq, event, subject) for seq, event, subject in rows])
             delivered += len(rows)
 

@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--demo", action="store_true", default=None, help="seed and serve the demo data set"
     )
+    p.add_argument(
+        "--migrate",
+        action="store_true",
+        default=None,
+        dest="migrate_on_start",
+        help="apply the schema migrations first (one process; see docs/operations.md)",
+    )
 
     p = sub.add_parser(
         "demo",
@@ -277,6 +284,7 @@ _OVERRIDES = (
     "log_format",
     "metrics",
     "demo",
+    "migrate_on_start",
     "demo_enterprises",
     "demo_identifiers",
 )
@@ -296,7 +304,7 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
-    await serve(config, reload=reload)
+    await serve(config, migrate_schema=config.migrate_on_start, reload=reload)
     return 0
 
 

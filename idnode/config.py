@@ -139,6 +139,9 @@ class Config:
     """``debug``, ``info``, ``warning``, ``error`` or ``critical``."""
     access_log: bool = False
     """One log line per HTTP request (method, path, status, time, request id)."""
+    migrate_on_start: bool = False
+    """Apply the schema migrations before serving (a single node, e.g. the container's
+    default); with several processes or hosts run ``idnode migrate`` once instead."""
     demo: bool = False
     """Serve the seeded demo data set (``serve --demo``, same as ``idnode demo``)."""
     demo_enterprises: int = 32

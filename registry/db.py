@@ -89,6 +89,11 @@ REPLICA_CATCH_UP_SECONDS = 1.0
 """How long a change waits for the replica to replay it before reads of it go to the primary."""
 
 
+_REPLAYED_SINCE = text("SELECT pg_last_wal_replay_lsn() >= CAST(CAST(:at AS text) AS pg_lsn)")
+"""Whether the replica has replayed the primary's WAL up to a position (asyncpg
+reads LSNs as integers; the text form compares as PostgreSQL means it)."""
+
+
 class ReplicaReads:
     """Reads from a streaming replica of the primary, the primary standing in
     while the replica is down or behind.
@@ -152,16 +157,18 @@ class ReplicaReads:
     async def catch_up(self, primary: AsyncEngine) -> None:
         """Return once the replica has what the primary has committed so far, or
         after REPLICA_CATCH_UP_SECONDS with reads turned to the primary until it has."""
+        if time.monotonic() < self._avoid_until:
+            return  # reads go to the primary anyway; no waiting on a replica that is away
         try:
             async with primary.connect() as conn:
-                position = (await conn.execute(text("SELECT pg_current_wal_lsn()"))).scalar()
+                position = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar()
             deadline = time.monotonic() + REPLICA_CATCH_UP_SECONDS
             async with self.replica.connect() as conn:
                 while True:
                     replayed = (
                         await conn.execute(
-                            text("SELECT pg_last_wal_replay_lsn() >= CAST(:at AS pg_lsn)"),
-                            {"at": str(position)},
+                            _REPLAYED_SINCE,
+                            {"at": position},
                         )
                     ).scalar()
                     if replayed:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metrics import instruments as m
 from metrics.tally import TALLY, Tally
+from metrics.traffic import TRAFFIC
 from registry import usage
 from registry.db import read_transaction, write_transaction
 from registry.services.base import ChangeEvent
@@ -67,6 +68,7 @@ class Accounting:
 
     def fold(self) -> None:
         self.tally.fold(day_of(self.clock(), self.zone).isoformat())
+        TRAFFIC.roll()
 
     async def persist(self) -> bool:
         """Add the daily counts folded so far to the database; on failure keep

@@ -80,6 +80,42 @@ class Config:
     """Of the responses over the limit, every this many goes out truncated (0: none)."""
     dns_rrl_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks that are never rate limited."""
+    client_rate: int = 1000
+    """Requests a second one client address may make on each port (IPv6: per /64), per
+    process; 0: no limit. Beyond it: HTTP 429 with Retry-After, native RC 3, DNS REFUSED."""
+    client_burst: int = 2000
+    """Requests a client may make at once before ``client_rate`` applies."""
+    client_daily_limit: int = 0
+    """Requests one client address may make a calendar day (``time_zone``), per process;
+    0: no limit. Beyond it: HTTP 429, native RC 603 (IDIS daily request limit), DNS REFUSED."""
+    enterprise_rate: int = 500
+    """Requests a second one enterprise's authenticated callers may make together (its
+    users and access keys; a Handle identity on its own), per process; node administrators
+    are not limited; 0: no limit. Beyond it: HTTP 429 with Retry-After, native RC 3."""
+    enterprise_burst: int = 1000
+    """Requests an enterprise may make at once before ``enterprise_rate`` applies."""
+    udp_amplification: int = 8
+    """A UDP answer (native Handle, DNS) may be at most this many times the size of the
+    request it answers; a larger one becomes native RC 2 or a truncated DNS answer, and
+    the client asks again over TCP, where a spoofed source cannot. 0: any size."""
+    limits_exempt: str = "127.0.0.0/8,::1/128"
+    """Comma-separated networks whose clients are never limited (the node's own tooling)."""
+    login_attempts: int = 5
+    """Failed logins (password, access key or Handle secret) that lock the account, and
+    the client address, for ``login_lockout`` seconds; 0: no lockout."""
+    login_lockout: int = 900
+    """Seconds a lock lasts, and the window in which failures are counted."""
+    scan_threshold: int = 300
+    """Unknown names one client may ask in a ``traffic_window`` (when they are most of
+    what it asks) before it is logged and counted as scanning (idnode_scanning_clients)."""
+    traffic_window: int = 60
+    """Seconds of traffic each reading of the per-client table covers."""
+    enterprise_identifier_limit: int = 0
+    """Identifiers one enterprise may hold; 0: no limit. Beyond it a registration is
+    refused (native IDIS RC 604, HTTP 403)."""
+    prefix_limit: int = 0
+    """Enterprise prefixes this node may allocate (its quota from the top-level node);
+    0: no limit. Beyond it a filing is refused (IDIS RC 605)."""
     workers: int = 0
     """Processes answering on the same ports (SO_REUSEPORT); 0: one per core."""
     listen_ipv6: str = "auto"

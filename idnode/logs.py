@@ -108,12 +108,12 @@ def request_ids(switch: AccessLogSwitch) -> Middleware:
                 access_log.info(
                     "%s %s %s",
                     request.method,
-                    request.path_qs,
+                    loggable_path(request),
                     status,
                     extra={
                         "fields": {
                             "method": request.method,
-                            "path": request.path_qs[:2048],
+                            "path": loggable_path(request)[:2048],
                             "status": status,
                             "ms": round((time.perf_counter() - started) * 1000, 3),
                             "remote": request.remote or "",
@@ -124,3 +124,21 @@ def request_ids(switch: AccessLogSwitch) -> Middleware:
             request_id.reset(token)
 
     return middleware
+
+
+SECRET_PARAMETERS = frozenset(
+    {"token", "access_token", "password", "pwd", "secret", "secretkey", "secret_key", "sk"}
+    | {"authorization", "auth", "sign", "signature", "key", "apikey", "api_key"}
+)
+"""Query parameters whose values are credentials: never written to a log."""
+
+
+def loggable_path(request: web.Request) -> str:
+    """The request's path and query, credentials in the query masked."""
+    if not request.query_string:
+        return request.path
+    masked = [
+        (name, "***" if name.lower() in SECRET_PARAMETERS else value)
+        for name, value in request.query.items()
+    ]
+    return str(request.rel_url.with_query(masked))

@@ -35,6 +35,8 @@ import resolver.dns.server
 import resolver.handle.server
 import resolver.http
 from metrics import exposition, multiprocess
+from metrics.instruments import RATE_LIMITED
+from metrics.traffic import TRAFFIC
 from registry.db import (
     DatabaseError,
     ReplicaReads,
@@ -47,10 +49,12 @@ from registry.db import (
     url_for_log,
 )
 from registry.dnsnames import ZoneNames
-from registry.errors import RegistryError
+from registry.errors import RegistryError, TooManyRequests
 from registry.grammar import Grammar, GrammarError
+from registry.lockout import LoginLockout
 from registry.secrets import NodeKey, load_or_create_server_key
-from registry.services import Registry
+from registry.services import Actor, Registry
+from registry.services.base import enterprise_key
 from registry.tokens import TokenIssuer
 from registry.values import (
     INTERFACE_BOTH,
@@ -69,6 +73,8 @@ from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from resolver.feed import ChangeFeed
 from resolver.handle.service import HandleService
+from resolver.http.limits import limit_clients
+from resolver.limits import Guard, Limits
 from resolver.recursion import Recursor
 from sync.auth import signing_key
 from sync.client import SyncClient
@@ -99,9 +105,18 @@ class Node:
     endpoints: dict[str, Endpoint] = dataclasses.field(default_factory=dict)
     """What the servers bound, by service (``http``, ``handle``, ``dns``), once listening."""
     access_log: AccessLogSwitch = dataclasses.field(default_factory=AccessLogSwitch)
+    guard: Guard = dataclasses.field(init=False)
+    """This process's per-client limits, shared by its front ends."""
 
     def __post_init__(self) -> None:
         self.access_log.enabled = self.config.access_log
+        self.guard = Guard(client_limits(self.config), zone=time_zone(self.config))
+        self.registry.services.lockout = login_lockout(self.config)
+        watch_traffic(self.config)
+        services = self.registry.services
+        services.admit = enterprise_admission(self.guard, services.node_prefix_key)
+        self.registry.services.identifier_limit = max(0, self.config.enterprise_identifier_limit)
+        self.registry.services.prefix_limit = max(0, self.config.prefix_limit)
 
 
 @asynccontextmanager
@@ -219,6 +234,63 @@ async def start_metrics_listener(config: Config, db: AsyncEngine) -> web.AppRunn
     return runner
 
 
+def _networks(text: str, setting: str) -> tuple[str, ...]:
+    networks = tuple(n.strip() for n in text.split(",") if n.strip())
+    try:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)
+    except ValueError as exc:
+        raise StartupError(f"bad {setting}: {exc}") from None
+    return networks
+
+
+def client_limits(config: Config) -> Limits:
+    if min(config.client_rate, config.client_burst, config.client_daily_limit) < 0:
+        raise StartupError("client_rate, client_burst and client_daily_limit cannot be negative")
+    if min(config.enterprise_rate, config.enterprise_burst) < 0:
+        raise StartupError("enterprise_rate and enterprise_burst cannot be negative")
+    return Limits(
+        client_rate=config.client_rate,
+        client_burst=max(config.client_burst, 1),
+        client_daily=config.client_daily_limit,
+        enterprise_rate=config.enterprise_rate,
+        enterprise_burst=max(config.enterprise_burst, 1),
+        exempt=_networks(config.limits_exempt, "limits_exempt"),
+    )
+
+
+def enterprise_admission(guard: Guard, node_prefix_key: str) -> Callable[[Actor, str], None]:
+    """Services.admit: an authenticated caller's enterprise within its rate, or
+    TooManyRequests (counted as refused on the caller's protocol)."""
+
+    def admit(actor: Actor, protocol: str) -> None:
+        key = enterprise_key(actor, node_prefix_key)
+        if key is None:
+            return
+        refusal = guard.enterprise(key)
+        if refusal is not None:
+            RATE_LIMITED.labels(protocol, "refused").inc()
+            raise TooManyRequests(refusal.retry_after)
+
+    return admit
+
+
+def login_lockout(config: Config) -> LoginLockout:
+    if config.login_attempts < 0 or config.login_lockout < 1:
+        raise StartupError("login_attempts cannot be negative, login_lockout must be >= 1")
+    return LoginLockout(
+        attempts=config.login_attempts,
+        seconds=config.login_lockout,
+        exempt=_networks(config.limits_exempt, "limits_exempt"),
+    )
+
+
+def watch_traffic(config: Config) -> None:
+    """The process's traffic table (metrics.traffic) with the configured reading."""
+    TRAFFIC.scan_min_not_found = max(1, config.scan_threshold)
+    TRAFFIC.window = max(1, config.traffic_window)
+
+
 def time_zone(config: Config) -> tzinfo:
     try:
         return zoneinfo.ZoneInfo(config.time_zone)
@@ -255,7 +327,8 @@ class Counting:
 
 def build_http_app(node: Node) -> web.Application:
     app = web.Application(
-        client_max_size=registry.api.MAX_BODY_BYTES, middlewares=[request_ids(node.access_log)]
+        client_max_size=registry.api.MAX_BODY_BYTES,
+        middlewares=[request_ids(node.access_log), limit_clients(node.guard)],
     )
     add_health_routes(app, node.db)
     registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
@@ -389,6 +462,8 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
         site_serial=site.serial,
         server_key=server_key,
         site_bytes=lambda: site_bytes,
+        guard=node.guard,
+        udp_amplification=max(0, config.udp_amplification),
     )
     native = [
         await resolver.handle.server.start(service, tcp, udp) for tcp, udp in handle_sockets.pairs()
@@ -500,6 +575,7 @@ def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) ->
     if config.log_level.upper() not in LOG_LEVELS:
         raise StartupError(f"unknown log_level {config.log_level!r}")
     limit = rate_limit(config)
+    limits, lockout = client_limits(config), login_lockout(config)
     if servers.tls is not None and tls_context(config) is not None:
         # Checked on a fresh context first: the live one must never be half-loaded.
         servers.tls.load_cert_chain(config.tls_cert, config.tls_key)
@@ -507,6 +583,11 @@ def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) ->
     node.access_log.enabled = config.access_log
     for zone in servers.zone:
         zone.udp.limiter.reconfigure(limit)
+    node.guard.reconfigure(limits)
+    node.registry.services.lockout.reconfigure(lockout.attempts, lockout.seconds, lockout.exempt)
+    node.registry.services.identifier_limit = max(0, config.enterprise_identifier_limit)
+    node.registry.services.prefix_limit = max(0, config.prefix_limit)
+    watch_traffic(config)
     node.config = config
 
 
@@ -523,7 +604,7 @@ async def serve_zone(
     await zone.start()
     limit = rate_limit(node.config)
     listeners = [
-        await resolver.dns.server.start(zone, tcp, udp, rate_limit=limit)
+        await resolver.dns.server.start(zone, tcp, udp, rate_limit=limit, guard=node.guard)
         for tcp, udp in sockets.pairs()
     ]
     return sockets, listeners
@@ -538,7 +619,13 @@ def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
         names = ZoneNames.of(config.dns_zone, suffix_case_sensitive=config.suffix_case_sensitive)
     except (dns.exception.DNSException, ValueError) as exc:
         raise StartupError(f"bad dns_zone {config.dns_zone!r}: {exc}") from None
-    return DnsService(node.resolver, names, ns_address=address, cache_entries=config.cache_entries)
+    return DnsService(
+        node.resolver,
+        names,
+        ns_address=address,
+        cache_entries=config.cache_entries,
+        amplification=max(0, config.udp_amplification),
+    )
 
 
 def rate_limit(config: Config) -> RateLimit:

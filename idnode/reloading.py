@@ -25,6 +25,18 @@ RELOADABLE = (
     "dns_rrl_burst",
     "dns_rrl_slip",
     "dns_rrl_exempt",
+    "client_rate",
+    "client_burst",
+    "client_daily_limit",
+    "enterprise_rate",
+    "enterprise_burst",
+    "limits_exempt",
+    "login_attempts",
+    "login_lockout",
+    "enterprise_identifier_limit",
+    "prefix_limit",
+    "scan_threshold",
+    "traffic_window",
 )
 """What SIGHUP changes in a running node; the TLS files are read again even
 when their names stay the same (a renewed certificate)."""

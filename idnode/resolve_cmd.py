@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from registry.models import HandleValue
+from resolver.codes import RC_ERROR
 from resolver.handle import client
 from resolver.handle import codec as c
 from resolver.http.values_json import value_json
@@ -106,6 +107,10 @@ async def run(args: argparse.Namespace) -> int:
             message = client.resolution(args.name, indexes=args.index, types=args.type)
             if transport == "udp":
                 answer = await client.udp_call(server.host, server.port, message)
+                if answer.header.response_code == RC_ERROR:
+                    print(f"idnode resolve: {client.error_text(answer)}; asking over TCP",
+                          file=sys.stderr)  # fmt: skip
+                    answer = await client.tcp_call(server.host, server.port, message)
             else:
                 answer = await client.tcp_call(server.host, server.port, message)
     except (client.ClientError, OSError, c.CodecError) as exc:

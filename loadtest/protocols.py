@@ -1,7 +1,9 @@
 """Blocking clients for the load-test users, one per protocol, on the node's own
 codecs: Locust runs its users as gevent greenlets, whose patched sockets make
 these calls cooperative. Each call makes exactly one attempt — a lost answer is
-a failure, never a retry that would count twice at the node.
+a failure, never a retry that would count twice at the node. Like real clients,
+they ask over TCP when a UDP answer says it is too large for UDP (a truncated DNS
+answer; native RC 2): the node counts only the answer given over TCP.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import socket
 import time
 from dataclasses import dataclass
 
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from resolver.codes import RC_ERROR
 from resolver.handle import client
 from resolver.handle import codec as c
 
@@ -42,6 +46,8 @@ class DnsClient:
         query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype), use_edns=0)
         try:
             reply = dns.query.udp(query, self.host, timeout=self.timeout, port=self.port)
+            if reply.flags & dns.flags.TC:
+                reply = dns.query.tcp(query, self.host, timeout=self.timeout, port=self.port)
         except (dns.exception.Timeout, OSError, dns.exception.DNSException) as exc:
             raise NoAnswer(f"DNS {name}: {exc!r}") from None
         return Answer(reply.rcode(), len(reply.to_wire()), len(reply.answer))
@@ -55,6 +61,8 @@ class HandleUdpClient:
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.connect((host, port))
         self.timeout = timeout
+        self.tcp = HandleTcpClient(host, port, timeout)
+        """For the answers the node says are too large for UDP."""
 
     def resolve(self, name: str) -> Answer:
         message = client.resolution(name)
@@ -75,10 +83,14 @@ class HandleUdpClient:
                 raise NoAnswer(f"UDP {name}: {exc}") from None
             whole = collector.add(data)
             if whole is not None:
-                return _answer(message, whole)
+                answer = _answer(message, whole)
+                if answer.code == RC_ERROR:  # too large for UDP: TCP, as HANDLE.NET does
+                    return self.tcp.resolve(name)
+                return answer
 
     def close(self) -> None:
         self.sock.close()
+        self.tcp.close()
 
 
 class HandleTcpClient:

@@ -110,8 +110,12 @@ RATE_LIMITED = Counter(
     "Responses held back by rate limiting, by protocol and what was done instead.",
     ["protocol", "action"],
 )
-"""DNS: ``dropped`` (no answer) or ``slipped`` (a truncated answer, so that a
-real client retries over TCP)."""
+"""``refused``: a client over its request rate or daily limit got the protocol's
+refusal instead (HTTP 429, native RC 3 or 603, DNS REFUSED). ``truncated``: a UDP
+answer too large beside its request (``udp_amplification``) went out as native RC 2
+or a truncated DNS answer, so that the client asks over TCP. DNS responses over
+the response rate: ``dropped`` (no answer) or ``slipped`` (a truncated answer, so
+that a real client retries over TCP)."""
 
 # --- daily accounting (one process measures them for the node) -----------------
 
@@ -152,6 +156,23 @@ DAY_START = Gauge(
 )
 
 # --- sync with the top-level node ----------------------------------------------
+
+SCANNING_CLIENTS = Gauge(
+    "idnode_scanning_clients",
+    "Clients that asked mostly for names that do not exist in the last minute "
+    "(enumeration or scanning; metrics.traffic).",
+    multiprocess_mode="max",
+)
+CLIENTS_SEEN = Gauge(
+    "idnode_clients_seen",
+    "Client addresses (IPv6: /64s) that asked in the last minute.",
+    multiprocess_mode="livesum",
+)
+TOP_CLIENT_SHARE = Gauge(
+    "idnode_top_client_share",
+    "The busiest client's share of the last minute's requests (0 to 1).",
+    multiprocess_mode="max",
+)
 
 SYNC_DELIVERED = Counter(
     "idnode_sync_delivered_events", "Outbox events the top-level node has acknowledged."
@@ -215,6 +236,10 @@ def export_zeros() -> None:
         AUTH_FAILURES.labels(credential)
     for action in ("dropped", "slipped"):
         RATE_LIMITED.labels("dns", action)
+    for protocol in ("http", "handle_udp", "handle_tcp", "dns"):
+        RATE_LIMITED.labels(protocol, "refused")
+    for protocol in ("handle_udp", "dns"):
+        RATE_LIMITED.labels(protocol, "truncated")
     RESOLUTIONS_DAILY_TARGET.set(DAILY_TARGET)
     ENTERPRISES_SERVED_TARGET.set(ENTERPRISES_TARGET)
     BUILD_INFO.labels(_version(), platform.python_version()).set(1)

@@ -31,8 +31,54 @@ class LoginFailed(RegistryError):
     """Wrong user name or secret (SNMS answers this with status -2)."""
 
 
+class Throttled(RegistryError):
+    """Refused for now: the caller may try again in ``retry_after`` seconds (HTTP 429)."""
+
+    retry_after: float = 1.0
+
+    @property
+    def retry_after_header(self) -> str:
+        """``Retry-After`` in whole seconds, at least 1."""
+        return str(max(1, int(self.retry_after + 0.999)))
+
+
+class LockedOut(Throttled, LoginFailed):
+    """Too many failed logins for the account or from the address: no login,
+    right or wrong, for ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"登录失败次数过多，请{self.retry_after_header}秒后重试 "
+            f"(too many failed logins; retry in {self.retry_after_header} s)"
+        )
+
+
+class TooManyRequests(Throttled):
+    """The caller's enterprise is over its request rate."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"请求过于频繁，请{self.retry_after_header}秒后重试 "
+            f"(too many requests; retry in {self.retry_after_header} s)"
+        )
+
+
 class Forbidden(RegistryError):
     """The caller is known but may not do this (SNMS status -3)."""
+
+
+class QuotaExceeded(Forbidden):
+    """A quota is used up: nothing more of this kind until it is raised."""
+
+
+class RegisterCountLimit(QuotaExceeded):
+    """The enterprise holds as many identifiers as it may (IDIS RC 604)."""
+
+
+class PrefixLimit(QuotaExceeded):
+    """The node has allocated as many enterprise prefixes as it may (IDIS RC 605)."""
 
 
 # Finer answers the Handle protocol distinguishes; each is still one of the above

@@ -199,6 +199,24 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class DataGrant:
+    """The owner of ``prefix`` lets another enterprise read restricted values of its
+    records (数据权限/授权企业): of template ``template_version`` only (``""``:
+    any), and of the value types in ``items`` only (empty: every data value)."""
+
+    id: int
+    prefix_id: int
+    prefix: str
+    owner_enterprise_id: int
+    grantee_enterprise_id: int
+    grantee_name: str
+    template_version: str
+    items: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     id: int
     username: str

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from .grammar import Grammar, GrammarError
-from .models import HandleValue, Principal
+from .models import ADMIN_READ, PUBLIC_READ, HandleValue, Principal
+from .secrets import is_sealed_value
 from .values import (
     ALL_ADMIN_PERMISSIONS,
     HS_ADMIN,
@@ -38,6 +39,38 @@ class HandleIdentity:
 
     def __str__(self) -> str:
         return f"{self.index}:{self.handle}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAccess:
+    """Which values of one record a caller may read beside the public ones.
+
+    ``full``: every value, sealed secrets included (the record's administrators).
+    ``granted``: the restricted data values (admin-readable, not public) another
+    enterprise was granted (:mod:`registry.services.grants`) — of the types in
+    ``types`` (upper case; None: of every type), never ``HS_*`` values, never
+    sealed secrets.
+    """
+
+    full: bool = False
+    granted: bool = False
+    types: frozenset[str] | None = None
+
+    def may_read(self, value: HandleValue) -> bool:
+        if self.full or value.permissions & PUBLIC_READ:
+            return True
+        if not self.granted or not value.permissions & ADMIN_READ:
+            return False
+        if is_sealed_value(value.data):
+            return False
+        kind = value.type.upper()
+        if kind.startswith("HS_"):
+            return False
+        return self.types is None or kind in self.types
+
+
+NO_ACCESS = ReadAccess()
+FULL_ACCESS = ReadAccess(full=True)
 
 
 def principal_rights(principal: Principal, handled_prefix_key: str) -> int:

@@ -317,4 +317,23 @@ attachments = Table(
 )
 """Files uploaded for enterprise filings (licence scans, ID cards, contracts)."""
 
+data_grants = Table(
+    "data_grants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("prefix_id", ForeignKey("prefixes.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "grantee_enterprise_id", ForeignKey("enterprises.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("template_version", String(128), nullable=False),
+    Column("item_types", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("prefix_id", "grantee_enterprise_id", "template_version"),
+    Index("ix_data_grants_grantee_enterprise_id", "grantee_enterprise_id"),
+)
+"""Data permissions (数据权限/授权企业): the owner of a prefix lets another enterprise
+read the restricted values of its records — of one template version (``""``: of
+every template), only values of the types in ``item_types`` (a JSON list; empty: all)."""
+
 APPEND_ONLY_TABLES = ("audit_log",)

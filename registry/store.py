@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import schema as t
 from .audit import canonical_json, entry_hash
 from .models import (
+    ADMIN_READ,
     PUBLIC_READ,
     AuditEntry,
+    DataGrant,
     Enterprise,
     EnterpriseStatus,
     HandleValue,
@@ -710,6 +712,35 @@ def search_text(data: bytes) -> str | None:
     return text if len(text) <= SEARCH_TEXT_CHARS and "\x00" not in text else None
 
 
+@dataclass(frozen=True, slots=True)
+class SearchScope:
+    """Restricted values a search may match beside the public ones: those of the
+    records under ``prefix_id`` — of template ``template_version`` only, when set —
+    whose type (in upper case) is in ``types`` (None: any type but ``HS_*``)."""
+
+    prefix_id: int
+    template_version: str = ""
+    types: frozenset[str] | None = None
+
+    def covers(self, value_type: str) -> bool:
+        kind = value_type.upper()
+        if self.types is not None:
+            return kind in self.types
+        return not kind.startswith("HS_")
+
+
+def _in_scope(scope: SearchScope) -> ColumnElement[bool]:
+    i = t.identifiers.c
+    clause = i.prefix_id == scope.prefix_id
+    if scope.template_version:
+        versions = select(t.templates.c.id).where(
+            t.templates.c.prefix_id == scope.prefix_id,
+            t.templates.c.version == scope.template_version,
+        )
+        clause = and_(clause, i.template_id.in_(versions))
+    return clause
+
+
 async def reverse_lookup(
     conn: AsyncConnection,
     conditions: Sequence[tuple[str, str, bool]],
@@ -718,16 +749,26 @@ async def reverse_lookup(
     prefix_ids: Sequence[int] | None,
     offset: int,
     limit: int,
+    scopes: Sequence[SearchScope] = (),
 ) -> list[str]:
     """Names having, for every ``(type, text, wildcard)``, a value of that type whose
-    text equals ``text`` (or matches it, ``*`` being any run of characters)."""
+    text equals ``text`` (or matches it, ``*`` being any run of characters).
+    ``public_only``: only public values match, and restricted ones in ``scopes``."""
     v = t.identifier_values
     query = select(t.identifiers.c.name).order_by(t.identifiers.c.name_key)
     for value_type, text, wildcard in conditions:
         match = v.c.search_text.like(text, escape="\\") if wildcard else v.c.search_text == text
         inner = select(v.c.identifier_id).where(v.c.type == value_type, match)
         if public_only:
-            inner = inner.where(v.c.permissions.op("&")(PUBLIC_READ) != 0)
+            public = v.c.permissions.op("&")(PUBLIC_READ) != 0
+            covering = [_in_scope(s) for s in scopes if s.covers(value_type)]
+            if covering:
+                readable = v.c.permissions.op("&")(ADMIN_READ) != 0
+                inner = inner.select_from(
+                    v.join(t.identifiers, t.identifiers.c.id == v.c.identifier_id)
+                ).where(or_(public, and_(readable, or_(*covering))))
+            else:
+                inner = inner.where(public)
         query = query.where(t.identifiers.c.id.in_(inner))
     if prefix_ids is not None:
         query = query.where(t.identifiers.c.prefix_id.in_(prefix_ids))
@@ -996,6 +1037,21 @@ async def count_identifiers(conn: AsyncConnection, prefix_id: int | None = None)
     return int((await conn.execute(query)).scalar_one())
 
 
+async def count_enterprise_identifiers(conn: AsyncConnection, enterprise_id: int) -> int:
+    """Identifiers under all the prefixes of one enterprise."""
+    query = (
+        select(func.count())
+        .select_from(t.identifiers.join(t.prefixes, t.identifiers.c.prefix_id == t.prefixes.c.id))
+        .where(t.prefixes.c.enterprise_id == enterprise_id)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def count_prefixes(conn: AsyncConnection) -> int:
+    """Enterprise prefixes the node has allocated."""
+    return int((await conn.execute(select(func.count()).select_from(t.prefixes))).scalar_one())
+
+
 # --- users and access keys --------------------------------------------------
 
 
@@ -1238,6 +1294,146 @@ async def link_attachment(conn: AsyncConnection, attachment_id: int, enterprise_
         .where(t.attachments.c.id == attachment_id)
         .values(enterprise_id=enterprise_id)
     )
+
+
+# --- data grants (数据权限) ---------------------------------------------------
+
+_GRANT_COLUMNS = (
+    t.data_grants.c.id,
+    t.data_grants.c.prefix_id,
+    t.prefixes.c.prefix,
+    t.prefixes.c.enterprise_id.label("owner_enterprise_id"),
+    t.data_grants.c.grantee_enterprise_id,
+    t.enterprises.c.org_name.label("grantee_name"),
+    t.data_grants.c.template_version,
+    t.data_grants.c.item_types,
+    t.data_grants.c.created_at,
+    t.data_grants.c.updated_at,
+)
+
+
+def _grants_query(where: ColumnElement[bool]) -> Any:
+    g = t.data_grants
+    return (
+        select(*_GRANT_COLUMNS)
+        .select_from(
+            g.join(t.prefixes, t.prefixes.c.id == g.c.prefix_id).join(
+                t.enterprises, t.enterprises.c.id == g.c.grantee_enterprise_id
+            )
+        )
+        .where(where)
+        .order_by(t.prefixes.c.prefix_key, g.c.grantee_enterprise_id, g.c.template_version)
+    )
+
+
+def _grant(row: Row[Any]) -> DataGrant:
+    return DataGrant(
+        id=row.id,
+        prefix_id=row.prefix_id,
+        prefix=row.prefix,
+        owner_enterprise_id=row.owner_enterprise_id,
+        grantee_enterprise_id=row.grantee_enterprise_id,
+        grantee_name=row.grantee_name,
+        template_version=row.template_version,
+        items=tuple(json.loads(row.item_types)),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def _grants(conn: AsyncConnection, where: ColumnElement[bool]) -> list[DataGrant]:
+    return [_grant(row) for row in await conn.execute(_grants_query(where))]
+
+
+async def insert_grant(
+    conn: AsyncConnection,
+    *,
+    prefix_id: int,
+    grantee_enterprise_id: int,
+    template_version: str,
+    items: Sequence[str],
+) -> int:
+    now = utcnow()
+    result = await conn.execute(
+        insert(t.data_grants)
+        .values(
+            prefix_id=prefix_id,
+            grantee_enterprise_id=grantee_enterprise_id,
+            template_version=template_version,
+            item_types=json.dumps(list(items), ensure_ascii=False),
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(t.data_grants.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def update_grant_items(conn: AsyncConnection, grant_id: int, items: Sequence[str]) -> None:
+    await conn.execute(
+        update(t.data_grants)
+        .where(t.data_grants.c.id == grant_id)
+        .values(item_types=json.dumps(list(items), ensure_ascii=False), updated_at=utcnow())
+    )
+
+
+async def delete_grant(conn: AsyncConnection, grant_id: int) -> None:
+    await conn.execute(delete(t.data_grants).where(t.data_grants.c.id == grant_id))
+
+
+async def get_grant(conn: AsyncConnection, grant_id: int) -> DataGrant | None:
+    found = await _grants(conn, t.data_grants.c.id == grant_id)
+    return found[0] if found else None
+
+
+async def find_grant(
+    conn: AsyncConnection, prefix_id: int, grantee_enterprise_id: int, template_version: str
+) -> DataGrant | None:
+    g = t.data_grants.c
+    found = await _grants(
+        conn,
+        and_(
+            g.prefix_id == prefix_id,
+            g.grantee_enterprise_id == grantee_enterprise_id,
+            g.template_version == template_version,
+        ),
+    )
+    return found[0] if found else None
+
+
+async def grants(
+    conn: AsyncConnection,
+    *,
+    prefix_ids: Sequence[int] | None = None,
+    grantee_enterprise_id: int | None = None,
+) -> list[DataGrant]:
+    """Grants on these prefixes, or to this enterprise (either, when both are
+    given); every grant when neither is."""
+    g = t.data_grants.c
+    clauses: list[ColumnElement[bool]] = []
+    if prefix_ids is not None:
+        clauses.append(g.prefix_id.in_(prefix_ids))
+    if grantee_enterprise_id is not None:
+        clauses.append(g.grantee_enterprise_id == grantee_enterprise_id)
+    where = or_(*clauses) if clauses else g.id.isnot(None)
+    return await _grants(conn, where)
+
+
+async def grants_to(
+    conn: AsyncConnection, grantee_enterprise_id: int, prefix_id: int | None = None
+) -> list[DataGrant]:
+    """What one enterprise was granted (on one prefix): the access decisions' query."""
+    g = t.data_grants.c
+    where = g.grantee_enterprise_id == grantee_enterprise_id
+    if prefix_id is not None:
+        where = and_(where, g.prefix_id == prefix_id)
+    return await _grants(conn, where)
+
+
+async def template_version_of(conn: AsyncConnection, template_id: int) -> str | None:
+    row = await conn.execute(select(t.templates.c.version).where(t.templates.c.id == template_id))
+    version = row.scalar_one_or_none()
+    return None if version is None else str(version)
 
 
 # --- sync with the top-level node (sync/PROTOCOL.md) -------------------------

@@ -12,7 +12,10 @@ from registry.errors import (
     LoginFailed,
     NotFound,
     NotServedHere,
+    PrefixLimit,
+    RegisterCountLimit,
     RegistryError,
+    TooManyRequests,
     Unauthenticated,
     ValueAlreadyExists,
     ValuesNotFound,
@@ -36,6 +39,10 @@ RC_PREFIX_REFERRAL = 303
 RC_INSUFFICIENT_PERMISSIONS = 401
 RC_AUTHENTICATION_NEEDED = 402
 RC_AUTHENTICATION_FAILED = 403
+# IDIS extensions (the national SDKs' numbers): quotas.
+RC_REQUEST_LIMIT_DAILY = 603
+RC_REGISTER_COUNT_LIMIT = 604
+RC_PREFIX_LIMIT = 605
 
 # Most specific first: the first class an error is an instance of decides.
 _RC_OF_ERROR: tuple[tuple[type[RegistryError], int], ...] = (
@@ -47,7 +54,10 @@ _RC_OF_ERROR: tuple[tuple[type[RegistryError], int], ...] = (
     (NotFound, RC_HANDLE_NOT_FOUND),
     (AlreadyExists, RC_HANDLE_ALREADY_EXISTS),
     (Unauthenticated, RC_AUTHENTICATION_NEEDED),
+    (TooManyRequests, RC_SERVER_TOO_BUSY),
     (LoginFailed, RC_AUTHENTICATION_FAILED),
+    (RegisterCountLimit, RC_REGISTER_COUNT_LIMIT),
+    (PrefixLimit, RC_PREFIX_LIMIT),
     (Forbidden, RC_INSUFFICIENT_PERMISSIONS),
     (InvalidRequest, RC_PROTOCOL_ERROR),
 )
@@ -71,6 +81,7 @@ _OUTCOMES = {
     RC_AUTHENTICATION_NEEDED: "refused",
     RC_AUTHENTICATION_FAILED: "refused",
     RC_INSUFFICIENT_PERMISSIONS: "refused",
+    RC_REQUEST_LIMIT_DAILY: "refused",
 }
 
 

@@ -23,7 +23,8 @@ from registry import store
 from registry.db import Reads, read_with
 from registry.errors import InvalidName
 from registry.grammar import GrammarError, HandleName, is_under
-from registry.models import PUBLIC_READ, TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
+from registry.models import TTL_ABSOLUTE, Enterprise, HandleValue, Prefix
+from registry.permissions import NO_ACCESS, ReadAccess
 from registry.records import CachedDirectory, Located, Where, locate
 from registry.secrets import is_sealed_value, open_value
 from registry.services import Actor, Registry
@@ -190,7 +191,7 @@ class Engine:
         services = self.registry.services
         await self.directory.load(self.registry.services.read)
 
-        async def look(conn: AsyncConnection) -> tuple[Located, bool]:
+        async def look(conn: AsyncConnection) -> tuple[Located, ReadAccess]:
             located = await locate(
                 conn,
                 name,
@@ -198,15 +199,13 @@ class Engine:
                 site=services.site,
                 directory=self.directory,
             )
-            authorized = (
-                caller is not None
-                and located.record is not None
-                and await handles.may_read_restricted(conn, caller, located)
-            )
-            return located, authorized
+            access = NO_ACCESS
+            if caller is not None and located.record is not None:
+                access = await handles.read_access(conn, caller, located)
+            return located, access
 
-        located, authorized = await read_with(self.db, look)
-        return self._verdict(located, query, authorized)
+        located, access = await read_with(self.db, look)
+        return self._verdict(located, query, access)
 
     async def answer(
         self,
@@ -269,7 +268,7 @@ class Engine:
     async def last_change(self) -> int:
         return await read_with(self.db, store.last_change)
 
-    def _verdict(self, located: Located, query: Query, authorized: bool) -> Resolution:
+    def _verdict(self, located: Located, query: Query, access: ReadAccess) -> Resolution:
         name = located.name
         if located.where is Where.NOT_HERE:
             return Resolution(Status.NOT_HERE, name)
@@ -286,14 +285,14 @@ class Engine:
             return Resolution(
                 Status.NOT_FOUND, name, prefix=located.prefix, enterprise=located.enterprise
             )
-        visible = self._visible(located.record.name_key, located.record.values, query, authorized)
+        visible = self._visible(located.record.name_key, located.record.values, query, access)
         status = Status.FOUND if visible else Status.VALUES_NOT_FOUND
         return Resolution(
             status, name, visible, prefix=located.prefix, enterprise=located.enterprise
         )
 
     def _visible(
-        self, name_key: str, values: Iterable[HandleValue], query: Query, authorized: bool
+        self, name_key: str, values: Iterable[HandleValue], query: Query, access: ReadAccess
     ) -> tuple[HandleValue, ...]:
         key = self.registry.services.node_key
         result = []
@@ -303,13 +302,13 @@ class Engine:
             if is_sealed_value(value.data):
                 # Only an HS_SECKEY in its own place opens, and only for those who may
                 # read it; a sealed blob planted elsewhere stays shut.
-                if not authorized or value.type.upper() != HS_SECKEY:
+                if not access.full or value.type.upper() != HS_SECKEY:
                     continue
                 clear = open_value(key, value.data, name_key=name_key, index=value.index)
                 if clear is None:
                     continue
                 value = replace(value, data=clear)
-            elif not value.permissions & PUBLIC_READ and not authorized:
+            elif not access.may_read(value):
                 continue
             result.append(value)
         return tuple(result)

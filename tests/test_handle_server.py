@@ -78,7 +78,14 @@ async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
     )
     registry.services.site = site
     service = svc.HandleService(
-        engine, registry, site_serial=site.serial, server_key=key, site_bytes=site.to_bytes
+        engine,
+        registry,
+        site_serial=site.serial,
+        server_key=key,
+        site_bytes=site.to_bytes,
+        # Whole answers over UDP, however large: these tests are about the protocol
+        # (tests/test_limits.py sends large ones to TCP).
+        udp_amplification=0,
     )
     listeners = await srv.start(service, tcp_sock, udp_sock, idle=1.0)
     yield Native("127.0.0.1", port, service, registry, engine)
@@ -831,6 +838,9 @@ class _Stalled:
         self.answered = 0
 
     def fast(self, data: bytes, *, udp: bool) -> list[bytes] | None:
+        return None
+
+    def refuse(self, data: bytes, remote: str, *, udp: bool) -> list[bytes] | None:
         return None
 
     async def handle(self, data: bytes, connection: svc.Connection) -> list[bytes]:

@@ -110,6 +110,8 @@ def node_env(tmp_path: Path) -> dict[str, str]:
         "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
         "IDNODE_SYNC_TIMEOUT": "2",
         "IDNODE_ACCOUNTING_INTERVAL": "1",
+        # Wrong secrets are sent on purpose, over and over: no lockout (tests/test_limits.py).
+        "IDNODE_LOGIN_ATTEMPTS": "0",
     }
     migrated = run_idnode("migrate", cwd=tmp_path, env=env)
     assert migrated.returncode == 0, migrated.stderr

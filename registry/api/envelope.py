@@ -27,6 +27,7 @@ from ..errors import (
     LoginFailed,
     NotFound,
     RegistryError,
+    Throttled,
     Unauthenticated,
 )
 from ..services import Actor, Registry
@@ -152,6 +153,10 @@ def _guard(run: Handler) -> Handler:
             for name, value in (*request.query.items(), *request.match_info.items()):
                 check_text(value, name)
             return await run(request)
+        except Throttled as exc:
+            response = envelope(status_of(exc), str(exc), http_status=429)
+            response.headers["Retry-After"] = exc.retry_after_header
+            return response
         except RegistryError as exc:
             return envelope(status_of(exc), str(exc))
         except web.HTTPRequestEntityTooLarge:
@@ -183,6 +188,8 @@ def authenticated(handler: AuthedHandler) -> Handler:
     """An SNMS endpoint that needs a bearer token; the handler gets the caller."""
 
     async def run(request: web.Request) -> web.Response:
-        return await handler(request, await actor_of(request))
+        actor = await actor_of(request)
+        request.app[REGISTRY].services.admit(actor, "http")
+        return await handler(request, actor)
 
     return _guard(functools.wraps(handler)(run))

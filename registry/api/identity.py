@@ -8,7 +8,15 @@ from ..errors import LoginFailed
 from ..services import Actor
 from ..services.accounts import LOGIN_FAILED
 from . import fields as f
-from .envelope import REGISTRY, TOKENS, authenticated, json_body, public, success
+from .envelope import (
+    REGISTRY,
+    TOKENS,
+    authenticated,
+    client_address,
+    json_body,
+    public,
+    success,
+)
 
 routes = web.RouteTableDef()
 
@@ -19,7 +27,9 @@ async def _login(request: web.Request, *, dated: bool) -> web.Response:
     password = f.text(body, "password", max_len=255)
     if not username or not password:
         raise LoginFailed(LOGIN_FAILED)
-    login = await request.app[REGISTRY].accounts.login(username, password, dated=dated)
+    login = await request.app[REGISTRY].accounts.login(
+        username, password, dated=dated, remote=client_address(request)
+    )
     token = request.app[TOKENS].issue(
         login.principal.user_id,
         login.principal.via,

@@ -13,6 +13,7 @@ from .accounts import Accounts
 from .attachments import Attachments
 from .base import SYSTEM_ACTOR, Actor, PageRequest, PageResult, Services
 from .enterprises import Enterprises
+from .grants import Grants
 from .handles import Handles
 from .identifiers import Identifiers
 from .templates import Templates
@@ -47,7 +48,8 @@ class Registry:
         self.templates = Templates(self.services)
         self.identifiers = Identifiers(self.services)
         self.attachments = Attachments(self.services)
-        self.handles = Handles(self.services)
+        self.grants = Grants(self.services)
+        self.handles = Handles(self.services, self.grants)
 
     @property
     def engine(self) -> AsyncEngine:

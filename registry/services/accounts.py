@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import store
-from ..errors import AlreadyExists, Forbidden, InvalidRequest, LoginFailed, Unauthenticated
+from ..errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidRequest,
+    LockedOut,
+    LoginFailed,
+    Unauthenticated,
+)
 from ..grammar import prefix_handle
 from ..models import (
     PERM_PUBLIC,
@@ -75,7 +82,9 @@ class Accounts:
         self._dummy_sealed = services.node_key.seal(sha256_hex("no such user").encode())
         self._background: set[asyncio.Task[None]] = set()
 
-    async def login(self, login: str, password: str, *, dated: bool = False) -> Login:
+    async def login(
+        self, login: str, password: str, *, dated: bool = False, remote: str = ""
+    ) -> Login:
         """Check a user name or access key and its secret.
 
         ``dated`` is the ``/identity/token/v1`` form, where the password is
@@ -87,6 +96,10 @@ class Accounts:
         if not login or not password or len(login) > 64 or len(password) > 255:
             self.s.auth_failed("password")
             raise LoginFailed(LOGIN_FAILED)
+        locked = self.s.lockout.locked_for(login, remote)
+        if locked:
+            self.s.auth_failed("password")
+            raise LockedOut(locked)
         async with self.s.read() as conn:
             credential = await store.credential_for_login(conn, login)
         if dated:
@@ -97,7 +110,9 @@ class Accounts:
             ok = await asyncio.to_thread(verify_plain, password, stored)
         if credential is None or not ok or credential.user.status != 1:
             self.s.auth_failed("password")
+            self.s.lockout.failed(login, remote)
             raise LoginFailed(LOGIN_FAILED)
+        self.s.lockout.succeeded(login)
         key_id = credential.access_key_id
         principal = await self.principal(credential.user.id, "ak" if key_id is not None else "user")
         if key_id is not None:
@@ -109,7 +124,9 @@ class Accounts:
             return False
         digest = self.s.node_key.unseal(sealed).decode()
         candidates = [dated_digest(digest, self.s.local_date(d)) for d in (0, -1, 1)]
-        return any(hmac.compare_digest(password.lower(), c) for c in candidates)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        given = password.lower().encode("utf-8", "surrogatepass")
+        return any(hmac.compare_digest(given, c.encode()) for c in candidates)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

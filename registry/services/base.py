@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import dnsnames, store
 from ..db import read_transaction, write_transaction
-from ..errors import AlreadyExists, Forbidden, InvalidRequest
+from ..errors import AlreadyExists, Forbidden, InvalidRequest, RegisterCountLimit
 from ..grammar import (
     Grammar,
     GrammarError,
@@ -32,6 +32,7 @@ from ..grammar import (
     is_enterprise_prefix,
     normalize_prefix,
 )
+from ..lockout import LoginLockout
 from ..models import Principal
 from ..permissions import HandleIdentity
 from ..secrets import NodeKey
@@ -250,12 +251,33 @@ class Services:
         """Called (in this process) right after a change commits, e.g. to evict
         cached answers before the writer's client can ask again."""
         self.auth_listeners: list[Callable[[str], None]] = []
+        self.lockout = LoginLockout()
+        """Brute-force lockout of passwords and secrets (the node sets its limits)."""
+        self.admit: Callable[[Actor, str], None] = _admit_all
+        """Asked with every authenticated caller and the protocol it came by; raises
+        TooManyRequests when the caller's enterprise is over its rate (the node's limits)."""
+        self.identifier_limit = 0
+        """Identifiers one enterprise may hold (IDIS RC 604 beyond); 0: no limit."""
+        self.prefix_limit = 0
+        """Enterprise prefixes the node may allocate (IDIS RC 605 beyond); 0: no limit."""
         """Called with the kind of credential whenever one fails to check out:
         ``password`` (a login or an access key), ``handle_secret``, ``token``,
         ``proof`` (a native challenge answer)."""
 
     def now(self) -> datetime:
         return self._clock()
+
+    async def identifier_room(self, conn: AsyncConnection, enterprise_id: int) -> int | None:
+        """How many more identifiers the enterprise may register (None: no limit)."""
+        if not self.identifier_limit:
+            return None
+        held = await store.count_enterprise_identifiers(conn, enterprise_id)
+        return max(0, self.identifier_limit - held)
+
+    async def require_identifier_room(self, conn: AsyncConnection, enterprise_id: int) -> None:
+        room = await self.identifier_room(conn, enterprise_id)
+        if room is not None and room < 1:
+            raise RegisterCountLimit(registration_limit_text(self.identifier_limit))
 
     def auth_failed(self, credential: str) -> None:
         for listener in self.auth_listeners:
@@ -315,3 +337,27 @@ def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def registration_limit_text(limit: int) -> str:
+    return f"企业标识注册数量已达上限{limit} (registration count limit {limit} reached)"
+
+
+def _admit_all(actor: Actor, protocol: str) -> None:
+    return None
+
+
+def enterprise_key(actor: Actor, node_prefix_key: str) -> str | None:
+    """Whose budget an authenticated caller spends: its enterprise's (its users and
+    access keys share one), a Handle identity's own; None for node administrators
+    (users, and identities of the node's own prefix handle) and anonymous callers
+    (those are limited per address only)."""
+    principal = actor.principal
+    if principal is not None:
+        if principal.is_admin or principal.enterprise_id is None:
+            return None
+        return f"enterprise:{principal.enterprise_id}"
+    identity = actor.identity
+    if identity is not None and identity.key.upper() != f"0.NA/{node_prefix_key}".upper():
+        return f"identity:{identity.key}"
+    return None

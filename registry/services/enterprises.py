@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import store
-from ..errors import AlreadyExists, Forbidden, InvalidRequest, NotFound
+from ..errors import AlreadyExists, Forbidden, InvalidRequest, NotFound, PrefixLimit
 from ..grammar import GrammarError, is_enterprise_prefix, normalize_prefix
 from ..models import (
     Enterprise,
@@ -126,6 +126,11 @@ class Enterprises:
                     raise NotFound(f"用户{app.existing_username}不存在 (unknown user)")
                 if user.role is not Role.ENTERPRISE or user.enterprise_id is not None:
                     raise InvalidRequest(f"用户{user.username}已绑定企业或不是企业用户")
+            if self.s.prefix_limit and await store.count_prefixes(conn) >= self.s.prefix_limit:
+                raise PrefixLimit(
+                    f"本节点前缀分配数量已达上限{self.s.prefix_limit} "
+                    f"(prefix limit {self.s.prefix_limit} reached)"
+                )
             prefix_text = await self._allocate_prefix(conn, app.ent_prefix)
             enterprise_id = await store.insert_enterprise(
                 conn,

@@ -22,6 +22,7 @@ from ..errors import (
     Forbidden,
     InvalidName,
     InvalidValue,
+    LockedOut,
     NotFound,
     NotServedHere,
     Unauthenticated,
@@ -39,7 +40,14 @@ from ..grammar import (
     normalize_prefix,
 )
 from ..models import TEMPLATE_VERSION_INDEX, HandleValue, Identifier, ProxyState, Template
-from ..permissions import HandleIdentity, identity_rights, principal_rights
+from ..permissions import (
+    FULL_ACCESS,
+    NO_ACCESS,
+    HandleIdentity,
+    ReadAccess,
+    identity_rights,
+    principal_rights,
+)
 from ..records import NODE_KEPT_INDEXES, Located, Where, locate
 from ..secrets import is_sealed_value, open_value, seal_value
 from ..templates import TemplateError, check_handle_values
@@ -64,6 +72,7 @@ from ..values import (
     decode_vlist,
 )
 from .base import Actor, Change, Services
+from .grants import Grants
 from .identifiers import record_payload
 
 MAX_LIST = 100_000
@@ -151,8 +160,9 @@ def required_bits(
 
 
 class Handles:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, grants: Grants | None = None) -> None:
         self.s = services
+        self.grants = grants or Grants(services)
         self._compare_key = os.urandom(32)
         self._decoy = HandleValue(
             0, HS_SECKEY, seal_value(services.node_key, os.urandom(16), name_key="decoy", index=0)
@@ -197,13 +207,31 @@ class Handles:
     ) -> bool:
         return not actor.anonymous and bool(await self.rights(conn, actor, located) & READ_VALUE)
 
-    async def authenticate(self, handle: str, index: int, secret: bytes) -> HandleIdentity:
+    async def read_access(
+        self, conn: AsyncConnection, actor: Actor, located: Located
+    ) -> ReadAccess:
+        """What ``actor`` may read of ``located``'s non-public values: everything as
+        one of its administrators, else what grants to its enterprise allow."""
+        if actor.anonymous or located.record is None:
+            return NO_ACCESS
+        if await self.may_read_restricted(conn, actor, located):
+            return FULL_ACCESS
+        return await self.grants.read_access(conn, actor, located)
+
+    async def authenticate(
+        self, handle: str, index: int, secret: bytes, *, remote: str = ""
+    ) -> HandleIdentity:
         """Prove ``index:handle`` by the ``HS_SECKEY`` stored at that index (0: any)."""
         try:
             name = self.s.grammar.parse(handle, bare_prefix=True)
         except GrammarError:
             self.s.auth_failed("handle_secret")
             raise Unauthenticated(_AUTH_FAILED) from None
+        account = f"{index}:{name.key}"
+        locked = self.s.lockout.locked_for(account, remote)
+        if locked:
+            self.s.auth_failed("handle_secret")
+            raise LockedOut(locked)
         async with self.s.read() as conn:
             record = await store.get_identifier(conn, name.key)
         candidates = [
@@ -221,7 +249,9 @@ class Handles:
             matched |= hmac.compare_digest(offered, expected) and bool(candidates)
         if not matched:
             self.s.auth_failed("handle_secret")
+            self.s.lockout.failed(account, remote)
             raise Unauthenticated(_AUTH_FAILED)
+        self.s.lockout.succeeded(account)
         return HandleIdentity(handle=handle, index=index, key=name.key)
 
     async def _writable(self, change: Change, name: HandleName) -> Located:
@@ -310,6 +340,8 @@ class Handles:
         stored = await store.get_identifier(change.conn, name.key)
         if stored is None:
             prefix_id = located.prefix.id if located.prefix and not name.is_prefix_handle else None
+            if located.prefix is not None and prefix_id is not None:
+                await self.s.require_identifier_room(change.conn, located.prefix.enterprise_id)
             await store.insert_identifier(
                 change.conn,
                 name=name.text,
@@ -496,7 +528,8 @@ class Handles:
         limit: int,
     ) -> list[str]:
         """Handles whose values match every condition. Node administrators search
-        all values; everyone else only public ones (which anyone may resolve)."""
+        all values; everyone else public ones, and the restricted ones it may read:
+        of the prefixes it administers, and those granted to its enterprise."""
         if actor.anonymous:
             raise Unauthenticated("authentication required")
         if not conditions:
@@ -507,6 +540,7 @@ class Handles:
             if prefix:
                 found = await store.get_prefix(conn, prefix.strip().upper())
                 prefix_ids = [found.id] if found else []
+            scopes = [] if admin else await self.grants.search_scopes(conn, actor)
             return await store.reverse_lookup(
                 conn,
                 conditions,
@@ -514,6 +548,7 @@ class Handles:
                 prefix_ids=prefix_ids,
                 offset=offset,
                 limit=limit,
+                scopes=scopes,
             )
 
     @property

@@ -24,7 +24,7 @@ from ..models import (
 )
 from ..secrets import is_sealed_value
 from ..templates import RecordValue, TemplateError, check_record, value_is_public
-from .base import Actor, Change, Services
+from .base import Actor, Change, Services, registration_limit_text
 
 log = logging.getLogger("idnode.registry")
 
@@ -149,9 +149,21 @@ class Identifiers:
             new = []
             repeats: dict[str, list[int]] = {}
             """Items that repeat a new one of this batch: they share its fate."""
+            rooms: dict[int, int | None] = {}
+            """Identifiers each enterprise may still register (None: no limit)."""
             for i, parsed, template, values, prefix in planned:
                 earlier = claimed.get(parsed.key)
                 if earlier is None:
+                    owner = prefix.enterprise_id
+                    if owner not in rooms:
+                        rooms[owner] = await self.s.identifier_room(change.conn, owner)
+                    room = rooms[owner]
+                    if room is not None:
+                        if room < 1:
+                            limit = registration_limit_text(self.s.identifier_limit)
+                            results[i] = ItemResult(records[i].handle, False, limit)
+                            continue
+                        rooms[owner] = room - 1
                     claimed[parsed.key] = (template.id, values)
                     new.append((i, parsed, template, values, prefix))
                     results[i] = ItemResult(records[i].handle, True, SUCCESS)
@@ -313,6 +325,7 @@ class Identifiers:
             if existing.template_id == template.id and _same_values(existing.values, values):
                 return False  # a retried create: the first one already succeeded
             raise AlreadyExists(EXISTS)
+        await self.s.require_identifier_room(change.conn, prefix.enterprise_id)
         await store.insert_identifier(
             change.conn,
             name=parsed.text,

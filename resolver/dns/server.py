@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import cast
 
 from metrics.instruments import RATE_LIMITED
+from metrics.traffic import TRAFFIC, dns_not_found
 
 from ..idle import IdleSweeper
+from ..limits import Guard
 from .rrl import RateLimit, ResponseRateLimiter, Verdict
 from .service import DnsService, truncated
 
@@ -45,10 +47,17 @@ class UdpListener:
     """Reads the socket itself (``add_reader``) to drain it per wake-up; works
     the same under asyncio's loop and uvloop."""
 
-    def __init__(self, service: DnsService, sock: socket.socket, limiter: ResponseRateLimiter):
+    def __init__(
+        self,
+        service: DnsService,
+        sock: socket.socket,
+        limiter: ResponseRateLimiter,
+        guard: Guard | None = None,
+    ):
         self.service = service
         self.sock = sock
         self.limiter = limiter
+        self.guard = guard
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         sock.setblocking(False)
@@ -62,6 +71,12 @@ class UdpListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # an ICMP error queued for an earlier send: read on
+                continue
+            if self.guard is not None and self.guard.client(addr[0]) is not None:
+                RATE_LIMITED.labels("dns", "refused").inc()
+                refused = self.service.refused(data)
+                if refused is not None:
+                    self._send(refused, addr)
                 continue
             answer = fast(data, udp=True)
             if answer is not None:
@@ -85,6 +100,7 @@ class UdpListener:
             self._send(answer, addr)
 
     def _send(self, answer: bytes, addr: tuple[str, int]) -> None:
+        TRAFFIC.see(addr[0], not_found=dns_not_found(answer))
         verdict = self.limiter.check(addr[0])
         if verdict is Verdict.DROP:
             RATE_LIMITED.labels("dns", "dropped").inc()
@@ -111,7 +127,10 @@ class TcpProtocol(asyncio.Protocol):
     more than one read. "Idle" counts from the last whole query: a client that
     trickles bytes without finishing a message is closed like a silent one."""
 
-    def __init__(self, service: DnsService, sweeper: IdleSweeper, peers: Peers):
+    def __init__(
+        self, service: DnsService, sweeper: IdleSweeper, peers: Peers, guard: Guard | None = None
+    ):
+        self.guard = guard
         self.service = service
         self.sweeper = sweeper
         self.peers = peers
@@ -154,6 +173,12 @@ class TcpProtocol(asyncio.Protocol):
             message = bytes(self.buffer[2 : 2 + length])
             del self.buffer[: 2 + length]
             self.last_seen = asyncio.get_running_loop().time()
+            if self.guard is not None and self.guard.client(self.peer) is not None:
+                RATE_LIMITED.labels("dns", "refused").inc()
+                refused = self.service.refused(message)
+                if refused is not None:
+                    self._write(refused)
+                continue
             answer = self.service.fast(message, udp=False)
             if answer is not None:
                 self._write(answer)
@@ -193,6 +218,7 @@ class TcpProtocol(asyncio.Protocol):
 
     def _write(self, answer: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            TRAFFIC.see(self.peer, not_found=dns_not_found(answer))
             self.transport.write(len(answer).to_bytes(2, "big") + answer)
 
     def pause_writing(self) -> None:
@@ -267,16 +293,19 @@ async def start(
     udp_sock: socket.socket,
     *,
     rate_limit: RateLimit | None = None,
+    guard: Guard | None = None,
     idle: float = IDLE_SECONDS,
 ) -> DnsListeners:
-    """Serve on sockets bound by the caller (one port for both)."""
+    """Serve on sockets bound by the caller (one port for both). ``rate_limit``
+    caps the UDP responses a client gets (RRL); ``guard``, the queries it may
+    make (answered REFUSED beyond)."""
     loop = asyncio.get_running_loop()
     limiter = ResponseRateLimiter(rate_limit or RateLimit())
-    udp = UdpListener(service, udp_sock, limiter)
+    udp = UdpListener(service, udp_sock, limiter, guard)
     sweeper = IdleSweeper(idle)
     peers = Peers()
     tcp = await loop.create_server(
-        lambda: TcpProtocol(service, sweeper, peers), sock=tcp_sock, backlog=BACKLOG
+        lambda: TcpProtocol(service, sweeper, peers, guard), sock=tcp_sock, backlog=BACKLOG
     )
     return DnsListeners(udp, tcp, sweeper, peers)
 

@@ -30,6 +30,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from metrics.instruments import RATE_LIMITED
 from metrics.tally import NO_PREFIX, TALLY
 from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
 from registry.errors import InvalidName
@@ -96,8 +97,12 @@ class DnsService:
         ns_address: str,
         serial: int = 0,
         cache_entries: int = 100_000,
+        amplification: int = 0,
     ) -> None:
         self.engine = engine
+        self.amplification = amplification
+        """A UDP answer may be at most this many times its query's size (else it goes
+        out truncated, TC, and the client asks over TCP); 0: any size."""
         self.names = names
         self.ns_address = ns_address
         self.serial = serial
@@ -143,10 +148,34 @@ class DnsService:
                 return None
             cached = negative[0], negative[2]
         payload, (protocol, outcome, prefix) = cached
-        TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
         # The answer's names point into its question (compression), so the
         # client's spelling of the question is all there is to patch.
-        return data[:2] + payload[:10] + data[12:end] + payload[end - 2 :]
+        answer = data[:2] + payload[:10] + data[12:end] + payload[end - 2 :]
+        if udp and self._too_large(data, answer):
+            return truncated(answer)  # not an answer yet: the client asks over TCP
+        TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
+        return answer
+
+    def _too_large(self, query: bytes, answer: bytes) -> bool:
+        """Whether a UDP answer would be more than ``amplification`` times its query
+        (it goes out truncated, so a spoofed query buys its victim no flood)."""
+        if self.amplification and len(answer) > self.amplification * len(query):
+            RATE_LIMITED.labels("dns", "truncated").inc()
+            return True
+        return False
+
+    def refused(self, data: bytes) -> bytes | None:
+        """REFUSED to a query from a client over its limits: its header and
+        question only, so never larger than the query; None for no query."""
+        try:
+            query = dns.message.from_wire(data, question_only=True)
+        except dns.exception.DNSException:
+            return None
+        if query.flags & dns.flags.QR:
+            return None  # a response: nothing was asked
+        response = dns.message.make_response(query)
+        response.set_rcode(dns.rcode.REFUSED)
+        return response.to_wire()
 
     async def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """Answer one query (None: no answer at all — a response, or a runt)."""
@@ -173,7 +202,9 @@ class DnsService:
             return self._wire(query, failure, udp)
         wire = self._wire(query, answer.message, udp)
         label = (protocol, outcome_of(answer.message), answer.prefix)
-        TALLY.count(*label, time.perf_counter() - started)
+        sent = truncated(wire) if udp and self._too_large(data, wire) else wire
+        if sent is wire:
+            TALLY.count(*label, time.perf_counter() - started)
         found = _shape(data, udp)
         if (
             found is None
@@ -182,7 +213,7 @@ class DnsService:
             or wire[12 : found[1]] != data[12 : found[1]]  # not our question echoed
             or self.cache.epoch != epoch  # a change landed while we looked
         ):
-            return wire
+            return sent
         shape = found[0]
         if answer.key is None:
             now = time.monotonic()
@@ -198,7 +229,7 @@ class DnsService:
                 self._shapes.clear()  # stale mappings only cost a miss
             self._shapes[shape] = answer.key
             self.cache.put(answer.key, shape, (wire[2:], label), answer.ttl, epoch=epoch)
-        return wire
+        return sent
 
     async def zone_text(self, identifiers: Iterable[str]) -> str:
         """These identifiers' records and the apex in master-file format: the

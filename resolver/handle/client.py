@@ -20,6 +20,7 @@ from registry.values import (
     ValueFormatError,
 )
 
+from ..codes import RC_ERROR
 from . import codec as c
 from .proofs import PrivateKey, challenge_message, public_key_proof
 
@@ -396,6 +397,11 @@ async def ask_first(
         try:
             if udp:
                 answer = await udp_call(host, port, message, retries=retries)
+                if answer.header.response_code == RC_ERROR:
+                    # As HANDLE.NET's resolver does: the server said no over UDP
+                    # (an answer too large for it, say): the same server over TCP.
+                    answer = await tcp_call(host, port, message, time_limit=time_limit)
+                    udp = False
             else:
                 answer = await tcp_call(host, port, message, time_limit=time_limit)
         except (ClientError, OSError, c.CodecError) as exc:

@@ -294,7 +294,8 @@ def encode_values(values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
 
 
 def decode_values(reader: Reader) -> tuple[HandleValue, ...]:
-    return tuple(decode_value(reader) for _ in range(reader.count(27)))
+    # The smallest value is 26 bytes: 14 fixed, empty type and data (4 + 4), no references (4).
+    return tuple(decode_value(reader) for _ in range(reader.count(26)))
 
 
 # --- request digests ------------------------------------------------------------

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from metrics.traffic import TRAFFIC, handle_not_found
+
 from ..idle import IdleSweeper
 from . import codec as c
 from .service import Connection
@@ -40,6 +42,10 @@ class NativeService(Protocol):
     or the mock top-level node's prefix lookups."""
 
     def fast(self, data: bytes, *, udp: bool) -> list[bytes] | None: ...
+
+    def refuse(self, data: bytes, remote: str, *, udp: bool) -> list[bytes] | None:
+        """The answer to a client over its limits (resolver.limits); None: go on."""
+        ...
 
     async def handle(self, data: bytes, connection: Connection) -> list[bytes]: ...
 
@@ -74,6 +80,11 @@ class UdpProtocol(asyncio.DatagramProtocol):
                 if whole is None:
                     return
                 data = whole
+        remote = str(addr[0]) if isinstance(addr, tuple) else ""
+        refused = self.service.refuse(data, remote, udp=True)
+        if refused is not None:
+            self._send(refused, addr)
+            return
         # The hot path runs right here, without a task: a cached answer, patched.
         answer = self.service.fast(data, udp=True)
         if answer is not None:
@@ -148,7 +159,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self._send(parts, addr)
 
     def _send(self, parts: list[bytes], addr: tuple[str | object, int]) -> None:
-        if self.transport is not None:
+        if self.transport is not None and parts:
+            TRAFFIC.see(str(addr[0]), not_found=handle_not_found(parts[0]))
             for part in parts:
                 self.transport.sendto(part, addr)
 
@@ -177,6 +189,8 @@ class TcpProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.last_seen = asyncio.get_running_loop().time()
         self.sweeper.add(self)
+        peer = transport.get_extra_info("peername")
+        self.connection.remote = str(peer[0]) if isinstance(peer, tuple) else ""
 
     def close_if_idle(self) -> None:
         if self.transport is not None and not self._tasks:
@@ -215,6 +229,10 @@ class TcpProtocol(asyncio.Protocol):
             self._dispatch(message)
 
     def _dispatch(self, message: bytes) -> None:
+        refused = self.service.refuse(message, self.connection.remote, udp=False)
+        if refused is not None:
+            self._write(refused)
+            return
         if self.connection.identity is None:  # an identity may read more than the cache holds
             answer = self.service.fast(message, udp=False)
             if answer is not None:
@@ -269,7 +287,8 @@ class TcpProtocol(asyncio.Protocol):
         task.add_done_callback(self._tasks.discard)
 
     def _write(self, parts: list[bytes]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing() and parts:
+            TRAFFIC.see(self.connection.remote, not_found=handle_not_found(parts[0]))
             self.transport.write(b"".join(parts))
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from metrics.instruments import RATE_LIMITED
 from metrics.tally import NO_PREFIX, TALLY
 from registry import store
 from registry.errors import InvalidName, RegistryError
@@ -37,6 +38,7 @@ from registry.values import (
 
 from .. import codes as rc
 from ..engine import Engine, Query, Resolution, Status
+from ..limits import Guard, Limit
 from ..recursion import RecursionBusy
 from . import answers
 from . import codec as c
@@ -129,6 +131,10 @@ class HandleService:
     )
     _slow_proofs_waiting: int = 0
     """Request shape → name key, learned on the slow path, for the fast path."""
+    guard: Guard | None = None
+    """Per-client limits (resolver.limits); None: none."""
+    udp_amplification: int = 8
+    """A UDP answer may be at most this many times its request's size; 0: any size."""
 
     # --- entry point ----------------------------------------------------------
 
@@ -147,9 +153,66 @@ class HandleService:
         if template is None:
             return None
         parts = _patch(template, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
+        if udp and self._too_large(data, parts):
+            return self._ask_over_tcp(data)
         protocol = "handle_udp" if udp else "handle_tcp"
         TALLY.count(protocol, template.outcome, template.prefix, time.perf_counter() - started)
         return parts
+
+    def refuse(self, data: bytes, remote: str, *, udp: bool) -> list[bytes] | None:
+        """RC 3 (too busy) to a client over its rate, IDIS 603 over its daily
+        requests; the answer is no larger than a short error, whatever was asked."""
+        if self.guard is None:
+            return None
+        refusal = self.guard.client(remote)
+        if refusal is None:
+            return None
+        protocol = "handle_udp" if udp else "handle_tcp"
+        RATE_LIMITED.labels(protocol, "refused").inc()
+        try:
+            request = c.Message.from_bytes(data)
+        except c.CodecError as exc:
+            return answers.garbage(
+                data, str(exc), udp=udp, site_serial=self.site_serial, now=self.clock()
+            )
+        daily = refusal.limit is Limit.DAILY
+        answer = self._error(
+            request,
+            answers.answer_version(request.envelope),
+            rc.RC_REQUEST_LIMIT_DAILY if daily else rc.RC_SERVER_TOO_BUSY,
+            f"{'daily request limit' if daily else 'too many requests'}; "
+            f"retry in {refusal.retry_after_header} s",
+        )
+        return c.fragments(answer.to_bytes()) if udp else [answer.to_bytes()]
+
+    def _too_large(self, request: bytes, answer: list[bytes]) -> bool:
+        """Whether a UDP answer would be more than ``udp_amplification`` times its
+        request: a spoofed request must not buy its victim a flood."""
+        if not self.udp_amplification:
+            return False
+        if sum(len(part) for part in answer) <= self.udp_amplification * len(request):
+            return False
+        RATE_LIMITED.labels("handle_udp", "truncated").inc()
+        return True
+
+    def _ask_over_tcp(self, request: bytes) -> list[bytes]:
+        """RC 2 in one small datagram, instead of an answer too large for UDP: what
+        makes HANDLE.NET's resolver ask the same server again over TCP at once
+        (RC 3 it takes as final; silence costs it seconds). Not a resolution yet:
+        not counted as one."""
+        try:
+            message = c.Message.from_bytes(request)
+        except c.CodecError:
+            return []
+        error = answers.error(
+            message,
+            answers.answer_version(message.envelope),
+            rc.RC_ERROR,
+            "answer too large for UDP: ask over TCP",
+            site_serial=self.site_serial,
+            now=self.clock(),
+        )
+        return [error.to_bytes()]
 
     async def handle(self, data: bytes, connection: Connection) -> list[bytes]:
         """Answer one request; UDP answers come as datagrams, TCP as one message."""
@@ -184,12 +247,12 @@ class HandleService:
         except (_Busy, RecursionBusy) as exc:
             answer = self._error(request, version, rc.RC_SERVER_TOO_BUSY, str(exc))
         if isinstance(answer, _Template):
+            parts = _patch(answer, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
+            if udp and self._too_large(data, parts):
+                return self._ask_over_tcp(data)
             TALLY.count(protocol, answer.outcome, answer.prefix, time.perf_counter() - started)
-            return _patch(answer, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
+            return parts
         messages = answer if isinstance(answer, list) else [answer]
-        if resolution:
-            outcome = rc.outcome_of(messages[0].header.response_code)
-            TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
         # Over UDP only successes are signed: a signed error would let a spoofed
         # datagram buy an RSA signature and a reply nine times its size.
         if request.flag(c.FLAG_CERT) and self.server_key is not None:
@@ -200,8 +263,15 @@ class HandleService:
                 for m in messages
             ]
         if udp:
-            return c.fragments(messages[0].to_bytes())  # lists are TCP-only
-        return [m.to_bytes() for m in messages]
+            parts = c.fragments(messages[0].to_bytes())  # lists are TCP-only
+            if self._too_large(data, parts):
+                return self._ask_over_tcp(data)
+        else:
+            parts = [m.to_bytes() for m in messages]
+        if resolution:
+            outcome = rc.outcome_of(messages[0].header.response_code)
+            TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
+        return parts
 
     # --- building answers -----------------------------------------------------
 
@@ -585,6 +655,7 @@ class HandleService:
         self, request: c.Message, version: tuple[int, int], connection: Connection
     ) -> c.Message | list[c.Message]:
         actor = Actor(None, connection.remote, connection.identity)
+        self.registry.services.admit(actor, "handle_tcp")
         handles = self.registry.handles
         op = request.opcode
         try:

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from registry.errors import LoginFailed, Unauthenticated
+from registry.errors import LoginFailed, Throttled, Unauthenticated
 from registry.grammar import GrammarError
 from registry.services import Actor, Registry
 from registry.services.base import ChangeEvent
@@ -54,11 +54,13 @@ class Authenticator:
         digest = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
         cached = self._verified.get(digest)
         if cached is not None and cached[1] > time.monotonic():
-            return Actor(cached[0].principal, remote, cached[0].identity)
-        actor = await self._verify(header, remote)
-        self._verified[digest] = (actor, time.monotonic() + CREDENTIAL_CACHE_SECONDS)
-        while len(self._verified) > self.max_cached:
-            self._verified.popitem(last=False)
+            actor = Actor(cached[0].principal, remote, cached[0].identity)
+        else:
+            actor = await self._verify(header, remote)
+            self._verified[digest] = (actor, time.monotonic() + CREDENTIAL_CACHE_SECONDS)
+            while len(self._verified) > self.max_cached:
+                self._verified.popitem(last=False)
+        self.registry.services.admit(actor, "http")
         return actor
 
     def on_changes(self, events: Sequence[ChangeEvent]) -> None:
@@ -111,11 +113,13 @@ class Authenticator:
         if match or "/" in user:
             index, handle = (int(match.group(1)), match.group(2)) if match else (0, user)
             identity = await self.registry.handles.authenticate(
-                handle, index, password.encode("utf-8")
+                handle, index, password.encode("utf-8"), remote=remote
             )
             return Actor(None, remote, identity)
         try:
-            login = await self.registry.accounts.login(user, password)
+            login = await self.registry.accounts.login(user, password, remote=remote)
+        except Throttled:
+            raise
         except LoginFailed:
             raise Unauthenticated("Authentication failed") from None
         return Actor(login.principal, remote)

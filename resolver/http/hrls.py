@@ -75,7 +75,7 @@ async def search(request: web.Request) -> web.Response:
         limit=limit,
     )
     if not with_records:
-        return render(request, 200, names)
+        return _private(render(request, 200, names))
     engine = request.app[ENGINE]
     records: list[dict[str, Any]] = []
     for name in names:
@@ -83,7 +83,13 @@ async def search(request: web.Request) -> web.Response:
         if resolution.status is Status.FOUND:
             records.append({"handle": name, "values": [value_json(v) for v in resolution.values]})
         await asyncio.sleep(0)  # a long page must not hold up other requests
-    return render(request, 200, records)
+    return _private(render(request, 200, records))
+
+
+def _private(response: web.Response) -> web.Response:
+    """Results depend on what the caller may read: no cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def add_routes(app: web.Application) -> None:

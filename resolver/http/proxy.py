@@ -1,5 +1,9 @@
 """The redirect proxy: ``GET /<handle>`` goes to the record's URL, as hdl.handle.net
-does; ``?noredirect`` (and ``GET /``, with its search box) show the lookup page."""
+does; ``?noredirect`` (and ``GET /``, with its search box) show the lookup page.
+
+Anonymous visitors see public values, from the answer cache. A caller who sends
+credentials (as the REST API takes them) sees what it may read, resolved for it
+alone: never from nor into the shared cache, and marked ``no-store``."""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from metrics.tally import NO_PREFIX, TALLY
-from registry.errors import InvalidName
+from registry.errors import InvalidName, RegistryError
 
 from ..engine import Query, Resolution, Status
 from ..recursion import RecursionBusy
-from .keys import ENGINE, REGISTRY
+from .keys import AUTH, ENGINE, REGISTRY
 from .page import error_page, home_page, record_page
 
 log = logging.getLogger("idnode.proxy")
@@ -72,13 +76,17 @@ def handle_pattern(node_prefix: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(node_prefix)}(?:\.[0-9]+)*/[^\s,;，；<>\"']+")
 
 
-def _html(text: str, status: int = 200) -> web.Response:
+PRIVATE = {"Cache-Control": "no-store"}
+"""On answers made for one authenticated caller: no cache may keep them."""
+
+
+def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         text=text,
         status=status,
         content_type="text/html",
         charset="utf-8",
-        headers=SECURITY_HEADERS,
+        headers={**SECURITY_HEADERS, **(headers or {})},
     )
 
 
@@ -102,9 +110,22 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
         return ProxyAnswer(status, location, page, resolution.outcome, resolution.account_prefix)
 
     try:
+        caller = await request.app[AUTH].caller(request)
+    except RegistryError as exc:
+        counted("error")
+        return _html(error_page(f"身份验证失败 · {exc}", text), 401)
+    except (DBAPIError, PoolTimeout, OSError) as exc:
+        log.error("storage unavailable for the proxy: %s", exc)
+        counted("error")
+        return _html(error_page("服务繁忙 · Storage is unavailable; try again shortly.", text), 503)
+    private = {} if caller.anonymous else PRIVATE
+    try:
         # A browser cannot follow a referral: names served elsewhere are
         # resolved there when the node allows recursion.
-        answer = await engine.answer(name, Query(), ("proxy",), encode, recurse=True)
+        if caller.anonymous:
+            answer = await engine.answer(name, Query(), ("proxy",), encode, recurse=True)
+        else:
+            answer = encode(await engine.resolve(name, Query(), caller, recurse=True))
     except (DBAPIError, PoolTimeout, OSError) as exc:
         log.error("storage unavailable for the proxy: %s", exc)
         counted("error")
@@ -115,8 +136,8 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
         return _html(error_page(busy, text), 503)
     counted(answer.outcome, answer.prefix)
     if redirect and answer.location is not None:
-        raise web.HTTPFound(answer.location, headers=SECURITY_HEADERS)
-    return _html(answer.page, answer.status)
+        raise web.HTTPFound(answer.location, headers={**SECURITY_HEADERS, **private})
+    return _html(answer.page, answer.status, private)
 
 
 async def home(request: web.Request) -> web.Response:

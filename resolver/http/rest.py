@@ -22,7 +22,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from metrics.tally import NO_PREFIX, TALLY
-from registry.errors import InvalidName, RegistryError
+from registry.errors import InvalidName, RegistryError, Throttled
 from registry.grammar import HandleName
 from registry.models import HandleValue
 from registry.services import Actor
@@ -192,6 +192,10 @@ def api_endpoint(handler: Any) -> Any:
             if exc.handle is None:
                 exc.handle = handle
             return _error(request, exc)
+        except Throttled as exc:
+            locked = _error(request, ApiError(rc.rc_of(exc), str(exc), handle), 429)
+            locked.headers["Retry-After"] = exc.retry_after_header
+            return locked
         except RegistryError as exc:
             return _error(request, ApiError(rc.rc_of(exc), str(exc), handle))
         except DataError as exc:  # validation should have caught it: say so, as a 400
@@ -273,6 +277,7 @@ async def _resolve(
     caller = await _caller(request)
     public_only = flag(request, "publicOnly", default=caller.anonymous)
     pretty = flag(request, "pretty")
+    private = False
     if public_only and not flag(request, "auth"):
         # The hot path: an answer encoded once, served from the cache.
         # Names served elsewhere are resolved there when the node allows
@@ -282,7 +287,10 @@ async def _resolve(
         caller_or_none = None if public_only else caller
         resolution = await engine.resolve(name, query, caller_or_none, recurse=True)
         answer = _ENCODERS[pretty](resolution)
+        private = caller_or_none is not None and not caller_or_none.anonymous
     response = render_encoded(request, answer.status, answer.body)
+    if private:
+        response.headers["Cache-Control"] = "no-store"  # this caller's view: nobody else's
     TALLY.count(protocol, answer.outcome, answer.prefix, time.perf_counter() - started)
     return response
 

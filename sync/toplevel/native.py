@@ -69,6 +69,9 @@ class TopLevelHandle:
     def forget(self, connection: Connection) -> None:
         return None  # no per-connection state: nobody logs in here
 
+    def refuse(self, data: bytes, remote: str, *, udp: bool) -> list[bytes] | None:
+        return None  # a development stand-in: no limits
+
     async def handle(self, data: bytes, connection: Connection) -> list[bytes]:
         udp = not connection.tcp
         now = self.clock()

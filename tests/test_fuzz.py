@@ -1,0 +1,560 @@
+"""Fuzzing the binary front ends with hypothesis: the native Handle codec, the native
+service (what the UDP and TCP listeners hand every request to) and the DNS service.
+
+Bytes from anywhere — random, or real requests with fields, lengths and bodies
+changed — must get an answer in the protocol's own terms (or, where the protocol
+says so, none), never an exception and never an error in the logs. The JSON APIs
+are fuzzed in tests/test_api_fuzz.py and, from the OpenAPI document, by
+schemathesis in tests/test_openapi.py; ``python -m loadtest.fuzz`` runs all of
+these for a million inputs against a real node. ``IDNODE_FUZZ_EXAMPLES=5000``
+runs more examples here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+from dataclasses import dataclass, replace
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from registry.dnsnames import ZoneNames
+from registry.models import PERM_RESTRICTED, HandleValue
+from registry.services import Actor, Registry
+from registry.values import AdminRef, SiteInfo, ValueFormatError, decode_vlist
+from registry.wire import Reader
+from resolver.dns.service import DnsService
+from resolver.engine import Engine
+from resolver.handle import codec as c
+from resolver.handle import service as svc
+from tests.conftest import ApiClient
+from tests.factories import hosted_enterprise
+
+u32 = st.integers(0, 2**32 - 1)
+ZONE = "hdl.idnode.test."
+NAMES = [b"88.100.1/fuzz-1", b"88.100.1/fuzz-2", b"0.NA/88.100.1", b"88.100", b"1.2.156.86.1.1"]
+OPCODES = [
+    c.OC_RESOLUTION,
+    c.OC_GET_SITE_INFO,
+    c.OC_CREATE_HANDLE,
+    c.OC_DELETE_HANDLE,
+    c.OC_ADD_VALUE,
+    c.OC_REMOVE_VALUE,
+    c.OC_MODIFY_VALUE,
+    c.OC_LIST_HANDLES,
+    c.OC_CHALLENGE_RESPONSE,
+    c.OC_VERIFY_CHALLENGE,
+    c.OC_HOME_NA,
+    c.OC_UNHOME_NA,
+    c.OC_LIST_HOMED_NAS,
+    c.OC_SESSION_SETUP,
+    c.OC_LOGIN_ID_SYSTEM,
+]
+FUZZ = settings(
+    max_examples=int(os.environ.get("IDNODE_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+# --- strategies ---------------------------------------------------------------------
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """``seed`` with a few bytes flipped, cut, inserted or overwritten by extremes."""
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "extreme", "truncate"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if kind == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "cut" and data:
+            del data[at : at + draw(st.integers(1, 8))]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "extreme" and len(data) >= 4:
+            at = min(at, len(data) - 4)
+            data[at : at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff"]))
+        elif kind == "truncate":
+            del data[at:]
+    return bytes(data)
+
+
+handle_names = st.sampled_from(NAMES) | st.binary(max_size=40)
+handle_values = st.builds(
+    HandleValue,
+    index=st.integers(0, 2**32 - 1),
+    type=st.sampled_from(["URL", "EMAIL", "HS_ADMIN", "HS_SITE", "HS_VLIST", "HS_SECKEY"])
+    | st.text(max_size=12),
+    data=st.binary(max_size=60),
+    ttl_type=st.integers(0, 255),
+    ttl=u32,
+    timestamp=u32,
+    permissions=st.integers(0, 255),
+    references=st.lists(st.tuples(st.text(max_size=10), u32), max_size=2).map(tuple),
+)
+bodies = st.one_of(
+    st.binary(max_size=120),
+    st.builds(
+        c.ResolutionRequest,
+        handle=handle_names,
+        indexes=st.lists(u32, max_size=3).map(tuple),
+        types=st.lists(st.sampled_from([b"URL", b"HS_SITE", b"\xff"]), max_size=3).map(tuple),
+    ).map(lambda b: b.to_bytes()),
+    st.builds(
+        c.HandleValues, handle=handle_names, values=st.lists(handle_values, max_size=3).map(tuple)
+    ).map(lambda b: b.to_bytes()),
+    st.builds(c.HandleOnly, handle=handle_names).map(lambda b: b.to_bytes()),
+    st.builds(
+        c.RemoveValues, handle=handle_names, indexes=st.lists(u32, max_size=3).map(tuple)
+    ).map(lambda b: b.to_bytes()),
+    st.builds(
+        c.ChallengeAnswer,
+        auth_type=st.sampled_from([b"HS_SECKEY", b"HS_PUBKEY", b""]),
+        handle=st.sampled_from([b"0.NA/88.100", b"88.100.1/fuzz-1"]) | st.binary(max_size=20),
+        index=st.sampled_from([300, 0]) | u32,
+        signed_response=st.binary(max_size=60),
+    ).map(lambda b: b.to_bytes()),
+    st.builds(
+        c.VerifyChallenge,
+        handle=handle_names,
+        index=u32,
+        nonce=st.binary(max_size=20),
+        digest=st.binary(max_size=40),
+        signed_response=st.binary(max_size=40),
+    ).map(lambda b: b.to_bytes()),
+    st.builds(c.Login, handle=handle_names, index=u32).map(lambda b: b.to_bytes()),
+)
+credentials = st.sampled_from([b""]) | st.binary(max_size=40) | st.just(c.Credential().to_bytes())
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    """A well-framed message with any header and a body that is often a real one."""
+    envelope = c.Envelope(
+        major=draw(st.sampled_from([2, 1, 3, 0, 255])),
+        minor=draw(st.integers(0, 12) | st.integers(0, 255)),
+        suggested_major=draw(st.integers(0, 31)),
+        suggested_minor=draw(st.integers(0, 255)),
+        session_id=draw(st.sampled_from([0, 1]) | u32),
+        request_id=draw(u32),
+        truncated=draw(st.booleans()),
+        encrypted=draw(st.booleans()),
+        compressed=draw(st.booleans()),
+    )
+    header = c.Header(
+        opcode=draw(st.sampled_from(OPCODES) | u32),
+        response_code=draw(st.sampled_from([0, 0, 0, 1]) | u32),
+        flags=draw(st.sampled_from([0, c.FLAG_RRDG, c.FLAG_CERT, c.FLAG_RECU | c.FLAG_PUBL]) | u32),
+        site_serial=draw(st.integers(0, 0xFFFF)),
+        recursion=draw(st.integers(0, 255)),
+        expiration=draw(u32),
+    )
+    return c.Message(envelope, header, draw(bodies), draw(credentials)).to_bytes()
+
+
+native_inputs = st.one_of(
+    st.binary(max_size=200),
+    messages(),
+    messages().flatmap(mutated),
+)
+
+
+# --- the codec ------------------------------------------------------------------------
+
+
+def _decoders(data: bytes) -> list[Any]:
+    """Every way the codec reads bytes a peer sent."""
+    return [
+        lambda: c.Envelope.from_bytes(data),
+        lambda: c.Header.from_bytes(data),
+        lambda: c.Message.from_bytes(data),
+        lambda: c.ResolutionRequest.from_bytes(data),
+        lambda: c.HandleValues.from_bytes(data),
+        lambda: c.HandleValues.from_bytes(data, values_optional=True),
+        lambda: c.HandleOnly.from_bytes(data),
+        lambda: c.RemoveValues.from_bytes(data),
+        lambda: c.ErrorMessage.from_bytes(data),
+        lambda: c.Challenge.from_bytes(data),
+        lambda: c.ChallengeAnswer.from_bytes(data),
+        lambda: c.VerifyChallenge.from_bytes(data),
+        lambda: c.HandleList.from_bytes(data),
+        lambda: c.Login.from_bytes(data),
+        lambda: c.Pbkdf2Proof.from_bytes(data),
+        lambda: c.SignedProof.from_bytes(data),
+        lambda: c.Credential.from_bytes(data),
+        lambda: c.decode_values(Reader(data, "values", error=c.CodecError)),
+        lambda: c.read_digest(Reader(data, "digest", error=c.CodecError)),
+    ]
+
+
+@FUZZ
+@given(data=native_inputs)
+def test_codec_raises_only_its_own_error(data: bytes) -> None:
+    decoded = 0
+    for decode in _decoders(data):
+        try:
+            decode()
+        except c.CodecError:
+            continue
+        decoded += 1
+    # Value payloads (HS_ADMIN, HS_VLIST, HS_SITE) fail only with ValueFormatError.
+    for decode_value in (AdminRef.from_bytes, decode_vlist, SiteInfo.from_bytes):
+        with contextlib.suppress(ValueFormatError):
+            decode_value(data)
+    assert decoded >= (1 if len(data) >= c.ENVELOPE_SIZE else 0)  # the envelope reads
+
+
+@FUZZ
+@given(data=native_inputs)
+def test_decoded_messages_encode_back_to_themselves(data: bytes) -> None:
+    try:
+        message = c.Message.from_bytes(data)
+    except c.CodecError:
+        return
+    again = c.Message.from_bytes(message.to_bytes())
+    assert (again.header, again.body, again.credential) == (
+        message.header,
+        message.body,
+        message.credential,
+    )
+    assert replace(again.envelope, length=0) == replace(message.envelope, length=0)
+    assert again.to_bytes() == message.to_bytes()
+
+
+@FUZZ
+@given(
+    body=st.builds(
+        c.HandleValues, handle=st.binary(max_size=30), values=st.lists(handle_values, max_size=4)
+    ),
+    credential=st.builds(
+        c.Credential,
+        signature_type=st.binary(max_size=12),
+        digest_algorithm=st.binary(max_size=12),
+        signature=st.binary(max_size=40),
+        signer_handle=st.binary(max_size=20),
+        signer_index=u32,
+    ),
+    proof=st.builds(
+        c.Pbkdf2Proof, salt=st.binary(max_size=16), iterations=u32, key_bits=u32, mac=st.binary()
+    ),
+    signed=st.builds(c.SignedProof, algorithm=st.binary(max_size=10), signature=st.binary()),
+)
+def test_more_bodies_round_trip(
+    body: c.HandleValues, credential: c.Credential, proof: c.Pbkdf2Proof, signed: c.SignedProof
+) -> None:
+    body = replace(body, values=tuple(body.values))
+    assert c.HandleValues.from_bytes(body.to_bytes()) == body
+    assert c.Credential.from_bytes(credential.to_bytes()) == credential
+    assert c.Pbkdf2Proof.from_bytes(proof.to_bytes()) == proof
+    assert c.SignedProof.from_bytes(signed.to_bytes()) == signed
+
+
+# --- the native service -----------------------------------------------------------
+
+
+class Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.records.append(record)
+
+
+@pytest.fixture
+def logged_errors() -> Any:
+    errors = Errors()
+    logging.getLogger().addHandler(errors)
+    yield errors
+    logging.getLogger().removeHandler(errors)
+
+
+async def _seed(registry: Registry, admin: Actor) -> None:
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    values = [
+        HandleValue(1, "URL", b"https://example.org/fuzz"),
+        HandleValue(2, "SECRET", b"internal", permissions=PERM_RESTRICTED),
+        HandleValue(3, "BLOB", b"x" * 900),
+    ]
+    for suffix in ("fuzz-1", "fuzz-2"):
+        await registry.handles.create(admin, f"{prefix}/{suffix}", values, overwrite=False)
+
+
+@dataclass
+class Native:
+    service: svc.HandleService
+    errors: Errors
+
+
+@pytest.fixture
+async def native(registry: Registry, admin: Actor, logged_errors: Errors) -> Native:
+    await _seed(registry, admin)
+    return Native(svc.HandleService(Engine(registry), registry), logged_errors)
+
+
+def _reassembled(parts: list[bytes]) -> bytes:
+    """A UDP answer's datagrams (≤ 512 bytes each) as the one message they carry."""
+    assert parts and all(len(p) <= c.UDP_PACKET for p in parts)
+    if len(parts) == 1:
+        return parts[0]
+    first = c.Envelope.from_bytes(parts[0])
+    whole = c.Reassembly(first)
+    result = None
+    for part in parts:
+        result = whole.add(c.Envelope.from_bytes(part).sequence, part[c.ENVELOPE_SIZE :])
+    assert result is not None
+    return result
+
+
+def check_native_answer(request: bytes, parts: list[bytes], *, udp: bool) -> None:
+    """A protocol-correct answer: none only where the protocol says so, else whole
+    messages with a response code, the request's id and (if it had one) opcode."""
+    try:
+        asked: c.Message | None = c.Message.from_bytes(request)
+    except c.CodecError:
+        asked = None
+    if asked is not None and asked.is_response:
+        assert parts == []  # nothing was asked
+        return
+    if asked is None and udp and len(request) < c.ENVELOPE_SIZE + c.HEADER_SIZE:
+        assert parts == []  # no reply larger than a runt (amplification)
+        return
+    assert parts, "no answer"
+    answers = [_reassembled(parts)] if udp else parts
+    for raw in answers:
+        answer = c.Message.from_bytes(raw)
+        assert len(raw) == c.ENVELOPE_SIZE + answer.envelope.length
+        assert answer.header.response_code != 0
+        if asked is None:
+            assert answer.header.response_code == 4  # RC_PROTOCOL_ERROR
+            if len(request) >= c.ENVELOPE_SIZE:
+                assert answer.envelope.request_id == c.Envelope.from_bytes(request).request_id
+        else:
+            assert answer.envelope.request_id == asked.envelope.request_id
+            assert answer.opcode == asked.opcode
+
+
+@FUZZ
+@given(data=native_inputs, udp=st.booleans())
+async def test_native_service_answers_anything(native: Native, data: bytes, udp: bool) -> None:
+    connection = svc.Connection(tcp=not udp, remote="127.0.0.1")
+    fast = native.service.fast(data, udp=udp)
+    assert fast is None or all(isinstance(p, bytes) for p in fast)
+    parts = await native.service.handle(data, connection)
+    check_native_answer(data, parts, udp=udp)
+    native.service.forget(connection)
+    assert native.errors.records == []
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(NAMES),
+    flags=st.sampled_from([0, c.FLAG_RRDG, c.FLAG_CERT, c.FLAG_PUBL]),
+    data=st.data(),
+)
+async def test_native_resolutions_and_their_mutants(
+    native: Native, name: bytes, flags: int, data: st.DataObject
+) -> None:
+    """A real resolution first (the fast path learns it), then mutants of it: the
+    cache must never answer a mutant with the original's bytes for another question."""
+    request = c.Message(
+        c.Envelope(request_id=7),
+        c.Header(opcode=c.OC_RESOLUTION, flags=flags),
+        c.ResolutionRequest(name).to_bytes(),
+    ).to_bytes()
+    for udp in (True, False):
+        check_native_answer(
+            request, await native.service.handle(request, svc.Connection(tcp=not udp)), udp=udp
+        )
+        mutant = data.draw(mutated(request))
+        slow = await native.service.handle(mutant, svc.Connection(tcp=not udp))
+        check_native_answer(mutant, slow, udp=udp)
+        fast = native.service.fast(mutant, udp=udp)
+        if fast is not None:  # a cached answer must be the answer the slow path gives
+            check_native_answer(mutant, fast, udp=udp)
+            assert _strip_time(fast) == _strip_time(slow)
+    assert native.errors.records == []
+
+
+def _strip_time(parts: list[bytes]) -> list[bytes]:
+    """Answers without their expiration (the clock moves between two answers)."""
+    return [p[:36] + p[40:] if n == 0 else p for n, p in enumerate(parts)]
+
+
+# --- DNS ----------------------------------------------------------------------------
+
+
+@dataclass
+class Dns:
+    service: DnsService
+    names: ZoneNames
+    errors: Errors
+
+
+@pytest.fixture
+async def dns_zone(registry: Registry, admin: Actor, logged_errors: Errors) -> Dns:
+    await _seed(registry, admin)
+    engine = Engine(registry)
+    names = ZoneNames.of(ZONE)
+    service = DnsService(engine, names, ns_address="127.0.0.1")
+    await service.start()
+    return Dns(service, names, logged_errors)
+
+
+QNAMES = [
+    ZONE,
+    f"ns1.{ZONE}",
+    f"1.100.88.{ZONE}",
+    f"fuzz-1._.1.100.88.{ZONE}",
+    f"b32-x._.1.100.88.{ZONE}",
+    f"1.1.86.156.2.1.oid-res.{ZONE}",
+    "example.com.",
+]
+QTYPES = ["A", "TXT", "URI", "NAPTR", "ANY", "SOA", "NS", "AXFR", "OPT", "MAILA", "TYPE65000"]
+
+
+@st.composite
+def dns_queries(draw: st.DrawFn) -> bytes:
+    """A query dnspython builds (EDNS, flags, opcode, class vary), maybe mutated."""
+    query = dns.message.make_query(
+        draw(st.sampled_from(QNAMES)),
+        draw(st.sampled_from(QTYPES)),
+        rdclass=draw(st.sampled_from(["IN", "CH", "ANY"])),
+        use_edns=draw(st.sampled_from([None, 0, 1])),
+        payload=draw(st.sampled_from([512, 1232, 4096, 0])),
+        want_dnssec=draw(st.booleans()),
+    )
+    query.flags = dns.flags.Flag(
+        draw(st.sampled_from([0, dns.flags.RD, dns.flags.CD, dns.flags.AD, dns.flags.TC]))
+    )
+    query.set_opcode(
+        draw(
+            st.sampled_from(
+                [dns.opcode.QUERY, dns.opcode.QUERY, dns.opcode.STATUS, dns.opcode.UPDATE]
+            )
+        )
+    )
+    query.id = draw(st.integers(0, 0xFFFF))
+    wire = query.to_wire()
+    return draw(st.just(wire) | mutated(wire))
+
+
+def check_dns_answer(query: bytes, answer: bytes | None, *, udp: bool) -> None:
+    if len(query) < 12 or query[2] & 0x80:
+        assert answer is None  # a runt or a response: never answered
+        return
+    assert answer is not None, "no answer"
+    assert answer[:2] == query[:2] and answer[2] & 0x80  # its id, QR set
+    parsed = dns.message.from_wire(answer)
+    assert parsed.rcode() != dns.rcode.SERVFAIL  # the store is up: a SERVFAIL is a bug
+    assert len(answer) <= (65535 if not udp else max(512, 1232))
+    try:
+        asked = dns.message.from_wire(query)
+    except Exception:
+        assert parsed.rcode() == dns.rcode.FORMERR
+        assert len(answer) <= len(query)  # no amplification for garbage
+        return
+    assert parsed.opcode() == asked.opcode()
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=120), dns_queries()), udp=st.booleans())
+async def test_dns_answers_anything(dns_zone: Dns, data: bytes, udp: bool) -> None:
+    answer = await dns_zone.service.handle(data, udp=udp)
+    check_dns_answer(data, answer, udp=udp)
+    cached = dns_zone.service.fast(data, udp=udp)
+    assert cached is None or cached == answer
+    assert dns_zone.errors.records == []
+
+
+def test_check_native_answer_fails_on_a_wrong_answer() -> None:
+    """The checks above can fail: a wrong request id, a zero code, no answer."""
+    request = c.Message(
+        c.Envelope(request_id=5), c.Header(opcode=1), c.ResolutionRequest(b"x/y").to_bytes()
+    ).to_bytes()
+    wrong_id = c.Message(c.Envelope(request_id=6), c.Header(opcode=1, response_code=1)).to_bytes()
+    no_code = c.Message(c.Envelope(request_id=5), c.Header(opcode=1)).to_bytes()
+    for parts in ([wrong_id], [no_code], []):
+        with pytest.raises(AssertionError):
+            check_native_answer(request, parts, udp=False)
+    with pytest.raises(AssertionError):
+        check_dns_answer(struct.pack(">HHHHHH", 1, 0, 1, 0, 0, 0), None, udp=True)
+
+
+# --- what fuzzing found ------------------------------------------------------------------
+
+
+async def test_dated_login_with_non_ascii_password_is_refused_not_a_500(api: ApiClient) -> None:
+    """schemathesis found it: ``/identity/token/v1`` compared the password with
+    ``hmac.compare_digest`` on str, which raises TypeError for non-ASCII text (500)."""
+    for password in ("ü" * 64, "密码", "\u00e9"):
+        status, body = await api.call(
+            "POST", "/identity/token/v1", json={"username": "nobody", "password": password}
+        )
+        assert status == 200, body
+        assert body["status"] == -2, body
+
+
+def test_a_value_of_empty_type_and_data_decodes() -> None:
+    """hypothesis found it: the codec took 27 bytes for the smallest value, which is
+    26 (empty type and data, no references), and refused such a body as RC 4."""
+    body = c.HandleValues(b"88.100.1/x", (HandleValue(index=1, type="", data=b""),))
+    assert c.HandleValues.from_bytes(body.to_bytes()) == body
+
+
+# --- the long run's own checks (loadtest.fuzz) ---------------------------------------------
+
+
+def test_long_run_checks_catch_wrong_answers() -> None:
+    """The million-input runner counts what is wrong: an undocumented status, a body
+    not as documented, a native answer for another opcode, a DNS SERVFAIL."""
+    from loadtest import fuzz
+    from registry.api.openapi import document
+
+    doc = document()
+    conformance = fuzz.Conformance(doc)
+    ops = {(op.method, op.path): op for op in fuzz.operations(doc)}
+    site = ops[("GET", "/api/site")]
+    assert conformance.validate(site, 418, "application/json", b"{}") is not None
+    assert conformance.validate(site, 200, "text/plain", b"x") is not None
+    assert conformance.validate(site, 200, "application/json", b'{"responseCode": 1}')
+    healthy = b'{"status": "ok", "database": "ok"}'
+    assert conformance.validate(ops[("GET", "/healthz")], 200, "application/json", healthy) is None
+
+    lane = fuzz.Lane("native", 1)
+    request = c.Message(c.Envelope(request_id=5), c.Header(opcode=1), b"")
+    other_op = c.Message(c.Envelope(request_id=5), c.Header(opcode=2, response_code=1))
+    fuzz.check_native_answer(lane, request.to_bytes(), request, other_op.to_bytes())
+    fuzz.check_native_answer(lane, b"junk" * 20, None, other_op.to_bytes())  # not RC 4
+    assert lane.failures == 2
+
+    query = dns.message.make_query("x.example.", "TXT")
+    servfail = dns.message.make_response(query)
+    servfail.set_rcode(dns.rcode.SERVFAIL)
+    dns_lane = fuzz.Lane("dns", 1)
+    fuzz.check_dns_answer(dns_lane, query.to_wire(), servfail.to_wire(), udp=True)
+    assert dns_lane.failures == 1
+
+
+def test_long_run_inputs_are_reproducible() -> None:
+    """The same seed makes the same inputs (a failure can be replayed)."""
+    import random
+
+    from loadtest import fuzz
+
+    names = ["88.100.1/a", "88.100.2/b"]
+    first = fuzz.NativeInputs(random.Random(9), names)
+    second = fuzz.NativeInputs(random.Random(9), names)
+    assert [first.next() for _ in range(200)] == [second.next() for _ in range(200)]

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -479,6 +480,35 @@ async def test_idis_login_binds_the_connection(native: Native, admin: Actor) -> 
         assert (await failing.send(delete)).header.response_code == svc.RC_LOGIN_FIRST
     finally:
         await failing.close()
+
+
+async def test_repeated_wrong_secrets_lock_the_identity(native: Native, admin: Actor) -> None:
+    """Brute force over the native challenge: after ``login_attempts`` wrong answers
+    the identity gets no verdict — even for the right secret — until the lock ends."""
+    await seed(native.registry, admin)
+    lockout = native.registry.services.lockout
+    lockout.reconfigure(3, 60, ("127.0.0.0/8",))  # loopback: locked through the identity
+    for _ in range(3):
+        wrong = await native.session(replace(node_secret(), secret=b"wrong"))
+        try:
+            answer = await wrong.login()
+            assert answer.header.response_code == 403
+            assert cl.error_text(answer) == "authentication failed"
+        finally:
+            await wrong.close()
+    right = await native.session(node_secret())
+    try:
+        answer = await right.login()
+        assert answer.header.response_code == 403
+        assert "too many failed logins" in cl.error_text(answer)
+    finally:
+        await right.close()
+    lockout.clock = lambda: time.monotonic() + 61  # the lock has ended
+    again = await native.session(node_secret())
+    try:
+        assert (await again.login()).header.response_code == 1
+    finally:
+        await again.close()
 
 
 async def test_challenges_expire(

@@ -546,22 +546,41 @@ class HandleService:
                 "no challenge pending for this session (expired?)",
             )
         answer = c.ChallengeAnswer.from_bytes(request.body)
-        identity = await self._check_proof(answer, pending)
         original = pending.request
         # The answer to the original request goes out under the op-200 request id.
         original = replace(
             original, envelope=replace(original.envelope, request_id=request.envelope.request_id)
         )
+        lockout = self.registry.services.lockout
+        account = self._account(answer)
+        locked = lockout.locked_for(account, connection.remote)
+        if locked:  # a guesser gets no verdict, right or wrong, until the lock ends
+            self.registry.services.auth_failed("proof")
+            text = f"too many failed logins; retry in {max(1, int(locked + 0.999))} s"
+            return self._error(original, version, rc.RC_AUTHENTICATION_FAILED, text)
+        identity = await self._check_proof(answer, pending)
         if identity is None:
             self.registry.services.auth_failed("proof")
+            lockout.failed(account, connection.remote)
             return self._error(
                 original, version, rc.RC_AUTHENTICATION_FAILED, "authentication failed"
             )
+        lockout.succeeded(account)
         connection.identity = identity
         if pending.login:
             return self._response(original, version, rc.RC_SUCCESS)
         answered = await self._administer(original, version, connection)
         return answered
+
+    def _account(self, answer: c.ChallengeAnswer) -> str:
+        """The lockout's name for the identity a challenge answer claims (the same
+        as for Handle secrets over HTTP Basic: ``index:name key``)."""
+        try:
+            handle = answer.handle.decode("utf-8")
+            key = self.registry.services.grammar.parse(handle, bare_prefix=True).key
+        except (UnicodeDecodeError, GrammarError):
+            key = answer.handle.decode("utf-8", "replace")
+        return f"{answer.index}:{key}"
 
     async def _check_proof(
         self, answer: c.ChallengeAnswer, pending: _Pending

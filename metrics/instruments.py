@@ -240,6 +240,8 @@ def export_zeros() -> None:
         RATE_LIMITED.labels(protocol, "refused")
     for protocol in ("handle_udp", "dns"):
         RATE_LIMITED.labels(protocol, "truncated")
+    for gauge in (SCANNING_CLIENTS, CLIENTS_SEEN, TOP_CLIENT_SHARE):
+        gauge.set(0)  # until the first minute's table is read
     RESOLUTIONS_DAILY_TARGET.set(DAILY_TARGET)
     ENTERPRISES_SERVED_TARGET.set(ENTERPRISES_TARGET)
     BUILD_INFO.labels(_version(), platform.python_version()).set(1)

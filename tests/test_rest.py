@@ -198,6 +198,11 @@ async def test_referrals_and_foreign_prefixes(
         ("/api/handles/88.100.1/" + "x" * 2100, 102, 400),
         ("/api/handles/88.100.1/a%00b", 102, 400),
         ("/api/nothing", 4, 405),
+        # A newline anywhere still reaches the API (a JSON error, not a plain 404).
+        ("/api/handles/88.100.1/a%0Ab", 102, 400),
+        ("/api/handles/88.100%0A.1/x", 102, 400),
+        ("/api/oid/1.2.156%0A.86", 102, 400),
+        ("/api/no%0Athing", 4, 405),
     ],
 )
 async def test_bad_names(api: ApiClient, prefix: str, path: str, code: int, http: int) -> None:

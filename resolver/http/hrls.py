@@ -97,4 +97,4 @@ def add_routes(app: web.Application) -> None:
     # pyhandle asks for "/hrls/handles/"; HRLS also takes "/hrls/handles/<prefix>".
     app.router.add_get("/hrls/handles", search)
     app.router.add_get("/hrls/handles/", search)
-    app.router.add_get("/hrls/handles/{prefix:.+}", search)
+    app.router.add_get(r"/hrls/handles/{prefix:[\s\S]+}", search)

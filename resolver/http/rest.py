@@ -439,12 +439,14 @@ async def unknown(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get(API_ROOT, list_handles)
-    for path in (API_ROOT + "/{handle:.+}",):
+    # [\s\S]: any character, newlines too (a malformed name gets a JSON error, not
+    # aiohttp's plain-text 404).
+    for path in (API_ROOT + r"/{handle:[\s\S]+}",):
         app.router.add_get(path, get_handle)
         app.router.add_post(path, get_handle)  # HANDLE.NET: POST resolves too
         app.router.add_put(path, put_handle)
         app.router.add_delete(path, delete_handle)
-    app.router.add_get(OID_ROOT + "/{oid:.+}", get_oid)
+    app.router.add_get(OID_ROOT + r"/{oid:[\s\S]+}", get_oid)
     app.router.add_get("/api/prefixes", list_prefixes)
     app.router.add_get("/api/site", get_site)
-    app.router.add_route("*", "/api/{rest:.*}", unknown)
+    app.router.add_route("*", r"/api/{rest:[\s\S]*}", unknown)

@@ -9,6 +9,7 @@ them compose into one atomic change. Business rules live in
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,7 +66,10 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[s
     import asyncpg  # the PostgreSQL driver, only where it is in use
 
     columns = list(rows[0])
-    records = [tuple(row[c] for c in columns) for row in rows]
+    pick = operator.itemgetter(*columns)
+    records = (
+        [pick(row) for row in rows] if len(columns) > 1 else [(row[columns[0]],) for row in rows]
+    )
     raw: Any = (await conn.get_raw_connection()).driver_connection
     try:
         await raw.copy_records_to_table(table.name, records=records, columns=columns)

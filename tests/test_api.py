@@ -540,6 +540,10 @@ async def test_upload_needs_multipart(api: ApiClient) -> None:
         b'{"handle": "88.100.1/a\\u0000b", "templateVersion": "1.0", "value": []}',
         b'{"handle": "88.100.1/\\ud800", "templateVersion": "1.0", "value": []}',
         b'{"handle": "88.100.1/x", "templateVersion": "1.0\\u0000", "value": []}',
+        # A lone surrogate as raw bytes, an upper-case escape, a NUL byte: every way in.
+        b'{"handle": "88.100.1/\xed\xa0\x80", "templateVersion": "1.0", "value": []}',
+        b'{"handle": "88.100.1/x", "templateVersion": "\\uDC00", "value": []}',
+        b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": [], "\\ud83d": 1}',
         b"[" * 100000 + b"]" * 100000,
         b'{"a":' * 40 + b"1" + b"}" * 40,
         b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": [{"index": '

@@ -103,6 +103,9 @@ async def actor_of(request: web.Request) -> Actor:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 """NUL (PostgreSQL text cannot hold it) and lone surrogates (not encodable as UTF-8)."""
 MAX_JSON_DEPTH = 32
+_MAY_BE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00|\xed")
+"""What in a JSON text can decode to NUL or a lone surrogate: the escapes \\u0000 and
+\\uD800-\\uDFFF, a NUL byte (or a UTF-16/32 text) and a UTF-8 lead byte 0xED."""
 
 
 def check_text(text: str, where: str) -> str:
@@ -111,20 +114,27 @@ def check_text(text: str, where: str) -> str:
     return text
 
 
-def _check_document(document: Any) -> None:
-    """Every string in a parsed JSON document is storable; nesting is bounded."""
+def _check_document(document: Any, *, strings: bool = True) -> None:
+    """Every string in a parsed JSON document is storable; nesting is bounded.
+    ``strings=False``: the text held no escape or byte that could make an
+    unstorable one, so only the nesting is walked."""
+    if not isinstance(document, dict | list):
+        if strings and isinstance(document, str):
+            check_text(document, "请求体")
+        return
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise InvalidRequest(f"JSON嵌套过深 (deeper than {MAX_JSON_DEPTH})")
-        if isinstance(node, str):
-            check_text(node, "请求体")
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
-        elif isinstance(node, dict):
-            for key, value in node.items():
-                check_text(key, "请求体")
+        children = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in children:
+            if strings:
+                if isinstance(key, str):
+                    check_text(key, "请求体")
+                if isinstance(value, str):
+                    check_text(value, "请求体")
+            if isinstance(value, dict | list):
                 stack.append((value, depth + 1))
 
 
@@ -138,7 +148,8 @@ async def json_body(request: web.Request) -> Any:
         raise InvalidRequest(f"请求体不是合法的JSON ({exc})") from None
     except RecursionError:
         raise InvalidRequest("JSON嵌套过深 (too deeply nested)") from None
-    _check_document(document)
+    # Without anything that could decode to NUL or a lone surrogate, no string needs a look.
+    _check_document(document, strings=_MAY_BE_UNSTORABLE.search(raw) is not None)
     return document
 
 

@@ -390,7 +390,7 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
-async def _sync(config: Config, action: str) -> int:
+async def _sync(config: Config, action: str, reload: Callable[[], Config] | None = None) -> int:
     from datetime import UTC, datetime
 
     import aiohttp
@@ -428,6 +428,8 @@ async def _sync(config: Config, action: str) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, _reload_logging, reload)
         async with aiohttp.ClientSession() as session:
             worker = sync_worker(node, session, configured_site(config), time_zone(config))
             if action == "verify":
@@ -448,6 +450,19 @@ async def _sync(config: Config, action: str) -> int:
                 if metrics_runner is not None:
                     await metrics_runner.cleanup()
     return 0
+
+
+def _reload_logging(reload: Callable[[], Config]) -> None:
+    """SIGHUP in a process that serves no clients (``idnode sync``): the logging
+    settings read again; the rest waits for a restart. A signal meant for every
+    idnode process (log rotation, say) must not end this one."""
+    try:
+        wanted = reload()
+    except ConfigError as exc:
+        logging.getLogger("idnode").error("reload refused, running settings kept: %s", exc)
+        return
+    logs.setup(wanted.log_format, wanted.log_level)
+    logging.getLogger("idnode").info("reloaded the logging settings")
 
 
 async def _toplevel(config: Config) -> int:
@@ -583,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_demo(config, lambda: _config(args, base=Config(database_url=DEMO_DB))))
         logs.setup(config.log_format, config.log_level)
         if args.command == "sync":
-            return _run(_sync(config, args.action))
+            return _run(_sync(config, args.action, lambda: _config(args)))
         if args.command == "report":
             from .report import report
 

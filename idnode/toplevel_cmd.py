@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 from aiohttp import web
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -29,6 +32,10 @@ async def serve_toplevel(config: Config) -> None:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
         log.info("top-level database %s", url_for_log(config.toplevel_database_url))
         stop = _stop_on_signals()
+        # A SIGHUP sent to every idnode process (log rotation, say) must not end this one.
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, log.info, "SIGHUP: the mock top-level node has nothing to reload"
+        )
         sock = bind_tcp(config.toplevel_http)
         try:
             faults = Faults.parse(config.toplevel_faults)

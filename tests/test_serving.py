@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from idnode.node import worker_count
 from loadtest.demo_node import DemoNode, children
 from tests.conftest import needs
 from tests.factories import self_signed
+from tests.test_cli import Server, run_idnode
 
 SMALL_DEMO = ("--enterprises", "32", "--identifiers", "64")
 ZONE = "hdl.idnode.test."
@@ -293,3 +295,34 @@ def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(node.database)) as db:
         query = "SELECT count(*) FROM identifiers WHERE name LIKE '%/TERM-%'"
         assert db.execute(query).fetchone() == (6000,)
+
+
+def test_sighup_ends_no_idnode_process(tmp_path: Path) -> None:
+    """A SIGHUP sent to every idnode process (log rotation) reloads what each can and
+    ends none: the sync worker alone and the mock top-level node keep serving."""
+    env = {"IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"}
+    assert run_idnode("migrate", cwd=tmp_path, env=env).returncode == 0
+    top = Server("toplevel", "--http", "127.0.0.1:0", "--handle", "127.0.0.1:0",
+                 "--db", f"sqlite+aiosqlite:///{tmp_path / 'top.db'}", cwd=tmp_path)  # fmt: skip
+    try:
+        top_url = top.wait_for_http(60)
+        sync = Server("sync", "--toplevel", top_url, "--metrics", "127.0.0.1:0",
+                      cwd=tmp_path, env=env)  # fmt: skip
+        try:
+            lines = sync.read_more("listening metrics ", timeout=60)
+            metrics = next(
+                line.split()[-1] for line in lines if line.startswith("listening metrics ")
+            )
+            for process in (top.proc, sync.proc):
+                process.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+            assert top.proc.poll() is None and sync.proc.poll() is None
+            with urllib.request.urlopen(f"http://{metrics}/healthz", timeout=10) as got:
+                assert got.status == 200
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{top_url}/sync/v1/routes", timeout=10)
+            assert refused.value.code == 401  # it answers (an unsigned request: refused)
+        finally:
+            assert sync.stop() == 0
+    finally:
+        assert top.stop() == 0

@@ -31,6 +31,11 @@ class LoginFailed(RegistryError):
     """Wrong user name or secret (SNMS answers this with status -2)."""
 
 
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` for a wait of ``seconds``: whole seconds, rounded up, at least 1."""
+    return str(max(1, int(seconds + 0.999)))
+
+
 class Throttled(RegistryError):
     """Refused for now: the caller may try again in ``retry_after`` seconds (HTTP 429)."""
 
@@ -38,8 +43,7 @@ class Throttled(RegistryError):
 
     @property
     def retry_after_header(self) -> str:
-        """``Retry-After`` in whole seconds, at least 1."""
-        return str(max(1, int(self.retry_after + 0.999)))
+        return retry_after_header(self.retry_after)
 
 
 class LockedOut(Throttled, LoginFailed):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from registry.clients import EXEMPT, ClientKeys
+from registry.errors import retry_after_header
 
 MAX_KEYS = 100_000
 
@@ -87,8 +88,7 @@ class Refusal:
 
     @property
     def retry_after_header(self) -> str:
-        """``Retry-After`` in whole seconds, at least 1."""
-        return str(max(1, int(self.retry_after + 0.999)))
+        return retry_after_header(self.retry_after)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from ..errors import (
     AlreadyExists,
     Forbidden,
     InvalidRequest,
-    LockedOut,
     LoginFailed,
     Unauthenticated,
 )
@@ -96,10 +95,7 @@ class Accounts:
         if not login or not password or len(login) > 64 or len(password) > 255:
             self.s.auth_failed("password")
             raise LoginFailed(LOGIN_FAILED)
-        locked = self.s.lockout.locked_for(login, remote)
-        if locked:
-            self.s.auth_failed("password")
-            raise LockedOut(locked)
+        self.s.refuse_if_locked(login, remote, "password")
         async with self.s.read() as conn:
             credential = await store.credential_for_login(conn, login)
         if dated:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import dnsnames, store
 from ..db import read_transaction, write_transaction
-from ..errors import AlreadyExists, Forbidden, InvalidRequest, RegisterCountLimit
+from ..errors import AlreadyExists, Forbidden, InvalidRequest, LockedOut, RegisterCountLimit
 from ..grammar import (
     Grammar,
     GrammarError,
@@ -266,6 +266,14 @@ class Services:
 
     def now(self) -> datetime:
         return self._clock()
+
+    def refuse_if_locked(self, account: str, remote: str, credential: str) -> None:
+        """LockedOut (counted as an auth failure) while ``account`` or the address is
+        locked: a guesser gets no verdict, right or wrong, until the lock ends."""
+        locked = self.lockout.locked_for(account, remote)
+        if locked:
+            self.auth_failed(credential)
+            raise LockedOut(locked)
 
     async def identifier_room(self, conn: AsyncConnection, enterprise_id: int) -> int | None:
         """How many more identifiers the enterprise may register (None: no limit)."""

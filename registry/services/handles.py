@@ -22,7 +22,6 @@ from ..errors import (
     Forbidden,
     InvalidName,
     InvalidValue,
-    LockedOut,
     NotFound,
     NotServedHere,
     Unauthenticated,
@@ -228,10 +227,7 @@ class Handles:
             self.s.auth_failed("handle_secret")
             raise Unauthenticated(_AUTH_FAILED) from None
         account = f"{index}:{name.key}"
-        locked = self.s.lockout.locked_for(account, remote)
-        if locked:
-            self.s.auth_failed("handle_secret")
-            raise LockedOut(locked)
+        self.s.refuse_if_locked(account, remote, "handle_secret")
         async with self.s.read() as conn:
             record = await store.get_identifier(conn, name.key)
         candidates = [

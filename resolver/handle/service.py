@@ -25,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from metrics.instruments import RATE_LIMITED
 from metrics.tally import NO_PREFIX, TALLY
 from registry import store
-from registry.errors import InvalidName, RegistryError
+from registry.errors import InvalidName, LockedOut, RegistryError
 from registry.grammar import GrammarError
 from registry.models import HandleValue
 from registry.permissions import HandleIdentity
@@ -169,21 +169,24 @@ class HandleService:
             return None
         protocol = "handle_udp" if udp else "handle_tcp"
         RATE_LIMITED.labels(protocol, "refused").inc()
+        daily = refusal.limit is Limit.DAILY
         try:
-            request = c.Message.from_bytes(data)
+            answer = self._error_for(
+                data,
+                rc.RC_REQUEST_LIMIT_DAILY if daily else rc.RC_SERVER_TOO_BUSY,
+                f"{'daily request limit' if daily else 'too many requests'}; "
+                f"retry in {refusal.retry_after_header} s",
+            )
         except c.CodecError as exc:
             return answers.garbage(
                 data, str(exc), udp=udp, site_serial=self.site_serial, now=self.clock()
             )
-        daily = refusal.limit is Limit.DAILY
-        answer = self._error(
-            request,
-            answers.answer_version(request.envelope),
-            rc.RC_REQUEST_LIMIT_DAILY if daily else rc.RC_SERVER_TOO_BUSY,
-            f"{'daily request limit' if daily else 'too many requests'}; "
-            f"retry in {refusal.retry_after_header} s",
-        )
         return c.fragments(answer.to_bytes()) if udp else [answer.to_bytes()]
+
+    def _error_for(self, data: bytes, code: int, text: str) -> c.Message:
+        """An error answering the request in ``data`` (CodecError: it is no message)."""
+        request = c.Message.from_bytes(data)
+        return self._error(request, answers.answer_version(request.envelope), code, text)
 
     def _too_large(self, request: bytes, answer: list[bytes]) -> bool:
         """Whether a UDP answer would be more than ``udp_amplification`` times its
@@ -201,17 +204,9 @@ class HandleService:
         (RC 3 it takes as final; silence costs it seconds). Not a resolution yet:
         not counted as one."""
         try:
-            message = c.Message.from_bytes(request)
+            error = self._error_for(request, rc.RC_ERROR, "answer too large for UDP: ask over TCP")
         except c.CodecError:
             return []
-        error = answers.error(
-            message,
-            answers.answer_version(message.envelope),
-            rc.RC_ERROR,
-            "answer too large for UDP: ask over TCP",
-            site_serial=self.site_serial,
-            now=self.clock(),
-        )
         return [error.to_bytes()]
 
     async def handle(self, data: bytes, connection: Connection) -> list[bytes]:
@@ -553,11 +548,10 @@ class HandleService:
         )
         lockout = self.registry.services.lockout
         account = self._account(answer)
-        locked = lockout.locked_for(account, connection.remote)
-        if locked:  # a guesser gets no verdict, right or wrong, until the lock ends
-            self.registry.services.auth_failed("proof")
-            text = f"too many failed logins; retry in {max(1, int(locked + 0.999))} s"
-            return self._error(original, version, rc.RC_AUTHENTICATION_FAILED, text)
+        try:
+            self.registry.services.refuse_if_locked(account, connection.remote, "proof")
+        except LockedOut as exc:
+            return self._error(original, version, rc.RC_AUTHENTICATION_FAILED, str(exc))
         identity = await self._check_proof(answer, pending)
         if identity is None:
             self.registry.services.auth_failed("proof")

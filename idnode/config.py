@@ -14,6 +14,7 @@ from typing import Any
 ENV_PREFIX = "IDNODE_"
 DEFAULT_DB = "sqlite+aiosqlite:///idnode.db"
 DEMO_DB = "sqlite+aiosqlite:///idnode-demo.db"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class ConfigError(ValueError):
@@ -259,7 +260,7 @@ def load(
     config = dataclasses.replace(base or Config(), **coerced)
     if config.log_format not in ("auto", "json", "text"):
         raise ConfigError("log_format must be auto, json or text")
-    if config.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
-        raise ConfigError("log_level must be debug, info, warning, error or critical")
+    if config.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     config.bootstrap_pair()
     return config

@@ -9,6 +9,7 @@ import errno
 import ipaddress
 import logging
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .config import ConfigError, Endpoint
@@ -170,7 +171,11 @@ def bound(sock: socket.socket) -> Endpoint:
     return Endpoint(host, port)
 
 
-def announce(service: str, endpoint: Endpoint) -> None:
-    """The ready line scripts and tests wait for."""
+def announce(service: str, endpoint: Endpoint, twins: Sequence[Endpoint] = ()) -> None:
+    """The ready line scripts and tests wait for, after one for each IPv6 twin
+    (``http6``...), so that the service's own line comes last."""
+    for twin in twins:
+        print(f"listening {service}6 {twin}", flush=True)
+        log.info("listening %s6 %s", service, twin)
     print(f"listening {service} {endpoint}", flush=True)
     log.info("listening %s %s", service, endpoint)

@@ -81,7 +81,7 @@ from sync.client import SyncClient
 from sync.worker import SyncWorker
 
 from .accounting import Accounting, count_auth_failure, count_registrations
-from .config import ENV_PREFIX, Config, ConfigError, Endpoint
+from .config import ENV_PREFIX, LOG_LEVELS, Config, ConfigError, Endpoint
 from .listen import (
     Listening,
     StartupError,
@@ -228,9 +228,7 @@ async def start_metrics_listener(config: Config, db: AsyncEngine) -> web.AppRunn
     await runner.setup()
     for sock in sockets.tcp:
         await web.SockSite(runner, sock).start()
-    for twin in sockets.twins:
-        announce("metrics6", twin)
-    announce("metrics", sockets.endpoint)
+    announce("metrics", sockets.endpoint, sockets.twins)
     return runner
 
 
@@ -416,15 +414,11 @@ class Servers:
 
     def announce(self) -> None:
         """The ready lines, each service's IPv6 twins (``http6``...) before it."""
-        for service, endpoint in (("http", self.http), ("handle", self.handle)):
-            for twin in self.twins.get(service, []):
-                announce(service + "6", twin)
-            announce(service, endpoint)
+        announce("http", self.http, self.twins["http"])
+        announce("handle", self.handle, self.twins["handle"])
 
     def announce_dns(self) -> None:
-        for twin in self.twins.get("dns", []):
-            announce("dns6", twin)
-        announce("dns", self.dns)
+        announce("dns", self.dns, self.twins["dns"])
 
 
 def listen_service(
@@ -572,7 +566,7 @@ def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) ->
     """Apply reloadable settings in this process: checked first, then all at
     once (StartupError: nothing applied)."""
     config = dataclasses.replace(node.config, **settings)
-    if config.log_level.upper() not in LOG_LEVELS:
+    if config.log_level.lower() not in LOG_LEVELS:
         raise StartupError(f"unknown log_level {config.log_level!r}")
     limit = rate_limit(config)
     limits, lockout = client_limits(config), login_lockout(config)
@@ -589,9 +583,6 @@ def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) ->
     node.registry.services.prefix_limit = max(0, config.prefix_limit)
     watch_traffic(config)
     node.config = config
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 async def serve_zone(
@@ -629,12 +620,7 @@ def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
 
 
 def rate_limit(config: Config) -> RateLimit:
-    exempt = tuple(n.strip() for n in config.dns_rrl_exempt.split(",") if n.strip())
-    try:
-        for network in exempt:
-            ipaddress.ip_network(network, strict=False)
-    except ValueError as exc:
-        raise StartupError(f"bad dns_rrl_exempt: {exc}") from None
+    exempt = _networks(config.dns_rrl_exempt, "dns_rrl_exempt")
     if min(config.dns_rrl_rate, config.dns_rrl_burst, config.dns_rrl_slip) < 0:
         raise StartupError("dns_rrl_rate, dns_rrl_burst and dns_rrl_slip cannot be negative")
     return RateLimit(

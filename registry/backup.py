@@ -21,14 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, LargeBinary, Table, delete, func, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import schema as t
-from .db import head_revision, write_transaction
+from .db import head_revision, revision_of, write_transaction
 from .store import insert_rows
 
 FORMAT = "idnode-backup"
@@ -82,7 +80,7 @@ async def dump(engine: AsyncEngine, out: IO[bytes]) -> Summary:
         if conn.dialect.name == "postgresql":
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
-            schema = await conn.run_sync(_revision)
+            schema = await conn.run_sync(revision_of)
             if schema != head_revision():
                 raise BackupError(
                     f"the database is at schema {schema}, this idnode at {head_revision()}: "
@@ -109,10 +107,6 @@ async def _rows(conn: AsyncConnection, table: Table) -> AsyncIterator[Any]:
     result = await conn.stream(query.execution_options(yield_per=BATCH_ROWS))
     async for row in result:
         yield row
-
-
-def _revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _line(value: Any) -> bytes:
@@ -164,7 +158,7 @@ async def _restore(engine: AsyncEngine, packed: gzip.GzipFile) -> Summary:
     tables = {table.name: table for table in _tables()}
     summary = Summary(str(header["schema"]), str(header.get("created", "")))
     async with write_transaction(engine) as conn:
-        schema = await conn.run_sync(_revision)
+        schema = await conn.run_sync(revision_of)
         if schema != head_revision():
             raise BackupError(f"the database is at schema {schema}: run `idnode migrate` first")
         for table in HISTORY_TABLES:

@@ -312,13 +312,15 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
         raise DatabaseError(f"cannot migrate the database: {_reason(exc)}") from None
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+def revision_of(connection: Connection) -> str | None:
+    """The schema revision Alembic recorded in the database (``run_sync`` it)."""
+    return MigrationContext.configure(connection).get_current_revision()
 
+
+async def current_revision(engine: AsyncEngine) -> str | None:
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(read)
+            return await conn.run_sync(revision_of)
     except (OSError, DBAPIError) as exc:
         raise DatabaseError(f"database unreachable: {_reason(exc)}") from None
 

@@ -5,32 +5,20 @@ and edits, deletes, reorders or cuts entries is caught by `idnode audit verify`.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import sqlite3
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from idnode.demo import DEMO_ADMIN, demo_enterprises, registration
 from loadtest.demo_node import DemoNode
 from registry.audit import canonical_json, entry_hash
-from tests.test_cli import run_idnode
+from tests.test_cli import post_json, run_idnode
 
 pytestmark = pytest.mark.slow
-
-
-def _post(url: str, body: Any, token: str | None = None) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
-    with urllib.request.urlopen(request, timeout=30) as got:
-        return json.loads(got.read())
 
 
 def _unguarded(database: Path) -> sqlite3.Connection:
@@ -96,9 +84,9 @@ def test_the_audit_log_records_who_what_when_from_where_and_betrays_tampering(
 ) -> None:
     with DemoNode(tmp_path, "--enterprises", "32", "--identifiers", "64") as node:
         login = {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]}
-        token = _post(f"{node.base}/identity/token", login)["data"]["token"]
+        token = post_json(f"{node.base}/identity/token", login)["data"]["token"]
         ent = demo_enterprises(1)[0]
-        answer = _post(
+        answer = post_json(
             f"{node.base}/identityv2/data/batchCreate", [registration(ent, "AUDITED-1")], token
         )
         assert answer["data"][0]["msg"] == "success"

@@ -19,20 +19,11 @@ import pytest
 
 from idnode.demo import DEMO_ADMIN, demo_enterprises, example_handle, registration
 from loadtest.demo_node import DemoNode
-from tests.test_cli import ANY_PORTS, Server, run_idnode
+from tests.test_cli import ANY_PORTS, Server, post_json, run_idnode
 
 pytestmark = pytest.mark.slow
 
 SMALL_DEMO = ("--enterprises", "32", "--identifiers", "320")
-
-
-def _post(url: str, body: Any, token: str | None = None) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
-    with urllib.request.urlopen(request, timeout=60) as got:
-        return json.loads(got.read())
 
 
 def _get(url: str) -> Any:
@@ -60,9 +51,10 @@ def test_backup_while_serving_restores_into_postgresql_and_serves(
     pg_env = {"IDNODE_DATABASE_URL": pg_database}
     with DemoNode(tmp_path, *SMALL_DEMO) as node:
         before = _get(f"{node.base}/api/handles/{handle}")
-        token = _post(
+        token = post_json(
             f"{node.base}/identity/token",
             {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]},
+            timeout=60,
         )["data"]["token"]
         ent = demo_enterprises(2)[1]
         stop = threading.Event()
@@ -72,7 +64,9 @@ def test_backup_while_serving_restores_into_postgresql_and_serves(
             batch = 0
             while not stop.is_set() and batch < 200:
                 body = [registration(ent, f"BK-{batch}-{i}") for i in range(50)]
-                answer = _post(f"{node.base}/identityv2/data/batchCreate", body, token)
+                answer = post_json(
+                    f"{node.base}/identityv2/data/batchCreate", body, token, timeout=60
+                )
                 filed.append(sum(item["msg"] == "success" for item in answer["data"]))
                 batch += 1
 
@@ -109,13 +103,16 @@ def test_backup_while_serving_restores_into_postgresql_and_serves(
         assert after["values"] == before["values"]
         assert after["responseCode"] == 1
         # New identifiers get fresh ids after the restored ones (sequences moved on).
-        token = _post(
-            f"{base}/identity/token", {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]}
+        token = post_json(
+            f"{base}/identity/token",
+            {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]},
+            timeout=60,
         )["data"]["token"]
-        answer = _post(
+        answer = post_json(
             f"{base}/identityv2/data/batchCreate",
             [registration(demo_enterprises(1)[0], "AFTER-RESTORE")],
             token,
+            timeout=60,
         )
         assert answer["data"][0]["msg"] == "success"
     finally:

@@ -100,14 +100,21 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def http_json(url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+def http_json(
+    url: str, body: Any = None, token: str | None = None, *, timeout: float = 10
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status, json.loads(response.read())
+
+
+def post_json(url: str, body: Any, token: str | None = None, *, timeout: float = 30) -> Any:
+    """The JSON answer to a POST (an HTTP error raises)."""
+    return http_json(url, body, token, timeout=timeout)[1]
 
 
 def test_help_explains_every_subcommand(workdir: Path) -> None:

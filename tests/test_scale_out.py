@@ -20,13 +20,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from idnode.demo import DEMO_ADMIN, demo_enterprises, registration
 from tests.conftest import free_port
-from tests.test_cli import ANY_PORTS, Server, run_idnode
+from tests.test_cli import ANY_PORTS, Server, post_json, run_idnode
 
 pytestmark = pytest.mark.slow
 
@@ -111,15 +110,6 @@ def primary_and_replica() -> Iterator[tuple[Cluster, Cluster]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _post(url: str, body: Any, token: str | None = None) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
-    with urllib.request.urlopen(request, timeout=30) as got:
-        return json.loads(got.read())
-
-
 def _code(base: str, handle: str) -> int:
     """The REST responseCode for ``handle`` at the node at ``base`` (1: found)."""
     try:
@@ -131,7 +121,7 @@ def _code(base: str, handle: str) -> int:
 
 def _register(base: str, token: str, suffix: str) -> str:
     ent = demo_enterprises(1)[0]
-    answer = _post(f"{base}/identityv2/data/batchCreate", [registration(ent, suffix)], token)
+    answer = post_json(f"{base}/identityv2/data/batchCreate", [registration(ent, suffix)], token)
     assert answer["data"][0]["msg"] == "success", answer
     return f"{ent.prefix}/{suffix}"
 
@@ -173,7 +163,7 @@ def test_nodes_on_one_registry_with_a_streaming_replica(
             nodes.append(node)
             bases.append(node.wait_for_http(60))
         login = {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]}
-        token = _post(f"{bases[0]}/identity/token", login)["data"]["token"]
+        token = post_json(f"{bases[0]}/identity/token", login)["data"]["token"]
 
         # A write through any node is answered by all within a second, including
         # nodes that had just answered "not found" for that name (and cached it).

@@ -101,6 +101,10 @@ class Config:
     the client asks again over TCP, where a spoofed source cannot. 0: any size."""
     limits_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks whose clients are never limited (the node's own tooling)."""
+    trusted_proxies: str = ""
+    """Comma-separated networks of reverse proxies (nginx, a load balancer) whose
+    ``Forwarded`` / ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers name the real
+    client and scheme; from any other peer those headers are ignored. Empty: none."""
     login_attempts: int = 5
     """Failed logins (password, access key or Handle secret) that lock the account, and
     the client address, for ``login_lockout`` seconds; 0: no lockout."""

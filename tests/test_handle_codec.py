@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,12 +33,9 @@ from resolver.handle.proofs import (
     verify_response,
     verify_secret_key_proof,
 )
+from tests import vectors
 
-VECTORS = json.loads(
-    (
-        Path(__file__).resolve().parents[2] / "shared" / "vectors" / "handle-native-reference.json"
-    ).read_text()
-)["vectors"]
+VECTORS = vectors.load("handle-native-reference.json")["vectors"]
 
 
 def messages_of(vector: dict[str, Any]) -> list[tuple[str, bytes]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -40,6 +39,7 @@ from resolver.handle import service as svc
 from resolver.handle.proofs import verify_response
 from resolver.idle import IdleSweeper
 from resolver.recursion import Recursor
+from tests import vectors
 from tests.conftest import ADMIN_SK
 from tests.factories import application, hosted_enterprise
 
@@ -550,11 +550,7 @@ async def test_verify_challenge_for_stored_secrets(native: Native, admin: Actor)
 # --- behaviour against the reference's own answers --------------------------------
 
 
-VECTORS = json.loads(
-    (
-        Path(__file__).resolve().parents[2] / "shared" / "vectors" / "handle-native-reference.json"
-    ).read_text()
-)["vectors"]
+VECTORS = vectors.load("handle-native-reference.json")["vectors"]
 
 
 async def test_answers_match_the_reference_server(native: Native, admin: Actor) -> None:

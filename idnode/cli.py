@@ -10,17 +10,21 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.exception
 import dns.name
 
-from . import logs, resolve_cmd
+from . import health_cmd, logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
 from .listen import StartupError
 from .node import Node, open_node, serve, serve_worker
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("idnode")
 
@@ -37,6 +41,11 @@ EPILOG = """\
 configuration: defaults < TOML file (--config or IDNODE_CONFIG) < IDNODE_* environment
 variables (IDNODE_DATABASE_URL, IDNODE_HTTP, IDNODE_NODE_PREFIX, IDNODE_BOOTSTRAP_ADMIN,
 IDNODE_KEY_FILE, IDNODE_SUFFIX_CASE_SENSITIVE, IDNODE_LOG_FORMAT, ...) < flags.
+
+errors: one line on stderr and a non-zero exit; IDNODE_LOG_LEVEL=debug (or log_level
+= "debug" in the file) adds the traceback of an unexpected one, for a bug report.
+progress: long jobs (demo seeding, backup, restore) report on stderr, a bar on a
+terminal and a line every 5 s otherwise; stdout keeps what scripts read.
 """
 
 
@@ -51,6 +60,11 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
     )
     parser.add_argument(
         "--node-prefix", metavar="PREFIX", help="this node's own prefix (default 88.100)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder of the node's files: relative key files and SQLite databases go in it",
     )
     if http:
         parser.add_argument(
@@ -82,12 +96,39 @@ def _common(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
     parser.add_argument("--log-format", choices=("auto", "json", "text"))
 
 
+MAX_REPORT_DAYS = 3660
+
+
+def _days(text: str) -> int:
+    """``report --days``: a whole number of days, 1 to ten years."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not 1 <= days <= MAX_REPORT_DAYS:
+        raise argparse.ArgumentTypeError(f"{days} days: give 1 to {MAX_REPORT_DAYS}")
+    return days
+
+
 def _metrics_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         help="a listener with only /metrics, /healthz and /readyz (port 0 = any)",
     )
+
+
+def package_version() -> str:
+    """The installed distribution's version; a source tree that was never
+    installed (no metadata) has the package's own."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("idnode")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"idnode {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -151,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, http=False)
 
     resolve_cmd.add_parser(sub)
+    health_cmd.add_parser(sub)
 
     p = sub.add_parser(
         "dns-name",
@@ -187,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a day and 30 enterprises; with --html, also write a page with a chart.",
     )
     _common(p, http=False)
-    p.add_argument("--days", type=int, default=14, metavar="N", help="days to show (default 14)")
+    p.add_argument("--days", type=_days, default=14, metavar="N", help="days to show (default 14)")
     p.add_argument("--html", metavar="FILE", help="also write an HTML page with a chart")
 
     p = sub.add_parser(
@@ -220,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         dest="toplevel_faults",
         metavar="SPEC",
-        help="make trouble on purpose, for tests: error=P,lost=P,slow=P,delay=S,seed=N",
+        help="make trouble on purpose, for tests: error=P,lost=P,slow=P,delay=S,busy=P,"
+        "retry_after=S,retry_format=seconds|date|garbage|none,seed=N (busy: 503/429 with "
+        "Retry-After to any signed request; sync/PROTOCOL.md §11)",
     )
     p.add_argument("--log-format", choices=("auto", "json", "text"))
 
@@ -245,7 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
         "of every setting (docs/operations.md holds it).",
     )
     _common(p)
-    p.add_argument("--reference", action="store_true", help="the settings' reference")
+    p.add_argument(
+        "--reference",
+        nargs="?",
+        const="markdown",
+        choices=("markdown", "toml"),
+        help="the settings' reference: Markdown (docs/operations.md), or toml: a commented "
+        "configuration file with every setting at its default (idnode.example.toml)",
+    )
 
     p = sub.add_parser(
         "backup",
@@ -269,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _OVERRIDES = (
+    "data_dir",
     "database_url",
     "node_prefix",
     "http",
@@ -398,6 +451,7 @@ async def _sync(config: Config, action: str, reload: Callable[[], Config] | None
     from registry import store
     from registry.db import read_transaction, write_transaction
     from sync.worker import Unavailable as SyncUnavailable
+    from sync.worker import asked_wait
 
     from .node import configured_site, start_metrics_listener, sync_worker, time_zone
 
@@ -416,6 +470,8 @@ async def _sync(config: Config, action: str, reload: Callable[[], Config] | None
             print(f"last success {state.get('last_success', 'never')}")
             print(f"top-level high water {state.get('high_water', '0')}")
             print(f"routes pulled through {state.get('routes_next', '0')}; {len(routes)} foreign")
+            if until := asked_wait(state):
+                print(f"waiting until {until} (top-level node asked)")
             return 0
         if action == "retry":
             async with write_transaction(node.db) as conn:
@@ -531,22 +587,68 @@ async def _audit(config: Config) -> int:
     return 0
 
 
+def _no_database(url: str) -> str | None:
+    """A SQLite file that does not exist, which connecting would create empty."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from registry.db import is_sqlite
+
+    try:
+        name = make_url(url).database
+    except ArgumentError:
+        return None  # create_engine says what is wrong with it
+    if not is_sqlite(url) or not name or name == ":memory:" or Path(name).exists():
+        return None
+    return name
+
+
+def _engine(url: str) -> AsyncEngine:
+    from sqlalchemy.exc import ArgumentError
+
+    from registry.db import create_engine
+
+    try:
+        return create_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        raise StartupError(f"bad database URL {url!r}: {exc}") from None
+
+
+def _backup_refusal(url: str, target: Path) -> str | None:
+    """Why a backup cannot start, before the database is read for nothing."""
+    if (missing := _no_database(url)) is not None:
+        return f"no database at {missing}"
+    if target.is_dir():
+        return f"{target} is a folder; name a file"
+    return None
+
+
 async def _backup(config: Config, file: str) -> int:
     from registry import backup
-    from registry.db import create_engine
+
+    from .progress import Progress
 
     target = Path(file)
     partial = target.with_name(target.name + ".partial")
-    engine = create_engine(config.database_url)
+    if (refusal := _backup_refusal(config.database_url, target)) is not None:
+        print(f"idnode: backup failed: {refusal}", file=sys.stderr)
+        return 1
+    engine = _engine(config.database_url)
     try:
-        with partial.open("wb") as out:
-            summary = await backup.dump(engine, out)
-            out.flush()
-            os.fsync(out.fileno())
-        partial.replace(target)  # a backup is whole or absent
+        with Progress("backup", unit="rows") as progress:
+            with partial.open("wb") as out:
+                summary = await backup.dump(engine, out, progress)
+                out.flush()
+                os.fsync(out.fileno())
+            partial.replace(target)  # a backup is whole or absent
     except backup.BackupError as exc:
         partial.unlink(missing_ok=True)
         print(f"idnode: backup failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the database's own errors are BackupErrors: this is the file
+        partial.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        print(f"idnode: backup failed: cannot write {target}: {reason}", file=sys.stderr)
         return 1
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -562,11 +664,17 @@ async def _backup(config: Config, file: str) -> int:
 
 async def _restore(config: Config, file: str) -> int:
     from registry import backup
-    from registry.db import create_engine
 
-    engine = create_engine(config.database_url)
+    from .progress import Progress
+
+    if (missing := _no_database(config.database_url)) is not None:
+        advice = "create it with `idnode migrate`"
+        print(f"idnode: restore failed: no database at {missing}; {advice}", file=sys.stderr)
+        return 1
+    engine = _engine(config.database_url)
     try:
-        summary = await backup.restore(engine, Path(file))
+        with Progress("restore", unit="rows") as progress:
+            summary = await backup.restore(engine, Path(file), progress)
     except backup.BackupError as exc:
         print(f"idnode: restore failed, the database is unchanged: {exc}", file=sys.stderr)
         return 1
@@ -581,15 +689,17 @@ async def _restore(config: Config, file: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "resolve":  # a client: no configuration, no database
-        return _run(resolve_cmd.run(args))
-    if args.command == "dns-name":
-        return _dns_name(args)
-    if args.command == "worker":
-        config = _config(args)
-        logs.setup(config.log_format, config.log_level)
-        return _run(_worker(config))
     try:
+        if args.command == "resolve":  # a client: no configuration, no database
+            return _run(resolve_cmd.run(args))
+        if args.command == "dns-name":
+            return _dns_name(args)
+        if args.command == "health":
+            return health_cmd.run(args)
+        if args.command == "worker":
+            config = _config(args)
+            logs.setup(config.log_format, config.log_level)
+            return _run(_worker(config))
         config = _config(args)
         if args.command == "demo" or (args.command == "serve" and config.demo):
             # The demo keeps its own database unless one is named explicitly.
@@ -608,8 +718,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             from . import reference
 
-            shown = reference.markdown(build_parser()) if args.reference else None
-            print(shown or reference.effective(config), end="")
+            if args.reference == "toml":
+                shown = reference.example_toml(build_parser())
+            elif args.reference:
+                shown = reference.markdown(build_parser())
+            else:
+                shown = reference.effective(config)
+            print(shown, end="")
             return 0
         if args.command == "backup":
             return _run(_backup(config, args.file))
@@ -629,3 +744,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last resort, after every foreseen error above
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    """One line for an error nothing above foresaw; its traceback when the log
+    level is debug (IDNODE_LOG_LEVEL=debug, or log_level in the file), for a report."""
+    from registry.db import describe_error
+
+    wanted = os.environ.get("IDNODE_LOG_LEVEL", "").strip().lower() == "debug"
+    if wanted or logging.getLogger().isEnabledFor(logging.DEBUG):
+        traceback.print_exception(exc, file=sys.stderr)
+    kind, detail = type(exc).__name__, describe_error(exc)
+    what = kind if detail == kind else f"{kind}: {detail}"
+    print(f"idnode: unexpected error: {what} (IDNODE_LOG_LEVEL=debug shows where)", file=sys.stderr)
+    return 1

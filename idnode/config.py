@@ -4,12 +4,18 @@ then command-line flags — each later source overriding the earlier ones."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "IDNODE_"
 DEFAULT_DB = "sqlite+aiosqlite:///idnode.db"
@@ -102,9 +108,10 @@ class Config:
     limits_exempt: str = "127.0.0.0/8,::1/128"
     """Comma-separated networks whose clients are never limited (the node's own tooling)."""
     trusted_proxies: str = ""
-    """Comma-separated networks of reverse proxies (nginx, a load balancer) whose
-    ``Forwarded`` / ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers name the real
-    client and scheme; from any other peer those headers are ignored. Empty: none."""
+    """Comma-separated networks of the reverse proxies (nginx, a load balancer) in front
+    of the HTTP port. From a peer in them, ``X-Forwarded-For`` and ``X-Forwarded-Proto``
+    (without those, ``Forwarded``) name the real client and scheme, walked back through
+    further trusted hops; from any other peer they are ignored. Empty: none."""
     login_attempts: int = 5
     """Failed logins (password, access key or Handle secret) that lock the account, and
     the client address, for ``login_lockout`` seconds; 0: no lockout."""
@@ -122,7 +129,18 @@ class Config:
     """Enterprise prefixes this node may allocate (its quota from the top-level node);
     0: no limit. Beyond it a filing is refused (IDIS RC 605)."""
     workers: int = 0
-    """Processes answering on the same ports (SO_REUSEPORT); 0: one per core."""
+    """Processes answering on the same ports (SO_REUSEPORT); 0: one per core this
+    process may use — the CPU affinity mask, capped by the container's CPU quota (cgroup)."""
+    database_pool_size: int = 10
+    """Connections each process keeps open to ``database_url`` for writes and
+    administration; up to ``database_pool_overflow`` more under load."""
+    database_pool_overflow: int = 10
+    """Extra write connections a process may open beyond ``database_pool_size``."""
+    database_read_pool_size: int = 24
+    """Connections each process keeps for resolution reads (PostgreSQL; to the replica
+    as well when ``database_read_url`` is set). A process may use up to pool + overflow +
+    read pool (x2 with a replica) connections: keep that x workers x hosts below
+    PostgreSQL's ``max_connections`` (docs/operations.md)."""
     listen_ipv6: str = "auto"
     """The IPv6 address every listener also serves: ``auto`` (``::1`` beside a
     loopback address, ``::`` beside ``0.0.0.0``), ``off``, or an address."""
@@ -140,6 +158,10 @@ class Config:
     """Where the mock top-level node answers prefix lookups on the native protocol."""
     toplevel_database_url: str = "sqlite+aiosqlite:///idnode-toplevel.db"
     """The mock top-level node's own store."""
+    data_dir: str = ""
+    """Folder of the node's own files: relative ``key_file``, ``server_key_file`` and
+    SQLite database paths are taken inside it (made, mode 0700, at start). Empty: the
+    working directory."""
     key_file: str = "idnode.key"
     """The node's secret key (tokens, sealed secrets), made on first start; back it up
     with the database — a restored registry needs the key it was made with."""
@@ -198,12 +220,169 @@ class Config:
             raise ConfigError("bootstrap_admin must be <access-key>:<secret-key>")
         return access_key, secret_key
 
+    def networks(self, setting: str) -> tuple[str, ...]:
+        """A comma-separated list of networks (``limits_exempt``, ...), each checked."""
+        listed = tuple(n.strip() for n in str(getattr(self, setting)).split(",") if n.strip())
+        for network in listed:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"{setting}: {exc}") from None
+        return listed
+
+    def validate(self) -> Config:
+        """Every setting checked at once, so a node with a bad one never starts:
+        ConfigError names the first bad setting."""
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if value < low or (high is not None and value > high):
+                wanted = f"between {low} and {high}" if high is not None else f"at least {low}"
+                raise ConfigError(f"{name}: must be {wanted}, got {value}")
+        choices = {"log_format": ("auto", "json", "text"), "log_level": LOG_LEVELS}
+        for name, allowed in choices.items():
+            if str(getattr(self, name)).lower() not in allowed:
+                raise ConfigError(f"{name}: must be one of {', '.join(allowed)}")
+        for name in NETWORK_SETTINGS:
+            self.networks(name)
+        for name in URL_SETTINGS:
+            _check_database_url(name, getattr(self, name))
+        if self.database_read_url and not self.database_url.startswith("postgresql"):
+            raise ConfigError("database_read_url: needs a PostgreSQL database_url (its primary)")
+        if self.toplevel and urlsplit(self.toplevel).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"toplevel: expected an http:// or https:// URL, got {self.toplevel!r}"
+            )
+        if self.metrics:
+            try:
+                Endpoint.parse(self.metrics)
+            except ConfigError as exc:
+                raise ConfigError(f"metrics: {exc}") from None
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key: set both, or neither")
+        choice = self.listen_ipv6.strip().lower()
+        if choice not in ("", "auto", "off", "no", "false"):
+            try:
+                ipaddress.IPv6Address(self.listen_ipv6.strip().strip("[]"))
+            except ValueError:
+                raise ConfigError(
+                    f"listen_ipv6: {self.listen_ipv6!r} is not auto, off or an IPv6 address"
+                ) from None
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"time_zone: unknown zone {self.time_zone!r}") from None
+        self.bootstrap_pair()
+        return self
+
+    def within_data_dir(self) -> Config:
+        """Relative key files and SQLite databases taken inside ``data_dir``."""
+        if not self.data_dir:
+            return self
+        base = Path(self.data_dir).expanduser()
+        moved: dict[str, Any] = {}
+        for name in ("key_file", "server_key_file"):
+            path = Path(getattr(self, name))
+            if not path.is_absolute():
+                moved[name] = str(base / path)
+        for name in ("database_url", "toplevel_database_url"):
+            url = _sqlite_within(getattr(self, name), base)
+            if url is not None:
+                moved[name] = url
+        return dataclasses.replace(self, **moved)
+
+
+INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "dns_rrl_rate": (0, None),
+    "dns_rrl_burst": (0, None),
+    "dns_rrl_slip": (0, 100),
+    "client_rate": (0, None),
+    "client_burst": (0, None),
+    "client_daily_limit": (0, None),
+    "enterprise_rate": (0, None),
+    "enterprise_burst": (0, None),
+    "udp_amplification": (0, 1000),
+    "login_attempts": (0, None),
+    "login_lockout": (1, 366 * 86400),
+    "scan_threshold": (1, None),
+    "traffic_window": (1, 86400),
+    "enterprise_identifier_limit": (0, None),
+    "prefix_limit": (0, None),
+    "workers": (0, 1024),
+    "database_pool_size": (1, 1000),
+    "database_pool_overflow": (0, 1000),
+    "database_read_pool_size": (1, 1000),
+    "sync_batch": (1, 500),
+    "sync_timeout": (1, 3600),
+    "proxy_server_id": (1, 2**31 - 1),
+    "cache_entries": (0, 100_000_000),
+    "accounting_interval": (1, 3600),
+    "demo_enterprises": (1, 100_000),
+    "demo_identifiers": (0, 100_000_000),
+}
+"""The range of every integer setting (inclusive; None: no upper bound)."""
+
+NETWORK_SETTINGS = ("dns_rrl_exempt", "limits_exempt", "trusted_proxies")
+URL_SETTINGS = ("database_url", "database_read_url", "toplevel_database_url")
+"""Database URLs: their passwords are masked wherever settings are shown."""
+SECRET_SETTINGS = ("bootstrap_admin",)
+"""Shown masked whole."""
+FILE_SETTINGS = (*SECRET_SETTINGS, *URL_SETTINGS)
+"""Settings that may be read from a file instead (``IDNODE_<NAME>_FILE`` or the TOML key
+``<name>_file``), as Docker and Kubernetes secrets are mounted."""
+MASK = "********"
+
+
+def masked(name: str, value: Any) -> Any:
+    """A setting's value fit to show: secrets hidden, database passwords hidden."""
+    if name in SECRET_SETTINGS and value:
+        return MASK
+    if name in URL_SETTINGS and value:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            return value
+        if url.password:
+            return url.render_as_string(hide_password=True).replace("***", MASK)
+    return value
+
+
+def _check_database_url(name: str, value: str) -> None:
+    if not value:
+        if name == "database_url":
+            raise ConfigError("database_url: must be set")
+        return
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigError(f"{name}: not a database URL: {masked(name, value)!r}") from None
+    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ConfigError(
+            f"{name}: use sqlite+aiosqlite:///FILE or postgresql+asyncpg://..., "
+            f"not {url.drivername}"
+        )
+
+
+def _sqlite_within(value: str, base: Path) -> str | None:
+    """A SQLite URL whose relative file is moved inside ``base`` (None: unchanged)."""
+    if not value.startswith("sqlite"):
+        return None
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        return None  # validate() names it
+    if not url.database or url.database == ":memory:" or Path(url.database).is_absolute():
+        return None
+    return url.set(database=str(base / url.database)).render_as_string(hide_password=False)
+
 
 def _coerce(name: str, raw: Any, target: Any) -> Any:
     if target is Endpoint:
         if isinstance(raw, Endpoint):
             return raw
-        return Endpoint.parse(str(raw))
+        try:
+            return Endpoint.parse(str(raw))
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
     if target is bool:
         if isinstance(raw, bool):
             return raw
@@ -214,6 +393,8 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
             return False
         raise ConfigError(f"{name}: expected true or false, got {raw!r}")
     if target is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}")
         try:
             return int(raw)
         except (TypeError, ValueError):
@@ -230,6 +411,27 @@ def _field_types() -> dict[str, Any]:
     return {f.name: _TYPES[str(f.type)] for f in fields(Config)}
 
 
+def _read_secret(name: str, path: str) -> str:
+    """A setting's value from a file: its text without the trailing newline."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{name}_file: cannot read {path}: {reason}") from None
+    return text.rstrip("\r\n")
+
+
+def _with_secret_files(values: dict[str, Any], files: Mapping[str, Any], origin: str) -> None:
+    """Fill ``values`` from the ``<name>_file`` entries of one source."""
+    for name in FILE_SETTINGS:
+        path = files.get(name)
+        if path is None:
+            continue
+        if name in values:
+            raise ConfigError(f"{origin}: set {name} or {name}_file, not both")
+        values[name] = _read_secret(name, str(path))
+
+
 def load(
     *,
     config_file: str | None = None,
@@ -237,7 +439,7 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     base: Config | None = None,
 ) -> Config:
-    """Build the configuration from every source, most specific last."""
+    """Build the configuration from every source, most specific last, and check it."""
     environ = os.environ if environ is None else environ
     types = _field_types()
     values: dict[str, Any] = {}
@@ -247,24 +449,37 @@ def load(
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        unknown = sorted(set(data) - set(types))
+        file_keys = {f"{name}_file": name for name in FILE_SETTINGS}
+        unknown = sorted(set(data) - set(types) - set(file_keys))
         if unknown:
             raise ConfigError(f"config file {path}: unknown keys {', '.join(unknown)}")
-        values.update(data)
-    for name in types:
-        env_value = environ.get(ENV_PREFIX + name.upper())
-        if env_value is not None:
-            values[name] = env_value
+        from_file = {k: v for k, v in data.items() if k in types}
+        _with_secret_files(
+            from_file,
+            {file_keys[k]: v for k, v in data.items() if k in file_keys},
+            f"config file {path}",
+        )
+        values.update(from_file)
+    from_env = {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in types
+        if ENV_PREFIX + name.upper() in environ
+    }
+    _with_secret_files(
+        from_env,
+        {
+            name: environ[f"{ENV_PREFIX}{name.upper()}_FILE"]
+            for name in FILE_SETTINGS
+            if f"{ENV_PREFIX}{name.upper()}_FILE" in environ
+        },
+        "environment",
+    )
+    values.update(from_env)
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value
     coerced = {name: _coerce(name, raw, types[name]) for name, raw in values.items()}
     config = dataclasses.replace(base or Config(), **coerced)
-    if config.log_format not in ("auto", "json", "text"):
-        raise ConfigError("log_format must be auto, json or text")
-    if config.log_level.lower() not in LOG_LEVELS:
-        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-    config.bootstrap_pair()
-    return config
+    return config.validate().within_data_dir()

@@ -25,7 +25,6 @@ from typing import Any
 import aiohttp
 import dns.exception
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,7 +33,7 @@ import registry.api
 import resolver.dns.server
 import resolver.handle.server
 import resolver.http
-from metrics import exposition, multiprocess
+from metrics import exposition
 from metrics.instruments import RATE_LIMITED
 from metrics.traffic import TRAFFIC
 from registry.db import (
@@ -52,7 +51,7 @@ from registry.dnsnames import ZoneNames
 from registry.errors import RegistryError, TooManyRequests
 from registry.grammar import Grammar, GrammarError
 from registry.lockout import LoginLockout
-from registry.secrets import NodeKey, load_or_create_server_key
+from registry.secrets import NodeKey, ServerKey, load_or_create_server_key
 from registry.services import Actor, Registry
 from registry.services.base import enterprise_key
 from registry.tokens import TokenIssuer
@@ -73,6 +72,7 @@ from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from resolver.feed import ChangeFeed
 from resolver.handle.service import HandleService
+from resolver.http.forwarded import real_clients
 from resolver.http.limits import limit_clients
 from resolver.limits import Guard, Limits
 from resolver.recursion import Recursor
@@ -81,7 +81,7 @@ from sync.client import SyncClient
 from sync.worker import SyncWorker
 
 from .accounting import Accounting, count_auth_failure, count_registrations
-from .config import ENV_PREFIX, LOG_LEVELS, Config, ConfigError, Endpoint
+from .config import LOG_LEVELS, Config, ConfigError, Endpoint
 from .listen import (
     Listening,
     StartupError,
@@ -91,6 +91,7 @@ from .listen import (
 )
 from .logs import AccessLogSwitch, request_ids
 from .reloading import setup_logging, split_changes
+from .workers import Listeners, Workers, worker_count
 
 log = logging.getLogger("idnode")
 
@@ -119,15 +120,30 @@ class Node:
         self.registry.services.prefix_limit = max(0, self.config.prefix_limit)
 
 
+def make_data_dir(config: Config) -> None:
+    """``data_dir``, made private on first start."""
+    if not config.data_dir:
+        return
+    try:
+        Path(config.data_dir).expanduser().mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot make data_dir {config.data_dir}: {exc.strerror}") from None
+
+
 @asynccontextmanager
 async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIterator[Node]:
     """Database, node key and registry services, checked and ready."""
+    make_data_dir(config)
     try:
         node_key = NodeKey.load_or_create(Path(config.key_file))
     except (OSError, ValueError, RuntimeError) as exc:
         raise StartupError(str(exc)) from None
     try:
-        engine = create_engine(config.database_url)
+        engine = create_engine(
+            config.database_url,
+            pool_size=config.database_pool_size,
+            max_overflow=config.database_pool_overflow,
+        )
     except (ArgumentError, ImportError) as exc:
         raise StartupError(f"bad database URL {config.database_url!r}: {exc}") from None
     try:
@@ -161,7 +177,12 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             raise StartupError(
                 "database_read_url needs a PostgreSQL database_url (a replica of it)"
             )
-        reads = create_read_engine(config.database_url, replica_url=config.database_read_url)
+        await warn_of_connection_budget(engine, config)
+        reads = create_read_engine(
+            config.database_url,
+            replica_url=config.database_read_url,
+            pool_size=config.database_read_pool_size,
+        )
         resolver = Engine(
             reg,
             cache_entries=config.cache_entries,
@@ -175,6 +196,34 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             await reads.dispose()
     finally:
         await engine.dispose()
+
+
+def connections_per_process(config: Config) -> int:
+    """The most PostgreSQL connections one process of the node may hold."""
+    reads = config.database_read_pool_size * (2 if config.database_read_url else 1)
+    return config.database_pool_size + config.database_pool_overflow + reads
+
+
+async def warn_of_connection_budget(engine: AsyncEngine, config: Config) -> None:
+    """Say so at start when this host's processes alone could use up the
+    server's connections: the next one to ask would be refused under load."""
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        async with engine.connect() as conn:
+            allowed = int((await conn.execute(text("SHOW max_connections"))).scalar_one())
+    except (DBAPIError, OSError, ValueError):
+        return
+    wanted = connections_per_process(config) * worker_count(config)
+    if wanted > allowed:
+        log.warning(
+            "this host's %d processes may open up to %d database connections, more than the "
+            "server's max_connections (%d): lower database_pool_size, database_pool_overflow "
+            "or database_read_pool_size, or raise max_connections (docs/operations.md)",
+            worker_count(config),
+            wanted,
+            allowed,
+        )
 
 
 HEALTH_ENGINE = web.AppKey("engine", AsyncEngine)
@@ -326,7 +375,13 @@ class Counting:
 def build_http_app(node: Node) -> web.Application:
     app = web.Application(
         client_max_size=registry.api.MAX_BODY_BYTES,
-        middlewares=[request_ids(node.access_log), limit_clients(node.guard)],
+        middlewares=[
+            real_clients(
+                lambda: node.config.trusted_proxies, partial(_networks, setting="trusted_proxies")
+            ),
+            request_ids(node.access_log),
+            limit_clients(node.guard),
+        ],
     )
     add_health_routes(app, node.db)
     registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
@@ -513,7 +568,9 @@ async def serve(
             syncing = await start_sync(node, servers.site_bytes, zone) if config.toplevel else None
             metrics_runner = await start_metrics_listener(config, node.db)
             servers.announce()  # TLS or not, "http" is the contract's service name
-            await workers.spawn(config, servers, workers_wanted - 1)
+            await workers.spawn(
+                config, Listeners(servers.http, servers.handle, servers.dns), workers_wanted - 1
+            )
             settle_heap()
             servers.announce_dns()
             if after_ready is not None:
@@ -531,16 +588,6 @@ async def serve(
             await servers.close()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
-
-
-def worker_count(config: Config) -> int:
-    """``workers``, where 0 means one process per core this process may use."""
-    if config.workers > 0:
-        return config.workers
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def reload_node(
@@ -570,6 +617,7 @@ def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) ->
         raise StartupError(f"unknown log_level {config.log_level!r}")
     limit = rate_limit(config)
     limits, lockout = client_limits(config), login_lockout(config)
+    _networks(config.trusted_proxies, "trusted_proxies")  # the HTTP app reads it live
     if servers.tls is not None and tls_context(config) is not None:
         # Checked on a fresh context first: the live one must never be half-loaded.
         servers.tls.load_cert_chain(config.tls_cert, config.tls_key)
@@ -631,114 +679,7 @@ def rate_limit(config: Config) -> RateLimit:
     )
 
 
-# --- worker processes ---------------------------------------------------------------
-#
-# ``--workers N`` runs N processes that answer on the same ports: the node and
-# N-1 workers, each with its own event loop, engine and caches, fed by the
-# same change feed, bound with SO_REUSEPORT so the kernel spreads clients
-# over them. A worker gets the node's configuration, with the ports the node
-# bound, in its IDNODE_* twins; counts into the node's metrics directory; tells
-# it is ready with its own "listening" line; and stops when the node closes its
-# stdin (so it cannot outlive a node that was killed). Only the node itself
-# syncs with the top-level node and reads the node-wide gauges back.
-
-WORKER_START_SECONDS = 60.0
-
-
-def _worker_environment(config: Config, servers: Servers) -> dict[str, str]:
-    settings = dataclasses.replace(
-        config,
-        http=servers.http,
-        handle=servers.handle,
-        dns=servers.dns,
-        workers=1,
-        bootstrap_admin="",
-        demo=False,
-        toplevel="",
-        metrics="",
-        log_format="json",
-    )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for item in dataclasses.fields(settings):
-        environ[ENV_PREFIX + item.name.upper()] = str(getattr(settings, item.name))
-    shared = multiprocess.directory()
-    if shared is not None:  # count into the node's metrics directory
-        environ[multiprocess.SHARED_DIR_ENV] = shared
-    return environ
-
-
-class Workers:
-    """The extra processes of ``--workers``: started, watched, stopped."""
-
-    def __init__(self) -> None:
-        self.processes: list[asyncio.subprocess.Process] = []
-        self._watchers: list[asyncio.Task[None]] = []
-        self._stopping = False
-
-    async def spawn(self, config: Config, servers: Servers, count: int) -> None:
-        try:
-            for _ in range(max(count, 0)):
-                worker = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "idnode",
-                    "worker",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    env=_worker_environment(config, servers),
-                )
-                self.processes.append(worker)
-                ready = await asyncio.wait_for(_await_listening(worker), WORKER_START_SECONDS)
-                if not ready:
-                    raise StartupError(f"worker {worker.pid} did not start")
-                self._watchers.append(asyncio.create_task(self._watch(worker)))
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def _watch(self, worker: asyncio.subprocess.Process) -> None:
-        """Keep its stdout drained; say so if it dies while the node runs."""
-        assert worker.stdout is not None
-        while await worker.stdout.readline():
-            pass
-        status = await worker.wait()
-        exposition.forget_process(worker.pid)
-        if not self._stopping:
-            log.error(
-                "worker %s exited with status %s; its share of the ports is gone",
-                worker.pid,
-                status,
-            )
-
-    def reload(self, settings: Mapping[str, Any]) -> None:
-        """Pass reloaded settings on: one JSON line on each worker's control pipe."""
-        line = json.dumps(dict(settings)).encode() + b"\n"
-        for worker in self.processes:
-            if worker.stdin is not None and not worker.stdin.is_closing():
-                worker.stdin.write(line)
-
-    async def stop(self) -> None:
-        self._stopping = True
-        for worker in self.processes:
-            if worker.stdin is not None:
-                worker.stdin.close()  # the worker's signal to stop
-        for worker in self.processes:
-            try:
-                await asyncio.wait_for(worker.wait(), 30.0)
-            except TimeoutError:
-                worker.kill()
-                await worker.wait()
-        for watcher in self._watchers:
-            watcher.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
-
-
-async def _await_listening(worker: asyncio.subprocess.Process) -> bool:
-    assert worker.stdout is not None
-    while line := await worker.stdout.readline():
-        if line.startswith(b"listening worker "):
-            return True
-    return False
+# --- worker processes (idnode.workers starts them; this is what runs in one) ---------
 
 
 async def serve_worker(config: Config) -> None:
@@ -828,8 +769,9 @@ async def start_sync(node: Node, site: bytes, zone: tzinfo) -> Syncing:
     return Syncing(worker, session, stop, task)
 
 
-def load_server_key(config: Config) -> rsa.RSAPrivateKey:
-    """The RSA key the node signs answers with (made on first start)."""
+def load_server_key(config: Config) -> ServerKey:
+    """The key the node signs answers with: RSA made on first start, or a DSA
+    site key brought from HANDLE.NET."""
     try:
         return load_or_create_server_key(Path(config.server_key_file))
     except (OSError, RuntimeError) as exc:

@@ -77,6 +77,22 @@ CACHE_ENTRIES = Gauge(
     "idnode_cache_entries", "Answers held in a cache.", ["cache"], multiprocess_mode="livesum"
 )
 
+# --- processes -----------------------------------------------------------------
+
+WORKERS_CONFIGURED = Gauge(
+    "idnode_workers_configured",
+    "Processes the node is configured to answer with (the node and its workers).",
+    multiprocess_mode="mostrecent",
+)
+WORKERS_LIVE = Gauge(
+    "idnode_workers_live",
+    "Processes answering now (the node and its live workers).",
+    multiprocess_mode="mostrecent",
+)
+WORKER_RESTARTS = Counter(
+    "idnode_worker_restarts", "Worker processes started in place of one that exited."
+)
+
 # --- the registry --------------------------------------------------------------
 
 REGISTRY_ENTERPRISES = Gauge(
@@ -180,6 +196,16 @@ SYNC_DELIVERED = Counter(
 SYNC_RETRIED = Counter(
     "idnode_sync_retries", "Sync rounds that failed and will be retried (the node away or slow)."
 )
+SYNC_RETRY_AFTER = Counter(
+    "idnode_sync_retry_after",
+    "Retries after an answer of the top-level node carrying Retry-After, by what the "
+    "worker did with it.",
+    ["outcome"],
+)
+RETRY_AFTER_OUTCOMES = ("honoured", "clamped", "unusable")
+"""``honoured``: waited as asked; ``clamped``: asked for less than the worker's
+minimum backoff or more than its maximum (an hour), and waited that bound;
+``unusable``: neither delta-seconds nor an HTTP date, so the worker's own backoff."""
 SYNC_PARKED = Counter(
     "idnode_sync_parked_events", "Outbox events the top-level node refused; kept, not retried."
 )
@@ -234,6 +260,8 @@ def export_zeros() -> None:
         REGISTRATIONS.labels(operation)
     for credential in CREDENTIALS:
         AUTH_FAILURES.labels(credential)
+    for outcome in RETRY_AFTER_OUTCOMES:
+        SYNC_RETRY_AFTER.labels(outcome)
     for action in ("dropped", "slipped"):
         RATE_LIMITED.labels("dns", action)
     for protocol in ("http", "handle_udp", "handle_tcp", "dns"):

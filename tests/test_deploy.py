@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from idnode.cli import build_parser
-from idnode.config import Config
+from idnode.config import Config, load
 from tests.conftest import needs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,13 +110,17 @@ def test_the_image_is_multi_stage_slim_non_root_with_a_health_check() -> None:
     users = [i.arguments for i in final if i.keyword == "USER"]
     assert users and users[-1] not in ("root", "0")
     health = [i for i in final if i.keyword == "HEALTHCHECK"]
-    assert len(health) == 1 and "/healthz" in health[0].arguments
+    # The probe asks wherever the configuration puts the HTTP listener.
+    assert len(health) == 1 and health[0].arguments.endswith('CMD ["idnode", "health"]')
+    # Load-test tooling stays out of the image.
+    assert not any("loadtest" in i.arguments for i in build if i.keyword == "COPY")
     # The node's key files and its database are on the volume.
     volume = json.loads(next(i.arguments for i in final if i.keyword == "VOLUME"))[0]
     env = image_env()
-    for setting in ("IDNODE_KEY_FILE", "IDNODE_SERVER_KEY_FILE"):
-        assert env[setting].startswith(volume + "/")
-    assert env["IDNODE_DATABASE_URL"].removeprefix("sqlite+aiosqlite:///").startswith(volume + "/")
+    assert env["IDNODE_DATA_DIR"] == volume
+    config = load(environ=env)
+    for path in (config.key_file, config.server_key_file, config.database_url):
+        assert path.removeprefix("sqlite+aiosqlite:///").startswith(volume + "/")
     settings = {f"IDNODE_{f.name.upper()}" for f in dataclasses.fields(Config)}
     assert {name for name in env if name.startswith("IDNODE_")} <= settings
     entry = exec_form(next(i for i in final if i.keyword == "ENTRYPOINT"))
@@ -140,6 +144,11 @@ def test_the_image_runtime_built_here_serves_and_passes_its_health_check(tmp_pat
     assert built.returncode == 0, built.stderr[-3000:]
     assert not (runtime / "bin" / "pip").exists()  # nothing for installing at run time
     assert not (runtime / "bin" / "pytest").exists() and not (runtime / "bin" / "ruff").exists()
+    site = next(runtime.glob("lib/python3*/site-packages"))
+    assert (site / "idnode").is_dir() and not (site / "loadtest").exists()
+    # The monitoring that ships with the node is in the installed package.
+    for shipped in ("rules/idnode.rules.yml", "dashboards/idnode.json", "prometheus/prometheus.yml"):
+        assert (site / "metrics" / shipped).is_file(), shipped
 
     volume = json.loads(next(i.arguments for i in stages()[-1] if i.keyword == "VOLUME"))[0]
     data = tmp_path / "data"
@@ -165,12 +174,18 @@ def test_the_image_runtime_built_here_serves_and_passes_its_health_check(tmp_pat
         assert http, "the node did not start"
         health = next(i for i in stages()[-1] if i.keyword == "HEALTHCHECK").arguments
         probe = json.loads(health[health.index("CMD") + 3 :].strip())
-        probe = [part.replace("127.0.0.1:8000", http) for part in probe]
-        checked = subprocess.run(
-            [str(runtime / "bin" / probe[0]), *probe[1:]],
-            env=env, capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+
+        def check(http: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(runtime / "bin" / probe[0]), *probe[1:]],
+                env={**env, "IDNODE_HTTP": http},
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+
+        checked = check(http)  # the address the node was configured with
         assert checked.returncode == 0, checked.stderr
+        elsewhere = check("127.0.0.1:1")  # nothing listens there
+        assert elsewhere.returncode == 1 and "127.0.0.1:1/healthz" in elsewhere.stderr
         assert {"idnode-server.pem", "idnode.db", "idnode.key"} <= {p.name for p in data.iterdir()}
         assert os.stat(data / "idnode.key").st_mode & 0o077 == 0
     finally:

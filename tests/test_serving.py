@@ -32,7 +32,7 @@ from cryptography import x509
 from idnode.config import Config, ConfigError
 from idnode.demo import DEMO_ADMIN, demo_enterprises, example_handle, registration
 from idnode.listen import ipv6_twin
-from idnode.node import worker_count
+from idnode.workers import worker_count
 from loadtest.demo_node import DemoNode, children
 from tests.conftest import needs
 from tests.factories import self_signed

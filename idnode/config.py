@@ -166,7 +166,8 @@ class Config:
     """The node's secret key (tokens, sealed secrets), made on first start; back it up
     with the database — a restored registry needs the key it was made with."""
     server_key_file: str = "idnode-server.pem"
-    """The node's RSA signing key (published in its HS_SITE), made on first start."""
+    """The node's signing key (published in its HS_SITE), PEM: RSA, made on first start,
+    or a DSA site key brought from HANDLE.NET."""
     bootstrap_admin: str = ""
     """``<access-key>:<secret-key>`` of a node administrator to create at start."""
     suffix_case_sensitive: bool = True

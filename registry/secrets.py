@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -203,7 +203,12 @@ def _refuse_if_open(path: Path, what: str) -> None:
         )
 
 
-def load_or_create_server_key(path: Path) -> rsa.RSAPrivateKey:
+ServerKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey
+"""What a node signs certified answers with: RSA (made on first start), or the DSA
+site key an operator brings over from HANDLE.NET."""
+
+
+def load_or_create_server_key(path: Path) -> ServerKey:
     """The node's signing key (published in its HS_SITE): PEM, mode 0600, made on first start."""
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -218,7 +223,13 @@ def load_or_create_server_key(path: Path) -> rsa.RSAPrivateKey:
     try:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise NodeKeyError(f"cannot read server key file {path}: {exc}") from None
-    if not isinstance(loaded, rsa.RSAPrivateKey):
-        raise NodeKeyError(f"server key file {path} does not hold an RSA private key")
+        # One line: the reason cryptography gives may span several.
+        reason = " ".join(str(exc).split())
+        raise NodeKeyError(f"cannot read server key file {path}: {reason}") from None
+    if not isinstance(loaded, rsa.RSAPrivateKey | dsa.DSAPrivateKey):
+        kind = type(loaded).__name__.replace("PrivateKey", "")
+        raise NodeKeyError(
+            f"server key file {path} holds an unsupported {kind} key (Handle signatures are "
+            "RSA or DSA)"
+        )
     return loaded

@@ -20,7 +20,7 @@ from idnode.listen import bind_pair
 from idnode.node import node_site
 from registry import store
 from registry.models import PERM_RESTRICTED, HandleValue, SiteRoute
-from registry.secrets import load_or_create_server_key
+from registry.secrets import ServerKey, load_or_create_server_key
 from registry.services import Actor, Registry
 from registry.values import (
     HS_ADMIN,
@@ -64,10 +64,10 @@ class Native:
         return await cl.TcpSession.open(self.host, self.port, credentials)
 
 
-@pytest.fixture
-async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
+@contextlib.asynccontextmanager
+async def native_server(registry: Registry, key: ServerKey) -> AsyncIterator[Native]:
+    """The native service on loopback UDP and TCP, signing with ``key``."""
     engine = Engine(registry)
-    key = load_or_create_server_key(tmp_path / "server.pem")
     tcp_sock, udp_sock = bind_pair(Endpoint("127.0.0.1", 0))
     port = tcp_sock.getsockname()[1]
     site = node_site(
@@ -89,8 +89,16 @@ async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
         udp_amplification=0,
     )
     listeners = await srv.start(service, tcp_sock, udp_sock, idle=1.0)
-    yield Native("127.0.0.1", port, service, registry, engine)
-    await listeners.close()
+    try:
+        yield Native("127.0.0.1", port, service, registry, engine)
+    finally:
+        await listeners.close()
+
+
+@pytest.fixture
+async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
+    async with native_server(registry, load_or_create_server_key(tmp_path / "server.pem")) as it:
+        yield it
 
 
 def text(index: int, vtype: str, data: str, **kw: object) -> HandleValue:

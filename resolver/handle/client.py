@@ -82,16 +82,22 @@ def resolution(
 
 @dataclass(frozen=True)
 class SecretKey:
-    """Prove an identity with its HS_SECKEY (PBKDF2-HMAC-SHA1, as HANDLE.NET ≥ 2.7)."""
+    """Prove an identity with its HS_SECKEY. As HANDLE.NET's client: PBKDF2-HMAC-SHA1
+    from 2.7, SHA-1 before (what servers of those versions check); ``mac_code`` fixes one."""
 
     handle: str
     index: int
     secret: bytes
-    mac_code: int = c.MAC_PBKDF2_HMAC_SHA1
+    mac_code: int | None = None
 
-    def answer(self, nonce: bytes, digest: bytes) -> c.ChallengeAnswer:
+    def answer(
+        self, nonce: bytes, digest: bytes, version: tuple[int, int] = c.OUR_VERSION
+    ) -> c.ChallengeAnswer:
+        code = self.mac_code
+        if code is None:
+            code = c.MAC_PBKDF2_HMAC_SHA1 if version >= (2, 7) else c.MAC_SHA1
         proof = c.encode_secret_key_proof(
-            self.mac_code, self.secret, challenge_message(nonce, digest), salt=os.urandom(16)
+            code, self.secret, challenge_message(nonce, digest), salt=os.urandom(16)
         )
         return c.ChallengeAnswer(b"HS_SECKEY", self.handle.encode(), self.index, proof)
 
@@ -104,8 +110,10 @@ class KeyPair:
     index: int
     key: PrivateKey
 
-    def answer(self, nonce: bytes, digest: bytes) -> c.ChallengeAnswer:
-        proof = public_key_proof(self.key, challenge_message(nonce, digest))
+    def answer(
+        self, nonce: bytes, digest: bytes, version: tuple[int, int] = c.OUR_VERSION
+    ) -> c.ChallengeAnswer:
+        proof = public_key_proof(self.key, challenge_message(nonce, digest), version)
         return c.ChallengeAnswer(b"HS_PUBKEY", self.handle.encode(), self.index, proof)
 
 
@@ -270,7 +278,7 @@ class TcpSession:
             return answer
         challenge = c.Challenge.from_bytes(answer.body)
         digest = c.request_digest(message, answer.envelope.version)[1:]
-        proof = self.credentials.answer(challenge.nonce, digest)
+        proof = self.credentials.answer(challenge.nonce, digest, answer.envelope.version)
         reply = request(
             c.OC_CHALLENGE_RESPONSE,
             proof.to_bytes(),

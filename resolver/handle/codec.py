@@ -636,16 +636,25 @@ class Credential:
         return cls(signature_type, section.blob(), section.blob(), signer_handle, signer_index)
 
 
-def signed_bytes(message: Message) -> bytes:
-    """What an HS_SIGNED credential covers, by the message's version (≥ 2.7:
-    versions, session, request id and counter before header and body)."""
+def signed_bytes(message: Message, counter: int = 0) -> bytes:
+    """What an HS_SIGNED credential covers, by the message's version: header and
+    body, led from 2.7 on by the versions (and from 2.8 the suggested version), the
+    session id, the request id and ``counter`` (the credential's signer index, which
+    HANDLE.NET uses as a session counter; ours is always 0)."""
     env = message.envelope
-    if env.version < (2, 7):
+    if env.version < (2, 6):
         return message.signed_part
+    if env.version == (2, 6):
+        # HANDLE.NET at exactly 2.6 writes each int4 over the last: what it signs is
+        # the versions, the session id's top half, the counter and six zero bytes.
+        prefix = bytes([env.major, env.minor]) + struct.pack(">I", env.session_id)[:2]
+        return prefix + struct.pack(">I", counter) + bytes(6) + message.signed_part
     prefix = bytes([env.major, env.minor])
     if env.version >= (2, 8):
         prefix += bytes([env.suggested_major, env.suggested_minor])
-    return prefix + struct.pack(">III", env.session_id, env.request_id, 0) + message.signed_part
+    return (
+        prefix + struct.pack(">III", env.session_id, env.request_id, counter) + message.signed_part
+    )
 
 
 # --- UDP ------------------------------------------------------------------------

@@ -4,6 +4,10 @@
 * ``HS_PUBKEY``: a signature over ``nonce ‖ digest``, checked with the key the
   identity publishes (RSA PKCS#1 v1.5 or DSA).
 * ``HS_SIGNED`` credentials: the server signs a response when the request set CT.
+
+Signatures are made with the hash the message's version calls for (HANDLE.NET's
+rule), and name it as HANDLE.NET does: a 2.x client before 2.7 knows "SHA1" and
+refuses "SHA-256".
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
+from registry.secrets import ServerKey
 from registry.values import ValueFormatError, decode_public_key
 
 from .codec import (
     MAC_PBKDF2_HMAC_SHA1,
+    OUR_VERSION,
     CodecError,
     Credential,
     Message,
@@ -41,8 +47,24 @@ _HASH_CODES: dict[int, type[hashes.HashAlgorithm]] = {
     3: hashes.SHA256,
 }
 
-PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey
+PrivateKey = ServerKey
 PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey
+
+SHA256_NAME = b"SHA-256"
+SHA1_NAME = b"SHA1"
+"""How HANDLE.NET spells the two hashes it signs with (peers before 2.7 know only SHA1)."""
+
+
+def signature_hash(
+    key: PrivateKey | PublicKey, version: tuple[int, int]
+) -> tuple[bytes, hashes.HashAlgorithm]:
+    """The hash a signature in a message of ``version`` uses, with the name written
+    beside it: SHA-256 from 2.7, SHA-1 before; a DSA key keeps SHA-1 below 2.11,
+    the first version whose peers take SHA256withDSA."""
+    is_rsa = isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey)  # else DSA
+    if version >= (2, 11) or (version >= (2, 7) and is_rsa):
+        return SHA256_NAME, hashes.SHA256()
+    return SHA1_NAME, hashes.SHA1()  # noqa: S303 - what older peers verify
 
 
 def challenge_message(nonce: bytes, digest: bytes) -> bytes:
@@ -97,21 +119,26 @@ def verify_signature(
     return True
 
 
-def sign(key: PrivateKey, data: bytes) -> bytes:
+def sign(key: PrivateKey, data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
     if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    return key.sign(data, hashes.SHA256())
+        return key.sign(data, padding.PKCS1v15(), algorithm)
+    return key.sign(data, algorithm)
 
 
-def public_key_proof(key: PrivateKey, message: bytes) -> bytes:
-    """A client's HS_PUBKEY answer (SHA-256)."""
-    return SignedProof(b"SHA-256", sign(key, message)).to_bytes()
+def public_key_proof(
+    key: PrivateKey, message: bytes, version: tuple[int, int] = OUR_VERSION
+) -> bytes:
+    """A client's HS_PUBKEY answer, in a challenge answer of ``version``."""
+    name, algorithm = signature_hash(key, version)
+    return SignedProof(name, sign(key, message, algorithm)).to_bytes()
 
 
 def sign_response(message: Message, key: PrivateKey) -> Message:
     """Attach an HS_SIGNED credential covering the response (for CT requests)."""
-    signature = sign(key, signed_bytes(message))
-    return replace(message, credential=Credential(signature=signature).to_bytes())
+    name, algorithm = signature_hash(key, message.envelope.version)
+    signature = sign(key, signed_bytes(message), algorithm)
+    credential = Credential(digest_algorithm=name, signature=signature)
+    return replace(message, credential=credential.to_bytes())
 
 
 def verify_response(message: Message, key: PublicKey) -> bool:
@@ -127,4 +154,5 @@ def verify_response(message: Message, key: PublicKey) -> bool:
     algorithm = _hash_of(credential.digest_algorithm)
     if algorithm is None:
         return False
-    return verify_signature(key, credential.signature, signed_bytes(message), algorithm)
+    covered = signed_bytes(message, credential.signer_index)
+    return verify_signature(key, credential.signature, covered, algorithm)

@@ -31,6 +31,7 @@ RELOADABLE = (
     "enterprise_rate",
     "enterprise_burst",
     "limits_exempt",
+    "trusted_proxies",
     "login_attempts",
     "login_lockout",
     "enterprise_identifier_limit",

@@ -136,9 +136,21 @@ def test_the_image_runtime_built_here_serves_and_passes_its_health_check(tmp_pat
     base = next(i.arguments for i in dockerfile() if i.keyword == "ARG").partition("=")[2]
     version = re.match(r"python:(\d+)\.(\d+)", base)
     assert version and (int(version[1]), int(version[2])) == sys.version_info[:2]
+    # The build stage's context: what its COPY instructions take, where they put it.
+    context = tmp_path / "src"
+    for item in stages()[0]:
+        if item.keyword == "COPY":
+            *sources, target = item.arguments.split()
+            for source in sources:
+                into = context / target / (Path(source).name if target.endswith("/") else "")
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, context / target, dirs_exist_ok=True)
+                else:
+                    into.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(ROOT / source, into)
     runtime = tmp_path / "opt-idnode"
     built = subprocess.run(
-        ["sh", str(ROOT / "scripts" / "install-runtime.sh"), str(runtime), str(ROOT)],
+        ["sh", str(context / "scripts" / "install-runtime.sh"), str(runtime), str(context)],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr[-3000:]
@@ -147,7 +159,11 @@ def test_the_image_runtime_built_here_serves_and_passes_its_health_check(tmp_pat
     site = next(runtime.glob("lib/python3*/site-packages"))
     assert (site / "idnode").is_dir() and not (site / "loadtest").exists()
     # The monitoring that ships with the node is in the installed package.
-    for shipped in ("rules/idnode.rules.yml", "dashboards/idnode.json", "prometheus/prometheus.yml"):
+    for shipped in (
+        "rules/idnode.rules.yml",
+        "dashboards/idnode.json",
+        "grafana/dashboards.yml",
+    ):
         assert (site / "metrics" / shipped).is_file(), shipped
 
     volume = json.loads(next(i.arguments for i in stages()[-1] if i.keyword == "VOLUME"))[0]

@@ -1,1 +1,1 @@
-"""Locust users and benchmarks; they talk to the node only over the network (issue 8)."""
+"""Locust users and benchmarks; they talk to the node only over the network."""

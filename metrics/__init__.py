@@ -1,1 +1,1 @@
-"""Instruments, daily accounting, alert rules and dashboards (issue 7)."""
+"""Instruments, daily accounting, alert rules and dashboards."""

@@ -1,1 +1,1 @@
-"""The query path: resolution engine, cache and protocol front ends (issues 3–5)."""
+"""The query path: resolution engine, cache and protocol front ends."""

@@ -73,7 +73,7 @@ install_without_services() {
     } || status=$?
     [ "$created_policy" -eq 0 ] || as_root rm -f "$policy"
     [ "$status" -eq 0 ] || return "$status"
-    for service in knot nsd prometheus prometheus-node-exporter; do
+    for service in knot nsd nginx prometheus prometheus-node-exporter; do
         if [ -d /run/systemd/system ]; then
             as_root systemctl disable --now "$service" >/dev/null 2>&1 || true
         fi
@@ -102,6 +102,16 @@ ensure_load_tools() {
     install_without_services wrk nghttp2-client
 }
 
+ensure_proxy_and_openssl() {
+    # The reverse-proxy test puts a real nginx in front of the node; signatures
+    # the node makes are checked with the openssl command.
+    if [ -x /usr/sbin/nginx ] && command -v openssl >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "==> installing nginx-light and openssl from the distribution's packages"
+    install_without_services nginx-light openssl
+}
+
 ensure_prometheus() {
     # The rules are unit-tested with promtool, and the dashboard's queries run
     # against a real Prometheus scraping a real node.
@@ -118,6 +128,7 @@ ensure_chromium
 ensure_dns_tools
 ensure_load_tools
 ensure_prometheus
+ensure_proxy_and_openssl
 cd "$ROOT"
 echo "==> ruff"
 "$VENV/bin/ruff" check .

@@ -1,1 +1,1 @@
-"""Synchronisation with the national top-level node (issue 6)."""
+"""Synchronisation with the national top-level node."""

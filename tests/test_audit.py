@@ -1,4 +1,4 @@
-"""The tamper-evident audit log (issue 10): every change says who, what, when
+"""The tamper-evident audit log: every change says who, what, when
 and from where; someone with the database in hand who switches the guard off
 and edits, deletes, reorders or cuts entries is caught by `idnode audit verify`."""
 

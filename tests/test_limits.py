@@ -1,4 +1,4 @@
-"""Quotas and rate limits (issue 10): per-client request rates and daily limits
+"""Quotas and rate limits: per-client request rates and daily limits
 on every port, login brute-force lockout — the bookkeeping with a fake clock,
 then a real node refusing in each protocol's own words."""
 

@@ -1,4 +1,4 @@
-"""docs/operations.md (issue 9) holds the configuration reference generated
+"""docs/operations.md holds the configuration reference generated
 from the code, so it cannot drift; every setting is documented in the code."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scale-out on PostgreSQL (issue 9): several node processes on their own ports
+"""Scale-out on PostgreSQL: several node processes on their own ports
 (as if on several hosts) serve one registry; a write through any of them is
 answered by all within a second; reads go to a real streaming replica
 (``database_read_url``) and fall back to the primary while it is down.

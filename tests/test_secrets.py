@@ -1,4 +1,4 @@
-"""Secrets (issue 10): passwords, secret keys and tokens never reach the logs,
+"""Secrets: passwords, secret keys and tokens never reach the logs,
 even at debug level with the access log on; a key file others can read stops
 the node at start; HTTPS takes TLS 1.2 or later only."""
 

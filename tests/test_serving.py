@@ -1,4 +1,4 @@
-"""Serving in production (issue 9): IPv6 beside every IPv4 listener, SIGHUP
+"""Serving in production: IPv6 beside every IPv4 listener, SIGHUP
 reloads (configuration and TLS certificate) in the node and its workers,
 request ids in the JSON logs, a SIGTERM that lets requests in flight finish.
 Real processes, real clients: dig and dnspython, urllib, ``idnode resolve``."""

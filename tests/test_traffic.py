@@ -1,4 +1,4 @@
-"""Traffic analysis (issue 10): the per-client table in a bounded size, its
+"""Traffic analysis: the per-client table in a bounded size, its
 reading each window (busiest clients, scanning clients), and a real node that
 spots a client asking for unknown names on every protocol."""
 

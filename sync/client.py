@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -23,6 +26,27 @@ class Reply:
     body: Any
     """The decoded JSON, or None when the answer was not JSON."""
     retry_after: float | None = None
+    """Seconds the top-level node asked to wait (``Retry-After``), from when the
+    answer came; None when it asked nothing or said something unusable."""
+    retry_after_header: str | None = None
+    """``Retry-After`` as sent, to tell an unusable value from none."""
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """``Retry-After`` (RFC 9110 §10.2.3) as seconds from ``now`` (Unix time):
+    delta-seconds, or an HTTP date in any of its three forms (a date already
+    past is 0). None for anything else; a value too large for a float is
+    infinite, for the caller to clamp."""
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value)) if len(value) <= 15 else math.inf
+    try:
+        moment = parsedate_to_datetime(value)
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return None
+    if moment.tzinfo is None:  # the asctime form and "-0000" carry no zone: HTTP dates are GMT
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)
 
 
 class SyncClient:
@@ -63,8 +87,8 @@ class SyncClient:
             decoded = json.loads(raw) if raw else None
         except ValueError:
             decoded = None
-        wait = float(retry_after) if retry_after and retry_after.isdigit() else None
-        return Reply(response.status, decoded, wait)
+        wait = None if retry_after is None else parse_retry_after(retry_after, self.clock())
+        return Reply(response.status, decoded, wait, retry_after)
 
     async def register(self, site: bytes, name: str) -> Reply:
         public = auth.public_bytes(self.key.public_key())

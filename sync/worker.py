@@ -1,6 +1,7 @@
 """The sync worker (sync/PROTOCOL.md §10): delivers the outbox to the top-level
 node in order, parks what it rejects, backs off while it is away, and pulls
-the route table of other nodes' prefixes into the registry.
+the route table of other nodes' prefixes into the registry. When the top-level
+node answers busy with ``Retry-After``, nothing more is sent to it until then.
 
 Every decision about an event is written in one transaction with the answer
 that caused it, so a worker killed at any point resumes from the first event
@@ -36,6 +37,7 @@ from metrics.instruments import (
     SYNC_PARKED,
     SYNC_PARKED_BACKLOG,
     SYNC_RETRIED,
+    SYNC_RETRY_AFTER,
 )
 from registry import store, usage
 from registry.db import read_transaction, write_transaction
@@ -56,10 +58,25 @@ IDLE_SECONDS = 1.0
 ROUTES_EVERY_SECONDS = 30.0
 STATS_EVERY_SECONDS = 300.0
 """How often the day's statistics go up (and once at start, for the day before)."""
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""The longest wait a ``Retry-After`` can impose: a wrong or hostile value must not
+hold the node's changes back for days."""
+RETRY_AFTER_JITTER = 0.1
+"""Up to this share is added to an asked wait, so that nodes told the same HTTP
+date do not all come back in the same second."""
+WAITING_UNTIL = "waiting_until"
+"""The sync state key (``idnode sync status``) of the end of a wait the top-level
+node asked for; empty when there is none."""
 
 
 class Unavailable(Exception):
-    """The top-level node cannot take this now: try again after a while."""
+    """The top-level node cannot take this now: try again after a while (the
+    while it asked for, when its answer carried ``Retry-After``)."""
+
+    def __init__(self, message: str, reply: Reply | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = reply.retry_after if reply is not None else None
+        self.retry_after_header = reply.retry_after_header if reply is not None else None
 
 
 class Refused(Exception):
@@ -84,8 +101,48 @@ class Backoff:
         self.attempt = 0
 
 
+@dataclass(frozen=True)
+class Wait:
+    """How long the worker waits before it sends anything again, and why."""
+
+    seconds: float
+    outcome: str | None = None
+    """For an answer with ``Retry-After``: ``honoured`` (waited as asked),
+    ``clamped`` (the ask was below the backoff's base or above the maximum) or
+    ``unusable`` (neither delta-seconds nor an HTTP date: the own backoff)."""
+
+    @property
+    def asked(self) -> bool:
+        return self.outcome in ("honoured", "clamped")
+
+
+def wait_after(exc: Unavailable, backoff: Backoff, cap: float = MAX_RETRY_AFTER_SECONDS) -> Wait:
+    """The wait after a failure: what the top-level node asked for, kept between
+    the backoff's base and ``cap`` and spread a little, or else the own backoff.
+    The backoff grows either way, so a later failure without an ask waits longer."""
+    own = backoff.next()
+    if exc.retry_after_header is None:
+        return Wait(own)
+    if exc.retry_after is None:
+        return Wait(own, "unusable")
+    bounded = min(max(exc.retry_after, backoff.base), cap)
+    seconds = min(cap, bounded * (1 + backoff.rng.uniform(0, RETRY_AFTER_JITTER)))
+    return Wait(seconds, "honoured" if bounded == exc.retry_after else "clamped")
+
+
 def _timestamp(iso: str) -> float:
     return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def asked_wait(state: dict[str, str], now: float | None = None) -> str | None:
+    """When a wait the top-level node asked for ends, from the sync state, while
+    it lasts (a worker stopped during the wait leaves an end that has passed)."""
+    until = state.get(WAITING_UNTIL, "")
+    try:
+        ends = _timestamp(until) if until else 0.0
+    except ValueError:
+        return None
+    return until if ends > (time.time() if now is None else now) else None
 
 
 def _iso(moment: datetime) -> str:
@@ -118,6 +175,11 @@ class SyncWorker:
         self.registered = False
         self.backoff = Backoff()
         """Grows with each failure in a row; any batch that gets through resets it."""
+        self.retry_after_cap = MAX_RETRY_AFTER_SECONDS
+        self._waiting_noted = True
+        """Whether the sync state may hold the end of an asked wait, to clear once it is
+        over; at first, too: a worker stopped during a wait leaves its end behind (a
+        restarted worker starts afresh, the operator's call)."""
         self.zone = zone
         """The calendar of the daily statistics."""
         self._routes_due = 0.0
@@ -134,7 +196,7 @@ class SyncWorker:
             raise Unavailable(f"top-level node unreachable: {exc!r}") from None
         if reply.status in (401, 403, 429) or reply.status >= 500:
             code = reply.body.get("error") if isinstance(reply.body, dict) else None
-            raise Unavailable(f"top-level node answered {reply.status} {code or ''}".strip())
+            raise Unavailable(f"top-level node answered {reply.status} {code or ''}".strip(), reply)
         return reply
 
     async def register(self) -> None:
@@ -145,7 +207,7 @@ class SyncWorker:
         if reply.status == 409:
             raise Refused(f"{self.node} is registered at the top-level node with another key")
         if reply.status != 200:
-            raise Unavailable(f"registration answered {reply.status}")
+            raise Unavailable(f"registration answered {reply.status}", reply)
         self.registered = True
 
     def _wire(self, event: store.OutboxEvent) -> dict[str, Any]:
@@ -342,21 +404,57 @@ class SyncWorker:
             lag = max(0.0, self.clock() - counts.oldest_pending.timestamp())
         SYNC_LAG.set(lag)
 
+    async def _note_waiting(self, until: datetime | None) -> None:
+        """Keep the end of an asked wait where ``idnode sync status`` reads it;
+        a database away now only costs the status line."""
+        if until is None and not self._waiting_noted:
+            return
+        with contextlib.suppress(DBAPIError, PoolTimeout, OSError):
+            async with write_transaction(self.db) as conn:
+                await store.set_sync_state(conn, **{WAITING_UNTIL: _iso(until) if until else ""})
+            self._waiting_noted = until is not None
+
+    def _log_wait(self, exc: Unavailable, wait: Wait, until: datetime) -> None:
+        """One line for each wait, saying whose schedule it follows."""
+        header = exc.retry_after_header
+        if wait.outcome == "unusable":
+            log.warning(
+                "sync: %s with an unusable Retry-After %r; retrying in %.1f s",
+                exc, header, wait.seconds,
+            )  # fmt: skip
+        elif wait.asked:
+            kept = ""
+            if wait.outcome == "clamped":
+                kept = f" (kept within {self.backoff.base:g}..{self.retry_after_cap:g} s)"
+            log.warning(
+                "sync: %s, asking to wait (Retry-After: %s); waiting %.1f s%s, until %s",
+                exc, header, wait.seconds, kept, _iso(until),
+            )  # fmt: skip
+        else:
+            log.warning("sync: %s; retrying in %.1f s", exc, wait.seconds)
+
     async def run(self, stop: asyncio.Event, *, idle: float = IDLE_SECONDS) -> None:
         while not stop.is_set():
             try:
                 await self.round()
                 self.backoff.reset()
-                wait = idle
+                await self._note_waiting(None)
+                seconds = idle
             except Unavailable as exc:
-                wait = self.backoff.next()
-                log.warning("sync: %s; retrying in %.1f s", exc, wait)
+                wait = wait_after(exc, self.backoff, self.retry_after_cap)
+                seconds = wait.seconds
+                until = datetime.now(UTC) + timedelta(seconds=seconds)
+                self._log_wait(exc, wait, until)
+                await self._note_waiting(until if wait.asked else None)
                 with contextlib.suppress(DBAPIError, PoolTimeout, OSError):
                     await self.update_gauges()
                 # Counted after the gauges, so whoever sees the retry sees the backlog too.
+                if wait.outcome is not None:
+                    SYNC_RETRY_AFTER.labels(wait.outcome).inc()
                 SYNC_RETRIED.inc()
             except Refused as exc:
                 log.error("sync stopped: %s", exc)
                 return
+            # The stop event ends any wait at once, an hour asked by the top-level node too.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+                await asyncio.wait_for(stop.wait(), seconds)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import itertools
 import json
+import math
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -83,29 +86,64 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
         raise
 
 
+RETRY_FORMATS = ("seconds", "date", "garbage", "none")
+
+
 @dataclass(frozen=True)
 class Faults:
     """Trouble the mock can make on purpose, for the worker's fault tests: per
     event batch, ``error`` answers 500 without storing anything, ``lost`` stores
     the batch and then answers 503 (the acknowledgement is lost, so the batch
-    comes again), ``slow`` waits ``delay`` seconds before answering."""
+    comes again), ``slow`` waits ``delay`` seconds before answering. Per signed
+    request of any kind (registration, events, statistics, routes, reconciliation),
+    ``busy`` answers ``busy``, 503 and 429 in turn, without looking at it, with
+    ``Retry-After`` asking for ``retry_after`` seconds in ``retry_format``:
+    ``seconds`` (delta-seconds, rounded up), ``date`` (an HTTP date at least that
+    far ahead), ``garbage`` (a value no client can use) or ``none`` (no header)."""
 
     error: float = 0.0
     lost: float = 0.0
     slow: float = 0.0
+    busy: float = 0.0
     delay: float = 2.0
+    retry_after: float = 1.0
+    retry_format: str = "seconds"
     seed: int | None = None
 
     @classmethod
     def parse(cls, spec: str) -> Faults:
-        """``error=0.2,lost=0.1,slow=0.1,delay=2,seed=7`` (empty: none)."""
+        """``error=0.2,lost=0.1,slow=0.1,busy=0.1,delay=2,retry_after=5,seed=7``
+        (empty: none); a malformed spec raises :class:`ValueError`."""
+        known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             key, _, raw = item.partition("=")
-            if key not in ("error", "lost", "slow", "delay", "seed"):
+            if key not in known:
                 raise ValueError(f"unknown fault {key!r}")
-            values[key] = int(raw) if key == "seed" else float(raw)
+            if key == "seed":
+                values[key] = int(raw)
+            elif key == "retry_format":
+                if raw not in RETRY_FORMATS:
+                    raise ValueError(f"retry_format is one of {', '.join(RETRY_FORMATS)}")
+                values[key] = raw
+            else:
+                number = float(raw)
+                top = 1.0 if key in ("error", "lost", "slow", "busy") else math.inf
+                if not 0 <= number <= top or math.isinf(number):
+                    raise ValueError(f"{key}={raw} is out of range")
+                values[key] = number
         return cls(**values)
+
+    def retry_after_header(self, now: float) -> str | None:
+        """``Retry-After`` for a busy answer at ``now`` (Unix time)."""
+        if self.retry_format == "none":
+            return None
+        if self.retry_format == "garbage":
+            return "soon, maybe"
+        if self.retry_format == "date":
+            # HTTP dates have whole seconds: rounded up, the date is never early.
+            return formatdate(math.ceil(now + self.retry_after), usegmt=True)
+        return str(math.ceil(self.retry_after))
 
 
 class TopLevel:
@@ -123,6 +161,7 @@ class TopLevel:
         self.nonces = auth.NonceMemory()
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
+        self._busy_statuses = itertools.cycle((503, 429))
 
     # --- authentication --------------------------------------------------------------
 
@@ -148,6 +187,23 @@ class TopLevel:
         key = auth.public_key(known.public_key)
         self._verify(request, body, key)
         return node, body
+
+    # --- injected faults -------------------------------------------------------------
+
+    @web.middleware
+    async def busy(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The ``busy`` fault: a refusal with ``Retry-After`` before anything is
+        read, for what nodes send; the public lookups are never refused."""
+        public = request.path == "/sync/v1/" or request.path.startswith("/sync/v1/prefixes/")
+        # No draw at all without the fault, so a seeded run of the other faults
+        # makes the same trouble it always did.
+        if public or not self.faults.busy or self._rng.random() >= self.faults.busy:
+            return await handler(request)
+        response = error(next(self._busy_statuses), "busy", "injected busy answer (--faults)")
+        header = self.faults.retry_after_header(self.clock())
+        if header is not None:
+            response.headers["Retry-After"] = header
+        return response
 
     # --- handlers --------------------------------------------------------------------
 
@@ -392,7 +448,7 @@ def _int_arg(request: web.Request, name: str, default: int, low: int, high: int)
 
 
 def build_app(toplevel: TopLevel) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[protocol_errors])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[protocol_errors, toplevel.busy])
     app.router.add_get("/sync/v1/", toplevel.info)
     app.router.add_post("/sync/v1/nodes", toplevel.register)
     app.router.add_post("/sync/v1/events", toplevel.post_events)

@@ -223,13 +223,7 @@ class Config:
 
     def networks(self, setting: str) -> tuple[str, ...]:
         """A comma-separated list of networks (``limits_exempt``, ...), each checked."""
-        listed = tuple(n.strip() for n in str(getattr(self, setting)).split(",") if n.strip())
-        for network in listed:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError as exc:
-                raise ConfigError(f"{setting}: {exc}") from None
-        return listed
+        return parse_networks(str(getattr(self, setting)), setting)
 
     def validate(self) -> Config:
         """Every setting checked at once, so a node with a bad one never starts:
@@ -290,6 +284,18 @@ class Config:
             if url is not None:
                 moved[name] = url
         return dataclasses.replace(self, **moved)
+
+
+def parse_networks(text: str, setting: str) -> tuple[str, ...]:
+    """``10.0.0.0/8, ::1/128``: the networks listed, each checked (ConfigError
+    naming ``setting`` if one is not a network)."""
+    listed = tuple(n.strip() for n in text.split(",") if n.strip())
+    for network in listed:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{setting}: {exc}") from None
+    return listed
 
 
 INT_RANGES: dict[str, tuple[int, int | None]] = {

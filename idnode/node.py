@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import ipaddress
 import json
 import logging
 import os
@@ -81,7 +80,7 @@ from sync.client import SyncClient
 from sync.worker import SyncWorker
 
 from .accounting import Accounting, count_auth_failure, count_registrations
-from .config import LOG_LEVELS, Config, ConfigError, Endpoint
+from .config import Config, ConfigError, Endpoint, parse_networks
 from .listen import (
     Listening,
     StartupError,
@@ -281,28 +280,14 @@ async def start_metrics_listener(config: Config, db: AsyncEngine) -> web.AppRunn
     return runner
 
 
-def _networks(text: str, setting: str) -> tuple[str, ...]:
-    networks = tuple(n.strip() for n in text.split(",") if n.strip())
-    try:
-        for network in networks:
-            ipaddress.ip_network(network, strict=False)
-    except ValueError as exc:
-        raise StartupError(f"bad {setting}: {exc}") from None
-    return networks
-
-
 def client_limits(config: Config) -> Limits:
-    if min(config.client_rate, config.client_burst, config.client_daily_limit) < 0:
-        raise StartupError("client_rate, client_burst and client_daily_limit cannot be negative")
-    if min(config.enterprise_rate, config.enterprise_burst) < 0:
-        raise StartupError("enterprise_rate and enterprise_burst cannot be negative")
     return Limits(
         client_rate=config.client_rate,
         client_burst=max(config.client_burst, 1),
         client_daily=config.client_daily_limit,
         enterprise_rate=config.enterprise_rate,
         enterprise_burst=max(config.enterprise_burst, 1),
-        exempt=_networks(config.limits_exempt, "limits_exempt"),
+        exempt=config.networks("limits_exempt"),
     )
 
 
@@ -323,12 +308,10 @@ def enterprise_admission(guard: Guard, node_prefix_key: str) -> Callable[[Actor,
 
 
 def login_lockout(config: Config) -> LoginLockout:
-    if config.login_attempts < 0 or config.login_lockout < 1:
-        raise StartupError("login_attempts cannot be negative, login_lockout must be >= 1")
     return LoginLockout(
         attempts=config.login_attempts,
         seconds=config.login_lockout,
-        exempt=_networks(config.limits_exempt, "limits_exempt"),
+        exempt=config.networks("limits_exempt"),
     )
 
 
@@ -377,7 +360,8 @@ def build_http_app(node: Node) -> web.Application:
         client_max_size=registry.api.MAX_BODY_BYTES,
         middlewares=[
             real_clients(
-                lambda: node.config.trusted_proxies, partial(_networks, setting="trusted_proxies")
+                lambda: node.config.trusted_proxies,
+                partial(parse_networks, setting="trusted_proxies"),
             ),
             request_ids(node.access_log),
             limit_clients(node.guard),
@@ -611,13 +595,10 @@ def reload_node(
 
 def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) -> None:
     """Apply reloadable settings in this process: checked first, then all at
-    once (StartupError: nothing applied)."""
-    config = dataclasses.replace(node.config, **settings)
-    if config.log_level.lower() not in LOG_LEVELS:
-        raise StartupError(f"unknown log_level {config.log_level!r}")
+    once (ConfigError or StartupError: nothing applied)."""
+    config = dataclasses.replace(node.config, **settings).validate()
     limit = rate_limit(config)
     limits, lockout = client_limits(config), login_lockout(config)
-    _networks(config.trusted_proxies, "trusted_proxies")  # the HTTP app reads it live
     if servers.tls is not None and tls_context(config) is not None:
         # Checked on a fresh context first: the live one must never be half-loaded.
         servers.tls.load_cert_chain(config.tls_cert, config.tls_key)
@@ -668,14 +649,11 @@ def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
 
 
 def rate_limit(config: Config) -> RateLimit:
-    exempt = _networks(config.dns_rrl_exempt, "dns_rrl_exempt")
-    if min(config.dns_rrl_rate, config.dns_rrl_burst, config.dns_rrl_slip) < 0:
-        raise StartupError("dns_rrl_rate, dns_rrl_burst and dns_rrl_slip cannot be negative")
     return RateLimit(
         rate=config.dns_rrl_rate,
         burst=max(config.dns_rrl_burst, 1),
         slip=config.dns_rrl_slip,
-        exempt=exempt,
+        exempt=config.networks("dns_rrl_exempt"),
     )
 
 

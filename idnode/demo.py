@@ -24,6 +24,8 @@ from registry.services.identifiers import EXISTS, SnmsRecord
 from registry.services.templates import TemplateSpec
 from registry.templates import ItemChange, RecordValue
 
+from .progress import Progress
+
 DEMO_ADMIN = ("demo-admin", "demo-secret")
 DEMO_USER_PASSWORD = "Demo@2026"  # noqa: S105 - published demo credential
 BATCH_SIZE = 512
@@ -421,23 +423,26 @@ async def seed(
     # Seeding is deterministic and every step is skipped when already done, so
     # a first start that was interrupted resumes where it stopped.
     ents = demo_enterprises(enterprises)
-    for ent in ents:
-        async with registry.services.read() as conn:
-            known = await store.get_prefix(conn, ent.prefix)
-        if known is None:
-            await registry.enterprises.apply(actor, _application(ent))
-            await registry.enterprises.configure(actor, ent.prefix, HostedConfig(1))
-        if not await _has_template(registry, actor, ent):
-            await registry.templates.create(actor, _template(ent))
+    with Progress("seeding", total=len(ents), unit="enterprises") as progress:
+        for ent in ents:
+            async with registry.services.read() as conn:
+                known = await store.get_prefix(conn, ent.prefix)
+            if known is None:
+                await registry.enterprises.apply(actor, _application(ent))
+                await registry.enterprises.configure(actor, ent.prefix, HostedConfig(1))
+            if not await _has_template(registry, actor, ent):
+                await registry.templates.create(actor, _template(ent))
+            progress.update(1)
     per_enterprise = -(-identifiers // enterprises)
     pending: list[SnmsRecord] = []
-    for ent in ents:
-        rng = random.Random(_SEED + ent.number)
-        for record in _records(ent, per_enterprise, ents, rng):
-            pending.append(record)
-            if len(pending) == BATCH_SIZE:
-                await _flush(registry, actor, pending)
-        await _flush(registry, actor, pending)
+    with Progress("seeding", total=per_enterprise * len(ents), unit="identifiers") as progress:
+        for ent in ents:
+            rng = random.Random(_SEED + ent.number)
+            for record in _records(ent, per_enterprise, ents, rng):
+                pending.append(record)
+                if len(pending) == BATCH_SIZE:
+                    progress.update(await _flush(registry, actor, pending))
+            progress.update(await _flush(registry, actor, pending))
     return DemoSummary(
         await registry.enterprises.count_served(),
         len({e.mode.key for e in ents}),
@@ -454,15 +459,18 @@ async def _has_template(registry: Registry, actor: Actor, ent: DemoEnterprise) -
     return True
 
 
-async def _flush(registry: Registry, actor: Actor, pending: list[SnmsRecord]) -> None:
+async def _flush(registry: Registry, actor: Actor, pending: list[SnmsRecord]) -> int:
+    """File the pending records; how many there were."""
     if not pending:
-        return
+        return 0
     results = await registry.identifiers.batch_create(actor, pending)
     # "Exists" means an earlier, interrupted or smaller seeding wrote it: keep it.
     failed = [r for r in results if not r.ok and r.message != EXISTS]
     if failed:
         raise RuntimeError(f"demo seeding failed for {failed[0].handle}: {failed[0].message}")
+    count = len(pending)
     pending.clear()
+    return count
 
 
 async def _count_identifiers(registry: Registry) -> int:

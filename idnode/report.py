@@ -166,6 +166,10 @@ async def report(config: Config, days: int, html_path: str | None) -> int:
     built = await build(config, days)
     sys.stdout.write(text(built))
     if html_path:
-        await asyncio.to_thread(Path(html_path).write_text, page(built), encoding="utf-8")
+        try:
+            await asyncio.to_thread(Path(html_path).write_text, page(built), encoding="utf-8")
+        except OSError as exc:
+            print(f"idnode: cannot write {html_path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"wrote {html_path}")
     return 0

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
+import yarl
 
 from registry.models import HandleValue
 from resolver.codes import RC_ERROR
@@ -125,9 +127,65 @@ async def run(args: argparse.Namespace) -> int:
     return _print(code, [value_json(v) for v in values], args.json)
 
 
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=30)
+"""A node that accepts the connection but never answers is not waited for forever."""
+
+
+class NotHandleRest(Exception):
+    """The server answered, but not as the Handle REST API does."""
+
+
+def handle_url(server: Endpoint, name: str, params: list[tuple[str, str]]) -> yarl.URL:
+    """``GET /api/handles/NAME``, the name percent-encoded as UTF-8 (a space, ``#``,
+    ``?``, ``%`` are part of it, not of the URL); its slashes stay, as the node
+    takes the whole path after the root as the name."""
+    path = "/api/handles/" + quote(name, safe="/")
+    query = "?" + urlencode(params, quote_via=quote) if params else ""
+    return yarl.URL(f"http://{server}{path}{query}", encoded=True)
+
+
+def _handle_answer(status: int, content_type: str, raw: bytes) -> dict[str, Any]:
+    """The JSON of a Handle REST answer; anything else (a proxy's error page, a
+    web server's 404) is ``NotHandleRest`` saying what came instead."""
+
+    def refuse(why: str) -> NotHandleRest:
+        shown = " ".join(raw[:80].decode("utf-8", "replace").split())
+        return NotHandleRest(
+            f"not a Handle REST answer: HTTP {status} {content_type or 'without a type'}"
+            f"{': ' + why if why else ''}{f' ({shown!r})' if shown else ''}"
+        )
+
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise refuse("") from None
+    if not isinstance(body, dict) or not isinstance(body.get("responseCode"), int):
+        raise refuse("no responseCode")
+    values = body.get("values", [])
+    if not isinstance(values, list) or not all(_printable(v) for v in values):
+        raise refuse("values are not Handle values")
+    return body
+
+
+def _printable(value: Any) -> bool:
+    """A value as the REST API gives it: index, type and data with format and value."""
+    if not isinstance(value, dict) or not {"index", "type", "data"} <= value.keys():
+        return False
+    data = value["data"]
+    return isinstance(data, dict) and {"format", "value"} <= data.keys()
+
+
 async def _over_http(args: argparse.Namespace, server: Endpoint) -> int:
     params = [("type", t) for t in args.type] + [("index", str(i)) for i in args.index]
-    url = f"http://{server}/api/handles/{args.name}"
-    async with aiohttp.ClientSession() as session, session.get(url, params=params) as resp:
-        body = await resp.json(content_type=None)
-    return _print(int(body.get("responseCode", 2)), body.get("values", []), args.json)
+    url = handle_url(server, args.name, params)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session,
+            session.get(url) as resp,
+        ):
+            raw = await resp.read()
+            body = _handle_answer(resp.status, resp.content_type, raw)
+    except (aiohttp.ClientError, TimeoutError, NotHandleRest) as exc:
+        print(f"idnode resolve: {server}: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        return 2
+    return _print(body["responseCode"], body.get("values", []), args.json)

@@ -147,7 +147,8 @@ class Config:
     toplevel: str = ""
     """Base URL of the top-level node to sync with (``serve`` runs the worker when set)."""
     toplevel_faults: str = ""
-    """``idnode toplevel`` only: trouble to make on purpose (``error=0.2,lost=0.1,slow=0.1``)."""
+    """``idnode toplevel`` only: trouble to make on purpose, for tests
+    (``error=0.2,lost=0.1,slow=0.1,busy=0.1,retry_after=2``; sync/PROTOCOL.md lists them)."""
     sync_batch: int = 500
     """Events per delivery to the top-level node (at most 500)."""
     sync_timeout: int = 30

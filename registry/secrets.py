@@ -1,6 +1,6 @@
-"""Secrets at rest: salted hashes, sealed digests and the node key.
+"""Secrets at rest: sealed digests and the node key.
 
-Passwords and secret keys are kept as salted scrypt hashes. The SNMS
+Passwords and secret keys are kept as salted hashes (:mod:`registry.passwords`). The SNMS
 ``/identity/token/v1`` login proves knowledge of ``sha256(secret)`` mixed with
 the date, so the server must be able to recompute that digest: it is kept
 sealed (AES-256-GCM) under a key derived from the node key, never in clear.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 import secrets
 import stat
@@ -23,9 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-_SCRYPT_N = 2**14
-_SCRYPT_R = 8
-_SCRYPT_P = 1
 _NONCE_BYTES = 12
 NODE_KEY_BYTES = 32
 
@@ -36,39 +32,6 @@ class NodeKeyError(RuntimeError):
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def hash_secret(secret: str) -> str:
-    """Salted scrypt hash in a self-describing text form."""
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(
-        secret.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    return "$".join(
-        [
-            "scrypt",
-            str(_SCRYPT_N),
-            str(_SCRYPT_R),
-            str(_SCRYPT_P),
-            base64.b64encode(salt).decode(),
-            base64.b64encode(digest).decode(),
-        ]
-    )
-
-
-def verify_secret(secret: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        salt = base64.b64decode(salt_b64)
-        expected = base64.b64decode(digest_b64)
-        actual = hashlib.scrypt(
-            secret.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected)
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
 
 
 def create_private_file(path: Path, content: bytes) -> bool:
@@ -129,27 +92,6 @@ class NodeKey:
         return cls(material)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSecret:
-    """What the store keeps for one password or secret key.
-
-    SNMS hands passwords around as ``sha256(plain)`` hex (the enterprise
-    application carries only that), so the digest is the unit kept here.
-    """
-
-    hash: str
-    digest_sealed: bytes
-
-    @classmethod
-    def from_plain(cls, secret: str, key: NodeKey) -> StoredSecret:
-        return cls.from_digest(sha256_hex(secret), key)
-
-    @classmethod
-    def from_digest(cls, digest_hex: str, key: NodeKey) -> StoredSecret:
-        digest_hex = digest_hex.lower()
-        return cls(hash_secret(digest_hex), key.seal(digest_hex.encode()))
-
-
 SEALED_VALUE_MARK = b"\x00idnode-sealed-v1\x00"
 """Leads the data of a Handle value kept sealed at rest (``HS_SECKEY``)."""
 
@@ -183,10 +125,6 @@ def open_value(key: NodeKey, data: bytes, *, name_key: str, index: int) -> bytes
 def credential_fingerprint(secret_hash: str) -> str:
     """Changes whenever the secret does: tokens carry it, so re-keying revokes them."""
     return hashlib.sha256(secret_hash.encode()).hexdigest()[:16]
-
-
-def verify_plain(secret: str, stored_hash: str) -> bool:
-    return verify_secret(sha256_hex(secret), stored_hash)
 
 
 def dated_digest(secret_sha256_hex: str, day: str) -> str:

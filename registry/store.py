@@ -1228,6 +1228,19 @@ async def credential_hash(
     return str(value) if value is not None else None
 
 
+async def replace_secret_hash(
+    conn: AsyncConnection, user_id: int, access_key_id: int | None, *, old: str, new: str
+) -> bool:
+    """Put ``new`` in place of a credential's hash only if it still is ``old``
+    (compare-and-set: a re-hash never undoes a concurrent change of the secret)."""
+    table = t.users if access_key_id is None else t.access_keys
+    row = t.users.c.id == user_id if access_key_id is None else t.access_keys.c.id == access_key_id
+    result = await conn.execute(
+        update(table).where(row, table.c.secret_hash == old).values(secret_hash=new)
+    )
+    return result.rowcount == 1
+
+
 async def touch_access_key(conn: AsyncConnection, key_id: int) -> None:
     await conn.execute(
         update(t.access_keys).where(t.access_keys.c.id == key_id).values(last_used_at=utcnow())

@@ -614,7 +614,7 @@ def registry_actor() -> Any:
 
 async def test_password_change_revokes_user_tokens(api: ApiClient, registry: Any) -> None:
     from registry import schema
-    from registry.secrets import StoredSecret
+    from registry.passwords import StoredSecret
 
     await enterprise(api, 1)
     token = await api.login("user1", USER_PASSWORD)

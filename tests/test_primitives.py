@@ -14,16 +14,8 @@ from hypothesis import strategies as st
 from idnode.config import Config, ConfigError, Endpoint, load
 from registry.audit import GENESIS_HASH, entry_hash, verify_chain
 from registry.models import AuditEntry
-from registry.secrets import (
-    NodeKey,
-    NodeKeyError,
-    StoredSecret,
-    dated_digest,
-    hash_secret,
-    sha256_hex,
-    verify_plain,
-    verify_secret,
-)
+from registry.passwords import StoredSecret, hash_secret, verify_plain, verify_secret
+from registry.secrets import NodeKey, NodeKeyError, dated_digest, sha256_hex
 from registry.tokens import InvalidToken, TokenIssuer
 from registry.values import AdminRef, ValueFormatError
 

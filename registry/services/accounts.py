@@ -31,15 +31,14 @@ from ..models import (
     Principal,
     Role,
 )
+from ..passwords import StoredSecret, check_plain, dummy_hash, needs_rehash, verify_plain
 from ..secrets import (
     NodeKey,
-    StoredSecret,
     credential_fingerprint,
     dated_digest,
     open_value,
     seal_value,
     sha256_hex,
-    verify_plain,
 )
 from ..values import HS_ADMIN, HS_SECKEY, AdminRef
 from .base import SYSTEM_ACTOR, Actor, Change, Services
@@ -79,6 +78,7 @@ class Accounts:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._dummy_sealed = services.node_key.seal(sha256_hex("no such user").encode())
+        self._dummy_hash = dummy_hash()  # made now rather than at the first unknown login
         self._background: set[asyncio.Task[None]] = set()
 
     async def login(
@@ -90,7 +90,9 @@ class Accounts:
         ``sha256(sha256(secret) + "yyyy-MM-dd")``. The day is the node's local
         date; the neighbouring days are accepted too, so a client whose clock
         is on the other side of midnight can still log in. An unknown login
-        costs the same work as a known one, so timing tells no names.
+        costs the same work as a known one, so timing tells no names. An
+        outdated hash (an older scheme or parameters) is replaced by a new one
+        once the secret checked out against it.
         """
         if not login or not password or len(login) > 64 or len(password) > 255:
             self.s.auth_failed("password")
@@ -98,12 +100,14 @@ class Accounts:
         self.s.refuse_if_locked(login, remote, "password")
         async with self.s.read() as conn:
             credential = await store.credential_for_login(conn, login)
+        rehashed = None
         if dated:
             sealed = credential.digest_sealed if credential else self._dummy_sealed
             ok = self._check_dated(password, sealed)
         else:
-            stored = credential.secret_hash if credential else _DUMMY_HASH
-            ok = await asyncio.to_thread(verify_plain, password, stored)
+            stored = credential.secret_hash if credential else self._dummy_hash
+            verdict = await asyncio.to_thread(check_plain, password, stored)
+            ok, rehashed = verdict.ok, verdict.rehashed
         if credential is None or not ok or credential.user.status != 1:
             self.s.auth_failed("password")
             self.s.lockout.failed(login, remote)
@@ -113,7 +117,10 @@ class Accounts:
         principal = await self.principal(credential.user.id, "ak" if key_id is not None else "user")
         if key_id is not None:
             self._in_background(self._touch(key_id))
-        return Login(principal, key_id, credential_fingerprint(credential.secret_hash))
+        in_force = credential.secret_hash
+        if rehashed is not None:
+            in_force = await self._rehash(credential, rehashed, password)
+        return Login(principal, key_id, credential_fingerprint(in_force))
 
     def _check_dated(self, password: str, sealed: bytes | None) -> bool:
         if sealed is None:
@@ -123,6 +130,31 @@ class Accounts:
         # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
         given = password.lower().encode("utf-8", "surrogatepass")
         return any(hmac.compare_digest(given, c.encode()) for c in candidates)
+
+    async def _rehash(self, credential: store.Credential, rehashed: str, password: str) -> str:
+        """Store a proven secret's new hash in place of its outdated one; the hash
+        in force afterwards, which the login's token is bound to.
+
+        Inline rather than in the background: tokens carry the hash's fingerprint,
+        so this login's token must be made for the hash that stays.
+        """
+        user_id, key_id = credential.user.id, credential.access_key_id
+        try:
+            async with self.s.change(SYSTEM_ACTOR) as change:
+                if await store.replace_secret_hash(
+                    change.conn, user_id, key_id, old=credential.secret_hash, new=rehashed
+                ):
+                    log.info("re-hashed the secret of user %s (access key %s)", user_id, key_id)
+                    return rehashed
+                current = await store.credential_hash(change.conn, user_id, key_id)
+        except Exception as exc:  # the login stands; the next one tries again
+            log.warning("could not re-hash the secret of user %s: %s", user_id, exc)
+            return credential.secret_hash
+        # Written meanwhile: by another login that re-hashed the same secret (this
+        # token lives on with that hash), or by a change of the secret (it dies).
+        if current is not None and await asyncio.to_thread(verify_plain, password, current):
+            return current
+        return credential.secret_hash
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -299,6 +331,14 @@ class Accounts:
                         conn, key_id, secret_hash=secret.hash, digest_sealed=secret.digest_sealed
                     )
                     await change.audit("access_key.rotated", access_key, {})
+                elif needs_rehash(credential.secret_hash):  # the same secret, hashed as now
+                    await store.replace_secret_hash(
+                        conn,
+                        credential.user.id,
+                        key_id,
+                        old=credential.secret_hash,
+                        new=secret.hash,
+                    )
             await self._write_handle_identity(change, secret_key)
 
     async def _write_handle_identity(self, change: Change, secret_key: str) -> None:
@@ -362,10 +402,5 @@ class Accounts:
 
 
 async def stored_secret(digest_hex: str, key: NodeKey) -> StoredSecret:
-    """Hash a secret off the event loop: scrypt takes tens of milliseconds."""
+    """Hash a secret off the event loop: argon2id takes tens of milliseconds."""
     return await asyncio.to_thread(StoredSecret.from_digest, digest_hex, key)
-
-
-_DUMMY_HASH = (
-    "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
-)

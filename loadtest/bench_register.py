@@ -31,6 +31,7 @@ import aiohttp
 from sqlalchemy import func, select
 
 from idnode.demo import DEMO_ADMIN, demo_enterprises, registration
+from idnode.progress import Progress
 from loadtest.demo_node import DemoNode, write_results
 from registry import schema as t
 from registry.db import create_engine, read_transaction
@@ -83,15 +84,17 @@ async def batch_create(base: str, calls: int) -> tuple[int, int, float]:
         headers = {"Authorization": f"Bearer {token}"}
         filed = failed = 0
         started = time.perf_counter()
-        for body in bodies:
-            async with session.post(
-                f"{base}/identityv2/data/batchCreate", json=body, headers=headers
-            ) as response:
-                answer: Any = await response.json()
-            items = answer.get("data") or []
-            ok = sum(1 for item in items if item.get("msg") == "success")
-            filed += ok
-            failed += len(body) - ok
+        with Progress("batchCreate", total=calls * BATCH, unit="identifiers") as progress:
+            for body in bodies:
+                async with session.post(
+                    f"{base}/identityv2/data/batchCreate", json=body, headers=headers
+                ) as response:
+                    answer: Any = await response.json()
+                items = answer.get("data") or []
+                ok = sum(1 for item in items if item.get("msg") == "success")
+                filed += ok
+                failed += len(body) - ok
+                progress.update(len(body))
         return filed, failed, time.perf_counter() - started
 
 
@@ -107,10 +110,13 @@ async def native_create(host: str, port: int, count: int, pipeline: int) -> tupl
         started = time.perf_counter()
         next_item = 0
 
+        progress = Progress("native create", total=count, unit="identifiers")
+
         async def one(i: int) -> bool:
             values = (HandleValue(1, "URL", f"https://example.org/native/{run}/{i}".encode()),)
             body = c.HandleValues(f"{prefix}/NAT-{run}-{i}".encode(), values).to_bytes()
             answer = await session.call(client.request(c.OC_CREATE_HANDLE, body))
+            progress.update(1)
             return answer.header.response_code == 1
 
         async def lane() -> tuple[int, int]:
@@ -124,9 +130,10 @@ async def native_create(host: str, port: int, count: int, pipeline: int) -> tupl
                     bad += 1
             return ok, bad
 
-        for ok, bad in await asyncio.gather(*(lane() for _ in range(pipeline))):
-            filed += ok
-            failed += bad
+        with progress:
+            for ok, bad in await asyncio.gather(*(lane() for _ in range(pipeline))):
+                filed += ok
+                failed += bad
         return filed, failed, time.perf_counter() - started
     finally:
         await session.close()

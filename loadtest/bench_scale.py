@@ -29,6 +29,7 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy import text as sql
 
+from idnode.progress import Progress
 from loadtest.demo_node import DemoNode, write_results
 from loadtest.dnsperf import LatencyHistogram
 from registry import schema as t
@@ -81,23 +82,26 @@ async def seed(database_url: str, upto: int) -> int:
                 )
             ).scalar_one()
             prefixes = {p.prefix: p.id for p in await store.all_prefixes(conn)}
-        for start in range(int(have), upto, CHUNK):
-            rows = []
-            for n in range(start, min(start + CHUNK, upto)):
-                name = grammar.parse(scale_name(n))
-                values = (
-                    HandleValue(1, "URL", f"https://scale.example.com/{n}".encode()),
-                    HandleValue(2, "EMAIL", f"owner{n % 997}@example.com".encode()),
-                    HandleValue(3, "DESC", f"scale record {n}".encode()),
-                )
-                prefix_id = prefixes[name.prefix]
-                rows.append(
-                    store.NewIdentifier(
-                        name.text, name.key, prefix_id, None, values, dns_path(name)
+        total = max(0, upto - int(have))
+        with Progress("bulk load", total=total, unit="identifiers") as progress:
+            for start in range(int(have), upto, CHUNK):
+                rows = []
+                for n in range(start, min(start + CHUNK, upto)):
+                    name = grammar.parse(scale_name(n))
+                    values = (
+                        HandleValue(1, "URL", f"https://scale.example.com/{n}".encode()),
+                        HandleValue(2, "EMAIL", f"owner{n % 997}@example.com".encode()),
+                        HandleValue(3, "DESC", f"scale record {n}".encode()),
                     )
-                )
-            async with write_transaction(engine) as conn:
-                await store.insert_identifiers(conn, rows)
+                    prefix_id = prefixes[name.prefix]
+                    rows.append(
+                        store.NewIdentifier(
+                            name.text, name.key, prefix_id, None, values, dns_path(name)
+                        )
+                    )
+                async with write_transaction(engine) as conn:
+                    await store.insert_identifiers(conn, rows)
+                progress.update(len(rows))
         # Fresh planner statistics and settled storage, as an operator leaves them
         # after a bulk load: the lookups then measure the node, not the aftermath.
         if engine.dialect.name == "postgresql":
@@ -121,6 +125,7 @@ async def cold_lookups(
     names = [scale_name(n) for n in rng.sample(range(size), min(count, size))]
     histogram = LatencyHistogram()
     errors = 0
+    progress = Progress("cold lookups", total=len(names), unit="requests")
     async with aiohttp.ClientSession() as session:
 
         async def one(name: str) -> None:
@@ -135,14 +140,17 @@ async def cold_lookups(
             except aiohttp.ClientError:
                 errors += 1
                 return
+            finally:
+                progress.update(1)
             histogram.add(time.perf_counter() - started)
 
-        begin = time.perf_counter()
-        tasks = []
-        for k, name in enumerate(names):  # each name once: every one a miss
-            await asyncio.sleep(max(0.0, begin + k / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(one(name)))
-        await asyncio.gather(*tasks)
+        with progress:
+            begin = time.perf_counter()
+            tasks = []
+            for k, name in enumerate(names):  # each name once: every one a miss
+                await asyncio.sleep(max(0.0, begin + k / rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(one(name)))
+            await asyncio.gather(*tasks)
     return histogram, errors
 
 

@@ -39,6 +39,7 @@ class DemoNode:
         """``host:port`` by service (``http``, ``handle``, ``dns``), as announced."""
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._log: IO[bytes] | None = None
+        self._log_read = 0
 
     @property
     def database(self) -> Path:
@@ -71,6 +72,7 @@ class DemoNode:
         env["IDNODE_WORKERS"] = "1"  # what a run measures is set in its flags
         env.update(self.env)
         self._log = (self.workdir / "node.log").open("wb")
+        self._log_read = 0
         ports = ["--http", f"{HOST}:0", "--handle", f"{HOST}:0", "--dns", f"{HOST}:0"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "idnode", "demo", *ports, *self.args, "--log-format", "json"],
@@ -93,11 +95,12 @@ class DemoNode:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_SECONDS
         while "dns" not in self.endpoints:  # announced last, after the DNS workers
+            self._relay_progress()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RuntimeError(f"the node did not start within {START_SECONDS:g} s")
             try:
-                line = self._lines.get(timeout=remaining)
+                line = self._lines.get(timeout=min(remaining, 1.0))
             except queue.Empty:
                 continue
             if line is None:
@@ -105,6 +108,23 @@ class DemoNode:
             match = LISTENING.match(line.strip())
             if match:
                 self.endpoints[match.group(1)] = match.group(2)
+
+    def _relay_progress(self) -> None:
+        """The node's progress lines in its log (seeding, on a first start, takes
+        a while), passed on to this process's stderr as they come."""
+        try:
+            with (self.workdir / "node.log").open("rb") as log:
+                log.seek(self._log_read)
+                chunk = log.read()
+        except OSError:
+            return
+        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+        self._log_read += len(whole)
+        for raw in whole.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(raw)
+                if isinstance(entry, dict) and entry.get("logger") == "idnode.progress":
+                    print(f"node: {entry.get('msg', '')}", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: object) -> None:
         proc, self.proc = self.proc, None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -29,11 +30,12 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from idnode.progress import Progress
 from loadtest.demo_node import DemoNode, write_results
 from loadtest.prometheus import Prometheus, http_get
 from registry import usage
@@ -42,6 +44,10 @@ from registry.db import create_engine, read_transaction
 LOCUSTFILE = Path(__file__).with_name("locustfile_100k.py")
 SETTLE_SECONDS = 30.0
 """Bound on waiting, after the run, for the counts to be persisted and scraped."""
+POLL_SECONDS = 1.0
+"""How often the node's counter is read for the progress of a run."""
+FINAL_POLLS = 3
+"""Reads after the run, for the node to count its last answers."""
 
 
 def stored_total(database_url: str, first: str, last: str) -> int:
@@ -69,6 +75,56 @@ def node_gauges(base: str) -> dict[str, float]:
         for sample in family.samples
         if sample.name in wanted
     }
+
+
+def resolutions_so_far(base: str) -> Callable[[], int]:
+    """What the node has counted since this call (its daily counter, less the
+    count it had then): how far a run that it serves has got."""
+    start = node_gauges(base).get("idnode_resolutions_today", 0.0)
+    return lambda: int(node_gauges(base).get("idnode_resolutions_today", 0.0) - start)
+
+
+def run_locust(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log: IO[bytes],
+    timeout: float,
+    progress: Progress,
+    done: Callable[[], int],
+) -> int:
+    """Locust until it exits (killed past ``timeout``), ``progress`` told every
+    POLL_SECONDS what ``done`` counts; its exit code."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    shown = 0
+
+    def poll() -> None:
+        nonlocal shown
+        with contextlib.suppress(OSError, RuntimeError):  # a missed poll is no failure
+            now = done()
+            if now > shown:  # the counter is daily: it may restart at midnight
+                progress.update(now - shown)
+                shown = now
+
+    try:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(argv, timeout)
+            time.sleep(POLL_SECONDS)
+            poll()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    # The node counts a request a moment after answering it: wait for the last, briefly.
+    for _ in range(FINAL_POLLS):
+        if progress.total is not None and shown >= progress.total:
+            break
+        time.sleep(POLL_SECONDS)
+        poll()
+    return proc.returncode
 
 
 def settle(condition: Callable[[], bool]) -> bool:
@@ -135,8 +191,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             }
             started = time.monotonic()
             limit = int(args.count / args.rate) + 60
-            with (workdir / "locust.log").open("wb") as log:
-                subprocess.run(
+            with (
+                (workdir / "locust.log").open("wb") as log,
+                Progress("resolutions", total=args.count, unit="requests") as progress,
+            ):
+                run_locust(
                     [
                         sys.executable,
                         "-m",
@@ -160,10 +219,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     ],
                     env=locust_env,
                     cwd=workdir,
+                    log=log,
                     timeout=limit + 120,
-                    check=False,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    progress=progress,
+                    done=resolutions_so_far(node.base),
                 )
             seconds = time.monotonic() - started
             figures = locust_totals(stats_prefix)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,9 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from idnode.progress import Progress
 from loadtest.bench_scale import rss_mb
 from loadtest.demo_node import DemoNode, write_results
-from loadtest.hundred_k import LOCUSTFILE, locust_totals
+from loadtest.hundred_k import LOCUSTFILE, locust_totals, resolutions_so_far, run_locust
 from loadtest.mix import DemoMix
 from loadtest.protocols import DnsClient, HandleTcpClient, HandleUdpClient
 
@@ -78,8 +78,12 @@ def warm(node: DemoNode, identifiers: int) -> int:
         local.tcp.resolve(name)
         local.dns.query(mix.dns_name(name), "TXT")
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(ask, names))
+    with (
+        ThreadPoolExecutor(max_workers=8) as pool,
+        Progress("warming", total=len(names), unit="names") as progress,
+    ):
+        for _ in pool.map(ask, names):
+            progress.update(1)
     return len(names) * 5
 
 
@@ -103,8 +107,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "IDNODE_DEMO_IDENTIFIERS": str(args.identifiers),
         }
         try:
-            with (workdir / "locust.log").open("wb") as log:
-                subprocess.run(
+            with (
+                (workdir / "locust.log").open("wb") as log,
+                Progress("soak", total=count, unit="requests") as progress,
+            ):
+                run_locust(
                     [
                         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
                         "--users", str(args.users), "--spawn-rate", str(args.users),
@@ -113,10 +120,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     ],
                     env=locust_env,
                     cwd=workdir,
+                    log=log,
                     timeout=seconds + 180,
-                    check=False,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    progress=progress,
+                    done=resolutions_so_far(node.base),
                 )  # fmt: skip
         finally:
             stop.set()

@@ -537,6 +537,11 @@ async def serve(
     """Run the node until SIGINT or SIGTERM: its servers here, and with
     ``workers`` > 1 as many processes in all, sharing the ports. On SIGHUP,
     ``reload`` reads the configuration again (idnode.reloading)."""
+    # A SIGHUP while the node starts (log rotation, an eager operator) must not
+    # end it, which is the signal's default; the reload is ready once it serves.
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGHUP, log.info, "SIGHUP while starting: nothing to reload yet"
+    )
     async with open_node(config, migrate_schema=migrate_schema) as node:
         log.info("database %s", url_for_log(config.database_url))
         if before_ready is not None:
@@ -662,15 +667,15 @@ def rate_limit(config: Config) -> RateLimit:
 
 async def serve_worker(config: Config) -> None:
     """One more process on the node's ports (see ``--workers``)."""
+    loop = asyncio.get_running_loop()
+    # The node reads the configuration and passes it on; a SIGHUP sent to the
+    # whole process group must not end the worker (the default action).
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
     async with open_node(config) as node:
         stop = _stop_on_signals()
-        loop = asyncio.get_running_loop()
         servers = await start_servers(node, reuse_port=True, node_gauges=False)
         control = ControlPipe(node, servers, stop)
         loop.add_reader(sys.stdin.fileno(), control.read)
-        # The node reads the configuration and passes it on; a SIGHUP sent to
-        # the whole process group must not end the worker (the default action).
-        loop.add_signal_handler(signal.SIGHUP, lambda: None)
         try:
             settle_heap()
             announce("worker", servers.http)

@@ -20,6 +20,7 @@ import pytest
 from idnode.config import Config
 from idnode.workers import Backoff, cpu_quota, usable_cores, worker_count
 from loadtest.demo_node import DemoNode, children
+from tests.test_cli import Server
 
 SMALL_DEMO = ("--enterprises", "32", "--identifiers", "64")
 
@@ -176,3 +177,20 @@ def test_a_killed_worker_is_started_again(tmp_path: Path) -> None:
         wait_for(lambda: "starting another in 2 s" in node.log_tail(), "the longer pause")
         wait_for(lambda: gauges(node).get("idnode_workers_live") == 3, "another new worker")
         assert gauges(node)["idnode_worker_restarts"] == 2
+
+
+@pytest.mark.slow
+def test_a_sighup_while_the_node_starts_its_workers_ends_nothing(tmp_path: Path) -> None:
+    """Between its first listener and its last worker the node could not reload
+    yet; a SIGHUP then (log rotation) used to end it, the signal's default."""
+    server = Server("serve", "--migrate", "--workers", "2", "--http", "127.0.0.1:0",
+                    "--handle", "127.0.0.1:0", "--dns", "127.0.0.1:0", cwd=tmp_path)  # fmt: skip
+    try:
+        server.wait_for_http(120)  # the workers start after this line
+        server.proc.send_signal(signal.SIGHUP)
+        lines = server.read_more("listening dns 127.0.0.1:", timeout=60)
+        assert any(line.startswith("listening dns ") for line in lines), lines
+        assert server.proc.poll() is None
+        assert len(children(server.proc.pid)) == 1  # its worker
+    finally:
+        assert server.stop() == 0

@@ -545,7 +545,7 @@ def _dns_name(args: argparse.Namespace) -> int:
             oid_arc=config.oid_arc or None,
             node_prefix=config.node_prefix if config.oid_arc else None,
         )
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, dns.exception.DNSException) as exc:  # --zone, say
         print(f"idnode: {exc}", file=sys.stderr)
         return 2
     try:

@@ -125,6 +125,8 @@ def test_bad_arguments_and_unwritable_files_are_one_line(tmp_path: Path, migrate
     line = one_line_failure(result)
     assert line == f"idnode: cannot write {page}: No such file or directory"
     assert "resolutions" in result.stdout  # the table was printed before
+    line = one_line_failure(run_idnode("dns-name", "--zone", "a..b", "88.100/x", cwd=tmp_path), 2)
+    assert line == "idnode: A DNS label is empty."
 
 
 FAULTY_MIGRATE = """

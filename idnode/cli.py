@@ -431,6 +431,9 @@ async def _demo(config: Config, reload: Callable[[], Config] | None = None) -> i
 async def _migrate(config: Config) -> int:
     from registry.db import DatabaseError, create_engine, current_revision, migrate, url_for_log
 
+    from .node import make_data_dir
+
+    make_data_dir(config)
     engine = create_engine(config.database_url)
     try:
         await migrate(engine)

@@ -13,7 +13,7 @@ case, as resolvers using 0x20 ask) against each:
 * peak throughput of the node and of the reference, alternating ``--rounds`` times;
 * a fixed rate of 10,000 QPS (``--rate``) against each: p50/p99 and lost queries.
 
-Targets (issue 5): the node's peak QPS at least 50% of the reference's on the
+Targets: the node's peak QPS at least 50% of the reference's on the
 same cores, and p99 under 2 ms at 10,000 QPS. dnsperf runs on the same cores as
 the server it drives; CPU time of the server, of dnsperf and of the rest of the
 machine is read from ``/proc`` for every run and printed with it. Figures are

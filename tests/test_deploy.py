@@ -1,4 +1,4 @@
-"""The container image and the compose stack (issue 9), checked without a Docker
+"""The container image and the compose stack, checked without a Docker
 engine (none runs here): the Dockerfile's own install script builds the same
 runtime on the same Python in a fresh virtualenv and the node starts from it
 with the image's settings and passes the image's health check; the compose

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import dns.exception
 import dns.name
 
+from registry.db import missing_sqlite_file
+
 from . import health_cmd, logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
 from .listen import StartupError
@@ -590,22 +592,6 @@ async def _audit(config: Config) -> int:
     return 0
 
 
-def _no_database(url: str) -> str | None:
-    """A SQLite file that does not exist, which connecting would create empty."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from registry.db import is_sqlite
-
-    try:
-        name = make_url(url).database
-    except ArgumentError:
-        return None  # create_engine says what is wrong with it
-    if not is_sqlite(url) or not name or name == ":memory:" or Path(name).exists():
-        return None
-    return name
-
-
 def _engine(url: str) -> AsyncEngine:
     from sqlalchemy.exc import ArgumentError
 
@@ -619,7 +605,7 @@ def _engine(url: str) -> AsyncEngine:
 
 def _backup_refusal(url: str, target: Path) -> str | None:
     """Why a backup cannot start, before the database is read for nothing."""
-    if (missing := _no_database(url)) is not None:
+    if (missing := missing_sqlite_file(url)) is not None:
         return f"no database at {missing}"
     if target.is_dir():
         return f"{target} is a folder; name a file"
@@ -670,7 +656,7 @@ async def _restore(config: Config, file: str) -> int:
 
     from .progress import Progress
 
-    if (missing := _no_database(config.database_url)) is not None:
+    if (missing := missing_sqlite_file(config.database_url)) is not None:
         advice = "create it with `idnode migrate`"
         print(f"idnode: restore failed: no database at {missing}; {advice}", file=sys.stderr)
         return 1

@@ -46,6 +46,10 @@ class Endpoint:
             host, sep, port_text = text.rpartition(":")
             if not sep:
                 raise ConfigError(f"bad endpoint {text!r}: expected host:port")
+            if ":" in host:  # a bare IPv6 address: which colon starts the port?
+                raise ConfigError(
+                    f"bad endpoint {text!r}: write an IPv6 address as [v6-address]:port"
+                )
         if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
             raise ConfigError(f"bad port in endpoint {text!r}")
         return cls(host or "0.0.0.0", int(port_text))  # noqa: S104 - ":port" asks for all

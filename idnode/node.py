@@ -44,6 +44,7 @@ from registry.db import (
     describe_error,
     head_revision,
     migrate,
+    missing_sqlite_file,
     url_for_log,
 )
 from registry.dnsnames import ZoneNames
@@ -133,6 +134,9 @@ def make_data_dir(config: Config) -> None:
 async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIterator[Node]:
     """Database, node key and registry services, checked and ready."""
     make_data_dir(config)
+    if not migrate_schema and (missing := missing_sqlite_file(config.database_url)):
+        # Connecting would leave an empty file behind for the next command to trip on.
+        raise StartupError(f"no database at {missing}; create it with `idnode migrate`")
     try:
         node_key = NodeKey.load_or_create(Path(config.key_file))
     except (OSError, ValueError, RuntimeError) as exc:

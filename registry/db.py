@@ -24,7 +24,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
@@ -44,6 +44,20 @@ class SchemaOutOfDate(DatabaseError):
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL when it does not exist (connecting would create
+    it empty), else None."""
+    if not is_sqlite(url):
+        return None
+    try:
+        name = make_url(url).database
+    except ArgumentError:
+        return None  # create_engine says what is wrong with it
+    if not name or name == ":memory:" or Path(name).exists():
+        return None
+    return name
 
 
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
@@ -330,7 +344,11 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 async def check_schema(engine: AsyncEngine) -> None:
-    """Refuse to run against a database whose schema is not at our head."""
+    """Refuse to run against a database whose schema is not at our head (or a
+    SQLite file that is not there, which asking would create empty)."""
+    missing = missing_sqlite_file(engine.url.render_as_string(hide_password=False))
+    if missing is not None:
+        raise SchemaOutOfDate(f"no database at {missing}; create it with `idnode migrate`")
     current = await current_revision(engine)
     head = head_revision()
     if current == head:

@@ -130,6 +130,17 @@ def test_help_explains_every_subcommand(workdir: Path) -> None:
 def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
     result = run_idnode("serve", *ANY_PORTS, cwd=workdir)
     assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "idnode: cannot start: no database at idnode.db; create it with `idnode migrate`"
+    ]
+    assert not list(workdir.iterdir())  # no empty database, no keys left behind
+    for command in (("audit", "verify"), ("sync", "status"), ("report",)):
+        refused = run_idnode(*command, cwd=workdir)
+        assert refused.returncode == 1 and "no database at idnode.db" in refused.stderr
+        assert not list(workdir.iterdir())
+    (workdir / "idnode.db").touch()  # a file, but no schema in it
+    result = run_idnode("serve", *ANY_PORTS, cwd=workdir)
+    assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "idnode: cannot start: database has no idnode schema; run `idnode migrate`"
     )

@@ -162,12 +162,14 @@ def test_config_precedence_toml_env_flags(tmp_path: Path) -> None:
         'database_url = "sqlite+aiosqlite:///a.db"\n'
     )
     env = {"IDNODE_HTTP": "[::1]:9100", "IDNODE_SUFFIX_CASE_SENSITIVE": "false"}
-    cfg = load(config_file=str(toml), environ=env, overrides={"database_url": "sqlite:///b"})
+    cfg = load(
+        config_file=str(toml), environ=env, overrides={"database_url": "sqlite+aiosqlite:///b"}
+    )
     assert cfg.node_prefix == "88.200"
     assert cfg.http == Endpoint("::1", 9100)
     assert str(cfg.http) == "[::1]:9100"
     assert cfg.suffix_case_sensitive is False
-    assert cfg.database_url == "sqlite:///b"
+    assert cfg.database_url == "sqlite+aiosqlite:///b"
     assert load(environ={}) == Config()
 
 
@@ -197,6 +199,13 @@ def test_config_errors_are_specific(tmp_path: Path) -> None:
 )
 def test_endpoint_forms(text: str, endpoint: Endpoint) -> None:
     assert Endpoint.parse(text) == endpoint
+    assert Endpoint.parse(str(endpoint)) == endpoint
+
+
+@pytest.mark.parametrize("text", ["::1", "::1:53", "2001:db8::1:8000", "[::1]", "host", "h:x"])
+def test_endpoints_that_say_no_port_plainly_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="bad"):
+        Endpoint.parse(text)
 
 
 def test_private_files_are_created_once(tmp_path: Path) -> None:

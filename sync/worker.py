@@ -79,6 +79,13 @@ class Unavailable(Exception):
         self.retry_after_header = reply.retry_after_header if reply is not None else None
 
 
+def _reason(exc: BaseException) -> str:
+    """A connection failure in words: ``Cannot connect to host ...``, not a repr."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
+
+
 class Refused(Exception):
     """The top-level node refuses this node itself (a key conflict): an operator must act."""
 
@@ -193,7 +200,7 @@ class SyncWorker:
         try:
             reply = await self.client.call(method, path, body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unavailable(f"top-level node unreachable: {exc!r}") from None
+            raise Unavailable(f"top-level node unreachable: {_reason(exc)}") from None
         if reply.status in (401, 403, 429) or reply.status >= 500:
             code = reply.body.get("error") if isinstance(reply.body, dict) else None
             raise Unavailable(f"top-level node answered {reply.status} {code or ''}".strip(), reply)
@@ -203,7 +210,7 @@ class SyncWorker:
         try:
             reply = await self.client.register(self.site, self.name)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unavailable(f"top-level node unreachable: {exc!r}") from None
+            raise Unavailable(f"top-level node unreachable: {_reason(exc)}") from None
         if reply.status == 409:
             raise Refused(f"{self.node} is registered at the top-level node with another key")
         if reply.status != 200:

@@ -115,6 +115,22 @@ def test_every_database_command_is_one_line_when_the_database_is_down(
         assert "Connection refused" in line, (command, line)
 
 
+def test_sync_verify_with_the_top_level_node_unreachable_says_why_in_words(
+    tmp_path: Path, migrated: str
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_idnode(
+        "sync", "verify", "--toplevel", f"http://127.0.0.1:{port}", "--db", migrated, cwd=tmp_path
+    )
+    line = one_line_failure(result)
+    assert line.startswith(
+        f"idnode: top-level node unreachable: Cannot connect to host 127.0.0.1:{port}"
+    )
+    assert "Error(" not in line  # words, not an exception's repr
+
+
 def test_bad_arguments_and_unwritable_files_are_one_line(tmp_path: Path, migrated: str) -> None:
     for days in ("0", "-3", "100000000", "many"):
         result = run_idnode("report", "--days", days, "--db", migrated, cwd=tmp_path)

@@ -4,6 +4,7 @@ counted in idnode_workers_live / idnode_workers_configured."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -194,3 +195,39 @@ def test_a_sighup_while_the_node_starts_its_workers_ends_nothing(tmp_path: Path)
         assert len(children(server.proc.pid)) == 1  # its worker
     finally:
         assert server.stop() == 0
+
+
+# --- database connections ----------------------------------------------------------------
+
+
+async def test_pool_sizes_reach_the_engines_and_an_oversized_budget_is_named(
+    pg_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from idnode.node import connections_per_process, open_node
+
+    config = Config(
+        database_url=pg_database,
+        key_file=str(tmp_path / "idnode.key"),
+        workers=2,
+        database_pool_size=3,
+        database_pool_overflow=2,
+        database_read_pool_size=4,
+    ).validate()
+    assert connections_per_process(config) == 3 + 2 + 4
+    with caplog.at_level("WARNING", logger="idnode"):
+        async with open_node(config) as node:
+            pool = node.db.pool
+            assert pool.size() == 3 and pool._max_overflow == 2  # type: ignore[attr-defined]
+            reads = node.resolver.db
+            assert isinstance(reads, AsyncEngine) and reads.pool.size() == 4
+    assert not [r for r in caplog.records if "max_connections" in r.getMessage()]
+
+    greedy = dataclasses.replace(config, database_pool_size=400, workers=4)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="idnode"):
+        async with open_node(greedy):
+            pass
+    warned = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
+    assert len(warned) == 1 and "4 processes may open up to 1624" in warned[0], warned

@@ -57,12 +57,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from idnode.demo import demo_enterprises, example_handle
 from loadtest import dnsperf, native_load
 from loadtest.bench_dns import machine_busy_seconds, version
 from loadtest.bench_http import _LUA, wrk
 from loadtest.demo_node import DemoNode, cpu_seconds, write_results
 from loadtest.dnsperf import LatencyHistogram
+from loadtest.harness import demo_enterprises, example_handle
 from loadtest.mix import DemoMix
 
 PROTOCOLS = {"http": ("http",), "handle": ("handle-udp", "handle-tcp"), "dns": ("dns",)}

@@ -53,10 +53,9 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from idnode.config import Config, Endpoint
-from idnode.node import dns_service, open_node
 from loadtest import dnsperf, refdns
 from loadtest.demo_node import HOST, DemoNode, children, cpu_seconds, write_results
+from loadtest.harness import Config, Endpoint, node_dns_service
 
 TICKS = os.sysconf("SC_CLK_TCK")
 DEMO_ENTERPRISES = 30
@@ -159,21 +158,20 @@ class Workload:
 async def _render(config: Config, names: list[str]) -> Workload:
     """The zone as the node sees it, and the query list, from the node's own database
     through the node's own wiring (its DNS service, nameserver address ``HOST``)."""
-    async with open_node(config) as node:
-        service = dns_service(node, Endpoint(HOST, 0))
+    async with node_dns_service(config, Endpoint(HOST, 0)) as (service, engine):
         zone_names = service.names
         await service.start()
         zone_text = await service.zone_text(names)
         queries: list[tuple[str, str]] = []
         spelling = random.Random(SEED)
         for name in names:
-            owner = zone_names.of_identifier(node.resolver.parse(name)).to_text()
+            owner = zone_names.of_identifier(engine.parse(name)).to_text()
             # And the same name as a resolver using 0x20 (random letter case) asks it.
             recased = "".join(c.upper() if spelling.random() < 0.5 else c for c in owner)
             queries += [(owner, "TXT"), (owner, "NAPTR"), (recased, "TXT")]
         prefixes = sorted({name.split("/", 1)[0] for name in names})
         for i in range(NXDOMAIN_NAMES):
-            missing = node.resolver.parse(f"{prefixes[i % len(prefixes)]}/nx-bench-{i:04d}")
+            missing = engine.parse(f"{prefixes[i % len(prefixes)]}/nx-bench-{i:04d}")
             queries.append((zone_names.of_identifier(missing).to_text(), "TXT"))
         queries += [(zone_names.zone.to_text(), "SOA")] * SOA_QUERIES
     random.Random(SEED).shuffle(queries)

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from idnode.demo import demo_enterprises, example_handle
 from loadtest.demo_node import DemoNode, cpu_times, write_results
+from loadtest.harness import demo_enterprises, example_handle
 from resolver.handle import client as cl
 
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux; not exported by Python's socket module

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from idnode.demo import demo_enterprises, example_handle
 from loadtest.demo_node import DemoNode, write_results
+from loadtest.harness import demo_enterprises, example_handle
 
 _LUA = """
 local paths = {%s}

@@ -30,9 +30,8 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from idnode.demo import DEMO_ADMIN, demo_enterprises, registration
-from idnode.progress import Progress
 from loadtest.demo_node import DemoNode, write_results
+from loadtest.harness import DEMO_ADMIN, Progress, demo_enterprises, registration
 from registry import schema as t
 from registry.db import create_engine, read_transaction
 from registry.models import HandleValue

@@ -29,9 +29,9 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy import text as sql
 
-from idnode.progress import Progress
 from loadtest.demo_node import DemoNode, write_results
 from loadtest.dnsperf import LatencyHistogram
+from loadtest.harness import Progress
 from registry import schema as t
 from registry import store
 from registry.db import create_engine, read_transaction, write_transaction

@@ -60,7 +60,6 @@ import dns.rcode
 import dns.rdatatype
 from yarl import URL
 
-from idnode.demo import DEMO_ADMIN
 from registry.api.openapi import document
 from registry.models import HandleValue
 from registry.values import AdminRef, SiteInfo, ValueFormatError, decode_vlist
@@ -68,6 +67,7 @@ from registry.wire import Reader
 from resolver.handle import codec as c
 
 from .demo_node import HOST, DemoNode, write_results
+from .harness import DEMO_ADMIN
 from .mix import DemoMix
 
 SHARES = {

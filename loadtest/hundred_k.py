@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from idnode.progress import Progress
 from loadtest.demo_node import DemoNode, write_results
+from loadtest.harness import Progress
 from loadtest.prometheus import Prometheus, http_get
 from registry import usage
 from registry.db import create_engine, read_transaction

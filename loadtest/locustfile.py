@@ -21,7 +21,7 @@ import uuid
 
 from locust import FastHttpUser, between, task
 
-from idnode.demo import registration
+from loadtest.harness import registration
 from loadtest.locust_users import ProtocolUser, WrongAnswer, dns_client, handle_tcp, handle_udp
 from loadtest.mix import DemoMix, admin_credentials
 from loadtest.protocols import (

@@ -20,7 +20,13 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 
-from idnode.demo import DEMO_ADMIN, DemoEnterprise, batch_handle, demo_enterprises, example_handle
+from loadtest.harness import (
+    DEMO_ADMIN,
+    DemoEnterprise,
+    batch_handle,
+    demo_enterprises,
+    example_handle,
+)
 from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
 

@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from idnode.progress import Progress
 from loadtest.bench_scale import rss_mb
 from loadtest.demo_node import DemoNode, write_results
+from loadtest.harness import Progress
 from loadtest.hundred_k import LOCUSTFILE, locust_totals, resolutions_so_far, run_locust
 from loadtest.mix import DemoMix
 from loadtest.protocols import DnsClient, HandleTcpClient, HandleUdpClient

@@ -19,9 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from registry.clients import ClientKeys
-
 from . import instruments as m
+from .clients import ClientKeys
 
 log = logging.getLogger("idnode.traffic")
 

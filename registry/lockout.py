@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .clients import EXEMPT, ClientKeys
+from metrics.clients import EXEMPT, ClientKeys
 
 MAX_TRACKED = 100_000
 

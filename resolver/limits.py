@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
-from registry.clients import EXEMPT, ClientKeys
+from metrics.clients import EXEMPT, ClientKeys
 from registry.errors import retry_after_header
 
 MAX_KEYS = 100_000

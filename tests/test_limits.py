@@ -28,8 +28,8 @@ import pytest
 
 from idnode.demo import DEMO_ADMIN, DEMO_USER_PASSWORD, demo_enterprises, example_handle
 from loadtest.demo_node import DemoNode
+from metrics.clients import EXEMPT, ClientKeys
 from registry import store
-from registry.clients import EXEMPT, ClientKeys
 from registry.dnsnames import ZoneNames
 from registry.errors import PrefixLimit, RegisterCountLimit
 from registry.grammar import Grammar

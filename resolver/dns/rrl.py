@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from registry.clients import EXEMPT, ClientKeys
+from metrics.clients import EXEMPT, ClientKeys
 
 from ..limits import TokenBuckets
 

@@ -12,7 +12,7 @@ from registry.tokens import TokenIssuer
 from ..engine import Engine
 from . import hrls, proxy, rest
 from .auth import Authenticator
-from .keys import AUTH, ENGINE
+from .keys import AUTH, ENGINE, REGISTRY
 
 __all__ = ["setup"]
 
@@ -44,6 +44,7 @@ def setup(
     allow_plain_http_auth: bool = False,
 ) -> None:
     app[ENGINE] = engine
+    app[REGISTRY] = registry
     app[AUTH] = Authenticator(registry, tokens, allow_plain_http=allow_plain_http_auth)
     engine.followers.append(app[AUTH].on_changes)
     app.middlewares.append(cors)

@@ -1,6 +1,11 @@
-"""Client addresses as the node limits them: an IPv4 address is a client, an
-IPv6 client is its /64 (one host can hold a whole /64), and addresses in exempt
-networks (the node's own tooling) are not limited at all."""
+"""Client addresses as the node counts and limits them: an IPv4 address is a
+client, an IPv6 client is its /64 (one host can hold a whole /64), and addresses
+in exempt networks (the node's own tooling) are not limited at all.
+
+One definition for the per-client traffic table here and for the limiters (login
+lockout, request rates and quotas, DNS response rate limiting), so a client is the
+same client in every count; it lives in ``metrics`` because that package imports
+nothing else of ours, so the others can all import it."""
 
 from __future__ import annotations
 

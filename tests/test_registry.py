@@ -510,7 +510,10 @@ async def test_batch_repeats_retries_and_a_refused_bulk_write(
             raise IntegrityError("INSERT", None, Exception("simulated"))
         return await real(conn, new)  # type: ignore[arg-type]
 
+    # The services write a batch through the package's name and one record
+    # through insert_identifier, which calls the identifiers module's own.
     monkeypatch.setattr(store, "insert_identifiers", refuse_bulk)
+    monkeypatch.setattr(store.identifiers, "insert_identifiers", refuse_bulk)
     again = await registry.identifiers.batch_create(
         admin, [record(f"{prefix}/late-{i}") for i in range(3)] + [record(f"{prefix}/kept")]
     )

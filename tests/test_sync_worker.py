@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from metrics.instruments import SYNC_PARKED_BACKLOG
-from registry import store
+from registry import schema, store
 from registry.db import create_engine, read_transaction
 from registry.models import HandleValue
 from registry.secrets import NodeKey
@@ -60,11 +60,11 @@ async def outbox(registry: Registry) -> list[tuple[int, str, bool, bool]]:
     async with read_transaction(registry.services.engine) as conn:
         rows = await conn.execute(
             select(
-                store.t.outbox.c.seq,
-                store.t.outbox.c.event,
-                store.t.outbox.c.delivered_at.is_not(None),
-                store.t.outbox.c.parked,
-            ).order_by(store.t.outbox.c.seq)
+                schema.outbox.c.seq,
+                schema.outbox.c.event,
+                schema.outbox.c.delivered_at.is_not(None),
+                schema.outbox.c.parked,
+            ).order_by(schema.outbox.c.seq)
         )
         return [(r[0], r[1], bool(r[2]), bool(r[3])) for r in rows]
 
@@ -107,7 +107,7 @@ async def test_a_restarted_worker_sends_again_and_nothing_doubles(
         await worker(registry, base, session).round()
         # As if the worker died after sending but before recording the answer:
         async with registry.services.engine.begin() as conn:
-            await conn.execute(store.t.outbox.update().values(delivered_at=None))
+            await conn.execute(schema.outbox.update().values(delivered_at=None))
         fresh = worker(registry, base, session)
         assert await fresh.round() == len(await outbox(registry))
     theirs = await top_level_events(url)
@@ -139,7 +139,7 @@ async def test_refused_events_are_parked_not_dropped(
         counts = await store.outbox_counts(conn)
         error = (
             await conn.execute(
-                select(store.t.outbox.c.last_error).where(store.t.outbox.c.parked.is_(True))
+                select(schema.outbox.c.last_error).where(schema.outbox.c.parked.is_(True))
             )
         ).scalar_one()
         assert (counts.parked, counts.pending) == (1, 0)
@@ -210,8 +210,8 @@ async def test_routes_of_other_nodes_are_pulled(
     async with read_transaction(registry.services.engine) as conn:
         own = await conn.execute(
             select(func.count())
-            .select_from(store.t.foreign_routes)
-            .where(store.t.foreign_routes.c.node == "88.100")
+            .select_from(schema.foreign_routes)
+            .where(schema.foreign_routes.c.node == "88.100")
         )
         assert own.scalar_one() == 0  # our own routes are not foreign
 

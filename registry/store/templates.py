@@ -1,0 +1,173 @@
+"""Templates of a prefix with their items, read and written together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import schema as t
+from ..models import Template, TemplateItem
+from .rows import utcnow
+
+
+def _item(row: Row[Any]) -> TemplateItem:
+    return TemplateItem(
+        id=row.id,
+        name=row.name,
+        id_type=row.id_type,
+        id_index=row.id_index,
+        required=bool(row.required),
+        state=row.state,
+        value_type=row.value_type,
+        min_length=row.min_length,
+        max_length=row.max_length,
+        public=bool(row.public),
+    )
+
+
+async def _template_items(
+    conn: AsyncConnection, template_ids: Sequence[int]
+) -> dict[int, list[TemplateItem]]:
+    items: dict[int, list[TemplateItem]] = {tid: [] for tid in template_ids}
+    if not template_ids:
+        return items
+    rows = await conn.execute(
+        select(t.template_items)
+        .where(t.template_items.c.template_id.in_(template_ids))
+        .order_by(t.template_items.c.id_index)
+    )
+    for row in rows:
+        items[row.template_id].append(_item(row))
+    return items
+
+
+async def _templates(conn: AsyncConnection, where: ColumnElement[bool]) -> list[Template]:
+    rows = (
+        await conn.execute(
+            select(t.templates, t.prefixes.c.prefix)
+            .select_from(t.templates.join(t.prefixes, t.templates.c.prefix_id == t.prefixes.c.id))
+            .where(where)
+            .order_by(t.templates.c.id)
+        )
+    ).all()
+    items = await _template_items(conn, [row.id for row in rows])
+    return [
+        Template(
+            id=row.id,
+            prefix_id=row.prefix_id,
+            prefix=row.prefix,
+            version=row.version,
+            handle=row.handle,
+            industry_category=row.industry_category,
+            industry_specific=row.industry_specific,
+            industry_trade=row.industry_trade,
+            industry_subclass=row.industry_subclass,
+            carrier_type=row.carrier_type,
+            description=row.description,
+            items=tuple(items[row.id]),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ]
+
+
+async def get_template(conn: AsyncConnection, prefix_id: int, version: str) -> Template | None:
+    found = await _templates(
+        conn, and_(t.templates.c.prefix_id == prefix_id, t.templates.c.version == version)
+    )
+    return found[0] if found else None
+
+
+async def get_template_by_id(conn: AsyncConnection, template_id: int) -> Template | None:
+    found = await _templates(conn, t.templates.c.id == template_id)
+    return found[0] if found else None
+
+
+async def templates_of_prefix(conn: AsyncConnection, prefix_id: int) -> list[Template]:
+    return await _templates(conn, t.templates.c.prefix_id == prefix_id)
+
+
+async def template_version_of(conn: AsyncConnection, template_id: int) -> str | None:
+    row = await conn.execute(select(t.templates.c.version).where(t.templates.c.id == template_id))
+    version = row.scalar_one_or_none()
+    return None if version is None else str(version)
+
+
+async def insert_template(
+    conn: AsyncConnection, values: dict[str, Any], items: Iterable[TemplateItem]
+) -> int:
+    now = utcnow()
+    result = await conn.execute(
+        insert(t.templates)
+        .values(**values, created_at=now, updated_at=now)
+        .returning(t.templates.c.id)
+    )
+    template_id = int(result.scalar_one())
+    await _insert_items(conn, template_id, items)
+    return template_id
+
+
+async def _insert_items(
+    conn: AsyncConnection, template_id: int, items: Iterable[TemplateItem]
+) -> None:
+    rows = [
+        {
+            "template_id": template_id,
+            "name": item.name,
+            "id_type": item.id_type,
+            "id_index": item.id_index,
+            "required": item.required,
+            "state": item.state,
+            "value_type": item.value_type,
+            "min_length": item.min_length,
+            "max_length": item.max_length,
+            "public": item.public,
+        }
+        for item in items
+    ]
+    if rows:
+        await conn.execute(insert(t.template_items), rows)
+
+
+async def replace_template(
+    conn: AsyncConnection, template_id: int, values: dict[str, Any], items: Iterable[TemplateItem]
+) -> None:
+    """Rewrite a template's fields and items, keeping each item's row id."""
+    await conn.execute(
+        update(t.templates)
+        .where(t.templates.c.id == template_id)
+        .values(**values, updated_at=utcnow())
+    )
+    new_items: list[TemplateItem] = []
+    for item in items:
+        if item.id is None:
+            new_items.append(item)
+            continue
+        await conn.execute(
+            update(t.template_items)
+            .where(t.template_items.c.id == item.id)
+            .values(
+                name=item.name,
+                required=item.required,
+                state=item.state,
+                value_type=item.value_type,
+                min_length=item.min_length,
+                max_length=item.max_length,
+                public=item.public,
+            )
+        )
+    await _insert_items(conn, template_id, new_items)
+
+
+async def delete_template(conn: AsyncConnection, template_id: int) -> None:
+    await conn.execute(delete(t.templates).where(t.templates.c.id == template_id))
+
+
+async def template_in_use(conn: AsyncConnection, template_id: int) -> bool:
+    query = select(t.identifiers.c.id).where(t.identifiers.c.template_id == template_id).limit(1)
+    return (await conn.execute(query)).first() is not None

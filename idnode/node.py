@@ -80,6 +80,7 @@ from sync.auth import signing_key
 from sync.client import SyncClient
 from sync.worker import SyncWorker
 
+from . import openapi
 from .accounting import Accounting, count_auth_failure, count_registrations
 from .config import Config, ConfigError, Endpoint, parse_networks
 from .listen import (
@@ -373,6 +374,7 @@ def build_http_app(node: Node) -> web.Application:
     )
     add_health_routes(app, node.db)
     registry.api.setup(app, node.registry, node.tokens, toplevel_name=node.config.toplevel_name)
+    openapi.add_route(app)
     # Last: the redirect proxy's catch-all for names.
     resolver.http.setup(
         app,

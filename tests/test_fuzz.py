@@ -520,8 +520,8 @@ def test_a_value_of_empty_type_and_data_decodes() -> None:
 def test_long_run_checks_catch_wrong_answers() -> None:
     """The million-input runner counts what is wrong: an undocumented status, a body
     not as documented, a native answer for another opcode, a DNS SERVFAIL."""
+    from idnode.openapi import document
     from loadtest import fuzz
-    from registry.api.openapi import document
 
     doc = document()
     conformance = fuzz.Conformance(doc)

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 
 from idnode.config import Config, Endpoint
 from idnode.node import Node, build_http_app, node_site
-from registry.api.openapi import OPENAPI_PATH, document
+from idnode.openapi import OPENAPI_PATH, document
 from registry.db import create_engine
 from registry.grammar import Grammar
 from registry.secrets import NodeKey

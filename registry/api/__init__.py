@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from ..services import Registry
 from ..tokens import TokenIssuer
-from . import data, enterprises, files, grants, identity, openapi, prefixes, templates
+from . import data, enterprises, files, grants, identity, prefixes, templates
 from .envelope import FAILED, REGISTRY, TOKENS, envelope
 from .prefixes import DEFAULT_TOPLEVEL_NAME, TOPLEVEL_NAME
 
@@ -55,4 +55,3 @@ def setup(
     app.middlewares.append(unknown_endpoint)
     for module in (identity, data, templates, prefixes, enterprises, files, grants):
         app.router.add_routes(module.routes)
-    app.router.add_get(openapi.OPENAPI_PATH, openapi.serve)

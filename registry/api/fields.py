@@ -15,6 +15,8 @@ from ..errors import InvalidRequest
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 """Every integer the API stores or looks up is a 32-bit database column."""
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 10, 1000
+"""Items a page of the paging endpoints, unless ``pageSize`` says (up to the maximum)."""
 _DECIMAL = re.compile(r"-?[0-9]{1,18}")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
@@ -112,5 +114,5 @@ def boolean(obj: Mapping[str, Any], name: str, *, default: bool | None = None) -
 
 def page_params(query: Mapping[str, str]) -> tuple[int, int]:
     current = integer(query, "currentPage", minimum=1) or 1
-    size = integer(query, "pageSize", minimum=1, maximum=1000) or 10
+    size = integer(query, "pageSize", minimum=1, maximum=MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
     return current, size

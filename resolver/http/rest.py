@@ -38,7 +38,9 @@ log = logging.getLogger("idnode.rest")
 
 API_ROOT = "/api/handles"
 OID_ROOT = "/api/oid"
-_CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$.]{0,63}")
+CALLBACK_PATTERN = r"[A-Za-z_$][A-Za-z0-9_$.]{0,63}"
+"""A JSONP ``callback``: a JavaScript name, dotted, nothing that could run."""
+_CALLBACK = re.compile(CALLBACK_PATTERN)
 _TRUE = ("", "true", "yes")
 MAX_LIST_PAGE = 10_000
 

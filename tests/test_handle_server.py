@@ -32,6 +32,8 @@ from registry.values import (
 )
 from resolver import codes as rc
 from resolver.engine import Engine
+from resolver.handle import admin as handle_admin
+from resolver.handle import challenges
 from resolver.handle import client as cl
 from resolver.handle import codec as c
 from resolver.handle import server as srv
@@ -476,7 +478,7 @@ async def test_idis_login_binds_the_connection(native: Native, admin: Actor) -> 
         )
         answer = await session.send(create)
         assert answer.header.response_code == 1
-        assert (await session.login()).header.response_code == svc.RC_RELOGIN
+        assert (await session.login()).header.response_code == challenges.RC_RELOGIN
         restricted = await session.send(cl.resolution(f"{prefix}/demo-0001", flags=0))
         assert 4 in [v.index for v in cl.values_of(restricted)]  # the identity may read it
     finally:
@@ -485,7 +487,7 @@ async def test_idis_login_binds_the_connection(native: Native, admin: Actor) -> 
     try:
         assert (await failing.login()).header.response_code == 403
         delete = cl.request(c.OC_DELETE_HANDLE, c.HandleOnly(b"88.100.1/demo-0001").to_bytes())
-        assert (await failing.send(delete)).header.response_code == svc.RC_LOGIN_FIRST
+        assert (await failing.send(delete)).header.response_code == challenges.RC_LOGIN_FIRST
     finally:
         await failing.close()
 
@@ -523,7 +525,7 @@ async def test_challenges_expire(
     native: Native, admin: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prefix = await seed(native.registry, admin)
-    monkeypatch.setattr(svc, "CHALLENGE_SECONDS", 0.2)
+    monkeypatch.setattr(challenges, "CHALLENGE_SECONDS", 0.2)
     session = await native.session(node_secret())
     try:
         delete = cl.request(c.OC_DELETE_HANDLE, c.HandleOnly(f"{prefix}/big".encode()).to_bytes())
@@ -538,7 +540,7 @@ async def test_challenges_expire(
                 c.OC_CHALLENGE_RESPONSE, proof.to_bytes(), session_id=challenge.envelope.session_id
             )
         )
-        assert late.header.response_code == svc.RC_AUTHEN_TIMEOUT
+        assert late.header.response_code == challenges.RC_AUTHEN_TIMEOUT
     finally:
         await session.close()
 
@@ -778,7 +780,7 @@ async def test_pending_challenges_are_bounded_and_owned(native: Native, admin: A
     owner = await native.session(node_secret())
     try:
         codes = [(await greedy.send(delete())).header.response_code for _ in range(10)]
-        assert codes == [402] * svc.MAX_PENDING_PER_CONNECTION + [3] * 2
+        assert codes == [402] * challenges.MAX_PENDING_PER_CONNECTION + [3] * 2
         # Another connection naming this connection's challenge neither uses nor spoils it.
         asked = delete()
         challenge = await owner.send(asked)
@@ -787,17 +789,17 @@ async def test_pending_challenges_are_bounded_and_owned(native: Native, admin: A
         proof = node_secret().answer(nonce, c.request_digest(asked, challenge.envelope.version)[1:])
         answer = cl.request(c.OC_CHALLENGE_RESPONSE, proof.to_bytes(), session_id=session_id)
         stolen = await greedy.send(answer)
-        assert stolen.header.response_code == svc.RC_AUTHEN_TIMEOUT
+        assert stolen.header.response_code == challenges.RC_AUTHEN_TIMEOUT
         again = replace(answer, envelope=replace(answer.envelope, request_id=cl.next_request_id()))
         assert (await owner.send(again, answering=asked)).header.response_code == 1
     finally:
         await owner.close()
         await greedy.close()
     for _ in range(50):  # the server notices the closed connections
-        if not native.service._pending:
+        if not native.service.challenges.pending:
             break
         await asyncio.sleep(0.02)
-    assert native.service._pending == {}
+    assert native.service.challenges.pending == {}
 
 
 async def test_key_derivations_run_off_the_event_loop(
@@ -817,7 +819,7 @@ async def test_key_derivations_run_off_the_event_loop(
     assert resolved.header.response_code == 1
     assert (await verdict).body == b"\x01"
     # Beyond the queue, RC 3 at once rather than a backlog.
-    monkeypatch.setattr(svc, "MAX_SLOW_PROOFS_WAITING", 1)
+    monkeypatch.setattr(challenges, "MAX_SLOW_PROOFS_WAITING", 1)
     answers = await asyncio.gather(*(native.tcp(ask) for _ in range(4)))
     codes = sorted(a.header.response_code for a in answers)
     assert codes[0] == 1 and codes[-1] == 3
@@ -835,7 +837,7 @@ async def test_long_lists_are_continued(
         await native.registry.handles.create(
             admin, f"{prefix}/item-{n:02}", [text(1, "URL", "https://x.example")], overwrite=False
         )
-    monkeypatch.setattr(svc, "LIST_MESSAGE_BYTES", 100)
+    monkeypatch.setattr(handle_admin, "LIST_MESSAGE_BYTES", 100)
     listing = cl.request(c.OC_LIST_HANDLES, c.HandleOnly(prefix.encode()).to_bytes())
     answer = await native.tcp(listing, credentials=node_secret())
     names = {n.decode() for n in c.HandleList.from_bytes(answer.body).handles}

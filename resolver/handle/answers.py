@@ -2,10 +2,14 @@
 
 Shared by every server that speaks the protocol — the node's service and the
 mock top-level node's — so that both answer with the same version choice, flag
-echo and request digest rules.
+echo and request digest rules. :class:`Replies` binds them to one server's site
+serial and clock.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .. import codes as rc
 from . import codec as c
@@ -110,3 +114,48 @@ def garbage(data: bytes, reason: str, *, udp: bool, site_serial: int, now: float
     )
     encoded = message.to_bytes()
     return c.fragments(encoded) if udp else [encoded]
+
+
+@dataclass(frozen=True, slots=True)
+class Replies:
+    """:func:`response`, :func:`error` and :func:`garbage` as one server sends
+    them: under its site serial, expiring from its clock's now."""
+
+    site_serial: int
+    clock: Callable[[], float]
+
+    def response(
+        self,
+        request: c.Message,
+        version: tuple[int, int],
+        code: int,
+        body: bytes = b"",
+        *,
+        flags: int = 0,
+        session_id: int | None = None,
+        digest: bool | None = None,
+    ) -> c.Message:
+        return response(
+            request,
+            version,
+            code,
+            body,
+            site_serial=self.site_serial,
+            now=self.clock(),
+            flags=flags,
+            session_id=session_id,
+            digest=digest,
+        )
+
+    def error(
+        self, request: c.Message, version: tuple[int, int], code: int, text: str = ""
+    ) -> c.Message:
+        return error(request, version, code, text, site_serial=self.site_serial, now=self.clock())
+
+    def error_for(self, data: bytes, code: int, text: str) -> c.Message:
+        """An error answering the request in ``data`` (CodecError: it is no message)."""
+        request = c.Message.from_bytes(data)
+        return self.error(request, answer_version(request.envelope), code, text)
+
+    def garbage(self, data: bytes, reason: str, *, udp: bool) -> list[bytes]:
+        return garbage(data, reason, udp=udp, site_serial=self.site_serial, now=self.clock())

@@ -20,7 +20,7 @@ from metrics.traffic import TRAFFIC, handle_not_found
 
 from ..idle import IdleSweeper
 from . import codec as c
-from .service import Connection
+from .connection import Connection
 
 log = logging.getLogger("idnode.handle")
 

@@ -32,7 +32,7 @@ from resolver import codes as rc
 from resolver.engine import Query
 from resolver.handle import answers
 from resolver.handle import codec as c
-from resolver.handle.service import Connection
+from resolver.handle.connection import Connection
 
 from . import store
 

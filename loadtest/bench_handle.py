@@ -33,6 +33,7 @@ from typing import Any
 from loadtest.demo_node import DemoNode, cpu_times, write_results
 from loadtest.harness import demo_enterprises, example_handle
 from resolver.handle import client as cl
+from resolver.handle import codec as c
 
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux; not exported by Python's socket module
 
@@ -97,7 +98,7 @@ def _udp_worker(host: str, port: int, sockets: int, until: float, seed: int, out
                 answer = sock.recv(4096)
             except BlockingIOError:
                 continue
-            if int.from_bytes(answer[16:20], "big") > len(answer) - 20:
+            if c.message_length(answer) > len(answer) - c.ENVELOPE_SIZE:
                 errors += 1  # a multi-datagram answer: these requests should not get one
                 continue
             now = time.perf_counter()
@@ -152,10 +153,8 @@ def _tcp_persistent_worker(
                 chunk = b""
             buffer = buffers[sock]
             buffer += chunk
-            complete = len(buffer) >= 20 and len(buffer) >= 20 + int.from_bytes(
-                buffer[16:20], "big"
-            )
-            if complete:
+            size = len(buffer)
+            if size >= c.ENVELOPE_SIZE and size - c.ENVELOPE_SIZE >= c.message_length(buffer):
                 latencies.append(time.perf_counter() - started[sock])
                 buffer.clear()
             elif chunk:
@@ -218,7 +217,8 @@ def _tcp_oneshot_worker(
             except ConnectionError:
                 chunk = b""
             buffer += chunk
-            if len(buffer) >= 20 and len(buffer) >= 20 + int.from_bytes(buffer[16:20], "big"):
+            size = len(buffer)
+            if size >= c.ENVELOPE_SIZE and size - c.ENVELOPE_SIZE >= c.message_length(buffer):
                 latencies.append(time.perf_counter() - started)
             elif chunk:
                 continue  # part of an answer: wait for the rest

@@ -498,7 +498,7 @@ async def run_native_udp(lane: Lane, inputs: NativeInputs, port: int, deadline: 
             return
         for attempt in range(2):  # a lost datagram is retried once
             request_id = next(ids)
-            data = data[:8] + struct.pack(">I", request_id) + data[12:]
+            data = c.with_request_id(data, request_id)
             future = protocol.outstanding.expect(request_id)
             transport.sendto(data)
             try:
@@ -606,12 +606,12 @@ class TcpStream:
 def _native_frame(buffer: bytearray) -> tuple[int, bytes] | None:
     if len(buffer) < c.ENVELOPE_SIZE:
         return None
-    end = c.ENVELOPE_SIZE + int.from_bytes(buffer[16:20], "big")
+    end = c.ENVELOPE_SIZE + c.message_length(buffer)
     if len(buffer) < end:
         return None
     raw = bytes(buffer[:end])
     del buffer[:end]
-    return int.from_bytes(raw[8:12], "big"), raw
+    return c.request_id_of(raw), raw
 
 
 async def run_native_tcp(lane: Lane, inputs: NativeInputs, port: int, deadline: float) -> None:
@@ -1257,7 +1257,7 @@ async def still_answers(node: DemoNode, names: list[str], mix: DemoMix) -> list[
     try:
         writer.write(request)
         head = await asyncio.wait_for(reader.readexactly(c.ENVELOPE_SIZE), ANSWER_TIMEOUT)
-        rest = await reader.readexactly(int.from_bytes(head[16:20], "big"))
+        rest = await reader.readexactly(c.message_length(head))
         if c.Message.from_bytes(head + rest).header.response_code != 1:
             broken.append(f"native resolution of {found}")
     finally:

@@ -37,12 +37,8 @@ from typing import Any, TypeVar, cast
 
 from loadtest.dnsperf import LatencyHistogram
 from resolver.handle import client as cl
+from resolver.handle import codec as c
 
-ENVELOPE_SIZE = 20
-REQUEST_ID = slice(8, 12)
-LENGTH = slice(16, 20)
-RESPONSE_CODE = slice(24, 28)
-"""The header follows the envelope; its second field is the response code."""
 RC_SUCCESS = 1
 START_DELAY = 0.5
 """Seconds between the fork and the common start, for every process to connect."""
@@ -170,8 +166,8 @@ class _TcpSide(_Side, asyncio.Protocol):
         # Answers may come back in any order and split anywhere: frame them by length.
         buffer = self.buffer
         buffer += data
-        while len(buffer) >= ENVELOPE_SIZE:
-            end = ENVELOPE_SIZE + int.from_bytes(buffer[LENGTH], "big")
+        while len(buffer) >= c.ENVELOPE_SIZE:
+            end = c.ENVELOPE_SIZE + c.message_length(buffer)
             if len(buffer) < end:
                 return
             self.book.answer(bytes(buffer[:end]), self)
@@ -203,18 +199,17 @@ class _Book:
         template = self.requests[self.position % len(self.requests)]
         self.position += 1
         self.pending[request_id] = (time.perf_counter(), side)
-        patched = request_id.to_bytes(4, "big")
-        side.write(template[: REQUEST_ID.start] + patched + template[REQUEST_ID.stop :])
+        side.write(c.with_request_id(template, request_id))
         self.outcome.sent += 1
 
     def answer(self, data: bytes, side: _Side) -> None:
         now = time.perf_counter()
-        entry = self.pending.pop(int.from_bytes(data[REQUEST_ID], "big"), None)
+        entry = self.pending.pop(c.request_id_of(data), None)
         if entry is None:
             self.outcome.late += 1
             return
-        whole = int.from_bytes(data[LENGTH], "big") <= len(data) - ENVELOPE_SIZE
-        if whole and int.from_bytes(data[RESPONSE_CODE], "big") == RC_SUCCESS:
+        whole = c.message_length(data) <= len(data) - c.ENVELOPE_SIZE
+        if whole and c.response_code_of(data) == RC_SUCCESS:
             self.outcome.histogram.add(now - entry[0])
             self.outcome.answered += 1
         else:

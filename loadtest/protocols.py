@@ -107,7 +107,7 @@ class HandleTcpClient:
             sock = self._connected()
             sock.sendall(message.to_bytes())
             head = self._exactly(sock, c.ENVELOPE_SIZE)
-            body = self._exactly(sock, int.from_bytes(head[16:20], "big"))
+            body = self._exactly(sock, c.message_length(head))
         except (OSError, NoAnswer) as exc:
             self.close()
             raise NoAnswer(f"TCP {name}: {exc}") from None

@@ -275,7 +275,7 @@ async def exchange(port: int, request: c.Message, *, udp: bool) -> bytes:
             writer.write(request.to_bytes())
             await writer.drain()
             head = await reader.readexactly(c.ENVELOPE_SIZE)
-            return head + await reader.readexactly(int.from_bytes(head[16:20], "big"))
+            return head + await reader.readexactly(c.message_length(head))
         finally:
             writer.close()
             await writer.wait_closed()

@@ -374,3 +374,100 @@ def test_signed_responses_verify_with_the_published_key() -> None:
             signed.credential,
         )
         assert not verify_response(other, key.public_key()) or version < (2, 7)
+
+
+# --- encoded messages read and patched without decoding ----------------------------
+
+
+@given(
+    st.builds(c.Envelope, session_id=u32, request_id=u32, sequence=u32),
+    st.builds(c.Header, opcode=u32, response_code=u32, flags=u32),
+    st.binary(max_size=300),
+    u32,
+)
+def test_raw_fields_are_the_decoded_ones(
+    envelope: c.Envelope, header: c.Header, body: bytes, other_id: int
+) -> None:
+    raw = c.Message(envelope, header, body).to_bytes()
+    decoded = c.Message.from_bytes(raw)
+    assert c.message_length(raw) == decoded.envelope.length == len(raw) - c.ENVELOPE_SIZE
+    assert c.message_length(bytearray(raw[: c.ENVELOPE_SIZE])) == decoded.envelope.length
+    assert c.request_id_of(raw) == envelope.request_id
+    assert c.response_code_of(raw) == header.response_code
+    moved = c.Message.from_bytes(c.with_request_id(raw, other_id))
+    assert moved == replace(decoded, envelope=replace(decoded.envelope, request_id=other_id))
+
+
+@given(st.binary(min_size=c.UDP_PAYLOAD + 1, max_size=2000))
+def test_fragments_are_told_from_whole_datagrams(body: bytes) -> None:
+    small = c.Message(c.Envelope(), c.Header(opcode=1), b"x").to_bytes()
+    assert not c.is_fragment(small)
+    parts = c.fragments(c.Message(c.Envelope(), c.Header(opcode=1), body).to_bytes())
+    assert len(parts) > 1 and all(c.is_fragment(p) for p in parts)
+    # A sequence number beyond the message's last fragment is no fragment of it.
+    envelope = c.Envelope.from_bytes(parts[0])
+    stray = replace(envelope, sequence=len(parts)).to_bytes() + parts[0][c.ENVELOPE_SIZE :]
+    assert not c.is_fragment(stray)
+    too_long = replace(envelope, length=c.MAX_MESSAGE + 1).to_bytes() + b"x"
+    assert not c.is_fragment(too_long)
+
+
+def _resolution(request_id: int, *, flags: int = 0, handle: bytes = b"88.100/x") -> c.Message:
+    body = c.ResolutionRequest(handle, (1,), (b"URL",)).to_bytes()
+    header = c.Header(opcode=c.OC_RESOLUTION, flags=flags, expiration=request_id)
+    return c.Message(c.Envelope(session_id=request_id, request_id=request_id), header, body)
+
+
+def test_resolution_shape_keeps_what_decides_the_answer() -> None:
+    shape = c.resolution_shape(_resolution(1).to_bytes(), b"U")
+    assert shape is not None and shape.startswith(b"U")
+    # Ids and expiration vary per request; an empty credential is no credential.
+    assert c.resolution_shape(_resolution(2).to_bytes(), b"U") == shape
+    raw = _resolution(1).to_bytes()
+    envelope = replace(c.Envelope.from_bytes(raw), length=c.message_length(raw) - 4)
+    assert c.resolution_shape(envelope.to_bytes() + raw[c.ENVELOPE_SIZE : -4], b"U") == shape
+    assert c.resolution_shape(_resolution(1, flags=c.FLAG_RRDG).to_bytes(), b"U") != shape
+    assert c.resolution_shape(_resolution(1, handle=b"88.100/y").to_bytes(), b"U") != shape
+    # Only whole, plain resolution requests have a shape.
+    certified = _resolution(1, flags=c.FLAG_CERT)
+    signed = replace(_resolution(1), credential=c.Credential(signature=b"s").to_bytes())
+    site_info = replace(_resolution(1), header=c.Header(opcode=c.OC_GET_SITE_INFO))
+    answer = replace(_resolution(1), header=c.Header(opcode=c.OC_RESOLUTION, response_code=1))
+    for other in (certified, signed, site_info, answer):
+        assert c.resolution_shape(other.to_bytes(), b"U") is None
+    for broken in (raw[:-6], raw + b"\x00", raw[: c.ENVELOPE_SIZE + c.HEADER_SIZE]):
+        assert c.resolution_shape(broken, b"U") is None
+
+
+@pytest.mark.parametrize("version", [(2, 5), (2, 11)])
+@pytest.mark.parametrize("body_size", [10, 1400])
+def test_readdressed_answers_are_those_encoded_for_the_request(
+    version: tuple[int, int], body_size: int
+) -> None:
+    """A response encoded for one request, readdressed to another, is byte for byte
+    the response encoded for that other request (over UDP: every fragment)."""
+
+    def answer(request: c.Message, expiration: int) -> list[bytes]:
+        digest = c.request_digest(request, version)
+        ids = request.envelope
+        envelope = c.Envelope(*version, session_id=ids.session_id, request_id=ids.request_id)
+        header = c.Header(opcode=1, response_code=1, flags=c.FLAG_RRDG, expiration=expiration)
+        return c.fragments(c.Message(envelope, header, digest + b"v" * body_size).to_bytes())
+
+    def request(n: int) -> c.Message:
+        asked = _resolution(n, flags=c.FLAG_RRDG)
+        return replace(asked, envelope=replace(asked.envelope, major=2, minor=version[1]))
+
+    first, second = request(1), request(0x7FFFFFFE)
+    parts = answer(first, 100)
+    moved = c.readdress(
+        parts,
+        second.to_bytes(),
+        200,
+        c.RESPONSE_DIGEST_AT,
+        c.digest_code_for(version),
+    )
+    assert moved == answer(second, 200)
+    kept = c.readdress(parts, second.to_bytes(), 200)  # the digest left as it was
+    assert kept[1:] == moved[1:] and kept[0] != moved[0]
+    assert kept[0][c.RESPONSE_DIGEST_AT :] == parts[0][c.RESPONSE_DIGEST_AT :]

@@ -857,7 +857,7 @@ async def test_long_lists_are_continued(
         messages = []
         while not messages or messages[-1].flag(c.FLAG_CONT):
             head = await session.reader.readexactly(20)
-            rest = await session.reader.readexactly(int.from_bytes(head[16:20], "big"))
+            rest = await session.reader.readexactly(c.message_length(head))
             messages.append(c.Message.from_bytes(head + rest))
         assert len(messages) >= 3
         assert all(m.flag(c.FLAG_CONT) for m in messages[:-1])

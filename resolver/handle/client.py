@@ -188,7 +188,7 @@ async def udp_call(
 
 async def _read_message(reader: asyncio.StreamReader) -> c.Message:
     head = await reader.readexactly(c.ENVELOPE_SIZE)
-    length = int.from_bytes(head[16:20], "big")
+    length = c.message_length(head)
     if length > c.MAX_MESSAGE:
         raise ClientError(f"answer of {length} bytes is too long")
     return c.Message.from_bytes(head + await reader.readexactly(length))

@@ -307,6 +307,11 @@ _DIGESTS = {DIGEST_MD5: "md5", DIGEST_SHA1: "sha1", DIGEST_SHA256: "sha256"}
 _DIGEST_SIZES = {DIGEST_MD5: 16, DIGEST_SHA1: 20, DIGEST_SHA256: 32}
 
 
+RESPONSE_DIGEST_AT = ENVELOPE_SIZE + HEADER_SIZE + 1
+"""Where the request digest sits in a response that carries one (RD): first in
+its body, after the digest's code byte."""
+
+
 def digest_code_for(version: tuple[int, int]) -> int:
     """SHA-256 from 2.7, SHA-1 before."""
     return DIGEST_SHA256 if version >= (2, 7) else DIGEST_SHA1
@@ -329,6 +334,97 @@ def read_digest(reader: Reader) -> tuple[int, bytes]:
     if code not in _DIGEST_SIZES:
         raise CodecError(f"unknown digest code {code}")
     return code, reader.take(_DIGEST_SIZES[code])
+
+
+# --- encoded messages, read and patched in place ----------------------------------
+# For the paths that must not decode (framing, the answer caches, load clients).
+# Each reader takes bytes holding at least the fields it reads.
+
+_BODY_AT = ENVELOPE_SIZE + HEADER_SIZE
+_NO_CREDENTIAL = (b"", b"\x00\x00\x00\x00")
+_RESOLUTION_REQUEST = b"\x00\x00\x00\x01\x00\x00\x00\x00"
+"""Opcode 1, response code 0: the first eight bytes of a resolution request's header."""
+_CERT_BYTE = FLAG_CERT >> 24
+"""FLAG_CERT within the first byte of the header's flags."""
+
+
+def message_length(data: bytes | bytearray) -> int:
+    """The envelope's length: how many bytes of the message follow the envelope."""
+    return int.from_bytes(data[16:20], "big")
+
+
+def request_id_of(data: bytes | bytearray) -> int:
+    return int.from_bytes(data[8:12], "big")
+
+
+def response_code_of(data: bytes | bytearray) -> int:
+    return int.from_bytes(data[24:28], "big")
+
+
+def with_request_id(data: bytes, request_id: int) -> bytes:
+    """The message (or fragment) in ``data`` under another request id."""
+    return data[:8] + request_id.to_bytes(4, "big") + data[12:]
+
+
+def is_fragment(datagram: bytes) -> bool:
+    """Whether a datagram is one of several that make up a longer message: its
+    length is the whole message's, its sequence number which part it is."""
+    length = int.from_bytes(datagram[16:20], "big")
+    sequence = int.from_bytes(datagram[12:16], "big")
+    return bool(
+        (sequence or length > len(datagram) - ENVELOPE_SIZE)
+        and UDP_PAYLOAD < length <= MAX_MESSAGE
+        and sequence < -(-length // UDP_PAYLOAD)
+    )
+
+
+def resolution_shape(data: bytes, lead: bytes) -> bytes | None:
+    """What decides the answer to the resolution request in ``data``, after
+    ``lead``: its versions, header (but the expiration) and body — not its ids,
+    expiration or credential. None unless ``data`` is exactly one whole
+    resolution request, without credential or certification (CT)."""
+    if len(data) < _BODY_AT + 4 or data[20:28] != _RESOLUTION_REQUEST or data[28] & _CERT_BYTE:
+        return None
+    end = _BODY_AT + int.from_bytes(data[40:44], "big")
+    size = len(data)
+    if (
+        size < end
+        or int.from_bytes(data[16:20], "big") != size - ENVELOPE_SIZE
+        or data[end : end + 4] not in _NO_CREDENTIAL
+        or size > end + 4
+    ):
+        return None
+    return lead + data[0:4] + data[20:36] + data[_BODY_AT:end]
+
+
+def readdress(
+    parts: list[bytes],
+    request: bytes,
+    expiration: int,
+    digest_at: int | None = None,
+    digest_code: int = 0,
+) -> list[bytes]:
+    """An encoded response (its datagrams, or one message) made the answer to
+    the encoded ``request``: its session and request ids in every part and, in
+    the first, ``expiration`` and — at ``digest_at`` — the request's digest."""
+    ids = request[4:12]
+    expires = struct.pack(">I", expiration & 0xFFFFFFFF)
+    digest = None
+    if digest_at is not None:
+        end = _BODY_AT + int.from_bytes(request[40:44], "big")
+        name = "sha256" if digest_code == DIGEST_SHA256 else "sha1"
+        digest = hashlib.new(name, request[ENVELOPE_SIZE:end]).digest()
+    out = []
+    for n, part in enumerate(parts):
+        patched = bytearray(part)
+        patched[4:12] = ids
+        if n == 0:
+            patched[36:40] = expires
+            if digest is not None:
+                assert digest_at is not None
+                patched[digest_at : digest_at + len(digest)] = digest
+        out.append(bytes(patched))
+    return out
 
 
 # --- bodies ---------------------------------------------------------------------

@@ -67,19 +67,11 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        if len(data) >= c.ENVELOPE_SIZE:
-            length = int.from_bytes(data[16:20], "big")
-            sequence = int.from_bytes(data[12:16], "big")
-            multi_packet = (
-                (sequence or length > len(data) - c.ENVELOPE_SIZE)
-                and c.UDP_PAYLOAD < length <= c.MAX_MESSAGE
-                and sequence < -(-length // c.UDP_PAYLOAD)
-            )
-            if multi_packet:
-                whole = self._reassemble(data, addr)
-                if whole is None:
-                    return
-                data = whole
+        if len(data) >= c.ENVELOPE_SIZE and c.is_fragment(data):
+            whole = self._reassemble(data, addr)
+            if whole is None:
+                return
+            data = whole
         remote = str(addr[0]) if isinstance(addr, tuple) else ""
         refused = self.service.refuse(data, remote, udp=True)
         if refused is not None:
@@ -203,7 +195,7 @@ class TcpProtocol(asyncio.Protocol):
             not inbox.buffer
             and not self._paused
             and len(data) >= c.ENVELOPE_SIZE
-            and len(data) == c.ENVELOPE_SIZE + int.from_bytes(data[16:20], "big")
+            and len(data) == c.ENVELOPE_SIZE + c.message_length(data)
         ):
             self._dispatch(data)  # the common case: exactly one whole request
             return
@@ -214,7 +206,7 @@ class TcpProtocol(asyncio.Protocol):
         """Dispatch the whole requests buffered, until too many are in flight."""
         inbox = self.inbox
         while len(inbox.buffer) >= c.ENVELOPE_SIZE and not self._paused:
-            length = int.from_bytes(inbox.buffer[16:20], "big")
+            length = c.message_length(inbox.buffer)
             if length > c.MAX_MESSAGE:
                 # Answer once, then stop: the rest of the stream cannot be framed.
                 garbage = bytes(inbox.buffer[: c.ENVELOPE_SIZE])
@@ -334,5 +326,5 @@ async def start(
 
 def _log_fields(message: bytes, remote: str) -> dict[str, object]:
     """What ties a logged failure to the client's request: its envelope's request id."""
-    request = int.from_bytes(message[8:12], "big") if len(message) >= 12 else None
+    request = c.request_id_of(message) if len(message) >= 12 else None
     return {"request_id": f"handle:{request}", "client": remote}

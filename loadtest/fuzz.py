@@ -4,7 +4,8 @@
     python -m loadtest.fuzz --inputs 20000 --minutes 2 --seed 7 --db postgresql+asyncpg://...
 
 Starts ``idnode demo`` on free loopback ports (``loadtest.demo_node``) and drives,
-from one fixed-seed generator (the same seed makes the same inputs):
+from one fixed-seed generator (the same seed makes the same inputs), and judges
+codec and answers by the rules of ``loadtest.oracle`` (those of tests/test_fuzz.py):
 
 - ``codec``: the native codec in this process — every decoder over every input
   must raise only ``CodecError`` (value payloads only ``ValueFormatError``), and a
@@ -17,7 +18,8 @@ from one fixed-seed generator (the same seed makes the same inputs):
 - ``dns_udp`` / ``dns_tcp``: the node's DNS port — random bytes, dnspython queries
   (demo names, the apex, OIDs, foreign names; EDNS, flags, opcodes, classes) and
   mutants: every query with a header and no QR bit gets an answer with its id
-  that parses, FORMERR for what does not parse, never SERVFAIL (the store is up);
+  that parses, FORMERR no larger than the query for what does not parse, never
+  SERVFAIL (the store is up);
 - ``http``: every operation of the OpenAPI document the node serves with
   parameters and bodies generated from its schemas, valid and broken, as an
   administrator, an identity, nobody or a forger: never a 5xx, and every answer's
@@ -47,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 from urllib.parse import quote
 
 import aiohttp
@@ -61,15 +63,23 @@ import dns.rdatatype
 from yarl import URL
 
 from registry.models import HandleValue
-from registry.values import AdminRef, SiteInfo, ValueFormatError, decode_vlist
-from registry.wire import Reader
 from resolver.handle import codec as c
 from resolver.http.openapi import OPENAPI_PATH
 
 from .demo_node import HOST, DemoNode, write_results
 from .harness import DEMO_ADMIN
 from .mix import DemoMix
+from .oracle import (
+    WrongAnswer,
+    check_decoders,
+    check_dns_answer,
+    check_native_answer,
+    dns_answer_owed,
+    native_answer_owed,
+    read_native,
+)
 
+_P = ParamSpec("_P")
 SHARES = {
     "codec": 0.45,
     "native_udp": 0.17,
@@ -325,86 +335,26 @@ class NativeInputs:
         return mutate(self.rng, self.rng.choice(self.seeds), self.seeds)
 
 
-def _values(data: bytes) -> object:
-    return c.decode_values(Reader(data, "values", error=c.CodecError))
-
-
-def _digest(data: bytes) -> object:
-    return c.read_digest(Reader(data, "digest", error=c.CodecError))
-
-
-DECODERS: tuple[Callable[[bytes], object], ...] = (
-    c.Envelope.from_bytes,
-    c.Header.from_bytes,
-    c.ResolutionRequest.from_bytes,
-    c.HandleValues.from_bytes,
-    c.HandleOnly.from_bytes,
-    c.RemoveValues.from_bytes,
-    c.ErrorMessage.from_bytes,
-    c.Challenge.from_bytes,
-    c.ChallengeAnswer.from_bytes,
-    c.VerifyChallenge.from_bytes,
-    c.HandleList.from_bytes,
-    c.Login.from_bytes,
-    c.Pbkdf2Proof.from_bytes,
-    c.SignedProof.from_bytes,
-    c.Credential.from_bytes,
-    _values,
-    _digest,
-)
-"""Every way the codec reads bytes a peer sent (Message itself is checked apart)."""
-
-
-def check_codec(lane: Lane, data: bytes) -> None:
-    for decode in DECODERS:
-        try:
-            decode(data)
-        except c.CodecError:
-            pass
-        except Exception as exc:
-            lane.fail("codec raised something else", data, repr(exc))
-            return
-    for decode_value in (AdminRef.from_bytes, decode_vlist, SiteInfo.from_bytes):
-        try:
-            decode_value(data)
-        except ValueFormatError:
-            pass
-        except Exception as exc:
-            lane.fail("value decoder raised something else", data, repr(exc))
-            return
+def judge(
+    lane: Lane, data: bytes, check: Callable[_P, str], *args: _P.args, **kwargs: _P.kwargs
+) -> None:
+    """Tally what ``check`` (a rule of :mod:`loadtest.oracle`) saw, or count what it
+    found wrong as a failure of the lane, with the input ``data`` that caused it."""
     try:
-        message = c.Message.from_bytes(data)
-    except c.CodecError:
-        lane.outcomes["refused"] += 1
-        return
-    again = c.Message.from_bytes(message.to_bytes())
-    if (again.header, again.body, again.credential) != (
-        message.header,
-        message.body,
-        message.credential,
-    ) or replace(again.envelope, length=0) != replace(message.envelope, length=0):
-        lane.fail("decoded message does not encode back to itself", data)
-        return
-    lane.outcomes["decoded"] += 1
+        seen = check(*args, **kwargs)
+    except WrongAnswer as wrong:
+        lane.fail(wrong.reason, data, wrong.detail)
+    else:
+        lane.outcomes[seen] += 1
 
 
 def run_codec(lane: Lane, inputs: NativeInputs, deadline: float) -> None:
     started = time.monotonic()
     while lane.inputs < lane.planned and time.monotonic() < deadline:
-        check_codec(lane, inputs.next())
+        data = inputs.next()
+        judge(lane, data, check_decoders, data)
         lane.inputs += 1
     lane.seconds = time.monotonic() - started
-
-
-def native_expectation(data: bytes, *, udp: bool) -> tuple[bool, c.Message | None]:
-    """Whether the protocol owes an answer, and the request as the node reads it."""
-    try:
-        request: c.Message | None = c.Message.from_bytes(data)
-    except c.CodecError:
-        request = None
-    if request is not None:
-        return not request.is_response, request
-    return not (udp and len(data) < c.ENVELOPE_SIZE + c.HEADER_SIZE), None
 
 
 def native_framed(data: bytes, request_id: int, *, udp: bool) -> bytes:
@@ -419,23 +369,6 @@ def native_framed(data: bytes, request_id: int, *, udp: bool) -> bytes:
         + struct.pack(">III", request_id, 0, len(data) - c.ENVELOPE_SIZE)
         + data[c.ENVELOPE_SIZE :]
     )
-
-
-def check_native_answer(lane: Lane, data: bytes, request: c.Message | None, raw: bytes) -> None:
-    try:
-        answer = c.Message.from_bytes(raw)
-    except c.CodecError as exc:
-        lane.fail("answer does not decode", data, f"{exc}: {raw[:200].hex()}")
-        return
-    code = answer.header.response_code
-    if code == 0:
-        lane.fail("answer without a response code", data, raw[:200].hex())
-    elif request is None and code != 4:
-        lane.fail("garbage not answered with RC 4", data, str(code))
-    elif request is not None and answer.opcode != request.opcode:
-        lane.fail("answer for another opcode", data, f"{answer.opcode} != {request.opcode}")
-    else:
-        lane.outcomes[f"rc {code}"] += 1
 
 
 class Outstanding:
@@ -491,8 +424,8 @@ async def run_native_udp(lane: Lane, inputs: NativeInputs, port: int, deadline: 
     ids = iter(range(1, 1 << 31))
 
     async def one(data: bytes) -> None:
-        owed, request = native_expectation(data, udp=True)
-        if not owed or len(data) < c.ENVELOPE_SIZE:
+        request = read_native(data)
+        if not native_answer_owed(data, request, udp=True) or len(data) < c.ENVELOPE_SIZE:
             transport.sendto(data)
             lane.unchecked += 1
             return
@@ -516,7 +449,7 @@ async def run_native_udp(lane: Lane, inputs: NativeInputs, port: int, deadline: 
                 request = replace(
                     request, envelope=replace(request.envelope, request_id=request_id)
                 )
-            check_native_answer(lane, data, request, raw)
+            judge(lane, data, check_native_answer, data, request, raw)
             return
 
     try:
@@ -623,9 +556,9 @@ async def run_native_tcp(lane: Lane, inputs: NativeInputs, port: int, deadline: 
     async def one(data: bytes) -> None:
         request_id = next(ids)
         data = native_framed(data, request_id, udp=False)
-        owed, request = native_expectation(data, udp=False)
+        request = read_native(data)
         stream = streams[request_id % len(streams)]
-        if not owed:
+        if not native_answer_owed(data, request, udp=False):
             stream.writer.write(data) if stream.writer is not None else None
             lane.unchecked += 1
             return
@@ -638,7 +571,7 @@ async def run_native_tcp(lane: Lane, inputs: NativeInputs, port: int, deadline: 
             lane.fail("no answer (TCP)", data)
             return
         lane.took(time.monotonic() - sent)
-        check_native_answer(lane, data, request, raw)
+        judge(lane, data, check_native_answer, data, request, raw)
 
     try:
         await _pump(lane, inputs.next, one, deadline)
@@ -732,33 +665,6 @@ class DnsInputs:
         return mutate(self.rng, self.rng.choice(self.seeds), self.seeds)
 
 
-def dns_owed(data: bytes) -> bool:
-    return len(data) >= 12 and not data[2] & 0x80
-
-
-def check_dns_answer(lane: Lane, query: bytes, raw: bytes, *, udp: bool) -> None:
-    try:
-        answer = dns.message.from_wire(raw)
-    except Exception as exc:
-        lane.fail("answer does not parse", query, f"{exc!r}: {raw[:200].hex()}")
-        return
-    rcode = answer.rcode()
-    if not answer.flags & dns.flags.QR:
-        lane.fail("answer without QR", query, raw[:200].hex())
-    elif rcode == dns.rcode.SERVFAIL:
-        lane.fail("SERVFAIL with the store up", query, raw[:200].hex())
-    elif udp and len(raw) > 1232:
-        lane.fail("UDP answer larger than the payload we offer", query, str(len(raw)))
-    else:
-        try:
-            dns.message.from_wire(query)
-        except Exception:
-            if rcode != dns.rcode.FORMERR:
-                lane.fail("malformed query not answered FORMERR", query, dns.rcode.to_text(rcode))
-                return
-        lane.outcomes[dns.rcode.to_text(rcode)] += 1
-
-
 class DnsUdp(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.outstanding = Outstanding()
@@ -774,7 +680,7 @@ async def run_dns_udp(lane: Lane, inputs: DnsInputs, port: int, deadline: float)
     free = list(range(1 << 16))  # ids in use at once never alike; reused 65,000 queries later
 
     async def one(data: bytes) -> None:
-        if not dns_owed(data):
+        if not dns_answer_owed(data):
             transport.sendto(data)
             lane.unchecked += 1
             return
@@ -795,7 +701,7 @@ async def run_dns_udp(lane: Lane, inputs: DnsInputs, port: int, deadline: float)
                     lane.fail("no answer (UDP)", data)
                     return
                 lane.took(time.monotonic() - sent)
-                check_dns_answer(lane, data, raw, udp=True)
+                judge(lane, data, check_dns_answer, data, raw, udp=True)
                 return
         finally:
             free.insert(0, qid)
@@ -824,7 +730,7 @@ async def run_dns_tcp(lane: Lane, inputs: DnsInputs, port: int, deadline: float)
     free = list(range(1 << 16))
 
     async def one(data: bytes) -> None:
-        if not dns_owed(data):
+        if not dns_answer_owed(data):
             lane.silent += 1  # a runt or a response: the node must say nothing
             return
         qid = free.pop()
@@ -840,7 +746,7 @@ async def run_dns_tcp(lane: Lane, inputs: DnsInputs, port: int, deadline: float)
                 lane.fail("no answer (TCP)", data)
                 return
             lane.took(time.monotonic() - sent)
-            check_dns_answer(lane, data, raw, udp=False)
+            judge(lane, data, check_dns_answer, data, raw, udp=False)
         finally:
             free.insert(0, qid)
 

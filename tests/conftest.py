@@ -5,6 +5,9 @@ Each test gets a database of its own: a copy of a migrated SQLite file, or
 a PostgreSQL database cloned from a migrated template database. PostgreSQL
 is found through ``IDNODE_TEST_PG`` (default: the local server, user
 postgres); ``scripts/test.sh`` makes sure it runs.
+
+A test that starts a node process (``idnode serve``, ``demo``, ``toplevel`` or
+``sync``) must be marked ``slow``; one that is not fails at teardown.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import itertools
 import os
 import shutil
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +37,50 @@ from registry.secrets import NodeKey
 from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
 from resolver.engine import Engine
+from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC
 
 PG_SERVER = os.environ.get("IDNODE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 PG_TEMPLATE = f"idnode_test_template_{os.getpid()}"
-ADMIN_AK, ADMIN_SK = "AKTESTADMIN", "test-admin-secret"
-NODE_PREFIX = "88.100"
-OID_ARC = "1.2.156.86.1"
 _counter = itertools.count()
+NODE_COMMANDS = frozenset({"serve", "demo", "toplevel", "sync"})
+"""idnode commands that run a node or its sync worker: the tests that start one are slow."""
+_started: list[str] = []
+"""The node commands started since the running test's setup began."""
+
+
+def _watch_processes(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook: note every idnode node command a process is started with."""
+    if event != "subprocess.Popen":
+        return
+    argv = args[1]
+    words = [argv] if isinstance(argv, str | bytes | os.PathLike) else list(argv or ())
+    texts = [os.fsdecode(w) if isinstance(w, bytes | os.PathLike) else str(w) for w in words]
+    for at, word in enumerate(texts):
+        module = word == "idnode" and at > 0 and texts[at - 1] == "-m"
+        if (module or os.path.basename(word) == "idnode") and NODE_COMMANDS & set(texts[at:]):
+            _started.append(" ".join(texts[at:])[:200])
+            return
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sys.addaudithook(_watch_processes)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _started.clear()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if _started and item.get_closest_marker("slow") is None:
+        started = "; ".join(_started)
+        _started.clear()
+        pytest.fail(
+            f"{item.nodeid} starts a node process ({started}) but is not marked slow: "
+            "add @pytest.mark.slow (or a module-level pytestmark)",
+            pytrace=False,
+        )
 
 
 def _asyncpg_url(database: str) -> str:
@@ -179,12 +220,6 @@ class ApiClient:
         )
         assert status == 200 and body["status"] == 1, body
         return str(body["data"]["token"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
-"""Builders of valid registry inputs, so each test states only what it varies."""
+"""What tests share besides fixtures: the test node's constants, builders of valid
+registry inputs (so each test states only what it varies), and a log watcher."""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from registry.models import HandleValue
 from registry.services import Actor, Registry
 from registry.services.enterprises import (
     CREDIT_CODE_CHARSET,
@@ -24,6 +27,11 @@ from registry.services.identifiers import SnmsRecord
 from registry.services.templates import TemplateSpec
 from registry.templates import ItemChange, RecordValue
 
+ADMIN_AK, ADMIN_SK = "AKTESTADMIN", "test-admin-secret"
+"""The administrator's access key and secret every test registry starts with."""
+NODE_PREFIX = "88.100"
+OID_ARC = "1.2.156.86.1"
+"""The test node's prefix, and the OID arc that names its identifiers (88.100.N)."""
 USER_PASSWORD = "P@ssw0rd-1"
 
 
@@ -139,6 +147,13 @@ def template_json(prefix: str, version: str = "1.0") -> dict[str, Any]:
     }
 
 
+def handle_value(index: int, vtype: str, data: str | bytes, **fields: Any) -> HandleValue:
+    """A value of ``index`` and type ``vtype`` holding ``data`` (text as UTF-8);
+    ``fields`` sets the rest (``permissions``, ``ttl``, ``references``, ...)."""
+    raw = data.encode() if isinstance(data, str) else data
+    return HandleValue(index=index, type=vtype, data=raw, **fields)
+
+
 def record(
     handle: str,
     *,
@@ -208,3 +223,23 @@ def self_signed(directory: Path, stem: str = "") -> tuple[Path, Path, int]:
         )
     )
     return cert_path, key_path, serial
+
+
+class ErrorLog(logging.Handler):
+    """Every record at ERROR or above, or with a traceback, logged while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.records.append(record)
+
+    def text(self) -> str:
+        return "\n".join(
+            f"{r.name}: {r.getMessage()}\n{logging.Formatter().formatException(r.exc_info)}"
+            if r.exc_info
+            else f"{r.name}: {r.getMessage()}"
+            for r in self.records
+        )

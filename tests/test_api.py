@@ -8,8 +8,15 @@ from typing import Any
 import pytest
 
 from registry.secrets import dated_digest, sha256_hex
-from tests.conftest import ADMIN_AK, ADMIN_SK, ApiClient
-from tests.factories import USER_PASSWORD, apply_json, record_json, template_json
+from tests.conftest import ApiClient
+from tests.factories import (
+    ADMIN_AK,
+    ADMIN_SK,
+    USER_PASSWORD,
+    apply_json,
+    record_json,
+    template_json,
+)
 
 
 def ok(result: tuple[int, Any]) -> Any:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.refdns import free_port
 from registry.db import head_revision
 
 pytestmark = pytest.mark.slow
@@ -147,9 +147,7 @@ def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
 
 
 def test_unreachable_database_is_one_line(workdir: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = run_idnode(
         "serve",
         "--db",

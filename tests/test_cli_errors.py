@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from idnode.cli import package_version
+from loadtest.refdns import free_port
 from registry.services import Actor, Registry
 from tests.conftest import ApiClient
 from tests.factories import hosted_enterprise, record_json
@@ -39,9 +39,7 @@ def one_line_failure(result: subprocess.CompletedProcess[str], code: int = 1) ->
 @pytest.fixture
 def down_pg() -> Iterator[str]:
     """A PostgreSQL URL whose port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x"
 
 
@@ -118,9 +116,7 @@ def test_every_database_command_is_one_line_when_the_database_is_down(
 def test_sync_verify_with_the_top_level_node_unreachable_says_why_in_words(
     tmp_path: Path, migrated: str
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = run_idnode(
         "sync", "verify", "--toplevel", f"http://127.0.0.1:{port}", "--db", migrated, cwd=tmp_path
     )

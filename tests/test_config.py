@@ -33,6 +33,7 @@ def test_every_integer_setting_has_a_range_its_default_is_in() -> None:
         assert low <= getattr(defaults, name) <= (high if high is not None else 2**63)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "environ", "named"),
     [

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from idnode import demo
 from registry import schema, store
 from registry.services import Registry
-from tests.conftest import ADMIN_AK, ADMIN_SK
+from tests.factories import ADMIN_AK, ADMIN_SK
 
 
 async def test_seed_is_complete_linked_and_resumable(registry: Registry) -> None:

@@ -30,13 +30,14 @@ from idnode.config import Config, Endpoint
 from idnode.listen import bind_pair
 from loadtest.refdns import ReferenceServer, server_binary
 from registry.dnsnames import ZoneNames
-from registry.models import PERM_RESTRICTED, HandleValue
+from registry.models import PERM_RESTRICTED
 from registry.services import Actor, Registry
 from resolver.dns import server as srv
 from resolver.dns.rrl import RateLimit, ResponseRateLimiter, Verdict
 from resolver.dns.service import MAX_CACHED_ANSWER, DnsService
 from resolver.engine import Engine
 from tests.conftest import needs
+from tests.factories import handle_value as value
 from tests.factories import hosted_enterprise
 
 ZONE = Config().dns_zone
@@ -136,11 +137,6 @@ async def zone(start_zone: Starter) -> Zone:
     return await start_zone()
 
 
-def value(index: int, vtype: str, data: str | bytes, **kw: object) -> HandleValue:
-    raw = data.encode() if isinstance(data, str) else data
-    return HandleValue(index=index, type=vtype, data=raw, **kw)  # type: ignore[arg-type]
-
-
 LONG = "L" * 230
 BIG = range(1, 41)
 OID = "1.2.156.86.1.1.7"
@@ -180,7 +176,7 @@ def texts(response: dns.message.Message, rdtype: int) -> list[str]:
     ]
 
 
-# --- point 3, with dnspython as the client ----------------------------------------------
+# --- with dnspython as the client --------------------------------------------------------
 
 
 async def test_records_of_an_identifier(zone: Zone, admin: Actor) -> None:
@@ -463,7 +459,7 @@ async def test_ipv6_listener(start_zone: Starter, admin: Actor) -> None:
         assert len(texts(reply, dns.rdatatype.NAPTR)) == 2
 
 
-# --- point 6: dig and kdig ------------------------------------------------------------
+# --- dig and kdig --------------------------------------------------------------------
 
 
 @needs_dig
@@ -516,7 +512,7 @@ async def test_kdig(zone: Zone, admin: Actor) -> None:
     assert "BADVERS" in out
 
 
-# --- point 5: response rate limiting ----------------------------------------------------
+# --- response rate limiting ------------------------------------------------------------
 
 
 async def test_rate_limit_drops_and_slips(start_zone: Starter, admin: Actor) -> None:
@@ -572,7 +568,7 @@ async def test_loopback_is_exempt_by_default(start_zone: Starter) -> None:
         assert (await zone.ask(ZONE, "SOA")).answer
 
 
-# --- point 4: the fast path answers exactly what the slow path would ----------------------
+# --- the fast path answers exactly what the slow path would ------------------------------
 
 QNAMES = ["88.100.1/abc", "88.100.1/mid", "88.100.1/big", "88.100.1/nope", OID, "88.100.1/设备-001"]
 QTYPES = ["TXT", "NAPTR", "URI", "A", "ANY", "SOA", "NS", "AXFR", "CNAME"]
@@ -693,7 +689,7 @@ def test_token_bucket_refills_slips_and_groups_ipv6() -> None:
     assert all(off.check("192.0.2.1") is Verdict.SEND for _ in range(1000))
 
 
-# --- point 6: the same zone from a reference server, answer for answer --------------------
+# --- the same zone from a reference server, answer for answer ----------------------------
 
 REFERENCES = [
     pytest.param(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ from registry.dnsnames import (
     ZoneNames,
     suffix_digest,
 )
-from registry.grammar import Grammar, GrammarError, HandleName
+from registry.grammar import Grammar, GrammarError, HandleName, ascii_lower, ascii_upper
 
 ARC = "1.2.156.86.1"
 NODE = "88.100"
@@ -62,11 +63,19 @@ def reverse(dns_text: str, names: ZoneNames = NAMES, grammar: Grammar = GRAMMAR)
     return grammar.parse(target.text, bare_prefix=True).key
 
 
-def expected(name: HandleName) -> str:
-    owner = NAMES.of_identifier(name).to_text()
+def expected(name: HandleName, names: ZoneNames = NAMES) -> str:
+    owner = names.of_identifier(name).to_text()
     if owner.startswith("h-"):
         return f"hashed {name.prefix.upper()} {suffix_digest(name.key)}"
     return name.key
+
+
+def recased(text: str, flips: list[bool]) -> str:
+    """``text`` with the ASCII letters where ``flips`` (repeated) says so in the other case."""
+    return "".join(
+        ch.swapcase() if flip and ch.isascii() and ch.isalpha() else ch
+        for ch, flip in zip(text, itertools.cycle(flips), strict=False)
+    )
 
 
 @settings(max_examples=400, deadline=None)
@@ -84,18 +93,33 @@ def test_every_handle_maps_and_maps_back(prefix: str, suffix: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(prefixes, suffixes)
-def test_case_insensitive_suffixes(prefix: str, suffix: str) -> None:
+@given(prefixes, suffixes, st.lists(st.booleans(), min_size=1, max_size=8))
+def test_case_insensitive_suffixes(prefix: str, suffix: str, flips: list[bool]) -> None:
+    """Where suffixes compare case-insensitively, every spelling of a handle in upper
+    and lower case has the one DNS name, and that name leads back to the handle; where
+    they are case-sensitive, two spellings that differ in a letter are two names."""
     grammar = Grammar(suffix_case_sensitive=False)
     names = ZoneNames.of(ZONE, suffix_case_sensitive=False)
     name = parse(f"{prefix}/{suffix}", grammar)
-    try:
-        owner = names.of_identifier(name)
-    except NotAnIdentifier:
-        return
-    target = names.target(owner)
-    if isinstance(target, Named):
-        assert grammar.parse(target.text).key == name.key
+    owner = names.of_identifier(name).to_text()
+    spellings = {
+        f"{ascii_upper(prefix)}/{ascii_upper(suffix)}",
+        f"{ascii_lower(prefix)}/{ascii_lower(suffix)}",
+        f"{recased(prefix, flips)}/{recased(suffix, flips)}",
+    }
+    for spelling in spellings:
+        respelt = parse(spelling, grammar)
+        assert respelt.key == name.key
+        assert names.of_identifier(respelt).to_text() == owner, spelling
+    assert reverse(owner, names, grammar) == expected(name, names)
+    assert reverse(owner.upper(), names, grammar) == expected(name, names)
+
+    upper = GRAMMAR.parse(f"{prefix}/{ascii_upper(suffix)}", bare_prefix=True)
+    lower = GRAMMAR.parse(f"{prefix}/{ascii_lower(suffix)}", bare_prefix=True)
+    if upper.key != lower.key:  # the suffix has a letter, and the node tells cases apart
+        assert NAMES.of_identifier(upper) != NAMES.of_identifier(lower)
+        assert reverse(NAMES.of_identifier(upper).to_text()) == expected(upper)
+        assert reverse(NAMES.of_identifier(lower).to_text()) == expected(lower)
 
 
 @settings(max_examples=300, deadline=None)

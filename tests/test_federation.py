@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from idnode.config import Endpoint
+from loadtest.refdns import free_port
 from registry.values import PROTOCOL_UDP, SiteInfo
 from resolver.handle import client
 from resolver.handle import codec as c
 from tests.test_cli import ANY_PORTS, Server, run_idnode
-from tests.test_sync_faults import free_port, toplevel, wait_until
+from tests.test_sync_faults import toplevel, wait_until
 
 pytestmark = pytest.mark.slow
 

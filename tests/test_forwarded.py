@@ -26,6 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from idnode.config import Config, ConfigError, Endpoint
 from idnode.node import Node, build_http_app, node_site
+from loadtest.refdns import free_port
 from registry.secrets import NodeKey
 from registry.services import Registry
 from registry.tokens import TokenIssuer
@@ -38,8 +39,8 @@ from resolver.http.forwarded import (
     parse_node,
     walk,
 )
-from tests.conftest import ADMIN_AK, ADMIN_SK, needs
-from tests.factories import self_signed
+from tests.conftest import needs
+from tests.factories import ADMIN_AK, ADMIN_SK, self_signed
 
 ADMIN_BASIC = {
     "Authorization": "Basic " + base64.b64encode(f"300%3A0.NA/88.100:{ADMIN_SK}".encode()).decode()
@@ -398,19 +399,13 @@ async def test_a_bad_trusted_network_stops_the_start(
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def nginx_in_front(directory: Path, upstream: str) -> Iterator[tuple[str, str]]:
     """nginx proxying to ``upstream`` as docs/operations.md shows: plain HTTP
     and HTTPS (terminated here); its two base URLs."""
     assert NGINX is not None
     cert, key, _ = self_signed(directory)
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     conf = directory / "nginx.conf"
     temp = " ".join(
         f"{kind}_temp_path {directory / kind};"

@@ -42,8 +42,8 @@ from resolver.handle.proofs import verify_response
 from resolver.idle import IdleSweeper
 from resolver.recursion import Recursor
 from tests import vectors
-from tests.conftest import ADMIN_SK
-from tests.factories import application, hosted_enterprise
+from tests.factories import ADMIN_SK, application, hosted_enterprise
+from tests.factories import handle_value as text
 
 NODE = "0.NA/88.100"
 
@@ -101,10 +101,6 @@ async def native_server(registry: Registry, key: ServerKey) -> AsyncIterator[Nat
 async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
     async with native_server(registry, load_or_create_server_key(tmp_path / "server.pem")) as it:
         yield it
-
-
-def text(index: int, vtype: str, data: str, **kw: object) -> HandleValue:
-    return HandleValue(index=index, type=vtype, data=data.encode(), **kw)  # type: ignore[arg-type]
 
 
 async def seed(registry: Registry, admin: Actor) -> str:

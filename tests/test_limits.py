@@ -173,6 +173,7 @@ def _dns(endpoint: str, *, tcp: bool) -> int:
     return ask(query, host, port=int(port), timeout=5).rcode()
 
 
+@pytest.mark.slow
 def test_a_client_over_its_rate_is_refused_on_every_port(tmp_path: Path) -> None:
     handle = example_handle(demo_enterprises(1)[0], 1)
     env = {"IDNODE_LIMITS_EXEMPT": "", "IDNODE_CLIENT_RATE": "1", "IDNODE_CLIENT_BURST": "4"}
@@ -203,6 +204,7 @@ def test_a_client_over_its_rate_is_refused_on_every_port(tmp_path: Path) -> None
             assert float(line.split()[-1]) >= 1, line
 
 
+@pytest.mark.slow
 def test_a_client_over_its_daily_requests_gets_603(tmp_path: Path) -> None:
     handle = example_handle(demo_enterprises(1)[0], 1)
     env = {"IDNODE_LIMITS_EXEMPT": "", "IDNODE_CLIENT_RATE": "0", "IDNODE_CLIENT_DAILY_LIMIT": "6"}
@@ -225,6 +227,7 @@ def test_a_client_over_its_daily_requests_gets_603(tmp_path: Path) -> None:
         assert abs(int(headers["Retry-After"]) - left) <= 5
 
 
+@pytest.mark.slow
 def test_logins_lock_after_repeated_failures(tmp_path: Path) -> None:
     env = {"IDNODE_LIMITS_EXEMPT": "", "IDNODE_LOGIN_ATTEMPTS": "3", "IDNODE_LOGIN_LOCKOUT": "2"}
     with DemoNode(tmp_path, *SMALL_DEMO, env=env) as node:
@@ -291,6 +294,7 @@ async def test_the_node_allocates_prefixes_up_to_its_quota(
         assert await store.count_enterprises(conn) == 2  # nothing half-filed
 
 
+@pytest.mark.slow
 def test_an_enterprise_over_its_rate_is_refused_whatever_its_address(tmp_path: Path) -> None:
     """Its users and keys share one budget, on the SNMS API and the REST API alike;
     other enterprises and node administrators are not held back by it."""
@@ -340,6 +344,7 @@ def test_whose_budget_an_authenticated_caller_spends() -> None:
 # --- amplification ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_udp_answer_is_never_much_larger_than_its_request(tmp_path: Path) -> None:
     """With a factor of 1, a demo record goes over UDP as one small RC 2 (native) or
     a truncated answer (DNS): the clients ask again over TCP and get it whole."""

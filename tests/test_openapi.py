@@ -41,7 +41,8 @@ from registry.secrets import NodeKey
 from registry.services import Registry
 from registry.tokens import TokenIssuer
 from resolver.engine import Engine
-from tests.conftest import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC, ApiClient
+from tests.conftest import ApiClient
+from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC, ErrorLog
 
 ANY_METHOD = ("GET", "PUT", "POST", "DELETE", "PATCH")
 """What a ``*`` route stands for in the document."""
@@ -107,26 +108,6 @@ async def test_every_route_is_documented_and_served(api: ApiClient) -> None:
 
 
 # --- schemathesis against a running node --------------------------------------------
-
-
-class ErrorLog(logging.Handler):
-    """Every record at ERROR or above, or with a traceback, logged while the node runs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR or record.exc_info:
-            self.records.append(record)
-
-    def text(self) -> str:
-        return "\n".join(
-            f"{r.name}: {r.getMessage()}\n{logging.Formatter().formatException(r.exc_info)}"
-            if r.exc_info
-            else f"{r.name}: {r.getMessage()}"
-            for r in self.records
-        )
 
 
 @dataclass

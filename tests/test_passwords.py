@@ -28,7 +28,8 @@ from registry.passwords import (
 from registry.secrets import NodeKey, dated_digest, sha256_hex
 from registry.services import SYSTEM_ACTOR, Registry
 from registry.services import accounts as accounts_module
-from tests.conftest import ADMIN_AK, ADMIN_SK, ApiClient
+from tests.conftest import ApiClient
+from tests.factories import ADMIN_AK, ADMIN_SK
 from tests.test_rest import basic
 
 CURRENT_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"

@@ -39,8 +39,8 @@ from registry.services.templates import TemplateSpec
 from registry.templates import ItemChange, RecordValue
 from resolver.handle import client as cl
 from resolver.handle import codec as c
-from tests.conftest import ADMIN_AK, ADMIN_SK, ApiClient
-from tests.factories import USER_PASSWORD, hosted_enterprise, template_spec
+from tests.conftest import ApiClient
+from tests.factories import ADMIN_AK, ADMIN_SK, USER_PASSWORD, hosted_enterprise, template_spec
 
 OWNER, GRANTED, OTHER = "88.100.1", "88.100.2", "88.100.3"
 HANDLE = f"{OWNER}/LOT-2026-07"

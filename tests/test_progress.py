@@ -27,7 +27,7 @@ from idnode import demo
 from idnode.logs import JsonFormatter
 from idnode.progress import Progress
 from registry.services import Registry
-from tests.conftest import ADMIN_AK, ADMIN_SK
+from tests.factories import ADMIN_AK, ADMIN_SK
 from tests.test_cli import _env, run_idnode
 
 LINE = re.compile(r"^seeding: [\d,]+/10,240 identifiers \([\d,]+/s, ETA \d+:\d\d:\d\d\)$")

@@ -32,6 +32,7 @@ import pytest
 
 from idnode.config import Endpoint
 from loadtest.prometheus import Prometheus
+from loadtest.refdns import free_port
 from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
 from resolver.handle import client
@@ -40,7 +41,7 @@ from tests.conftest import needs
 from tests.test_cli import ANY_PORTS, Server, run_idnode
 from tests.test_federation import listening
 from tests.test_rules import VARIABLE, VARIABLES, exprs, needs_yaml, rules_of
-from tests.test_sync_faults import ADMIN, AUTH, free_port, register, toplevel, wait_until
+from tests.test_sync_faults import ADMIN, AUTH, register, toplevel, wait_until
 
 pytestmark = pytest.mark.slow
 

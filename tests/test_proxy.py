@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 
-from registry.models import PERM_RESTRICTED, HandleValue
+from registry.models import PERM_RESTRICTED
 from registry.services import Actor, Registry
 from tests.conftest import ApiClient
+from tests.factories import handle_value as text_value
 from tests.factories import hosted_enterprise
 
 CHROMIUM = "/usr/bin/chromium"
@@ -20,10 +21,6 @@ BROWSER_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def text_value(index: int, vtype: str, text: str, **kw: object) -> HandleValue:
-    return HandleValue(index=index, type=vtype, data=text.encode(), **kw)  # type: ignore[arg-type]
 
 
 async def traceability(registry: Registry, admin: Actor) -> tuple[str, str, str]:

@@ -21,8 +21,8 @@ from idnode.node import Node, build_http_app, node_site, tls_context
 from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
 from resolver.engine import Engine
-from tests.conftest import ADMIN_SK, ApiClient
-from tests.factories import hosted_enterprise, self_signed
+from tests.conftest import ApiClient
+from tests.factories import ADMIN_SK, hosted_enterprise, self_signed
 
 T = TypeVar("T")
 USER = "300:0.NA/88.100"

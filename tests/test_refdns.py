@@ -6,8 +6,10 @@ them. Every network call has a timeout and every server start is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -19,6 +21,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from loadtest import refdns
 from loadtest.dnsperf import available as dnsperf_available
 from loadtest.dnsperf import run_dnsperf
 from loadtest.refdns import (
@@ -76,14 +79,38 @@ def answer(response: dns.message.Message, name: str, rdtype: str) -> dns.rrset.R
     )
 
 
-def test_reference_kind_prefers_knot() -> None:
-    kind = reference_kind()
-    if server_binary("knot") is not None:
-        assert kind == "knot"
-    elif server_binary("nsd") is not None:
-        assert kind == "nsd"
-    else:
-        assert kind is None
+def programs(ref: ReferenceServer) -> set[str]:
+    """The programs the server's live processes run (their executables' names)."""
+    names = set()
+    for pid in ref.server_pids():
+        with contextlib.suppress(OSError):  # one may end while we look
+            names.add(Path(os.readlink(f"/proc/{pid}/exe")).name)
+    return names
+
+
+@needs(server_binary("knot") is not None, "knot")
+def test_knot_serves_when_no_kind_is_asked_for() -> None:
+    with ReferenceServer(ORIGIN, ZONE) as ref:
+        assert (ref.kind, reference_kind()) == ("knot", "knot")
+        assert "knotd" in programs(ref)
+        assert ask(ref, ORIGIN, "SOA").rcode() == dns.rcode.NOERROR
+
+
+@needs(server_binary("nsd") is not None, "nsd")
+def test_nsd_serves_where_knot_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(refdns, "KNOTD", "knotd-not-installed")
+    with ReferenceServer(ORIGIN, ZONE) as ref:
+        assert ref.kind == "nsd"
+        assert "nsd" in programs(ref) and "knotd" not in programs(ref)
+        assert ask(ref, ORIGIN, "SOA").rcode() == dns.rcode.NOERROR
+
+
+def test_without_either_server_starting_one_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(refdns, "KNOTD", "knotd-not-installed")
+    monkeypatch.setattr(refdns, "NSD", "nsd-not-installed")
+    assert reference_kind() is None
+    with pytest.raises(ReferenceServerError, match="neither knotd nor nsd is installed"):
+        ReferenceServer(ORIGIN, ZONE)
 
 
 def test_server_runs_as_us_on_loopback(server: ReferenceServer) -> None:

@@ -26,8 +26,9 @@ from registry.services.enterprises import HostedConfig, PrefixFilter
 from registry.services.identifiers import SnmsRecord
 from registry.templates import RecordValue
 from registry.values import AdminRef
-from tests.conftest import ADMIN_AK, ADMIN_SK
 from tests.factories import (
+    ADMIN_AK,
+    ADMIN_SK,
     USER_PASSWORD,
     application,
     hosted_enterprise,

@@ -29,14 +29,11 @@ from resolver.cache import AnswerCache
 from resolver.engine import Engine, Query, Resolution, Status
 from resolver.feed import ChangeFeed
 from tests.factories import application, hosted_enterprise, record
+from tests.factories import handle_value as value
 
 
-def url(index: int, text: str, **kw: object) -> HandleValue:
-    return HandleValue(index=index, type="URL", data=text.encode(), **kw)  # type: ignore[arg-type]
-
-
-def value(index: int, vtype: str, text: str, **kw: object) -> HandleValue:
-    return HandleValue(index=index, type=vtype, data=text.encode(), **kw)  # type: ignore[arg-type]
+def url(index: int, text: str, **fields: object) -> HandleValue:
+    return value(index, "URL", text, **fields)
 
 
 async def seeded(registry: Registry, admin: Actor) -> tuple[Engine, str]:

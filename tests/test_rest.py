@@ -10,8 +10,8 @@ import pytest
 
 from registry.models import SiteRoute
 from registry.services import Actor, Registry
-from tests.conftest import ADMIN_SK, ApiClient
-from tests.factories import application, hosted_enterprise
+from tests.conftest import ApiClient
+from tests.factories import ADMIN_SK, application, hosted_enterprise
 
 NODE_ID = "300%3A0.NA/88.100"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from idnode.demo import DEMO_ADMIN, demo_enterprises, registration
-from tests.conftest import free_port
+from loadtest.refdns import free_port
 from tests.test_cli import ANY_PORTS, Server, post_json, run_idnode
 
 pytestmark = pytest.mark.slow

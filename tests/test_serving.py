@@ -87,6 +87,7 @@ def test_the_ipv6_twin_of_each_address() -> None:
 # --- IPv6 -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs(shutil.which("dig") is not None, "dig")
 def test_every_listener_also_answers_on_ipv6(tmp_path: Path) -> None:
     handle = example_handle(demo_enterprises(1)[0], 1)
@@ -195,6 +196,7 @@ def _get(endpoint: str, path: str, request_id: str) -> tuple[int, str]:
         connection.close()
 
 
+@pytest.mark.slow
 def test_sighup_reloads_the_certificate_and_settings_in_every_worker(tmp_path: Path) -> None:
     cert, key, first = self_signed(tmp_path)
     config = tmp_path / "idnode.toml"
@@ -254,6 +256,7 @@ def _token(base: str) -> str:
         return str(json.loads(got.read())["data"]["token"])
 
 
+@pytest.mark.slow
 def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
     """Three batch registrations of 2,000 (seconds of work, one after another
     behind the registry's write lock) are in flight when SIGTERM arrives: each
@@ -297,6 +300,7 @@ def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
         assert db.execute(query).fetchone() == (6000,)
 
 
+@pytest.mark.slow
 def test_sighup_ends_no_idnode_process(tmp_path: Path) -> None:
     """A SIGHUP sent to every idnode process (log rotation) reloads what each can and
     ends none: the sync worker alone and the mock top-level node keep serving."""

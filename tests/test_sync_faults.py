@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,18 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.refdns import free_port
 from tests.test_cli import ANY_PORTS, Server, run_idnode
 
 pytestmark = pytest.mark.slow
 
 ADMIN = "AKOPS:ops-secret"
 AUTH = "Basic " + base64.b64encode(b"300%3A0.NA/88.100:ops-secret").decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

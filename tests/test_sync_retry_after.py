@@ -27,6 +27,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from loadtest.refdns import free_port
 from metrics.instruments import SYNC_RETRY_AFTER
 from registry import store
 from registry.db import create_engine, read_transaction
@@ -46,7 +47,6 @@ from tests.factories import hosted_enterprise
 from tests.test_cli import run_idnode
 from tests.test_sync_faults import (
     assert_exactly_once,
-    free_port,
     outbox,
     seed_offline,
     sync_process,

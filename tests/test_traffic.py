@@ -89,6 +89,7 @@ def test_not_found_is_read_from_the_answers_bytes() -> None:
     assert not handle_not_found(envelope + (1).to_bytes(4, "big") + (1).to_bytes(4, "big"))
 
 
+@pytest.mark.slow
 def test_a_node_spots_a_client_enumerating_names(tmp_path: Path) -> None:
     known = example_handle(demo_enterprises(1)[0], 1)
     prefix = demo_enterprises(1)[0].prefix

@@ -71,11 +71,11 @@ from resolver.dns.rrl import RateLimit
 from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from resolver.feed import ChangeFeed
+from resolver.handle.recursion import Recursor
 from resolver.handle.service import HandleService
 from resolver.http.forwarded import real_clients
 from resolver.http.limits import limit_clients
 from resolver.limits import Guard, Limits
-from resolver.recursion import Recursor
 from sync.auth import signing_key
 from sync.client import SyncClient
 from sync.worker import SyncWorker

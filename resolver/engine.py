@@ -130,8 +130,14 @@ _OUTCOMES = {
 }
 
 
+class RecursionBusy(Exception):
+    """Too many recursive resolutions in progress: the client should try later."""
+
+
 class Recursion(Protocol):
-    """Resolves a referral at the site it names (see :mod:`resolver.recursion`)."""
+    """Resolves a referral at the site it names (the native front end's
+    :class:`~resolver.handle.recursion.Recursor` does, over the native protocol);
+    raises :class:`RecursionBusy` beyond its bound on concurrent walks."""
 
     async def resolve(
         self, referral: Resolution, query: Query, *, depth: int = 0

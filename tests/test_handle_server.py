@@ -39,8 +39,8 @@ from resolver.handle import codec as c
 from resolver.handle import server as srv
 from resolver.handle import service as svc
 from resolver.handle.proofs import verify_response
+from resolver.handle.recursion import Recursor
 from resolver.idle import IdleSweeper
-from resolver.recursion import Recursor
 from tests import vectors
 from tests.factories import ADMIN_SK, application, hosted_enterprise
 from tests.factories import handle_value as text

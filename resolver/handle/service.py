@@ -22,9 +22,8 @@ from registry.errors import InvalidName, RegistryError
 from registry.services import Actor, Registry
 
 from .. import codes as rc
-from ..engine import Engine, Query, Resolution, Status
+from ..engine import Engine, Query, RecursionBusy, Resolution, Status
 from ..limits import Guard, Limit
-from ..recursion import RecursionBusy
 from . import answers
 from . import codec as c
 from .admin import Administration

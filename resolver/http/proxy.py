@@ -20,8 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from metrics.tally import NO_PREFIX, TALLY
 from registry.errors import InvalidName, RegistryError
 
-from ..engine import Query, Resolution, Status
-from ..recursion import RecursionBusy
+from ..engine import Query, RecursionBusy, Resolution, Status
 from .keys import AUTH, ENGINE, REGISTRY
 from .page import error_page, home_page, record_page
 

@@ -28,8 +28,7 @@ from registry.models import HandleValue
 from registry.services import Actor
 
 from .. import codes as rc
-from ..engine import Query, Resolution, Status
-from ..recursion import RecursionBusy
+from ..engine import Query, RecursionBusy, Resolution, Status
 from .keys import AUTH, ENGINE, REGISTRY
 from .status import http_status
 from .values_json import site_json, value_from_json, value_json

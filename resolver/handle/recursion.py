@@ -1,11 +1,13 @@
 """Recursion: resolving a name served elsewhere on the client's behalf.
 
-When the engine's verdict is a referral (an enterprise node, or another
-secondary node whose route came from the top-level node) and the node allows
-recursion, the :class:`Recursor` asks the referred site over the native
-protocol, follows further referrals up to a limit, and turns the final answer
-back into a :class:`~resolver.engine.Resolution` — which the engine caches
-like any other answer, for at most :data:`RECURSED_MAX_TTL`.
+The native front end's implementation of the engine's
+:class:`~resolver.engine.Recursion`. When the engine's verdict is a referral
+(an enterprise node, or another secondary node whose route came from the
+top-level node) and the node allows recursion, the :class:`Recursor` asks the
+referred site over the native protocol, follows further referrals up to a
+limit, and turns the final answer back into a
+:class:`~resolver.engine.Resolution` — which the engine caches like any other
+answer, for at most :data:`~resolver.engine.RECURSED_MAX_TTL`.
 
 Every request it sends asks for the request digest (RD) and every answer it
 accepts must carry it, so what is relayed (and perhaps signed by this node)
@@ -22,9 +24,9 @@ from dataclasses import dataclass, field, replace
 
 from registry.models import HandleValue
 
-from .engine import Query, Resolution, Status
-from .handle import client
-from .handle import codec as c
+from ..engine import Query, RecursionBusy, Resolution, Status
+from . import client
+from . import codec as c
 
 log = logging.getLogger("idnode.recursion")
 
@@ -34,10 +36,6 @@ MAX_REFERRALS = 4
 TIME_LIMIT = 3.0
 """Seconds for one site to answer over TCP; UDP gets one try of :data:`UDP_WAIT`."""
 UDP_WAIT = 1.0
-
-
-class RecursionBusy(Exception):
-    """Too many recursive resolutions in progress: the client should try later."""
 
 
 @dataclass

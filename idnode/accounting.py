@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metrics import instruments as m
 from metrics.tally import TALLY, Tally
-from metrics.traffic import TRAFFIC
+from metrics.traffic import ClientTraffic
 from registry import usage
 from registry.db import read_transaction, write_transaction
 from registry.services.base import ChangeEvent
@@ -56,6 +56,7 @@ class Accounting:
         persist_seconds: float = 2.0,
         node_gauges: bool = True,
         tally: Tally = TALLY,
+        traffic: ClientTraffic | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
@@ -64,11 +65,14 @@ class Accounting:
         self.node_gauges = node_gauges
         """Whether this process reads the node-wide figures back for the gauges."""
         self.tally = tally
+        self.traffic = traffic
+        """The process's traffic table, read at the end of each of its windows."""
         self.clock = clock
 
     def fold(self) -> None:
         self.tally.fold(day_of(self.clock(), self.zone).isoformat())
-        TRAFFIC.roll()
+        if self.traffic is not None:
+            self.traffic.roll()
 
     async def persist(self) -> bool:
         """Add the daily counts folded so far to the database; on failure keep

@@ -23,7 +23,8 @@ from registry.db import missing_sqlite_file
 from . import health_cmd, logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
 from .listen import StartupError
-from .node import Node, open_node, serve, serve_worker
+from .node import Node, open_node, serve
+from .worker_process import serve_worker
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -408,13 +409,8 @@ async def _demo(config: Config, reload: Callable[[], Config] | None = None) -> i
         dns_at = node.endpoints.get("dns")
 
         def dig(handle: str) -> str:
-            from registry.dnsnames import ZoneNames
-
             assert dns_at is not None
-            names = ZoneNames.of(
-                config.dns_zone, suffix_case_sensitive=config.suffix_case_sensitive
-            )
-            owner = names.of_identifier(node.resolver.parse(handle)).to_text()
+            owner = config.dns_names().of_identifier(node.resolver.parse(handle)).to_text()
             return f"dig @{dns_at.host} -p {dns_at.port} +short {owner} URI"
 
         for line in demo.examples(base, admin, dig if dns_at else None):
@@ -458,7 +454,9 @@ async def _sync(config: Config, action: str, reload: Callable[[], Config] | None
     from sync.worker import Unavailable as SyncUnavailable
     from sync.worker import asked_wait
 
-    from .node import configured_site, start_metrics_listener, sync_worker, time_zone
+    from .health import start_metrics_listener
+    from .node import sync_worker
+    from .site import configured_site
 
     async with open_node(config) as node:
         if action == "status":
@@ -492,7 +490,7 @@ async def _sync(config: Config, action: str, reload: Callable[[], Config] | None
         if reload is not None:
             loop.add_signal_handler(signal.SIGHUP, _reload_logging, reload)
         async with aiohttp.ClientSession() as session:
-            worker = sync_worker(node, session, configured_site(config), time_zone(config))
+            worker = sync_worker(node, session, configured_site(config), config.time_zone_info())
             if action == "verify":
                 try:
                     fixed = await worker.verify()
@@ -539,17 +537,13 @@ async def _worker(config: Config) -> int:
 
 
 def _dns_name(args: argparse.Namespace) -> int:
-    from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
-    from registry.grammar import Grammar, GrammarError
+    from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier
+    from registry.grammar import GrammarError
 
     try:
         config = _config(args)
-        names = ZoneNames.of(config.dns_zone, suffix_case_sensitive=config.suffix_case_sensitive)
-        grammar = Grammar(
-            suffix_case_sensitive=config.suffix_case_sensitive,
-            oid_arc=config.oid_arc or None,
-            node_prefix=config.node_prefix if config.oid_arc else None,
-        )
+        names = config.dns_names()
+        grammar = config.grammar()
     except (ConfigError, ValueError, dns.exception.DNSException) as exc:  # --zone, say
         print(f"idnode: {exc}", file=sys.stderr)
         return 2

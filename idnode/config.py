@@ -10,12 +10,16 @@ import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from registry.dnsnames import ZoneNames
+from registry.grammar import Grammar
 
 ENV_PREFIX = "IDNODE_"
 DEFAULT_DB = "sqlite+aiosqlite:///idnode.db"
@@ -230,6 +234,42 @@ class Config:
         """A comma-separated list of networks (``limits_exempt``, ...), each checked."""
         return parse_networks(str(getattr(self, setting)), setting)
 
+    def time_zone_info(self) -> tzinfo:
+        """The calendar the daily counts are kept in (``time_zone``)."""
+        try:
+            return zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"time_zone: unknown zone {self.time_zone!r}") from None
+
+    def metrics_endpoint(self) -> Endpoint | None:
+        """Where the listener of health and metrics alone goes (``metrics``); None: nowhere."""
+        if not self.metrics:
+            return None
+        try:
+            return Endpoint.parse(self.metrics)
+        except ConfigError as exc:
+            raise ConfigError(f"metrics: {exc}") from None
+
+    def tls_files(self) -> tuple[str, str] | None:
+        """The certificate and key files HTTPS is served with; None: plain HTTP."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key: set both, or neither")
+        return (self.tls_cert, self.tls_key) if self.tls_cert else None
+
+    def grammar(self) -> Grammar:
+        """How this node reads identifiers: its suffix case rule, and OIDs under
+        ``oid_arc`` standing for the node prefix (none when ``oid_arc`` is empty)."""
+        return Grammar(
+            suffix_case_sensitive=self.suffix_case_sensitive,
+            oid_arc=self.oid_arc or None,
+            node_prefix=self.node_prefix if self.oid_arc else None,
+        )
+
+    def dns_names(self) -> ZoneNames:
+        """The names of ``dns_zone`` and the identifiers they stand for (ValueError
+        or dns.exception.DNSException when the zone is no DNS name)."""
+        return ZoneNames.of(self.dns_zone, suffix_case_sensitive=self.suffix_case_sensitive)
+
     def validate(self) -> Config:
         """Every setting checked at once, so a node with a bad one never starts:
         ConfigError names the first bad setting."""
@@ -252,25 +292,10 @@ class Config:
             raise ConfigError(
                 f"toplevel: expected an http:// or https:// URL, got {self.toplevel!r}"
             )
-        if self.metrics:
-            try:
-                Endpoint.parse(self.metrics)
-            except ConfigError as exc:
-                raise ConfigError(f"metrics: {exc}") from None
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("tls_cert and tls_key: set both, or neither")
-        choice = self.listen_ipv6.strip().lower()
-        if choice not in ("", "auto", "off", "no", "false"):
-            try:
-                ipaddress.IPv6Address(self.listen_ipv6.strip().strip("[]"))
-            except ValueError:
-                raise ConfigError(
-                    f"listen_ipv6: {self.listen_ipv6!r} is not auto, off or an IPv6 address"
-                ) from None
-        try:
-            zoneinfo.ZoneInfo(self.time_zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"time_zone: unknown zone {self.time_zone!r}") from None
+        self.metrics_endpoint()
+        self.tls_files()
+        ipv6_twin(self.listen_ipv6, "127.0.0.1")
+        self.time_zone_info()
         self.bootstrap_pair()
         return self
 
@@ -289,6 +314,28 @@ class Config:
             if url is not None:
                 moved[name] = url
         return dataclasses.replace(self, **moved)
+
+
+def ipv6_twin(setting: str, host: str) -> str | None:
+    """The IPv6 address to serve beside ``host`` (``listen_ipv6``): ``auto``
+    pairs loopback with ``::1`` and the IPv4 wildcard with ``::``; ``off`` pairs
+    nothing; an address is used as given. An IPv6 host needs no twin."""
+    choice = setting.strip().lower()
+    if choice in ("", "off", "no", "false") or ":" in host:
+        return None
+    if choice != "auto":
+        try:
+            return str(ipaddress.IPv6Address(setting.strip().strip("[]")))
+        except ValueError:
+            raise ConfigError(
+                f"listen_ipv6: {setting!r} is not auto, off or an IPv6 address"
+            ) from None
+    if host == "0.0.0.0":  # noqa: S104 - the wildcard's twin is the IPv6 wildcard
+        return "::"
+    try:
+        return "::1" if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:  # a host name: its addresses are the operator's to list
+        return "::1" if host == "localhost" else None
 
 
 def parse_networks(text: str, setting: str) -> tuple[str, ...]:

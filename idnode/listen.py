@@ -6,13 +6,12 @@ requirements ask. Bound here, served by the front ends."""
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import ConfigError, Endpoint
+from .config import Config, Endpoint, ipv6_twin
 
 log = logging.getLogger("idnode")
 
@@ -24,28 +23,6 @@ _NO_IPV6 = {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT}
 
 class StartupError(RuntimeError):
     """The node cannot start; the message is the one-line reason."""
-
-
-def ipv6_twin(setting: str, host: str) -> str | None:
-    """The IPv6 address to serve beside ``host`` (``listen_ipv6``): ``auto``
-    pairs loopback with ``::1`` and the IPv4 wildcard with ``::``; ``off`` pairs
-    nothing; an address is used as given. An IPv6 host needs no twin."""
-    choice = setting.strip().lower()
-    if choice in ("", "off", "no", "false") or ":" in host:
-        return None
-    if choice != "auto":
-        try:
-            return str(ipaddress.IPv6Address(setting.strip().strip("[]")))
-        except ValueError:
-            raise ConfigError(
-                f"listen_ipv6: {setting!r} is not auto, off or an IPv6 address"
-            ) from None
-    if host == "0.0.0.0":  # noqa: S104 - the wildcard's twin is the IPv6 wildcard
-        return "::"
-    try:
-        return "::1" if ipaddress.ip_address(host).is_loopback else None
-    except ValueError:  # a host name: its addresses are the operator's to list
-        return "::1" if host == "localhost" else None
 
 
 @dataclass
@@ -152,6 +129,14 @@ def _grow_receive_buffer(udp: socket.socket) -> None:
             return
         except OSError:
             continue
+
+
+def listen_service(
+    config: Config, endpoint: Endpoint, *, udp: bool, reuse_port: bool = False
+) -> Listening:
+    """A service's sockets at ``endpoint`` and its IPv6 twin (``listen_ipv6``)."""
+    twin = ipv6_twin(config.listen_ipv6, endpoint.host)
+    return listen(endpoint, udp=udp, reuse_port=reuse_port, twin=twin)
 
 
 def bind_pair(

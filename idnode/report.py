@@ -20,7 +20,6 @@ from registry.db import DatabaseError, check_schema, create_engine, describe_err
 from .accounting import SERVED_WINDOW_DAYS
 from .config import Config
 from .listen import StartupError
-from .node import time_zone
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Report:
 
 
 async def build(config: Config, count: int) -> Report:
-    zone = time_zone(config)
+    zone = config.time_zone_info()
     today = datetime.now(zone).date()
     first = today - timedelta(days=max(1, count) - 1)
     try:

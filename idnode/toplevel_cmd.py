@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from aiohttp import web
@@ -16,7 +17,10 @@ from sync.toplevel.native import TopLevelHandle
 
 from .config import Config
 from .listen import StartupError, announce, bind_pair, bind_tcp, bound
-from .node import _stop_on_signals, log, node_site
+from .node import stop_on_signals
+from .site import node_site
+
+log = logging.getLogger("idnode")
 
 
 async def serve_toplevel(config: Config) -> None:
@@ -31,7 +35,7 @@ async def serve_toplevel(config: Config) -> None:
         except (OSError, DBAPIError) as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
         log.info("top-level database %s", url_for_log(config.toplevel_database_url))
-        stop = _stop_on_signals()
+        stop = stop_on_signals()
         # A SIGHUP sent to every idnode process (log rotation, say) must not end this one.
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, log.info, "SIGHUP: the mock top-level node has nothing to reload"

@@ -62,7 +62,8 @@ async def node_dns_service(
     address, and its resolution engine (which parses names as resolvers accept them)."""
     # Imported here, not above: the Locust users import this module for the demo
     # data set, and need none of the node's servers.
-    from idnode.node import dns_service, open_node
+    from idnode.node import open_node
+    from idnode.servers import dns_service
 
     async with open_node(config) as node:
         yield dns_service(node, nameserver), node.resolver

@@ -6,8 +6,9 @@ overflow row), and at the end of the minute reads it: the busiest clients, and
 the clients that look like they enumerate the namespace — many names asked,
 most of them unknown. Those are logged (address, counts) and counted in
 ``idnode_scanning_clients``, which an alert watches; the top client's share of
-the traffic goes to ``idnode_top_client_share``. The front ends call
-:meth:`ClientTraffic.see` as they answer (a dictionary update); the node's
+the traffic goes to ``idnode_top_client_share``. Each process of the node has
+one table, made from its settings and handed to its front ends, which call
+:meth:`ClientTraffic.see` as they answer (a dictionary update); the process's
 accounting loop calls :meth:`ClientTraffic.roll` every second.
 """
 
@@ -70,6 +71,10 @@ class ClientTraffic:
     _keys: ClientKeys = field(default_factory=ClientKeys)
     _seen: dict[str, Seen] = field(default_factory=dict)
     _started: float = field(default=-1.0)
+
+    def reconfigure(self, *, scan_min_not_found: int, window: float) -> None:
+        """A new reading (a reload), from the next minute on; the counts so far stay."""
+        self.scan_min_not_found, self.window = scan_min_not_found, window
 
     def see(self, address: str, *, not_found: bool) -> None:
         """One answer to ``address``; ``not_found``: the name asked does not exist."""
@@ -138,10 +143,6 @@ class ClientTraffic:
                     }
                 },
             )
-
-
-TRAFFIC = ClientTraffic()
-"""The process's traffic table, fed by every front end."""
 
 
 def handle_not_found(answer: bytes) -> bool:

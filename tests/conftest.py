@@ -30,7 +30,9 @@ import pytest
 from aiohttp import web
 
 from idnode.config import Config, Endpoint
-from idnode.node import Node, build_http_app, node_site
+from idnode.node import Node
+from idnode.servers import build_http_app
+from idnode.site import node_site
 from registry.db import create_engine, migrate
 from registry.grammar import Grammar
 from registry.secrets import NodeKey

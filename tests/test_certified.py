@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 
 from idnode.config import Config
 from idnode.listen import StartupError
-from idnode.node import configured_site, load_server_key
+from idnode.site import configured_site, load_server_key
 from registry.secrets import ServerKey, create_private_file, load_or_create_server_key
 from registry.services import Actor, Registry
 from registry.values import SiteInfo, decode_public_key, encode_public_key

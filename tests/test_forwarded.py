@@ -25,7 +25,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from idnode.config import Config, ConfigError, Endpoint
-from idnode.node import Node, build_http_app, node_site
+from idnode.node import Node, compose
+from idnode.servers import build_http_app
+from idnode.site import node_site
 from loadtest.refdns import free_port
 from registry.secrets import NodeKey
 from registry.services import Registry
@@ -248,10 +250,11 @@ def test_no_trusted_proxies_believe_no_one() -> None:
 async def serving(
     registry: Registry, node_key: NodeKey, database_url: str, **settings: Any
 ) -> AsyncIterator[tuple[str, Node]]:
-    """The node's HTTP app on a loopback port, with ``settings``."""
+    """The node's HTTP app on a loopback port, with ``settings``: its parts
+    composed from them as the node composes its own, over the registry's database."""
     config = Config(database_url=database_url, **settings)
-    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Engine(registry))
-    registry.services.site = node_site(config, Endpoint("127.0.0.1", 8000), tls=False)
+    node = compose(config, registry.engine, node_key)
+    node.registry.services.site = node_site(config, Endpoint("127.0.0.1", 8000), tls=False)
     runner = web.AppRunner(build_http_app(node), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

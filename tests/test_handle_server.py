@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idnode.config import Config, Endpoint
 from idnode.listen import bind_pair
-from idnode.node import node_site
+from idnode.site import node_site
 from registry import store
 from registry.models import PERM_RESTRICTED, HandleValue, SiteRoute
 from registry.secrets import ServerKey, load_or_create_server_key

@@ -33,8 +33,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from idnode.config import Config, Endpoint
-from idnode.node import Node, build_http_app, node_site
+from idnode.node import Node
 from idnode.openapi import OPENAPI_PATH, document
+from idnode.servers import build_http_app
+from idnode.site import node_site
 from registry.db import create_engine
 from registry.grammar import Grammar
 from registry.secrets import NodeKey

@@ -30,7 +30,8 @@ import dns.rdatatype
 import pytest
 
 from idnode.config import Config, Endpoint
-from idnode.node import Node, Servers, open_node, start_servers
+from idnode.node import Node, open_node
+from idnode.servers import Servers, start_servers
 from registry import store
 from registry.dnsnames import ZoneNames
 from registry.services import Actor, Registry

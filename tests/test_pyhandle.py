@@ -17,7 +17,9 @@ from pyhandle.handleclient import PyHandleClient
 from pyhandle.handleexceptions import HandleAlreadyExistsException, HandleNotFoundException
 
 from idnode.config import Config, Endpoint
-from idnode.node import Node, build_http_app, node_site, tls_context
+from idnode.node import Node
+from idnode.servers import build_http_app, tls_context
+from idnode.site import node_site
 from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
 from resolver.engine import Engine

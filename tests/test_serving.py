@@ -29,9 +29,8 @@ import dns.rdatatype
 import pytest
 from cryptography import x509
 
-from idnode.config import Config, ConfigError
+from idnode.config import Config, ConfigError, ipv6_twin
 from idnode.demo import DEMO_ADMIN, demo_enterprises, example_handle, registration
-from idnode.listen import ipv6_twin
 from idnode.workers import worker_count
 from loadtest.demo_node import DemoNode, children
 from tests.conftest import needs

@@ -8,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .. import store
 from ..errors import InvalidRequest
 from ..grammar import Grammar
+from ..lockout import LoginLockout
 from ..secrets import NodeKey
 from .accounts import Accounts
 from .attachments import Attachments
-from .base import SYSTEM_ACTOR, Actor, PageRequest, PageResult, Services
+from .base import SYSTEM_ACTOR, Actor, Admission, PageRequest, PageResult, Services
 from .enterprises import Enterprises
 from .grants import Grants
 from .handles import Handles
@@ -35,13 +36,23 @@ class Registry:
         node_key: NodeKey,
         grammar: Grammar | None = None,
         proxy_server_id: int = 1,
+        lockout: LoginLockout | None = None,
+        admission: Admission | None = None,
+        identifier_limit: int = 0,
+        prefix_limit: int = 0,
     ) -> None:
+        """``lockout``, ``admission`` and the limits: see :class:`Services`
+        (by default a lockout at its defaults, and no limits)."""
         self.services = Services(
             engine,
             node_prefix=node_prefix,
             node_key=node_key,
             grammar=grammar,
             proxy_server_id=proxy_server_id,
+            lockout=lockout,
+            admission=admission,
+            identifier_limit=identifier_limit,
+            prefix_limit=prefix_limit,
         )
         self.accounts = Accounts(self.services)
         self.enterprises = Enterprises(self.services, self.accounts)

@@ -120,6 +120,11 @@ class ChangeEvent:
 
 ChangeListener = Callable[[Sequence[ChangeEvent]], None]
 
+Admission = Callable[[str, str], None]
+"""Spends one request of a budget — ``enterprise:<id>`` or ``identity:<handle>``
+(see :func:`enterprise_key`) — asked by a protocol (``http``, ``handle_tcp``);
+raises TooManyRequests when the budget is spent."""
+
 
 class Change:
     """One write transaction: data rows plus their audit entries and events."""
@@ -227,6 +232,10 @@ class Services:
         proxy_server_id: int = 1,
         display_tz: tzinfo | None = None,
         clock: Callable[[], datetime] | None = None,
+        lockout: LoginLockout | None = None,
+        admission: Admission | None = None,
+        identifier_limit: int = 0,
+        prefix_limit: int = 0,
     ) -> None:
         if not is_enterprise_prefix(node_prefix):
             raise InvalidPrefix(
@@ -251,21 +260,34 @@ class Services:
         """Called (in this process) right after a change commits, e.g. to evict
         cached answers before the writer's client can ask again."""
         self.auth_listeners: list[Callable[[str], None]] = []
-        self.lockout = LoginLockout()
-        """Brute-force lockout of passwords and secrets (the node sets its limits)."""
-        self.admit: Callable[[Actor, str], None] = _admit_all
-        """Asked with every authenticated caller and the protocol it came by; raises
-        TooManyRequests when the caller's enterprise is over its rate (the node's limits)."""
-        self.identifier_limit = 0
-        """Identifiers one enterprise may hold (IDIS RC 604 beyond); 0: no limit."""
-        self.prefix_limit = 0
-        """Enterprise prefixes the node may allocate (IDIS RC 605 beyond); 0: no limit."""
         """Called with the kind of credential whenever one fails to check out:
         ``password`` (a login or an access key), ``handle_secret``, ``token``,
         ``proof`` (a native challenge answer)."""
+        self.lockout = lockout or LoginLockout()
+        """Brute-force lockout of passwords and secrets."""
+        self.admission = admission
+        """Spends an authenticated caller's enterprise budget (see :meth:`admit`);
+        None: enterprises are not limited."""
+        self.identifier_limit = identifier_limit
+        """Identifiers one enterprise may hold (IDIS RC 604 beyond); 0: no limit."""
+        self.prefix_limit = prefix_limit
+        """Enterprise prefixes the node may allocate (IDIS RC 605 beyond); 0: no limit."""
 
     def now(self) -> datetime:
         return self._clock()
+
+    def reconfigure(self, *, identifier_limit: int, prefix_limit: int) -> None:
+        """New registration limits (a reload); what is registered stays."""
+        self.identifier_limit, self.prefix_limit = identifier_limit, prefix_limit
+
+    def admit(self, actor: Actor, protocol: str) -> None:
+        """Asked with every authenticated caller and the protocol it came by:
+        TooManyRequests when the caller's enterprise is over its rate."""
+        if self.admission is None:
+            return
+        key = enterprise_key(actor, self.node_prefix_key)
+        if key is not None:
+            self.admission(key, protocol)
 
     def refuse_if_locked(self, account: str, remote: str, credential: str) -> None:
         """LockedOut (counted as an auth failure) while ``account`` or the address is
@@ -349,10 +371,6 @@ def _first_line(exc: BaseException) -> str:
 
 def registration_limit_text(limit: int) -> str:
     return f"企业标识注册数量已达上限{limit} (registration count limit {limit} reached)"
-
-
-def _admit_all(actor: Actor, protocol: str) -> None:
-    return None
 
 
 def enterprise_key(actor: Actor, node_prefix_key: str) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from metrics.instruments import RATE_LIMITED
-from metrics.traffic import TRAFFIC, dns_not_found
+from metrics.traffic import ClientTraffic, dns_not_found
 
 from ..idle import IdleSweeper
 from ..limits import Guard
@@ -53,11 +53,13 @@ class UdpListener:
         sock: socket.socket,
         limiter: ResponseRateLimiter,
         guard: Guard | None = None,
+        traffic: ClientTraffic | None = None,
     ):
         self.service = service
         self.sock = sock
         self.limiter = limiter
         self.guard = guard
+        self.traffic = traffic
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         sock.setblocking(False)
@@ -100,7 +102,8 @@ class UdpListener:
             self._send(answer, addr)
 
     def _send(self, answer: bytes, addr: tuple[str, int]) -> None:
-        TRAFFIC.see(addr[0], not_found=dns_not_found(answer))
+        if self.traffic is not None:
+            self.traffic.see(addr[0], not_found=dns_not_found(answer))
         verdict = self.limiter.check(addr[0])
         if verdict is Verdict.DROP:
             RATE_LIMITED.labels("dns", "dropped").inc()
@@ -128,9 +131,15 @@ class TcpProtocol(asyncio.Protocol):
     trickles bytes without finishing a message is closed like a silent one."""
 
     def __init__(
-        self, service: DnsService, sweeper: IdleSweeper, peers: Peers, guard: Guard | None = None
+        self,
+        service: DnsService,
+        sweeper: IdleSweeper,
+        peers: Peers,
+        guard: Guard | None = None,
+        traffic: ClientTraffic | None = None,
     ):
         self.guard = guard
+        self.traffic = traffic
         self.service = service
         self.sweeper = sweeper
         self.peers = peers
@@ -218,7 +227,8 @@ class TcpProtocol(asyncio.Protocol):
 
     def _write(self, answer: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            TRAFFIC.see(self.peer, not_found=dns_not_found(answer))
+            if self.traffic is not None:
+                self.traffic.see(self.peer, not_found=dns_not_found(answer))
             self.transport.write(len(answer).to_bytes(2, "big") + answer)
 
     def pause_writing(self) -> None:
@@ -294,18 +304,21 @@ async def start(
     *,
     rate_limit: RateLimit | None = None,
     guard: Guard | None = None,
+    traffic: ClientTraffic | None = None,
     idle: float = IDLE_SECONDS,
 ) -> DnsListeners:
     """Serve on sockets bound by the caller (one port for both). ``rate_limit``
     caps the UDP responses a client gets (RRL); ``guard``, the queries it may
-    make (answered REFUSED beyond)."""
+    make (answered REFUSED beyond); ``traffic`` counts every answer."""
     loop = asyncio.get_running_loop()
     limiter = ResponseRateLimiter(rate_limit or RateLimit())
-    udp = UdpListener(service, udp_sock, limiter, guard)
+    udp = UdpListener(service, udp_sock, limiter, guard, traffic)
     sweeper = IdleSweeper(idle)
     peers = Peers()
     tcp = await loop.create_server(
-        lambda: TcpProtocol(service, sweeper, peers, guard), sock=tcp_sock, backlog=BACKLOG
+        lambda: TcpProtocol(service, sweeper, peers, guard, traffic),
+        sock=tcp_sock,
+        backlog=BACKLOG,
     )
     return DnsListeners(udp, tcp, sweeper, peers)
 

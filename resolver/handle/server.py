@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from metrics.traffic import TRAFFIC, handle_not_found
+from metrics.traffic import ClientTraffic, handle_not_found
 
 from ..idle import IdleSweeper
 from . import codec as c
@@ -53,8 +53,9 @@ class NativeService(Protocol):
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, service: NativeService) -> None:
+    def __init__(self, service: NativeService, traffic: ClientTraffic | None = None) -> None:
         self.service = service
+        self.traffic = traffic
         self.transport: asyncio.DatagramTransport | None = None
         self._partial: dict[tuple[object, int], tuple[c.Reassembly, float]] = {}
         self._partial_bytes = 0
@@ -152,7 +153,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def _send(self, parts: list[bytes], addr: tuple[str | object, int]) -> None:
         if self.transport is not None and parts:
-            TRAFFIC.see(str(addr[0]), not_found=handle_not_found(parts[0]))
+            if self.traffic is not None:
+                self.traffic.see(str(addr[0]), not_found=handle_not_found(parts[0]))
             for part in parts:
                 self.transport.sendto(part, addr)
 
@@ -167,9 +169,12 @@ class _Inbox:
 
 
 class TcpProtocol(asyncio.Protocol):
-    def __init__(self, service: NativeService, sweeper: IdleSweeper) -> None:
+    def __init__(
+        self, service: NativeService, sweeper: IdleSweeper, traffic: ClientTraffic | None = None
+    ) -> None:
         self.service = service
         self.sweeper = sweeper
+        self.traffic = traffic
         self.transport: asyncio.Transport | None = None
         self.connection = Connection(tcp=True)
         self.inbox = _Inbox()
@@ -280,7 +285,8 @@ class TcpProtocol(asyncio.Protocol):
 
     def _write(self, parts: list[bytes]) -> None:
         if self.transport is not None and not self.transport.is_closing() and parts:
-            TRAFFIC.see(self.connection.remote, not_found=handle_not_found(parts[0]))
+            if self.traffic is not None:
+                self.traffic.see(self.connection.remote, not_found=handle_not_found(parts[0]))
             self.transport.write(b"".join(parts))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -309,17 +315,21 @@ async def start(
     tcp_sock: socket.socket,
     udp_sock: socket.socket,
     *,
+    traffic: ClientTraffic | None = None,
     idle: float = IDLE_SECONDS,
 ) -> HandleListeners:
-    """Serve on sockets bound by the caller (one port for both)."""
+    """Serve on sockets bound by the caller (one port for both); ``traffic``
+    counts every answer."""
     loop = asyncio.get_running_loop()
-    udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(service), sock=udp_sock)
+    udp, _ = await loop.create_datagram_endpoint(
+        lambda: UdpProtocol(service, traffic), sock=udp_sock
+    )
     sweeper = IdleSweeper(idle)
     with contextlib.suppress(OSError, AttributeError):
         # Wake the accept only once the request has arrived: one loop turn fewer.
         tcp_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
     tcp = await loop.create_server(
-        lambda: TcpProtocol(service, sweeper), sock=tcp_sock, backlog=1024
+        lambda: TcpProtocol(service, sweeper, traffic), sock=tcp_sock, backlog=1024
     )
     return HandleListeners(udp, tcp, sweeper)
 

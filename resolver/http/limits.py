@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from metrics.instruments import RATE_LIMITED
-from metrics.traffic import TRAFFIC
+from metrics.traffic import ClientTraffic
 
 from .. import codes as rc
 from ..limits import Guard, Limit
@@ -17,7 +17,13 @@ from ..limits import Guard, Limit
 UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def limit_clients(guard: Guard) -> Middleware:
+def limit_clients(guard: Guard, traffic: ClientTraffic | None = None) -> Middleware:
+    """Refuse a client over its limits; count every answer in ``traffic``."""
+
+    def see(remote: str, *, not_found: bool) -> None:
+        if traffic is not None:
+            traffic.see(remote, not_found=not_found)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in UNLIMITED:
@@ -28,11 +34,11 @@ def limit_clients(guard: Guard) -> Middleware:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
-                TRAFFIC.see(remote, not_found=exc.status == 404)
+                see(remote, not_found=exc.status == 404)
                 raise
-            TRAFFIC.see(remote, not_found=response.status == 404)
+            see(remote, not_found=response.status == 404)
             return response
-        TRAFFIC.see(remote, not_found=False)
+        see(remote, not_found=False)
         RATE_LIMITED.labels("http", "refused").inc()
         daily = refusal.limit is Limit.DAILY
         body = {

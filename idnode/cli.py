@@ -8,26 +8,19 @@ import asyncio
 import dataclasses
 import logging
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dns.exception
 import dns.name
-
-from registry.db import missing_sqlite_file
 
 from . import health_cmd, logs, resolve_cmd
 from .config import DEMO_DB, Config, ConfigError, load
 from .listen import StartupError
 from .node import Node, open_node, serve
 from .worker_process import serve_worker
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("idnode")
 
@@ -444,86 +437,6 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
-async def _sync(config: Config, action: str, reload: Callable[[], Config] | None = None) -> int:
-    from datetime import UTC, datetime
-
-    import aiohttp
-
-    from registry import store
-    from registry.db import read_transaction, write_transaction
-    from sync.worker import Unavailable as SyncUnavailable
-    from sync.worker import asked_wait
-
-    from .health import start_metrics_listener
-    from .node import sync_worker
-    from .site import configured_site
-
-    async with open_node(config) as node:
-        if action == "status":
-            async with read_transaction(node.db) as conn:
-                counts = await store.outbox_counts(conn)
-                state = await store.sync_state(conn)
-                routes = await store.foreign_routes(conn)
-            lag = 0.0
-            if counts.oldest_pending is not None:
-                lag = (datetime.now(UTC) - counts.oldest_pending).total_seconds()
-            print(f"backlog {counts.pending} events, lag {lag:.1f} s")
-            print(f"parked {counts.parked} events")
-            print(f"delivered {counts.delivered} events")
-            print(f"last success {state.get('last_success', 'never')}")
-            print(f"top-level high water {state.get('high_water', '0')}")
-            print(f"routes pulled through {state.get('routes_next', '0')}; {len(routes)} foreign")
-            if until := asked_wait(state):
-                print(f"waiting until {until} (top-level node asked)")
-            return 0
-        if action == "retry":
-            async with write_transaction(node.db) as conn:
-                count = await store.unpark(conn)
-            print(f"{count} parked events will be sent again")
-            return 0
-        if not config.toplevel:
-            raise StartupError("no top-level node: set --toplevel URL (or IDNODE_TOPLEVEL)")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        if reload is not None:
-            loop.add_signal_handler(signal.SIGHUP, _reload_logging, reload)
-        async with aiohttp.ClientSession() as session:
-            worker = sync_worker(node, session, configured_site(config), config.time_zone_info())
-            if action == "verify":
-                try:
-                    fixed = await worker.verify()
-                except SyncUnavailable as exc:
-                    print(f"idnode: {exc}", file=sys.stderr)
-                    return 1
-                for prefix, (sent, withdrawn) in fixed.items():
-                    print(f"{prefix}: {sent} re-sent, {withdrawn} withdrawn")
-                print(f"verified: {len(fixed)} prefixes differed; `idnode sync` delivers the fixes")
-                return 0
-            metrics_runner = await start_metrics_listener(config, node.db)
-            print(f"syncing {config.node_prefix} with {config.toplevel}", flush=True)
-            try:
-                await worker.run(stop)
-            finally:
-                if metrics_runner is not None:
-                    await metrics_runner.cleanup()
-    return 0
-
-
-def _reload_logging(reload: Callable[[], Config]) -> None:
-    """SIGHUP in a process that serves no clients (``idnode sync``): the logging
-    settings read again; the rest waits for a restart. A signal meant for every
-    idnode process (log rotation, say) must not end this one."""
-    try:
-        wanted = reload()
-    except ConfigError as exc:
-        logging.getLogger("idnode").error("reload refused, running settings kept: %s", exc)
-        return
-    logs.setup(wanted.log_format, wanted.log_level)
-    logging.getLogger("idnode").info("reloaded the logging settings")
-
-
 async def _toplevel(config: Config) -> int:
     from .toplevel_cmd import serve_toplevel
 
@@ -586,90 +499,6 @@ async def _audit(config: Config) -> int:
     return 0
 
 
-def _engine(url: str) -> AsyncEngine:
-    from sqlalchemy.exc import ArgumentError
-
-    from registry.db import create_engine
-
-    try:
-        return create_engine(url)
-    except (ArgumentError, ImportError) as exc:
-        raise StartupError(f"bad database URL {url!r}: {exc}") from None
-
-
-def _backup_refusal(url: str, target: Path) -> str | None:
-    """Why a backup cannot start, before the database is read for nothing."""
-    if (missing := missing_sqlite_file(url)) is not None:
-        return f"no database at {missing}"
-    if target.is_dir():
-        return f"{target} is a folder; name a file"
-    return None
-
-
-async def _backup(config: Config, file: str) -> int:
-    from registry import backup
-
-    from .progress import Progress
-
-    target = Path(file)
-    partial = target.with_name(target.name + ".partial")
-    if (refusal := _backup_refusal(config.database_url, target)) is not None:
-        print(f"idnode: backup failed: {refusal}", file=sys.stderr)
-        return 1
-    engine = _engine(config.database_url)
-    try:
-        with Progress("backup", unit="rows") as progress:
-            with partial.open("wb") as out:
-                summary = await backup.dump(engine, out, progress)
-                out.flush()
-                os.fsync(out.fileno())
-            partial.replace(target)  # a backup is whole or absent
-    except backup.BackupError as exc:
-        partial.unlink(missing_ok=True)
-        print(f"idnode: backup failed: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the database's own errors are BackupErrors: this is the file
-        partial.unlink(missing_ok=True)
-        reason = exc.strerror or str(exc)
-        print(f"idnode: backup failed: cannot write {target}: {reason}", file=sys.stderr)
-        return 1
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    finally:
-        await engine.dispose()
-    print(
-        f"backup: {summary.total:,} rows of schema {summary.schema} written to {target} "
-        f"({summary.rows.get('identifiers', 0):,} identifiers)"
-    )
-    return 0
-
-
-async def _restore(config: Config, file: str) -> int:
-    from registry import backup
-
-    from .progress import Progress
-
-    if (missing := missing_sqlite_file(config.database_url)) is not None:
-        advice = "create it with `idnode migrate`"
-        print(f"idnode: restore failed: no database at {missing}; {advice}", file=sys.stderr)
-        return 1
-    engine = _engine(config.database_url)
-    try:
-        with Progress("restore", unit="rows") as progress:
-            summary = await backup.restore(engine, Path(file), progress)
-    except backup.BackupError as exc:
-        print(f"idnode: restore failed, the database is unchanged: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await engine.dispose()
-    print(
-        f"restore: {summary.total:,} rows of the backup of {summary.created} loaded "
-        f"({summary.rows.get('identifiers', 0):,} identifiers)"
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -691,7 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_demo(config, lambda: _config(args, base=Config(database_url=DEMO_DB))))
         logs.setup(config.log_format, config.log_level)
         if args.command == "sync":
-            return _run(_sync(config, args.action, lambda: _config(args)))
+            from . import sync_cmd
+
+            return _run(sync_cmd.run(config, args.action, lambda: _config(args)))
         if args.command == "report":
             from .report import report
 
@@ -709,10 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown = reference.effective(config)
             print(shown, end="")
             return 0
-        if args.command == "backup":
-            return _run(_backup(config, args.file))
-        if args.command == "restore":
-            return _run(_restore(config, args.file))
+        if args.command in ("backup", "restore"):
+            from . import backup_cmd
+
+            run = backup_cmd.dump if args.command == "backup" else backup_cmd.restore
+            return _run(run(config, args.file))
         commands: dict[str, Callable[[Config], Coroutine[Any, Any, int]]] = {
             "toplevel": _toplevel,
             "migrate": _migrate,

@@ -199,7 +199,7 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
         zone = []
         for tcp, udp in dns_sockets.pairs():
             listeners = await resolver.dns.server.start(
-                zone_service, tcp, udp, rate_limit=limit, guard=node.guard, traffic=node.traffic
+                zone_service, tcp, udp, rate_limit=limit, traffic=node.traffic
             )
             running.push_async_callback(listeners.close)
             zone.append(listeners)
@@ -238,4 +238,5 @@ def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
         ns_address=address,
         cache_entries=config.cache_entries,
         amplification=max(0, config.udp_amplification),
+        guard=node.guard,
     )

@@ -21,7 +21,6 @@ from metrics.instruments import RATE_LIMITED
 from metrics.traffic import ClientTraffic, dns_not_found
 
 from ..idle import IdleSweeper
-from ..limits import Guard
 from .rrl import RateLimit, ResponseRateLimiter, Verdict
 from .service import DnsService, truncated
 
@@ -52,13 +51,11 @@ class UdpListener:
         service: DnsService,
         sock: socket.socket,
         limiter: ResponseRateLimiter,
-        guard: Guard | None = None,
         traffic: ClientTraffic | None = None,
     ):
         self.service = service
         self.sock = sock
         self.limiter = limiter
-        self.guard = guard
         self.traffic = traffic
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -66,7 +63,8 @@ class UdpListener:
         self._loop.add_reader(sock.fileno(), self._drain)
 
     def _drain(self) -> None:
-        recvfrom, fast = self.sock.recvfrom, self.service.fast
+        service = self.service
+        recvfrom, refuse, fast = self.sock.recvfrom, service.stage.refuse, service.fast
         for _ in range(DRAIN_BATCH):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -74,10 +72,9 @@ class UdpListener:
                 return
             except OSError:  # an ICMP error queued for an earlier send: read on
                 continue
-            if self.guard is not None and self.guard.client(addr[0]) is not None:
-                RATE_LIMITED.labels("dns", "refused").inc()
-                refused = self.service.refused(data)
-                if refused is not None:
+            refused = refuse(data, addr[0], True)
+            if refused is not None:
+                if refused:
                     self._send(refused, addr)
                 continue
             answer = fast(data, udp=True)
@@ -135,10 +132,8 @@ class TcpProtocol(asyncio.Protocol):
         service: DnsService,
         sweeper: IdleSweeper,
         peers: Peers,
-        guard: Guard | None = None,
         traffic: ClientTraffic | None = None,
     ):
-        self.guard = guard
         self.traffic = traffic
         self.service = service
         self.sweeper = sweeper
@@ -182,10 +177,9 @@ class TcpProtocol(asyncio.Protocol):
             message = bytes(self.buffer[2 : 2 + length])
             del self.buffer[: 2 + length]
             self.last_seen = asyncio.get_running_loop().time()
-            if self.guard is not None and self.guard.client(self.peer) is not None:
-                RATE_LIMITED.labels("dns", "refused").inc()
-                refused = self.service.refused(message)
-                if refused is not None:
+            refused = self.service.stage.refuse(message, self.peer, False)
+            if refused is not None:
+                if refused:
                     self._write(refused)
                 continue
             answer = self.service.fast(message, udp=False)
@@ -303,20 +297,19 @@ async def start(
     udp_sock: socket.socket,
     *,
     rate_limit: RateLimit | None = None,
-    guard: Guard | None = None,
     traffic: ClientTraffic | None = None,
     idle: float = IDLE_SECONDS,
 ) -> DnsListeners:
     """Serve on sockets bound by the caller (one port for both). ``rate_limit``
-    caps the UDP responses a client gets (RRL); ``guard``, the queries it may
-    make (answered REFUSED beyond); ``traffic`` counts every answer."""
+    caps the UDP responses a client gets (RRL); the service's guard stage, the
+    queries it may make (answered REFUSED beyond); ``traffic`` counts every answer."""
     loop = asyncio.get_running_loop()
     limiter = ResponseRateLimiter(rate_limit or RateLimit())
-    udp = UdpListener(service, udp_sock, limiter, guard, traffic)
+    udp = UdpListener(service, udp_sock, limiter, traffic)
     sweeper = IdleSweeper(idle)
     peers = Peers()
     tcp = await loop.create_server(
-        lambda: TcpProtocol(service, sweeper, peers, guard, traffic),
+        lambda: TcpProtocol(service, sweeper, peers, traffic),
         sock=tcp_sock,
         backlog=BACKLOG,
     )

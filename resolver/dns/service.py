@@ -30,7 +30,6 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from metrics.instruments import RATE_LIMITED
 from metrics.tally import NO_PREFIX, TALLY
 from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
 from registry.errors import InvalidName
@@ -39,6 +38,8 @@ from registry.services.base import ChangeEvent
 
 from ..cache import AnswerCache
 from ..engine import Engine, Resolution, Status
+from ..guard import GuardStage, Label, Wording
+from ..limits import Guard, Refusal
 from . import records
 
 log = logging.getLogger("idnode.dns")
@@ -73,10 +74,6 @@ class _Answer:
     """The enterprise whose identifier this answers, for the daily count."""
 
 
-Label = tuple[str, str, str]
-"""How an answer counts (metrics.tally): protocol, outcome, enterprise prefix."""
-
-
 def outcome_of(response: dns.message.Message) -> str:
     rcode = response.rcode()
     if rcode == dns.rcode.NOERROR:
@@ -98,11 +95,14 @@ class DnsService:
         serial: int = 0,
         cache_entries: int = 100_000,
         amplification: int = 0,
+        guard: Guard | None = None,
     ) -> None:
         self.engine = engine
-        self.amplification = amplification
-        """A UDP answer may be at most this many times its query's size (else it goes
-        out truncated, TC, and the client asks over TCP); 0: any size."""
+        self.stage = GuardStage(WORDING, guard, amplification)
+        """Per-client limits (``guard``; None: none; the listeners ask it first,
+        :func:`refused` beyond them), answers over UDP at most ``amplification``
+        times their query (else truncated, TC, and the client asks over TCP; 0: any
+        size), and the tally."""
         self.names = names
         self.ns_address = ns_address
         self.serial = serial
@@ -147,35 +147,11 @@ class DnsService:
             if negative is None or negative[1] <= time.monotonic():
                 return None
             cached = negative[0], negative[2]
-        payload, (protocol, outcome, prefix) = cached
+        payload, label = cached
         # The answer's names point into its question (compression), so the
         # client's spelling of the question is all there is to patch.
         answer = data[:2] + payload[:10] + data[12:end] + payload[end - 2 :]
-        if udp and self._too_large(data, answer):
-            return truncated(answer)  # not an answer yet: the client asks over TCP
-        TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
-        return answer
-
-    def _too_large(self, query: bytes, answer: bytes) -> bool:
-        """Whether a UDP answer would be more than ``amplification`` times its query
-        (it goes out truncated, so a spoofed query buys its victim no flood)."""
-        if self.amplification and len(answer) > self.amplification * len(query):
-            RATE_LIMITED.labels("dns", "truncated").inc()
-            return True
-        return False
-
-    def refused(self, data: bytes) -> bytes | None:
-        """REFUSED to a query from a client over its limits: its header and
-        question only, so never larger than the query; None for no query."""
-        try:
-            query = dns.message.from_wire(data, question_only=True)
-        except dns.exception.DNSException:
-            return None
-        if query.flags & dns.flags.QR:
-            return None  # a response: nothing was asked
-        response = dns.message.make_response(query)
-        response.set_rcode(dns.rcode.REFUSED)
-        return response.to_wire()
+        return self.stage.deliver(data, answer, udp, label, started)
 
     async def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """Answer one query (None: no answer at all — a response, or a runt)."""
@@ -202,9 +178,7 @@ class DnsService:
             return self._wire(query, failure, udp)
         wire = self._wire(query, answer.message, udp)
         label = (protocol, outcome_of(answer.message), answer.prefix)
-        sent = truncated(wire) if udp and self._too_large(data, wire) else wire
-        if sent is wire:
-            TALLY.count(*label, time.perf_counter() - started)
+        sent = self.stage.deliver(data, wire, udp, label, started)
         found = _shape(data, udp)
         if (
             found is None
@@ -461,3 +435,26 @@ def truncated(answer: bytes) -> bytes:
         return answer[:2] + bytes([answer[2] | 0x02, answer[3]]) + bytes(8)
     counts = (1 if end > 12 else 0).to_bytes(2, "big") + bytes(6)
     return answer[:2] + bytes([answer[2] | 0x02, answer[3]]) + counts + answer[12:end]
+
+
+def refused(data: bytes, refusal: Refusal, udp: bool) -> bytes:
+    """REFUSED to a query from a client over its limits: its header and question
+    only, so never larger than the query; empty (no answer) for no query."""
+    try:
+        query = dns.message.from_wire(data, question_only=True)
+    except dns.exception.DNSException:
+        return b""
+    if query.flags & dns.flags.QR:
+        return b""  # a response: nothing was asked
+    response = dns.message.make_response(query)
+    response.set_rcode(dns.rcode.REFUSED)
+    return response.to_wire()
+
+
+def _truncated_instead(query: bytes, answer: bytes) -> bytes:
+    """Not an answer yet: the client asks over TCP."""
+    return truncated(answer)
+
+
+WORDING = Wording("dns", "dns", refused, _truncated_instead, len)
+"""DNS's words for the guard stage."""

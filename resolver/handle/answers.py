@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import codes as rc
+from ..limits import Limit, Refusal
 from . import codec as c
 from .codec import FLAG_AUTH, FLAG_CONT, FLAG_RRDG
 
@@ -159,3 +160,28 @@ class Replies:
 
     def garbage(self, data: bytes, reason: str, *, udp: bool) -> list[bytes]:
         return garbage(data, reason, udp=udp, site_serial=self.site_serial, now=self.clock())
+
+    def refusal(self, data: bytes, refusal: Refusal, udp: bool) -> list[bytes]:
+        """RC 3 (too busy) to a client over its rate, IDIS 603 over its daily
+        requests; the answer is no larger than a short error, whatever was asked."""
+        daily = refusal.limit is Limit.DAILY
+        try:
+            answer = self.error_for(
+                data,
+                rc.RC_REQUEST_LIMIT_DAILY if daily else rc.RC_SERVER_TOO_BUSY,
+                f"{'daily request limit' if daily else 'too many requests'}; "
+                f"retry in {refusal.retry_after_header} s",
+            )
+        except c.CodecError as exc:
+            return self.garbage(data, str(exc), udp=udp)
+        return c.fragments(answer.to_bytes()) if udp else [answer.to_bytes()]
+
+    def ask_over_tcp(self, request: bytes, answer: list[bytes]) -> list[bytes]:
+        """RC 2 in one small datagram, instead of ``answer``, too large for UDP: what
+        makes HANDLE.NET's resolver ask the same server again over TCP at once
+        (RC 3 it takes as final; silence costs it seconds)."""
+        try:
+            error = self.error_for(request, rc.RC_ERROR, "answer too large for UDP: ask over TCP")
+        except c.CodecError:
+            return []
+        return [error.to_bytes()]

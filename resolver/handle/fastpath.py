@@ -11,28 +11,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metrics.tally import NO_PREFIX
-
 from .. import codes as rc
 from ..cache import AnswerCache
+from ..guard import Label
 from . import codec as c
 
 FAST_CACHE_LIMIT = 100_000
 """Shapes remembered; beyond, the map starts again (a forgotten shape costs a miss)."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Template:
     """A cached response (one datagram or more), to be patched per request."""
 
     parts: list[bytes]
-    code: int = rc.RC_SUCCESS
+    label: Label
+    """How the answer counts (metrics.tally): protocol, outcome, enterprise prefix."""
     digest_at: int | None = None
     """Offset of the request digest in the first part (RD requests), if any."""
     digest_code: int = 0
-    outcome: str = "found"
-    prefix: str = NO_PREFIX
-    """How the answer counts (metrics.tally): outcome, and the enterprise's prefix."""
+
+    @property
+    def outcome(self) -> str:
+        return self.label[1]
+
+    @property
+    def prefix(self) -> str:
+        return self.label[2]
 
 
 def template_of(
@@ -41,11 +46,14 @@ def template_of(
     """``message``, the answer to ``request``, as a template counted for ``prefix``."""
     encoded = message.to_bytes()
     parts = c.fragments(encoded) if udp else [encoded]
-    code = message.header.response_code
-    digest_at, digest_code = None, 0
+    label = (
+        "handle_udp" if udp else "handle_tcp",
+        rc.outcome_of(message.header.response_code),
+        prefix,
+    )
     if request.flag(c.FLAG_RRDG):
-        digest_at, digest_code = c.RESPONSE_DIGEST_AT, c.digest_code_for(version)
-    return Template(parts, code, digest_at, digest_code, rc.outcome_of(code), prefix)
+        return Template(parts, label, c.RESPONSE_DIGEST_AT, c.digest_code_for(version))
+    return Template(parts, label)
 
 
 class FastPath:

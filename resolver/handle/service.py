@@ -16,14 +16,14 @@ from collections.abc import Callable
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from metrics.instruments import RATE_LIMITED
 from metrics.tally import NO_PREFIX, TALLY
 from registry.errors import InvalidName, RegistryError
 from registry.services import Actor, Registry
 
 from .. import codes as rc
 from ..engine import Engine, Query, RecursionBusy, Resolution, Status
-from ..limits import Guard, Limit
+from ..guard import GuardStage, Label, Wording
+from ..limits import Guard
 from . import answers
 from . import codec as c
 from .admin import Administration
@@ -57,11 +57,10 @@ class HandleService:
         self.server_key = server_key
         self.site_bytes = site_bytes
         self.clock = clock
-        self.guard = guard
-        """Per-client limits (resolver.limits); None: none."""
-        self.udp_amplification = udp_amplification
-        """A UDP answer may be at most this many times its request's size; 0: any size."""
         self.replies = answers.Replies(site_serial, clock)
+        self.stage = GuardStage(_wording(self.replies), guard, udp_amplification)
+        """Per-client limits (``guard``; None: none), answers over UDP at most
+        ``udp_amplification`` times their request (0: any size), and the tally."""
         self.fast_path = FastPath(engine.cache)
         self.challenges = Challenges(registry, self.replies)
         self.admin = Administration(registry, self.replies)
@@ -75,56 +74,12 @@ class HandleService:
         if template is None:
             return None
         parts = patch(template, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
-        if udp and self._too_large(data, parts):
-            return self._ask_over_tcp(data)
-        protocol = "handle_udp" if udp else "handle_tcp"
-        TALLY.count(protocol, template.outcome, template.prefix, time.perf_counter() - started)
-        return parts
+        return self.stage.deliver(data, parts, udp, template.label, started)
 
     def refuse(self, data: bytes, remote: str, *, udp: bool) -> list[bytes] | None:
         """RC 3 (too busy) to a client over its rate, IDIS 603 over its daily
-        requests; the answer is no larger than a short error, whatever was asked."""
-        if self.guard is None:
-            return None
-        refusal = self.guard.client(remote)
-        if refusal is None:
-            return None
-        protocol = "handle_udp" if udp else "handle_tcp"
-        RATE_LIMITED.labels(protocol, "refused").inc()
-        daily = refusal.limit is Limit.DAILY
-        try:
-            answer = self.replies.error_for(
-                data,
-                rc.RC_REQUEST_LIMIT_DAILY if daily else rc.RC_SERVER_TOO_BUSY,
-                f"{'daily request limit' if daily else 'too many requests'}; "
-                f"retry in {refusal.retry_after_header} s",
-            )
-        except c.CodecError as exc:
-            return self.replies.garbage(data, str(exc), udp=udp)
-        return c.fragments(answer.to_bytes()) if udp else [answer.to_bytes()]
-
-    def _too_large(self, request: bytes, answer: list[bytes]) -> bool:
-        """Whether a UDP answer would be more than ``udp_amplification`` times its
-        request: a spoofed request must not buy its victim a flood."""
-        if not self.udp_amplification:
-            return False
-        if sum(len(part) for part in answer) <= self.udp_amplification * len(request):
-            return False
-        RATE_LIMITED.labels("handle_udp", "truncated").inc()
-        return True
-
-    def _ask_over_tcp(self, request: bytes) -> list[bytes]:
-        """RC 2 in one small datagram, instead of an answer too large for UDP: what
-        makes HANDLE.NET's resolver ask the same server again over TCP at once
-        (RC 3 it takes as final; silence costs it seconds). Not a resolution yet:
-        not counted as one."""
-        try:
-            error = self.replies.error_for(
-                request, rc.RC_ERROR, "answer too large for UDP: ask over TCP"
-            )
-        except c.CodecError:
-            return []
-        return [error.to_bytes()]
+        requests (:meth:`answers.Replies.refusal`); None: answer it."""
+        return self.stage.refuse(data, remote, udp)
 
     def forget(self, connection: Connection) -> None:
         """The connection is gone: so are the challenges it was given."""
@@ -164,10 +119,7 @@ class HandleService:
             answer = self.replies.error(request, version, rc.RC_SERVER_TOO_BUSY, str(exc))
         if isinstance(answer, Template):
             parts = patch(answer, data, int(self.clock()) + answers.EXPIRATION_SECONDS)
-            if udp and self._too_large(data, parts):
-                return self._ask_over_tcp(data)
-            TALLY.count(protocol, answer.outcome, answer.prefix, time.perf_counter() - started)
-            return parts
+            return self.stage.deliver(data, parts, udp, answer.label, started)
         messages = answer if isinstance(answer, list) else [answer]
         # Over UDP only successes are signed: a signed error would let a spoofed
         # datagram buy an RSA signature and a reply nine times its size.
@@ -178,16 +130,12 @@ class HandleService:
                 else m
                 for m in messages
             ]
-        if udp:
-            parts = c.fragments(messages[0].to_bytes())  # lists are TCP-only
-            if self._too_large(data, parts):
-                return self._ask_over_tcp(data)
-        else:
-            parts = [m.to_bytes() for m in messages]
+        # Lists are TCP-only: over UDP there is one message, in datagrams.
+        parts = c.fragments(messages[0].to_bytes()) if udp else [m.to_bytes() for m in messages]
+        label: Label | None = None
         if resolution:
-            outcome = rc.outcome_of(messages[0].header.response_code)
-            TALLY.count(protocol, outcome, prefix, time.perf_counter() - started)
-        return parts
+            label = (protocol, rc.outcome_of(messages[0].header.response_code), prefix)
+        return self.stage.deliver(data, parts, udp, label, started)
 
     # --- dispatch ---------------------------------------------------------------
 
@@ -333,3 +281,13 @@ class HandleService:
         return replies.response(
             request, version, rc.RC_SERVER_NOT_RESP, c.ErrorMessage(NOT_HERE_MESSAGE).to_bytes()
         )
+
+
+def _wording(replies: answers.Replies) -> Wording[list[bytes]]:
+    """The native protocol's words for the guard stage: its answers are datagrams
+    (UDP) or one message (TCP)."""
+    return Wording("handle_udp", "handle_tcp", replies.refusal, replies.ask_over_tcp, _size)
+
+
+def _size(parts: list[bytes]) -> int:
+    return sum(len(part) for part in parts)

@@ -388,9 +388,7 @@ async def test_native_site_info_and_bad_requests(toplevel: Running) -> None:
         writer.write(junk)
         await writer.drain()
         head = await asyncio.wait_for(reader.readexactly(20), 5)
-        answer = c.Message.from_bytes(
-            head + await reader.readexactly(c.message_length(head))
-        )
+        answer = c.Message.from_bytes(head + await reader.readexactly(c.message_length(head)))
         assert answer.header.response_code == 4
     finally:
         writer.close()

@@ -64,6 +64,7 @@ from yarl import URL
 
 from registry.models import HandleValue
 from resolver.handle import codec as c
+from resolver.handle import credentials as cred
 from resolver.http.openapi import OPENAPI_PATH
 
 from .demo_node import HOST, DemoNode, write_results
@@ -280,14 +281,14 @@ class NativeInputs:
             indexes = tuple(rng.randrange(1 << 32) for _ in range(rng.randint(0, 3)))
             return c.RemoveValues(self.name(), indexes).to_bytes()
         if opcode == c.OC_CHALLENGE_RESPONSE:
-            return c.ChallengeAnswer(
+            return cred.ChallengeAnswer(
                 rng.choice((b"HS_SECKEY", b"HS_PUBKEY", b"")),
                 rng.choice((b"0.NA/88.100", self.name())),
                 rng.choice((300, 0, rng.randrange(1 << 32))),
                 rng.randbytes(rng.randint(0, 64)),
             ).to_bytes()
         if opcode == c.OC_VERIFY_CHALLENGE:
-            return c.VerifyChallenge(
+            return cred.VerifyChallenge(
                 self.name(),
                 rng.choice((300, rng.randrange(1 << 32))),
                 rng.randbytes(rng.randint(0, 20)),
@@ -295,7 +296,7 @@ class NativeInputs:
                 rng.randbytes(rng.randint(0, 40)),
             ).to_bytes()
         if opcode == c.OC_LOGIN_ID_SYSTEM:
-            return c.Login(rng.choice((b"0.NA/88.100", self.name())), 300).to_bytes()
+            return cred.Login(rng.choice((b"0.NA/88.100", self.name())), 300).to_bytes()
         if opcode in (c.OC_SESSION_SETUP, c.OC_SESSION_TERMINATE, c.OC_LIST_HOMED_NAS):
             return rng.randbytes(rng.randint(0, 24))
         return c.HandleOnly(self.name()).to_bytes()
@@ -323,7 +324,9 @@ class NativeInputs:
         )
         credential = b""
         if rng.random() < 0.1:
-            credential = rng.choice((c.Credential().to_bytes(), rng.randbytes(rng.randint(0, 40))))
+            credential = rng.choice(
+                (cred.Credential().to_bytes(), rng.randbytes(rng.randint(0, 40)))
+            )
         return c.Message(envelope, header, self.body(opcode), credential).to_bytes()
 
     def next(self) -> bytes:

@@ -20,6 +20,7 @@ from registry.values import AdminRef, SiteInfo, ValueFormatError, decode_vlist
 from registry.wire import Reader
 from resolver.codes import RC_PROTOCOL_ERROR
 from resolver.handle import codec as c
+from resolver.handle import credentials as cred
 
 DNS_HEADER_SIZE = 12
 DNS_UDP_ANSWER_LIMIT = 1232
@@ -63,14 +64,14 @@ CODEC_DECODERS: tuple[Callable[[bytes], object], ...] = (
     c.HandleOnly.from_bytes,
     c.RemoveValues.from_bytes,
     c.ErrorMessage.from_bytes,
-    c.Challenge.from_bytes,
-    c.ChallengeAnswer.from_bytes,
-    c.VerifyChallenge.from_bytes,
+    cred.Challenge.from_bytes,
+    cred.ChallengeAnswer.from_bytes,
+    cred.VerifyChallenge.from_bytes,
     c.HandleList.from_bytes,
-    c.Login.from_bytes,
-    c.Pbkdf2Proof.from_bytes,
-    c.SignedProof.from_bytes,
-    c.Credential.from_bytes,
+    cred.Login.from_bytes,
+    cred.Pbkdf2Proof.from_bytes,
+    cred.SignedProof.from_bytes,
+    cred.Credential.from_bytes,
     _values,
     _digest,
 )

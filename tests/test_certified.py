@@ -27,6 +27,7 @@ from registry.services import Actor, Registry
 from registry.values import SiteInfo, decode_public_key, encode_public_key
 from resolver.handle import client as cl
 from resolver.handle import codec as c
+from resolver.handle import credentials as cred
 from resolver.handle.proofs import (
     PublicKey,
     public_key_proof,
@@ -74,7 +75,7 @@ def keys() -> dict[str, ServerKey]:
 def test_captured_credentials_decode_and_encode_back_byte_for_byte() -> None:
     for n in (1, 3):  # site info over TCP at 2.3, session setup over UDP at 2.5
         message = captured(n)
-        credential = c.Credential.from_bytes(message.credential)
+        credential = cred.Credential.from_bytes(message.credential)
         assert credential.signature_type == b"HS_SIGNED"
         assert credential.digest_algorithm == b"SHA1"  # not "SHA-1", not "SHA-256"
         assert (credential.signer_handle, credential.signer_index) == (b"", 0)
@@ -85,8 +86,8 @@ def test_our_credential_is_laid_out_as_handle_nets(keys: dict[str, ServerKey]) -
     theirs = captured(1)
     answer = c.Message(theirs.envelope, theirs.header, theirs.body)
     ours = sign_response(answer, keys["dsa"])
-    mine = c.Credential.from_bytes(ours.credential)
-    reference = c.Credential.from_bytes(theirs.credential)
+    mine = cred.Credential.from_bytes(ours.credential)
+    reference = cred.Credential.from_bytes(theirs.credential)
     for field in ("signature_type", "digest_algorithm", "signer_handle", "signer_index"):
         assert getattr(mine, field) == getattr(reference, field), field
     # Field by field on the bytes: version, reserved, flags, signer handle and index,
@@ -123,8 +124,8 @@ def test_dsa_public_key_record_is_handle_nets() -> None:
 
 def test_client_proofs_name_the_hash_their_version_knows(keys: dict[str, ServerKey]) -> None:
     # HANDLE.NET's own HS_PUBKEY answer at 2.5 (a DSA identity) names SHA1.
-    answer = c.ChallengeAnswer.from_bytes(captured(6).body)
-    assert c.SignedProof.from_bytes(answer.signed_response).algorithm == b"SHA1"
+    answer = cred.ChallengeAnswer.from_bytes(captured(6).body)
+    assert cred.SignedProof.from_bytes(answer.signed_response).algorithm == b"SHA1"
     message = b"n" * 16 + b"d" * 20
     expected = {
         ("rsa", (2, 5)): b"SHA1",
@@ -135,12 +136,12 @@ def test_client_proofs_name_the_hash_their_version_knows(keys: dict[str, ServerK
     for (kind, version), name in expected.items():
         key = keys[kind]
         proof = public_key_proof(key, message, version)
-        assert c.SignedProof.from_bytes(proof).algorithm == name, (kind, version)
+        assert cred.SignedProof.from_bytes(proof).algorithm == name, (kind, version)
         assert verify_public_key_proof(encode_public_key(key.public_key()), proof, message)
     # HS_SECKEY: PBKDF2 (code 0x22) from 2.7, SHA-1 (code 2) before.
     secret = cl.SecretKey("0.NA/88.100", 300, b"secret")
-    assert secret.answer(b"n" * 16, b"d" * 20, (2, 5)).signed_response[0] == c.MAC_SHA1
-    assert secret.answer(b"n" * 16, b"d" * 32).signed_response[0] == c.MAC_PBKDF2_HMAC_SHA1
+    assert secret.answer(b"n" * 16, b"d" * 20, (2, 5)).signed_response[0] == cred.MAC_SHA1
+    assert secret.answer(b"n" * 16, b"d" * 32).signed_response[0] == cred.MAC_PBKDF2_HMAC_SHA1
 
 
 def test_signed_bytes_by_version() -> None:
@@ -159,7 +160,7 @@ def test_signed_bytes_by_version() -> None:
             body,
         )
         part = message.signed_part
-        covered = c.signed_bytes(message, 7)
+        covered = cred.signed_bytes(message, 7)
         if version == (2, 5):
             assert covered == part
         elif version == (2, 6):
@@ -172,7 +173,7 @@ def test_signed_bytes_by_version() -> None:
         c.Header(opcode=1, response_code=1),
         body,
     )
-    assert c.signed_bytes(at_2_8) == (
+    assert cred.signed_bytes(at_2_8) == (
         b"\x02\x08\x02\x0b" + struct.pack(">III", 0, 9, 0) + at_2_8.signed_part
     )
 
@@ -186,8 +187,8 @@ def test_a_session_counter_in_the_credential_is_covered(keys: dict[str, ServerKe
     key = keys["rsa"]
     assert isinstance(key, rsa.RSAPrivateKey)
     name, algorithm = signature_hash(key, (2, 11))
-    signature = key.sign(c.signed_bytes(message, 5), padding.PKCS1v15(), algorithm)
-    counted = c.Credential(digest_algorithm=name, signature=signature, signer_index=5)
+    signature = key.sign(cred.signed_bytes(message, 5), padding.PKCS1v15(), algorithm)
+    counted = cred.Credential(digest_algorithm=name, signature=signature, signer_index=5)
     assert verify_response(replace(message, credential=counted.to_bytes()), key.public_key())
     uncounted = replace(counted, signer_index=0)
     assert not verify_response(replace(message, credential=uncounted.to_bytes()), key.public_key())
@@ -361,12 +362,12 @@ async def test_certified_resolutions_verify_at_every_version(
                 assert answer.envelope.version == version, where
                 assert answer.header.response_code == 1, where
                 cl.checked(request, answer)  # the request digest, by the version's hash
-                credential = c.Credential.from_bytes(answer.credential)
+                credential = cred.Credential.from_bytes(answer.credential)
                 assert credential.signature_type == b"HS_SIGNED", where
                 assert credential.digest_algorithm == EXPECTED_HASH[kind, version], where
                 assert verify_response(answer, published), where
                 covered = covered_on_the_wire(raw, credential.signer_index)
-                assert covered == c.signed_bytes(answer, credential.signer_index), where
+                assert covered == cred.signed_bytes(answer, credential.signer_index), where
                 name, signature = credential.digest_algorithm, credential.signature
                 assert openssl_verifies(scratch, published, name, signature, covered), where
                 tampered = covered[:-1] + bytes([covered[-1] ^ 1])

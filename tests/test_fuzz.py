@@ -43,6 +43,7 @@ from registry.services import Actor, Registry
 from resolver.dns.service import DnsService
 from resolver.engine import Engine
 from resolver.handle import codec as c
+from resolver.handle import credentials as cred
 from resolver.handle import service as svc
 from tests.conftest import ApiClient
 from tests.factories import ErrorLog, handle_value, hosted_enterprise
@@ -128,23 +129,25 @@ bodies = st.one_of(
         c.RemoveValues, handle=handle_names, indexes=st.lists(u32, max_size=3).map(tuple)
     ).map(lambda b: b.to_bytes()),
     st.builds(
-        c.ChallengeAnswer,
+        cred.ChallengeAnswer,
         auth_type=st.sampled_from([b"HS_SECKEY", b"HS_PUBKEY", b""]),
         handle=st.sampled_from([b"0.NA/88.100", b"88.100.1/fuzz-1"]) | st.binary(max_size=20),
         index=st.sampled_from([300, 0]) | u32,
         signed_response=st.binary(max_size=60),
     ).map(lambda b: b.to_bytes()),
     st.builds(
-        c.VerifyChallenge,
+        cred.VerifyChallenge,
         handle=handle_names,
         index=u32,
         nonce=st.binary(max_size=20),
         digest=st.binary(max_size=40),
         signed_response=st.binary(max_size=40),
     ).map(lambda b: b.to_bytes()),
-    st.builds(c.Login, handle=handle_names, index=u32).map(lambda b: b.to_bytes()),
+    st.builds(cred.Login, handle=handle_names, index=u32).map(lambda b: b.to_bytes()),
 )
-credentials = st.sampled_from([b""]) | st.binary(max_size=40) | st.just(c.Credential().to_bytes())
+credentials = (
+    st.sampled_from([b""]) | st.binary(max_size=40) | st.just(cred.Credential().to_bytes())
+)
 
 
 @st.composite
@@ -194,7 +197,7 @@ def test_codec_raises_only_its_own_error_and_messages_encode_back(data: bytes) -
         c.HandleValues, handle=st.binary(max_size=30), values=st.lists(handle_values, max_size=4)
     ),
     credential=st.builds(
-        c.Credential,
+        cred.Credential,
         signature_type=st.binary(max_size=12),
         digest_algorithm=st.binary(max_size=12),
         signature=st.binary(max_size=40),
@@ -202,18 +205,21 @@ def test_codec_raises_only_its_own_error_and_messages_encode_back(data: bytes) -
         signer_index=u32,
     ),
     proof=st.builds(
-        c.Pbkdf2Proof, salt=st.binary(max_size=16), iterations=u32, key_bits=u32, mac=st.binary()
+        cred.Pbkdf2Proof, salt=st.binary(max_size=16), iterations=u32, key_bits=u32, mac=st.binary()
     ),
-    signed=st.builds(c.SignedProof, algorithm=st.binary(max_size=10), signature=st.binary()),
+    signed=st.builds(cred.SignedProof, algorithm=st.binary(max_size=10), signature=st.binary()),
 )
 def test_more_bodies_round_trip(
-    body: c.HandleValues, credential: c.Credential, proof: c.Pbkdf2Proof, signed: c.SignedProof
+    body: c.HandleValues,
+    credential: cred.Credential,
+    proof: cred.Pbkdf2Proof,
+    signed: cred.SignedProof,
 ) -> None:
     body = replace(body, values=tuple(body.values))
     assert c.HandleValues.from_bytes(body.to_bytes()) == body
-    assert c.Credential.from_bytes(credential.to_bytes()) == credential
-    assert c.Pbkdf2Proof.from_bytes(proof.to_bytes()) == proof
-    assert c.SignedProof.from_bytes(signed.to_bytes()) == signed
+    assert cred.Credential.from_bytes(credential.to_bytes()) == credential
+    assert cred.Pbkdf2Proof.from_bytes(proof.to_bytes()) == proof
+    assert cred.SignedProof.from_bytes(signed.to_bytes()) == signed
 
 
 # --- the native service -----------------------------------------------------------

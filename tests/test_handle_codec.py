@@ -26,7 +26,9 @@ from registry.values import (
     encode_vlist,
 )
 from resolver.handle import codec as c
+from resolver.handle import credentials as cred
 from resolver.handle.proofs import (
+    encode_secret_key_proof,
     public_key_proof,
     sign_response,
     verify_public_key_proof,
@@ -200,10 +202,10 @@ def test_arbitrary_bytes_decode_or_raise_codec_error(raw: bytes) -> None:
         c.HandleValues,
         c.HandleOnly,
         c.RemoveValues,
-        c.ChallengeAnswer,
+        cred.ChallengeAnswer,
         c.HandleList,
-        c.Login,
-        c.VerifyChallenge,
+        cred.Login,
+        cred.VerifyChallenge,
     ):
         with contextlib.suppress(c.CodecError):
             body_type.from_bytes(message.body)  # type: ignore[attr-defined]
@@ -237,19 +239,19 @@ def test_udp_fragments_reassemble(bodies: list[bytes]) -> None:
 
 @given(
     st.builds(
-        c.ChallengeAnswer,
+        cred.ChallengeAnswer,
         auth_type=st.binary(max_size=10),
         handle=st.binary(max_size=30),
         index=u32,
         signed_response=st.binary(max_size=80),
     ),
-    st.builds(c.Login, handle=st.binary(max_size=30), index=u32),
+    st.builds(cred.Login, handle=st.binary(max_size=30), index=u32),
     st.builds(
         c.RemoveValues, handle=st.binary(max_size=30), indexes=st.lists(u32, max_size=4).map(tuple)
     ),
     st.builds(c.HandleList, handles=st.lists(st.binary(max_size=20), max_size=4).map(tuple)),
     st.builds(
-        c.VerifyChallenge,
+        cred.VerifyChallenge,
         handle=st.binary(max_size=20),
         index=u32,
         nonce=st.binary(max_size=16),
@@ -258,11 +260,11 @@ def test_udp_fragments_reassemble(bodies: list[bytes]) -> None:
     ),
 )
 def test_body_round_trips(
-    answer: c.ChallengeAnswer,
-    login: c.Login,
+    answer: cred.ChallengeAnswer,
+    login: cred.Login,
     remove: c.RemoveValues,
     listing: c.HandleList,
-    verify: c.VerifyChallenge,
+    verify: cred.VerifyChallenge,
 ) -> None:
     for body in (answer, login, remove, listing, verify):
         assert type(body).from_bytes(body.to_bytes()) == body
@@ -288,17 +290,17 @@ def test_request_digest_follows_the_version() -> None:
 @pytest.mark.parametrize(
     "code",
     [
-        c.MAC_MD5,
-        c.MAC_SHA1,
-        c.MAC_SHA256,
-        c.MAC_HMAC_SHA1,
-        c.MAC_HMAC_SHA256,
-        c.MAC_PBKDF2_HMAC_SHA1,
+        cred.MAC_MD5,
+        cred.MAC_SHA1,
+        cred.MAC_SHA256,
+        cred.MAC_HMAC_SHA1,
+        cred.MAC_HMAC_SHA256,
+        cred.MAC_PBKDF2_HMAC_SHA1,
     ],
 )
 def test_secret_key_proofs(code: int) -> None:
     message = b"n" * 16 + b"d" * 32
-    proof = c.encode_secret_key_proof(code, b"s3cret", message, salt=b"x" * 16, iterations=1000)
+    proof = encode_secret_key_proof(code, b"s3cret", message, salt=b"x" * 16, iterations=1000)
     assert proof[0] == code
     assert verify_secret_key_proof(b"s3cret", proof, message)
     assert not verify_secret_key_proof(b"wrong", proof, message)
@@ -313,12 +315,12 @@ def test_pbkdf2_parameters_are_bounded() -> None:
     def proof(iterations: int, key_bits: int) -> bytes:
         derived = hashlib.pbkdf2_hmac("sha1", secret, salt, iterations, key_bits // 8)
         mac = hmac.digest(derived, message, "sha1")
-        record = c.Pbkdf2Proof(salt, iterations, key_bits, mac).to_bytes()
-        return bytes([c.MAC_PBKDF2_HMAC_SHA1]) + record
+        record = cred.Pbkdf2Proof(salt, iterations, key_bits, mac).to_bytes()
+        return bytes([cred.MAC_PBKDF2_HMAC_SHA1]) + record
 
     assert verify_secret_key_proof(secret, proof(1000, 160), message)
-    assert not verify_secret_key_proof(secret, proof(c.MAX_PBKDF2_ITERATIONS + 1, 160), message)
-    assert not verify_secret_key_proof(secret, proof(1000, c.MAX_PBKDF2_KEY_BITS + 8), message)
+    assert not verify_secret_key_proof(secret, proof(cred.MAX_PBKDF2_ITERATIONS + 1, 160), message)
+    assert not verify_secret_key_proof(secret, proof(1000, cred.MAX_PBKDF2_KEY_BITS + 8), message)
 
 
 @pytest.mark.parametrize("kind", ["rsa", "dsa"])
@@ -430,7 +432,7 @@ def test_resolution_shape_keeps_what_decides_the_answer() -> None:
     assert c.resolution_shape(_resolution(1, handle=b"88.100/y").to_bytes(), b"U") != shape
     # Only whole, plain resolution requests have a shape.
     certified = _resolution(1, flags=c.FLAG_CERT)
-    signed = replace(_resolution(1), credential=c.Credential(signature=b"s").to_bytes())
+    signed = replace(_resolution(1), credential=cred.Credential(signature=b"s").to_bytes())
     site_info = replace(_resolution(1), header=c.Header(opcode=c.OC_GET_SITE_INFO))
     answer = replace(_resolution(1), header=c.Header(opcode=c.OC_RESOLUTION, response_code=1))
     for other in (certified, signed, site_info, answer):

@@ -36,9 +36,10 @@ from resolver.handle import admin as handle_admin
 from resolver.handle import challenges
 from resolver.handle import client as cl
 from resolver.handle import codec as c
+from resolver.handle import credentials as cred
 from resolver.handle import server as srv
 from resolver.handle import service as svc
-from resolver.handle.proofs import verify_response
+from resolver.handle.proofs import encode_secret_key_proof, verify_response
 from resolver.handle.recursion import Recursor
 from resolver.idle import IdleSweeper
 from tests import vectors
@@ -326,12 +327,12 @@ async def test_tcp_persistent_multiplexed_and_idle_timeout(native: Native, admin
 @pytest.mark.parametrize(
     "mac",
     [
-        c.MAC_PBKDF2_HMAC_SHA1,
-        c.MAC_HMAC_SHA256,
-        c.MAC_SHA256,
-        c.MAC_SHA1,
-        c.MAC_MD5,
-        c.MAC_HMAC_SHA1,
+        cred.MAC_PBKDF2_HMAC_SHA1,
+        cred.MAC_HMAC_SHA256,
+        cred.MAC_SHA256,
+        cred.MAC_SHA1,
+        cred.MAC_MD5,
+        cred.MAC_HMAC_SHA1,
     ],
 )
 async def test_secret_key_challenge_and_admin_ops(native: Native, admin: Actor, mac: int) -> None:
@@ -528,7 +529,7 @@ async def test_challenges_expire(
         challenge = await session.send(delete)
         assert challenge.header.response_code == 402
         await asyncio.sleep(0.4)
-        nonce = c.Challenge.from_bytes(challenge.body).nonce
+        nonce = cred.Challenge.from_bytes(challenge.body).nonce
         digest = c.request_digest(delete, challenge.envelope.version)[1:]
         proof = node_secret().answer(nonce, digest)
         late = await session.send(
@@ -544,8 +545,8 @@ async def test_challenges_expire(
 async def test_verify_challenge_for_stored_secrets(native: Native, admin: Actor) -> None:
     await seed(native.registry, admin)
     nonce, digest = b"n" * 16, b"d" * 32
-    proof = c.encode_secret_key_proof(c.MAC_HMAC_SHA256, ADMIN_SK.encode(), nonce + digest)
-    ask = c.VerifyChallenge(NODE.encode(), 300, nonce, digest, proof)
+    proof = encode_secret_key_proof(cred.MAC_HMAC_SHA256, ADMIN_SK.encode(), nonce + digest)
+    ask = cred.VerifyChallenge(NODE.encode(), 300, nonce, digest, proof)
     good = await native.tcp(cl.request(c.OC_VERIFY_CHALLENGE, ask.to_bytes()))
     assert (good.header.response_code, good.body) == (1, b"\x01")
     forged = replace(ask, signed_response=proof[:-1] + b"\x00")
@@ -781,7 +782,7 @@ async def test_pending_challenges_are_bounded_and_owned(native: Native, admin: A
         asked = delete()
         challenge = await owner.send(asked)
         session_id = challenge.envelope.session_id
-        nonce = c.Challenge.from_bytes(challenge.body).nonce
+        nonce = cred.Challenge.from_bytes(challenge.body).nonce
         proof = node_secret().answer(nonce, c.request_digest(asked, challenge.envelope.version)[1:])
         answer = cl.request(c.OC_CHALLENGE_RESPONSE, proof.to_bytes(), session_id=session_id)
         stolen = await greedy.send(answer)
@@ -803,10 +804,10 @@ async def test_key_derivations_run_off_the_event_loop(
 ) -> None:
     await seed(native.registry, admin)
     nonce, digest = b"n" * 16, b"d" * 32
-    costly = c.encode_secret_key_proof(
-        c.MAC_PBKDF2_HMAC_SHA1, ADMIN_SK.encode(), nonce + digest, iterations=100_000
+    costly = encode_secret_key_proof(
+        cred.MAC_PBKDF2_HMAC_SHA1, ADMIN_SK.encode(), nonce + digest, iterations=100_000
     )
-    verify = c.VerifyChallenge(NODE.encode(), 300, nonce, digest, costly)
+    verify = cred.VerifyChallenge(NODE.encode(), 300, nonce, digest, costly)
     ask = cl.request(c.OC_VERIFY_CHALLENGE, verify.to_bytes())
     verdict = asyncio.create_task(native.udp(ask))
     await asyncio.sleep(0.005)
@@ -819,8 +820,8 @@ async def test_key_derivations_run_off_the_event_loop(
     answers = await asyncio.gather(*(native.tcp(ask) for _ in range(4)))
     codes = sorted(a.header.response_code for a in answers)
     assert codes[0] == 1 and codes[-1] == 3
-    too_strong = c.Pbkdf2Proof(b"s", c.MAX_PBKDF2_ITERATIONS + 1, 160, b"m").to_bytes()
-    refused = c.VerifyChallenge(NODE.encode(), 300, nonce, digest, b"\x22" + too_strong)
+    too_strong = cred.Pbkdf2Proof(b"s", cred.MAX_PBKDF2_ITERATIONS + 1, 160, b"m").to_bytes()
+    refused = cred.VerifyChallenge(NODE.encode(), 300, nonce, digest, b"\x22" + too_strong)
     answer = await native.tcp(cl.request(c.OC_VERIFY_CHALLENGE, refused.to_bytes()))
     assert answer.body == b"\x00"
 

@@ -25,6 +25,7 @@ from registry.values import HS_PUBKEY, HS_SECKEY
 
 from .. import codes as rc
 from . import codec as c
+from . import credentials as cred
 from .answers import Replies
 from .connection import Connection
 from .proofs import challenge_message, verify_public_key_proof, verify_secret_key_proof
@@ -107,7 +108,7 @@ class Challenges:
             request,
             version,
             rc.RC_AUTHENTICATION_NEEDED,
-            c.Challenge(nonce).to_bytes(),
+            cred.Challenge(nonce).to_bytes(),
             session_id=session,
             digest=True,
         )
@@ -137,7 +138,7 @@ class Challenges:
         """IDIS op 2001: a challenge for the identity to bind to the connection."""
         if not connection.tcp:
             return self.replies.error(request, version, rc.RC_PROTOCOL_ERROR, "log in over TCP")
-        c.Login.from_bytes(request.body)  # malformed bodies are protocol errors
+        cred.Login.from_bytes(request.body)  # malformed bodies are protocol errors
         if connection.identity is not None:
             return self.replies.error(
                 request, version, RC_RELOGIN, f"already logged in as {connection.identity}"
@@ -163,7 +164,7 @@ class Challenges:
                 RC_AUTHEN_TIMEOUT,
                 "no challenge pending for this session (expired?)",
             )
-        answer = c.ChallengeAnswer.from_bytes(request.body)
+        answer = cred.ChallengeAnswer.from_bytes(request.body)
         original = pending.request
         # The answer to the original request goes out under the op-200 request id.
         original = replace(
@@ -186,7 +187,7 @@ class Challenges:
         connection.identity = identity
         return Proven(original, pending.login)
 
-    def _account(self, answer: c.ChallengeAnswer) -> str:
+    def _account(self, answer: cred.ChallengeAnswer) -> str:
         """The lockout's name for the identity a challenge answer claims (the same
         as for Handle secrets over HTTP Basic: ``index:name key``)."""
         try:
@@ -197,7 +198,7 @@ class Challenges:
         return f"{answer.index}:{key}"
 
     async def _check_proof(
-        self, answer: c.ChallengeAnswer, pending: _Pending
+        self, answer: cred.ChallengeAnswer, pending: _Pending
     ) -> HandleIdentity | None:
         try:
             handle = answer.handle.decode("utf-8")
@@ -205,7 +206,7 @@ class Challenges:
         except (UnicodeDecodeError, GrammarError):
             return None
         if pending.login:
-            wanted = c.Login.from_bytes(pending.request.body)
+            wanted = cred.Login.from_bytes(pending.request.body)
             if wanted.handle != answer.handle or wanted.index not in (0, answer.index):
                 return None
         record = await self._record(name.key)
@@ -239,7 +240,7 @@ class Challenges:
         """Check an HS_SECKEY proof. PBKDF2 ones cost milliseconds of hashing at
         the client's chosen strength: they run in threads, a few at a time, so
         no client can stall the event loop."""
-        if signed_response[:1] != bytes([c.MAC_PBKDF2_HMAC_SHA1]):
+        if signed_response[:1] != bytes([cred.MAC_PBKDF2_HMAC_SHA1]):
             return verify_secret_key_proof(secret, signed_response, message)
         if self._slow_proofs_waiting >= MAX_SLOW_PROOFS_WAITING:
             raise Busy("too many key derivations waiting")
@@ -259,7 +260,7 @@ class Challenges:
 
     async def verify(self, request: c.Message, version: tuple[int, int]) -> c.Message:
         """Op 201: does this HS_SECKEY proof hold for an identity stored here?"""
-        ask = c.VerifyChallenge.from_bytes(request.body)
+        ask = cred.VerifyChallenge.from_bytes(request.body)
         try:
             name = self.registry.services.grammar.parse(
                 ask.handle.decode("utf-8"), bare_prefix=True

@@ -22,7 +22,8 @@ from registry.values import (
 
 from ..codes import RC_ERROR
 from . import codec as c
-from .proofs import PrivateKey, challenge_message, public_key_proof
+from . import credentials as cred
+from .proofs import PrivateKey, challenge_message, encode_secret_key_proof, public_key_proof
 
 UDP_RETRIES = (0.5, 1.0, 1.5)
 
@@ -92,14 +93,14 @@ class SecretKey:
 
     def answer(
         self, nonce: bytes, digest: bytes, version: tuple[int, int] = c.OUR_VERSION
-    ) -> c.ChallengeAnswer:
+    ) -> cred.ChallengeAnswer:
         code = self.mac_code
         if code is None:
-            code = c.MAC_PBKDF2_HMAC_SHA1 if version >= (2, 7) else c.MAC_SHA1
-        proof = c.encode_secret_key_proof(
+            code = cred.MAC_PBKDF2_HMAC_SHA1 if version >= (2, 7) else cred.MAC_SHA1
+        proof = encode_secret_key_proof(
             code, self.secret, challenge_message(nonce, digest), salt=os.urandom(16)
         )
-        return c.ChallengeAnswer(b"HS_SECKEY", self.handle.encode(), self.index, proof)
+        return cred.ChallengeAnswer(b"HS_SECKEY", self.handle.encode(), self.index, proof)
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,9 @@ class KeyPair:
 
     def answer(
         self, nonce: bytes, digest: bytes, version: tuple[int, int] = c.OUR_VERSION
-    ) -> c.ChallengeAnswer:
+    ) -> cred.ChallengeAnswer:
         proof = public_key_proof(self.key, challenge_message(nonce, digest), version)
-        return c.ChallengeAnswer(b"HS_PUBKEY", self.handle.encode(), self.index, proof)
+        return cred.ChallengeAnswer(b"HS_PUBKEY", self.handle.encode(), self.index, proof)
 
 
 Credentials = SecretKey | KeyPair
@@ -276,7 +277,7 @@ class TcpSession:
         answer = await self.send(message)
         if answer.header.response_code != 402 or self.credentials is None:
             return answer
-        challenge = c.Challenge.from_bytes(answer.body)
+        challenge = cred.Challenge.from_bytes(answer.body)
         digest = c.request_digest(message, answer.envelope.version)[1:]
         proof = self.credentials.answer(challenge.nonce, digest, answer.envelope.version)
         reply = request(
@@ -292,7 +293,7 @@ class TcpSession:
         """IDIS op 2001: bind the session's identity to this connection."""
         if self.credentials is None:
             raise ClientError("no credentials to log in with")
-        body = c.Login(self.credentials.handle.encode(), self.credentials.index)
+        body = cred.Login(self.credentials.handle.encode(), self.credentials.index)
         return await self.call(request(c.OC_LOGIN_ID_SYSTEM, body.to_bytes(), flags=c.FLAG_RRDG))
 
     async def close(self) -> None:

@@ -6,13 +6,13 @@ top-level node and the load tests all share this one codec.
 
 A message is ``envelope (20) | header (24) | body | credential length (4) |
 credential``. Each body type is a small class with ``to_bytes`` and
-``from_bytes`` side by side.
+``from_bytes`` side by side; those of authentication (challenges, proofs,
+credentials) are in :mod:`.credentials`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
 import struct
 from dataclasses import dataclass, field, replace
@@ -430,7 +430,8 @@ def readdress(
 # --- bodies ---------------------------------------------------------------------
 
 
-def _reader(body: bytes, what: str) -> Reader:
+def body_reader(body: bytes, what: str) -> Reader:
+    """A reader over a body (or a record inside one) whose faults are protocol errors."""
     return Reader(body, what, error=CodecError)
 
 
@@ -452,7 +453,7 @@ class ResolutionRequest:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> ResolutionRequest:
-        r = _reader(body, "resolution request")
+        r = body_reader(body, "resolution request")
         handle = r.blob()
         indexes = tuple(r.u32() for _ in range(r.count(4)))
         types = tuple(r.blob() for _ in range(r.count(4)))
@@ -472,7 +473,7 @@ class HandleValues:
 
     @classmethod
     def from_bytes(cls, body: bytes, *, values_optional: bool = False) -> HandleValues:
-        r = _reader(body, "handle and values")
+        r = body_reader(body, "handle and values")
         handle = r.blob()
         if values_optional and r.remaining < 4:
             return cls(handle)
@@ -490,7 +491,7 @@ class HandleOnly:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> HandleOnly:
-        return cls(_reader(body, "handle").blob())
+        return cls(body_reader(body, "handle").blob())
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +506,7 @@ class RemoveValues:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> RemoveValues:
-        r = _reader(body, "remove values")
+        r = body_reader(body, "remove values")
         handle = r.blob()
         return cls(handle, tuple(r.u32() for _ in range(r.count(4))))
 
@@ -523,69 +524,7 @@ class ErrorMessage:
     def from_bytes(cls, body: bytes) -> ErrorMessage:
         if len(body) < 4:  # pre-2.1 peers may send nothing
             return cls()
-        return cls(_reader(body, "error message").blob())
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """RC 402: a nonce to sign (after the mandatory request digest)."""
-
-    nonce: bytes
-
-    def to_bytes(self) -> bytes:
-        return blob(self.nonce)
-
-    @classmethod
-    def from_bytes(cls, body: bytes) -> Challenge:
-        return cls(_reader(body, "challenge").blob())
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeAnswer:
-    """Op 200: the proof for a challenge."""
-
-    auth_type: bytes
-    handle: bytes
-    index: int
-    signed_response: bytes
-
-    def to_bytes(self) -> bytes:
-        return (
-            blob(self.auth_type)
-            + blob(self.handle)
-            + struct.pack(">I", self.index)
-            + blob(self.signed_response)
-        )
-
-    @classmethod
-    def from_bytes(cls, body: bytes) -> ChallengeAnswer:
-        r = _reader(body, "challenge answer")
-        return cls(r.blob(), r.blob(), r.u32(), r.blob())
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyChallenge:
-    """Op 201: does this HS_SECKEY MAC check out? (server to server)"""
-
-    handle: bytes
-    index: int
-    nonce: bytes
-    digest: bytes
-    signed_response: bytes
-
-    def to_bytes(self) -> bytes:
-        return (
-            blob(self.handle)
-            + struct.pack(">I", self.index)
-            + blob(self.nonce)
-            + blob(self.digest)
-            + blob(self.signed_response)
-        )
-
-    @classmethod
-    def from_bytes(cls, body: bytes) -> VerifyChallenge:
-        r = _reader(body, "verify challenge")
-        return cls(r.blob(), r.u32(), r.blob(), r.blob(), r.blob())
+        return cls(body_reader(body, "error message").blob())
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,158 +538,8 @@ class HandleList:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> HandleList:
-        r = _reader(body, "handle list")
+        r = body_reader(body, "handle list")
         return cls(tuple(r.blob() for _ in range(r.count(4))))
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    """Op 2001 (IDIS LOGIN_ID_SYSTEM): the identity to bind to the connection."""
-
-    handle: bytes
-    index: int
-
-    def to_bytes(self) -> bytes:
-        return blob(self.handle) + struct.pack(">I", self.index)
-
-    @classmethod
-    def from_bytes(cls, body: bytes) -> Login:
-        r = _reader(body, "login")
-        return cls(r.blob(), r.u32())
-
-
-# --- HS_SECKEY and HS_PUBKEY proofs ---------------------------------------------
-
-MAC_MD5 = 1
-MAC_SHA1 = 2
-MAC_SHA256 = 3
-MAC_HMAC_SHA1 = 0x12
-MAC_HMAC_SHA256 = 0x13
-MAC_PBKDF2_HMAC_SHA1 = 0x22
-
-
-@dataclass(frozen=True, slots=True)
-class Pbkdf2Proof:
-    salt: bytes
-    iterations: int
-    key_bits: int
-    mac: bytes
-
-    def to_bytes(self) -> bytes:
-        return blob(self.salt) + struct.pack(">II", self.iterations, self.key_bits) + blob(self.mac)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Pbkdf2Proof:
-        r = _reader(data, "PBKDF2 proof")
-        return cls(r.blob(), r.u32(), r.u32(), r.blob())
-
-
-MAX_PBKDF2_ITERATIONS = 100_000
-"""Ten times HANDLE.NET's default: the client picks the cost the server pays."""
-MAX_PBKDF2_KEY_BITS = 512
-
-
-def secret_key_mac(
-    code: int, secret: bytes, message: bytes, *, pbkdf2: Pbkdf2Proof | None = None
-) -> bytes:
-    """The MAC an HS_SECKEY holder computes over ``nonce ‖ request digest``."""
-    if code in (MAC_MD5, MAC_SHA1, MAC_SHA256):
-        name = {MAC_MD5: "md5", MAC_SHA1: "sha1", MAC_SHA256: "sha256"}[code]
-        return hashlib.new(name, secret + message + secret).digest()
-    if code == MAC_HMAC_SHA1:
-        return hmac.digest(secret, message, "sha1")
-    if code == MAC_HMAC_SHA256:
-        return hmac.digest(secret, message, "sha256")
-    if code == MAC_PBKDF2_HMAC_SHA1 and pbkdf2 is not None:
-        iterations, key_bits = pbkdf2.iterations, pbkdf2.key_bits
-        if not (0 < iterations <= MAX_PBKDF2_ITERATIONS and 0 < key_bits <= MAX_PBKDF2_KEY_BITS):
-            raise CodecError("PBKDF2 parameters out of range")
-        derived = hashlib.pbkdf2_hmac(
-            "sha1", secret, pbkdf2.salt, pbkdf2.iterations, math.ceil(pbkdf2.key_bits / 8)
-        )
-        return hmac.digest(derived, message, "sha1")
-    raise CodecError(f"unknown secret-key MAC code {code}")
-
-
-def encode_secret_key_proof(
-    code: int, secret: bytes, message: bytes, *, salt: bytes = b"", iterations: int = 10_000
-) -> bytes:
-    """SignedResponse of an HS_SECKEY answer: code byte, then the MAC (or PBKDF2 record)."""
-    if code == MAC_PBKDF2_HMAC_SHA1:
-        params = Pbkdf2Proof(salt, iterations, 160, b"")
-        mac = secret_key_mac(code, secret, message, pbkdf2=params)
-        return bytes([code]) + replace(params, mac=mac).to_bytes()
-    return bytes([code]) + secret_key_mac(code, secret, message)
-
-
-@dataclass(frozen=True, slots=True)
-class SignedProof:
-    """SignedResponse of an HS_PUBKEY answer: hash algorithm name and signature."""
-
-    algorithm: bytes
-    signature: bytes
-
-    def to_bytes(self) -> bytes:
-        return blob(self.algorithm) + blob(self.signature)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SignedProof:
-        r = _reader(data, "signed response")
-        return cls(r.blob(), r.blob())
-
-
-# --- credentials (HS_SIGNED) ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    signature_type: bytes = b"HS_SIGNED"
-    digest_algorithm: bytes = b"SHA-256"
-    signature: bytes = b""
-    signer_handle: bytes = b""
-    signer_index: int = 0
-    """HANDLE.NET reuses this as the session counter."""
-
-    def to_bytes(self) -> bytes:
-        section = blob(self.digest_algorithm) + blob(self.signature)
-        return (
-            b"\x00\x00\x00\x00"
-            + blob(self.signer_handle)
-            + struct.pack(">I", self.signer_index)
-            + blob(self.signature_type)
-            + blob(section)
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Credential:
-        r = _reader(data, "credential")
-        r.take(4)  # version, reserved, flags
-        signer_handle = r.blob()
-        signer_index = r.u32()
-        signature_type = r.blob()
-        section = _reader(r.blob(), "signature section")
-        return cls(signature_type, section.blob(), section.blob(), signer_handle, signer_index)
-
-
-def signed_bytes(message: Message, counter: int = 0) -> bytes:
-    """What an HS_SIGNED credential covers, by the message's version: header and
-    body, led from 2.7 on by the versions (and from 2.8 the suggested version), the
-    session id, the request id and ``counter`` (the credential's signer index, which
-    HANDLE.NET uses as a session counter; ours is always 0)."""
-    env = message.envelope
-    if env.version < (2, 6):
-        return message.signed_part
-    if env.version == (2, 6):
-        # HANDLE.NET at exactly 2.6 writes each int4 over the last: what it signs is
-        # the versions, the session id's top half, the counter and six zero bytes.
-        prefix = bytes([env.major, env.minor]) + struct.pack(">I", env.session_id)[:2]
-        return prefix + struct.pack(">I", counter) + bytes(6) + message.signed_part
-    prefix = bytes([env.major, env.minor])
-    if env.version >= (2, 8):
-        prefix += bytes([env.suggested_major, env.suggested_minor])
-    return (
-        prefix + struct.pack(">III", env.session_id, env.request_id, counter) + message.signed_part
-    )
 
 
 # --- UDP ------------------------------------------------------------------------

@@ -7,12 +7,14 @@
 
 Signatures are made with the hash the message's version calls for (HANDLE.NET's
 rule), and name it as HANDLE.NET does: a 2.x client before 2.7 knows "SHA1" and
-refuses "SHA-256".
+refuses "SHA-256". The records these proofs travel in are encoded in :mod:`.credentials`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import math
 from dataclasses import replace
 
 from cryptography.exceptions import InvalidSignature
@@ -22,15 +24,19 @@ from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 from registry.secrets import ServerKey
 from registry.values import ValueFormatError, decode_public_key
 
-from .codec import (
+from .codec import OUR_VERSION, CodecError, Message
+from .credentials import (
+    MAC_HMAC_SHA1,
+    MAC_HMAC_SHA256,
+    MAC_MD5,
     MAC_PBKDF2_HMAC_SHA1,
-    OUR_VERSION,
-    CodecError,
+    MAC_SHA1,
+    MAC_SHA256,
+    MAX_PBKDF2_ITERATIONS,
+    MAX_PBKDF2_KEY_BITS,
     Credential,
-    Message,
     Pbkdf2Proof,
     SignedProof,
-    secret_key_mac,
     signed_bytes,
 )
 
@@ -70,6 +76,39 @@ def signature_hash(
 def challenge_message(nonce: bytes, digest: bytes) -> bytes:
     """What a proof covers: the nonce, then the raw request digest."""
     return nonce + digest
+
+
+def secret_key_mac(
+    code: int, secret: bytes, message: bytes, *, pbkdf2: Pbkdf2Proof | None = None
+) -> bytes:
+    """The MAC an HS_SECKEY holder computes over ``nonce ‖ request digest``."""
+    if code in (MAC_MD5, MAC_SHA1, MAC_SHA256):
+        name = {MAC_MD5: "md5", MAC_SHA1: "sha1", MAC_SHA256: "sha256"}[code]
+        return hashlib.new(name, secret + message + secret).digest()
+    if code == MAC_HMAC_SHA1:
+        return hmac.digest(secret, message, "sha1")
+    if code == MAC_HMAC_SHA256:
+        return hmac.digest(secret, message, "sha256")
+    if code == MAC_PBKDF2_HMAC_SHA1 and pbkdf2 is not None:
+        iterations, key_bits = pbkdf2.iterations, pbkdf2.key_bits
+        if not (0 < iterations <= MAX_PBKDF2_ITERATIONS and 0 < key_bits <= MAX_PBKDF2_KEY_BITS):
+            raise CodecError("PBKDF2 parameters out of range")
+        derived = hashlib.pbkdf2_hmac(
+            "sha1", secret, pbkdf2.salt, pbkdf2.iterations, math.ceil(pbkdf2.key_bits / 8)
+        )
+        return hmac.digest(derived, message, "sha1")
+    raise CodecError(f"unknown secret-key MAC code {code}")
+
+
+def encode_secret_key_proof(
+    code: int, secret: bytes, message: bytes, *, salt: bytes = b"", iterations: int = 10_000
+) -> bytes:
+    """SignedResponse of an HS_SECKEY answer: code byte, then the MAC (or PBKDF2 record)."""
+    if code == MAC_PBKDF2_HMAC_SHA1:
+        params = Pbkdf2Proof(salt, iterations, 160, b"")
+        mac = secret_key_mac(code, secret, message, pbkdf2=params)
+        return bytes([code]) + replace(params, mac=mac).to_bytes()
+    return bytes([code]) + secret_key_mac(code, secret, message)
 
 
 def verify_secret_key_proof(secret: bytes, signed_response: bytes, message: bytes) -> bool:

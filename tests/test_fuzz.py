@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idnode.openapi import document
-from loadtest import fuzz, oracle
+from loadtest import fuzz_http, fuzz_lanes, fuzz_native, oracle
 from loadtest.oracle import (
     WrongAnswer,
     check_decoders,
@@ -484,12 +484,12 @@ def test_a_value_of_empty_type_and_data_decodes() -> None:
 def test_long_run_counts_what_the_oracle_refuses() -> None:
     """The million-input runner counts a wrong answer as a failure of its lane, with
     the input, and tallies right ones by what they said."""
-    lane = fuzz.Lane("native", 1)
+    lane = fuzz_lanes.Lane("native", 1)
     request = _message(5, c.OC_RESOLUTION)
     asked = c.Message.from_bytes(request)
     right, other = _message(5, c.OC_RESOLUTION, 1), _message(5, c.OC_GET_SITE_INFO, 1)
-    fuzz.judge(lane, request, check_native_answer, request, asked, right)
-    fuzz.judge(lane, request, check_native_answer, request, asked, other)
+    fuzz_lanes.judge(lane, request, check_native_answer, request, asked, right)
+    fuzz_lanes.judge(lane, request, check_native_answer, request, asked, other)
     assert (lane.failures, dict(lane.outcomes)) == (1, {"rc 1": 1})
     assert lane.samples[0]["reason"] == "answer for another opcode"
     assert lane.samples[0]["input"] == request.hex()
@@ -498,8 +498,8 @@ def test_long_run_counts_what_the_oracle_refuses() -> None:
 def test_long_run_checks_answers_against_the_openapi_document() -> None:
     """An undocumented status, a body not as documented, a content type not documented."""
     doc = document()
-    conformance = fuzz.Conformance(doc)
-    ops = {(op.method, op.path): op for op in fuzz.operations(doc)}
+    conformance = fuzz_http.Conformance(doc)
+    ops = {(op.method, op.path): op for op in fuzz_http.operations(doc)}
     site = ops[("GET", "/api/site")]
     assert conformance.validate(site, 418, "application/json", b"{}") is not None
     assert conformance.validate(site, 200, "text/plain", b"x") is not None
@@ -511,6 +511,6 @@ def test_long_run_checks_answers_against_the_openapi_document() -> None:
 def test_long_run_inputs_are_reproducible() -> None:
     """The same seed makes the same inputs (a failure can be replayed)."""
     names = ["88.100.1/a", "88.100.2/b"]
-    first = fuzz.NativeInputs(random.Random(9), names)
-    second = fuzz.NativeInputs(random.Random(9), names)
+    first = fuzz_native.NativeInputs(random.Random(9), names)
+    second = fuzz_native.NativeInputs(random.Random(9), names)
     assert [first.next() for _ in range(200)] == [second.next() for _ in range(200)]

@@ -31,12 +31,10 @@ import asyncio
 import contextlib
 import os
 import random
-import re
 import resource
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,10 +52,17 @@ import dns.query
 import dns.rcode
 
 from loadtest import dnsperf, refdns
-from loadtest.demo_node import HOST, DemoNode, children, cpu_seconds, write_results
+from loadtest.demo_node import (
+    HOST,
+    DemoNode,
+    children,
+    cpu_seconds,
+    machine_busy_seconds,
+    version,
+    write_results,
+)
 from loadtest.harness import Config, Endpoint, node_dns_service
 
-TICKS = os.sysconf("SC_CLK_TCK")
 DEMO_ENTERPRISES = 30
 DEMO_IDENTIFIERS = 2000
 NAMES = 500
@@ -112,13 +117,6 @@ class Run:
 
 
 # --- CPU accounting -------------------------------------------------------------
-
-
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values
-    return (user + nice + system + irq + softirq + steal) / TICKS
 
 
 def _rusage_seconds(who: int) -> float:
@@ -356,15 +354,6 @@ def warm(
         edns=True,
         latencies=False,
     )
-
-
-def version(argv: list[str], pattern: str) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    match = re.search(pattern, done.stdout + done.stderr)
-    return match.group(1) if match else "?"
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:

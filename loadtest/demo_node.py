@@ -1,6 +1,7 @@
 """What the benchmarks share: ``idnode demo`` in a subprocess on free loopback
 ports (ready once every service has announced itself, stopped on exit), CPU
-time from ``/proc``, and the results file."""
+time from ``/proc`` (of processes, and of the whole machine), the version of a
+load tool, and the results file."""
 
 from __future__ import annotations
 
@@ -170,6 +171,23 @@ def cpu_seconds(pids: Sequence[int]) -> float:
         with contextlib.suppress(OSError, IndexError, ValueError):
             total += sum(cpu_times(pid))
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
+def version(argv: list[str], pattern: str) -> str:
+    """What ``argv`` says its version is: ``pattern``'s first group, or "?"."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    match = re.search(pattern, done.stdout + done.stderr)
+    return match.group(1) if match else "?"
 
 
 def write_results(path: str | Path, figures: Any) -> Path:

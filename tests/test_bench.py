@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.bench import PROTOCOLS, demo_names, offered_rates, parse_rates, read_h2load_log
+from loadtest.bench_drivers import read_h2load_log
+from loadtest.bench_settings import PROTOCOLS, demo_names, parse_rates
+from loadtest.bench_suite import offered_rates
 from tests.conftest import needs
 
 pytestmark = pytest.mark.slow

@@ -27,52 +27,26 @@ bounded by ``--duration``. Usage::
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import random
-import resource
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.query
-import dns.rcode
-
 from loadtest import dnsperf, refdns
-from loadtest.demo_node import (
-    HOST,
-    DemoNode,
-    children,
-    cpu_seconds,
-    machine_busy_seconds,
-    version,
-    write_results,
-)
-from loadtest.harness import Config, Endpoint, node_dns_service
+from loadtest.bench_dns_runs import Run, measure, warm
+from loadtest.bench_dns_zone import Workload, compare, pick_names, render
+from loadtest.demo_node import HOST, DemoNode, version, write_results
 
 DEMO_ENTERPRISES = 30
 DEMO_IDENTIFIERS = 2000
 NAMES = 500
-NXDOMAIN_NAMES = 25
-SOA_QUERIES = 10
-SEED = 20261125
-RENDER_SECONDS = 120.0
-WARM_SECONDS = 2.0
-CHECK_QUERIES = 200
-CHECK_SECONDS = 30.0
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 2.0
 LOST_LIMIT = 0.001
@@ -81,279 +55,6 @@ RATE_LIMIT = 0.98
 """At the fixed rate, dnsperf must have sustained at least this share of it."""
 BUSY_WARNING = 0.3
 """Cores of other work during a run above which the figures are flagged as noisy."""
-
-
-@dataclass
-class Run:
-    server: str
-    """``node``, ``nsd`` or ``knot``."""
-    kind: str
-    """``peak`` or ``rate``."""
-    round: int
-    qps: float
-    target_qps: int | None
-    queries_sent: int
-    queries_completed: int
-    queries_lost: int
-    avg_latency_ms: float
-    p50_ms: float | None
-    p99_ms: float | None
-    server_cpu_us_per_query: float
-    server_cores: float
-    dnsperf_cores: float
-    other_cores: float
-    """Busy CPU of the rest of the machine: other jobs, and kernel work charged to no process."""
-    script_cores: float
-    """This script (reading dnsperf's per-query lines in the fixed-rate runs)."""
-    rcodes: dict[str, int] = field(default_factory=dict)
-    processes: int = 1
-    """Server processes: the node's --workers, or the reference's server count."""
-
-    @property
-    def label(self) -> str:
-        if self.kind == "peak":
-            return f"{self.server} ×{self.processes} peak #{self.round}"
-        return f"{self.server} ×{self.processes} @ {self.target_qps:,} QPS"
-
-
-# --- CPU accounting -------------------------------------------------------------
-
-
-def _rusage_seconds(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
-# --- the records and the queries ------------------------------------------------------
-
-
-def pick_names(database: Path, count: int) -> list[str]:
-    """``count`` of the demo's identifiers, spread evenly over every enterprise."""
-    uri = database.resolve().as_uri() + "?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
-        rows = [
-            str(row[0])
-            for row in db.execute(
-                "SELECT name FROM identifiers WHERE name LIKE ? ORDER BY id",
-                (f"{Config().node_prefix}.%/%",),
-            )
-        ]
-    if len(rows) < count:
-        raise RuntimeError(f"the demo has {len(rows)} identifiers, fewer than {count}")
-    return [rows[i * len(rows) // count] for i in range(count)]
-
-
-@dataclass
-class Workload:
-    zone: str
-    zone_text: str
-    queries: list[tuple[str, str]]
-    names: int
-    nxdomain: int
-    soa: int
-
-
-async def _render(config: Config, names: list[str]) -> Workload:
-    """The zone as the node sees it, and the query list, from the node's own database
-    through the node's own wiring (its DNS service, nameserver address ``HOST``)."""
-    async with node_dns_service(config, Endpoint(HOST, 0)) as (service, engine):
-        zone_names = service.names
-        await service.start()
-        zone_text = await service.zone_text(names)
-        queries: list[tuple[str, str]] = []
-        spelling = random.Random(SEED)
-        for name in names:
-            owner = zone_names.of_identifier(engine.parse(name)).to_text()
-            # And the same name as a resolver using 0x20 (random letter case) asks it.
-            recased = "".join(c.upper() if spelling.random() < 0.5 else c for c in owner)
-            queries += [(owner, "TXT"), (owner, "NAPTR"), (recased, "TXT")]
-        prefixes = sorted({name.split("/", 1)[0] for name in names})
-        for i in range(NXDOMAIN_NAMES):
-            missing = engine.parse(f"{prefixes[i % len(prefixes)]}/nx-bench-{i:04d}")
-            queries.append((zone_names.of_identifier(missing).to_text(), "TXT"))
-        queries += [(zone_names.zone.to_text(), "SOA")] * SOA_QUERIES
-    random.Random(SEED).shuffle(queries)
-    return Workload(
-        zone_names.zone.to_text(), zone_text, queries, len(names), NXDOMAIN_NAMES, SOA_QUERIES
-    )
-
-
-def render(database: Path, key_file: Path, names: list[str]) -> Workload:
-    """:func:`_render` with the node's configuration (the defaults, its files)."""
-    config = Config(
-        database_url=f"sqlite+aiosqlite:///{database.resolve()}", key_file=str(key_file)
-    )
-
-    async def bounded() -> Workload:
-        async with asyncio.timeout(RENDER_SECONDS):
-            return await _render(config, names)
-
-    return asyncio.run(bounded())
-
-
-# --- are they serving the same records? ----------------------------------------------
-
-
-def _summary(message: dns.message.Message) -> tuple[str, bool, list[str]]:
-    lines = sorted(line for rrset in message.answer for line in rrset.to_text().splitlines())
-    return dns.rcode.to_text(message.rcode()), bool(message.flags & dns.flags.AA), lines
-
-
-def compare(
-    node: tuple[str, int], reference: tuple[str, int], queries: list[tuple[str, str]]
-) -> tuple[int, list[str]]:
-    """Ask both a sample of the queries (UDP, EDNS 1232); the differences found."""
-    unique = sorted(set(queries))
-    step = max(1, len(unique) // CHECK_QUERIES)
-    sample = unique[::step][:CHECK_QUERIES]
-    deadline = time.monotonic() + CHECK_SECONDS
-    checked = 0
-    differences: list[str] = []
-    for name, rdtype in sample:
-        if time.monotonic() > deadline:
-            break  # bounded: the count checked says how far it got
-        query = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
-        query.flags &= ~dns.flags.RD
-        answers = []
-        for host, port in (node, reference):
-            try:
-                answers.append(_summary(dns.query.udp(query, host, port=port, timeout=2.0)))
-            except (dns.exception.DNSException, OSError) as error:
-                answers.append((f"no answer ({error!r})", False, []))
-        checked += 1
-        if answers[0] != answers[1]:
-            differences.append(f"{name} {rdtype}: node {answers[0]} / reference {answers[1]}")
-    return checked, differences
-
-
-# --- driving dnsperf ------------------------------------------------------------------
-
-
-@dataclass
-class _Cpu:
-    """CPU seconds used so far, by part."""
-
-    at: float
-    server: float
-    dnsperf: float
-    script: float
-    busy: float
-
-    @classmethod
-    def now(cls, server: Sequence[int], load: Sequence[int] = ()) -> _Cpu:
-        return cls(
-            time.monotonic(),
-            cpu_seconds(server),
-            cpu_seconds(load),
-            _rusage_seconds(resource.RUSAGE_SELF),  # reading dnsperf's per-query lines
-            machine_busy_seconds(),
-        )
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def measure(
-    server: str,
-    kind: str,
-    round_: int,
-    address: tuple[str, int],
-    pids: Callable[[], list[int]],
-    queries: list[tuple[str, str]],
-    *,
-    seconds: float,
-    clients: int,
-    outstanding: int,
-    rate: int | None = None,
-    server_processes: int = 1,
-) -> Run:
-    """One dnsperf run. CPU is read when dnsperf starts and again near the end
-    of its load (at 90% of ``seconds``, so as not to race its exit): after the
-    load dnsperf only waits for the last answers, busily (its threads spin
-    until the timeout when queries were lost), which would blur the figures."""
-    processes = pids()
-    before = _Cpu.now(processes)
-    server_before = before.server
-    children_before = _rusage_seconds(resource.RUSAGE_CHILDREN)
-    ends: list[_Cpu] = []
-
-    def sample() -> None:
-        load = [pid for pid in children(os.getpid()) if _comm(pid) == dnsperf.DNSPERF]
-        if load:  # a new process: its CPU time started at 0
-            ends.append(_Cpu.now(processes, load))
-
-    timer = threading.Timer(seconds * 0.9, sample)
-    timer.start()
-    try:
-        result = dnsperf.run_dnsperf(
-            *address,
-            queries,
-            seconds=seconds,
-            clients=clients,
-            outstanding=outstanding,
-            rate=rate,
-            edns=True,
-            latencies=rate is not None,
-        )
-    finally:
-        timer.cancel()
-        timer.join()
-    server_cpu = cpu_seconds(processes) - server_before  # every answer, late ones too
-    if ends:
-        end = ends[0]
-        load_dnsperf = end.dnsperf
-    else:  # not sampled (dnsperf ended early): the whole run, drain included
-        end = _Cpu.now(processes)
-        load_dnsperf = _rusage_seconds(resource.RUSAGE_CHILDREN) - children_before
-    window = max(end.at - before.at, 1e-3)
-    load_server = end.server - before.server
-    load_script = end.script - before.script
-    other = max(0.0, end.busy - before.busy - load_server - load_dnsperf - load_script)
-    completed = result.queries_completed
-    return Run(
-        server=server,
-        kind=kind,
-        round=round_,
-        qps=result.qps,
-        target_qps=rate,
-        queries_sent=result.queries_sent,
-        queries_completed=completed,
-        queries_lost=result.queries_lost,
-        avg_latency_ms=result.avg_latency_ms,
-        p50_ms=result.p50_ms,
-        p99_ms=result.p99_ms,
-        server_cpu_us_per_query=server_cpu / completed * 1e6 if completed else 0.0,
-        server_cores=load_server / window,
-        dnsperf_cores=load_dnsperf / window,
-        other_cores=other / window,
-        script_cores=load_script / window,
-        rcodes=result.rcodes,
-        processes=server_processes,
-    )
-
-
-def warm(
-    address: tuple[str, int],
-    queries: list[tuple[str, str]],
-    *,
-    seconds: float,
-    clients: int,
-    outstanding: int,
-) -> None:
-    """A short run first: fills the answer caches (of every node worker)."""
-    dnsperf.run_dnsperf(
-        *address,
-        queries,
-        seconds=min(WARM_SECONDS, seconds),
-        clients=clients,
-        outstanding=outstanding,
-        edns=True,
-        latencies=False,
-    )
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:

@@ -10,16 +10,22 @@ enterprise user all of them under its own prefixes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .grammar import Grammar, GrammarError
 from .models import ADMIN_READ, PUBLIC_READ, HandleValue, Principal
 from .secrets import is_sealed_value
 from .values import (
+    ADD_ADMIN,
+    ADD_VALUE,
     ALL_ADMIN_PERMISSIONS,
     HS_ADMIN,
     HS_VLIST,
+    MODIFY_ADMIN,
+    MODIFY_VALUE,
+    REMOVE_ADMIN,
+    REMOVE_VALUE,
     AdminRef,
     ValueFormatError,
     decode_vlist,
@@ -77,6 +83,33 @@ def principal_rights(principal: Principal, handled_prefix_key: str) -> int:
     if principal.is_admin or handled_prefix_key in principal.prefix_keys:
         return ALL_ADMIN_PERMISSIONS
     return 0
+
+
+def _admin_bit(value_type: str, plain: int, admin: int) -> int:
+    return admin if value_type.upper() == HS_ADMIN else plain
+
+
+def required_bits(
+    current: dict[int, HandleValue],
+    written: Sequence[HandleValue],
+    *,
+    removed: Sequence[int] = (),
+) -> int:
+    """The HS_ADMIN rights a change to a record needs: ADD_VALUE for a new index,
+    MODIFY_VALUE for a changed one, REMOVE_VALUE for a dropped one — and the
+    ADD/MODIFY/REMOVE_ADMIN rights where an HS_ADMIN value is involved."""
+    bits = 0
+    for value in written:
+        old = current.get(value.index)
+        if old is None:
+            bits |= _admin_bit(value.type, ADD_VALUE, ADD_ADMIN)
+        elif not old.same_content(value):
+            bits |= _admin_bit(old.type, MODIFY_VALUE, MODIFY_ADMIN)
+            bits |= _admin_bit(value.type, MODIFY_VALUE, MODIFY_ADMIN)
+    for index in removed:
+        if index in current:
+            bits |= _admin_bit(current[index].type, REMOVE_VALUE, REMOVE_ADMIN)
+    return bits
 
 
 def admin_refs(values: Iterable[HandleValue]) -> list[AdminRef]:

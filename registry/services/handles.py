@@ -2,8 +2,8 @@
 
 Create (with or without overwrite), add or modify values, remove values,
 delete, list — each checked against the caller's ``HS_ADMIN`` rights — plus
-``HS_SECKEY`` authentication of Handle identities. The REST API uses this
-now, the native protocol front end later; both only translate.
+``HS_SECKEY`` authentication of Handle identities. The REST API and the
+native protocol's front end both use it, and only translate.
 """
 
 from __future__ import annotations
@@ -46,24 +46,19 @@ from ..permissions import (
     ReadAccess,
     identity_rights,
     principal_rights,
+    required_bits,
 )
 from ..records import NODE_KEPT_INDEXES, Located, Where, locate
 from ..secrets import is_sealed_value, open_value, seal_value
 from ..templates import TemplateError, check_handle_values
 from ..values import (
-    ADD_ADMIN,
     ADD_HANDLE,
-    ADD_VALUE,
     DELETE_HANDLE,
     HS_ADMIN,
     HS_SECKEY,
     HS_VLIST,
     LIST_HANDLES,
-    MODIFY_ADMIN,
-    MODIFY_VALUE,
     READ_VALUE,
-    REMOVE_ADMIN,
-    REMOVE_VALUE,
     SITE_TYPES,
     AdminRef,
     SiteInfo,
@@ -129,33 +124,6 @@ def _check_layout(value: HandleValue) -> None:
             SiteInfo.from_bytes(value.data)
     except ValueFormatError as exc:
         raise InvalidValue(f"value {value.index}: {exc}") from None
-
-
-def _admin_bit(value_type: str, plain: int, admin: int) -> int:
-    return admin if value_type.upper() == HS_ADMIN else plain
-
-
-def required_bits(
-    current: dict[int, HandleValue],
-    written: Sequence[HandleValue],
-    *,
-    removed: Sequence[int] = (),
-) -> int:
-    """The HS_ADMIN rights a change to a record needs: ADD_VALUE for a new index,
-    MODIFY_VALUE for a changed one, REMOVE_VALUE for a dropped one — and the
-    ADD/MODIFY/REMOVE_ADMIN rights where an HS_ADMIN value is involved."""
-    bits = 0
-    for value in written:
-        old = current.get(value.index)
-        if old is None:
-            bits |= _admin_bit(value.type, ADD_VALUE, ADD_ADMIN)
-        elif not old.same_content(value):
-            bits |= _admin_bit(old.type, MODIFY_VALUE, MODIFY_ADMIN)
-            bits |= _admin_bit(value.type, MODIFY_VALUE, MODIFY_ADMIN)
-    for index in removed:
-        if index in current:
-            bits |= _admin_bit(current[index].type, REMOVE_VALUE, REMOVE_ADMIN)
-    return bits
 
 
 class Handles:

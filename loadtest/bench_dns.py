@@ -5,7 +5,8 @@ DNS processes, picks 500 of its identifiers spread over every enterprise, and
 renders their records and the zone's apex in master-file format with the
 node's own ``DnsService.zone_text``; NSD (or Knot) loads that zone with the
 same number of server processes. Both answer a sample of the queries first and
-the answers are compared (rcode, AA, answer section). Then dnsperf (UDP, EDNS,
+the answers are compared (rcode, AA, answer section; a truncated UDP answer is
+followed over TCP, as a resolver does, and counted). Then dnsperf (UDP, EDNS,
 ``-c 20 -q 200``) cycles over one query list (TXT and NAPTR of those names, a
 few names that do not exist, SOA; and each name's TXT again in random letter
 case, as resolvers using 0x20 ask) against each:
@@ -138,6 +139,8 @@ class Outcome:
     checked: int
     differences: list[str]
     runs: list[Run]
+    truncated: list[int]
+    """Sampled answers truncated over UDP (TC): the node's, then the reference's."""
 
 
 def bench(args: argparse.Namespace, kind: str, duration: float, rounds: int) -> Outcome:
@@ -170,10 +173,12 @@ def bench(args: argparse.Namespace, kind: str, duration: float, rounds: int) -> 
                 work.zone, work.zone_text, kind=kind, host=HOST, workers=args.workers
             ) as ref:
                 ref_at = (ref.host, ref.port)
-                checked, differences = compare(node_at, ref_at, work.queries)
+                checked, differences, truncated = compare(node_at, ref_at, work.queries)
                 print(
                     f"same rcode, AA and answer section: {checked - len(differences)} "
-                    f"of {checked} sampled queries",
+                    f"of {checked} sampled queries; truncated over UDP and asked again over "
+                    f"TCP: {truncated[0]} of the node's answers, {truncated[1]} of {kind}'s "
+                    "(dnsperf counts a truncated answer as answered)",
                     flush=True,
                 )
                 for line in differences[:10]:
@@ -209,7 +214,7 @@ def bench(args: argparse.Namespace, kind: str, duration: float, rounds: int) -> 
                         )  # fmt: skip
                         runs.append(run)
                         print(f"  {run.label}: {run.qps:,.0f} QPS", flush=True)
-    return Outcome(work, checked, differences, runs)
+    return Outcome(work, checked, differences, runs, truncated)
 
 
 def show(outcome: Outcome, heading: str, kind: str, verdicts: list[str]) -> None:
@@ -320,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
                 "nxdomain": work.nxdomain,
                 "soa": work.soa,
             },
-            "same_answers": {"checked": outcome.checked, "differences": outcome.differences},
+            "same_answers": {
+                "checked": outcome.checked,
+                "differences": outcome.differences,
+                "truncated_over_udp": {"node": outcome.truncated[0], kind: outcome.truncated[1]},
+            },
             **figures,
             "runs": [asdict(r) for r in outcome.runs],
         },

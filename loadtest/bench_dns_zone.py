@@ -107,26 +107,34 @@ def _summary(message: dns.message.Message) -> tuple[str, bool, list[str]]:
 
 def compare(
     node: tuple[str, int], reference: tuple[str, int], queries: list[tuple[str, str]]
-) -> tuple[int, list[str]]:
-    """Ask both a sample of the queries (UDP, EDNS 1232); the differences found."""
+) -> tuple[int, list[str], list[int]]:
+    """Ask both a sample of the queries (UDP, EDNS 1232) as a resolver does, asking
+    again over TCP after a truncated answer (the node truncates answers beyond its
+    ``udp_amplification`` bound); the differences found, and how many answers of
+    each server came truncated."""
     unique = sorted(set(queries))
     step = max(1, len(unique) // CHECK_QUERIES)
     sample = unique[::step][:CHECK_QUERIES]
     deadline = time.monotonic() + CHECK_SECONDS
     checked = 0
     differences: list[str] = []
+    truncated = [0, 0]
     for name, rdtype in sample:
         if time.monotonic() > deadline:
             break  # bounded: the count checked says how far it got
         query = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
         query.flags &= ~dns.flags.RD
         answers = []
-        for host, port in (node, reference):
+        for at, (host, port) in enumerate((node, reference)):
             try:
-                answers.append(_summary(dns.query.udp(query, host, port=port, timeout=2.0)))
+                response, over_tcp = dns.query.udp_with_fallback(
+                    query, host, timeout=2.0, port=port
+                )
+                truncated[at] += over_tcp
+                answers.append(_summary(response))
             except (dns.exception.DNSException, OSError) as error:
                 answers.append((f"no answer ({error!r})", False, []))
         checked += 1
         if answers[0] != answers[1]:
             differences.append(f"{name} {rdtype}: node {answers[0]} / reference {answers[1]}")
-    return checked, differences
+    return checked, differences, truncated

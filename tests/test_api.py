@@ -1,125 +1,17 @@
-"""The SNMS-compatible admin API over real HTTP on loopback, on both databases."""
+"""The SNMS-compatible admin API over real HTTP on loopback, on both databases: the
+identifier data API, templates, prefixes, enterprises and their hosting, OID-named
+identifiers, health and metrics. Logins and tokens: test_api_identity.py; bad input:
+test_api_input.py; attachments: test_api_attachments.py.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import pytest
-
-from registry.secrets import dated_digest, sha256_hex
+from registry.secrets import sha256_hex
 from tests.conftest import ApiClient
-from tests.factories import (
-    ADMIN_AK,
-    ADMIN_SK,
-    USER_PASSWORD,
-    apply_json,
-    record_json,
-    template_json,
-)
-
-
-def ok(result: tuple[int, Any]) -> Any:
-    status, body = result
-    assert status == 200, (status, body)
-    assert body["status"] == 1 and body["message"] == "success", body
-    return body["data"]
-
-
-def failed(result: tuple[int, Any], status: int = -2, http: int = 200) -> str:
-    code, body = result
-    assert code == http, (code, body)
-    assert isinstance(body, dict) and set(body) == {"message", "status", "data"}, body
-    assert body["status"] == status, body
-    assert body["data"] is None
-    return str(body["message"])
-
-
-async def enterprise(api: ApiClient, n: int = 1, *, hosted: bool = True) -> str:
-    """File enterprise n through the API; return its prefix."""
-    ok(await api.call("POST", "/snms/api/v3/ent/apply", json=apply_json(n)))
-    page = ok(await api.call("GET", f"/snms/api/v3/ent/page?orgName=测试企业{n}有限公司"))
-    detail = ok(await api.call("GET", f"/snms/api/v3/ent/detail?id={page['content'][0]['id']}"))
-    prefix = str(detail["entBasicInfo"]["entPrefix"])
-    if hosted:
-        ok(
-            await api.call(
-                "POST",
-                "/snms/api/ent/config",
-                json={"proxyServerId": 1, "entPrefixConfig": {"entPrefix": prefix}},
-            )
-        )
-        ok(await api.call("POST", "/snms/api/v5/template", json=template_json(prefix)))
-    return prefix
-
-
-# --- identity -----------------------------------------------------------------
-
-
-async def test_token_login_forms(api: ApiClient) -> None:
-    token = ok(
-        await api.call("POST", "/identity/token", json={"username": ADMIN_AK, "password": ADMIN_SK})
-    )["token"]
-    assert ok(await api.call("GET", "/snms/api/prefix/page", token=token))["totalElements"] == 0
-    await enterprise(api, 1)
-    dated = dated_digest(sha256_hex(USER_PASSWORD), _today())
-    assert ok(
-        await api.call("POST", "/identity/token/v1", json={"username": "user1", "password": dated})
-    )["token"]
-    message = failed(
-        await api.call("POST", "/identity/token", json={"username": "user1", "password": "nope"})
-    )
-    assert message == "用户名/密码错误！"
-    failed(
-        await api.call(
-            "POST", "/identity/token/v1", json={"username": "user1", "password": USER_PASSWORD}
-        )
-    )
-    failed(await api.call("POST", "/identity/token", json={"username": "user1"}))
-
-
-def _today() -> str:
-    from datetime import UTC, datetime, timedelta
-
-    return (datetime.now(UTC) + timedelta(hours=8)).strftime("%Y-%m-%d")
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [{}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic dXNlcjpwdw=="}],
-)
-async def test_missing_or_bad_tokens_answer_minus_one(
-    api: ApiClient, headers: dict[str, str]
-) -> None:
-    result = await api.call(
-        "GET", "/identityv2/data/detail?handle=88.100.1/x", token="", headers=headers
-    )
-    assert "登录" in failed(result, status=-1) or "token" in failed(result, status=-1)
-
-
-async def test_access_key_login(api: ApiClient) -> None:
-    await enterprise(api, 1)
-    user = await api.login("user1", USER_PASSWORD)
-    keys = ok(await api.call("POST", "/identity/access-key", json={}, token=user))
-    token = await api.login(keys["accessKey"], keys["secretKey"])
-    assert ok(await api.call("GET", "/snms/api/prefix/query?prefix=88.100.1", token=token))
-
-
-async def test_register_user(api: ApiClient) -> None:
-    body = {
-        "userName": "ddd",
-        "password": sha256_hex("123456"),
-        "email": "d@admin.com",
-        "mobile": "13945056533",
-        "remarks": "",
-    }
-    assert ok(await api.call("POST", "/identity/registry", json=body)) is True
-    assert await api.login("ddd", "123456")
-    assert "已存在" in failed(await api.call("POST", "/identity/registry", json=body))
-    other = await api.login("ddd", "123456")
-    body2 = dict(body, userName="eee", email="e@x.cn", mobile="1")
-    failed(await api.call("POST", "/identity/registry", json=body2, token=other), status=-3)
-
+from tests.factories import ADMIN_SK, USER_PASSWORD, apply_json, record_json, template_json
+from tests.snms_api import enterprise, failed, ok
 
 # --- the whole SNMS flow ------------------------------------------------------
 
@@ -208,6 +100,12 @@ async def test_batch_limit_and_empty_batch(api: ApiClient) -> None:
     exactly = [record_json(f"{prefix}/m{i}") for i in range(2000)]
     result = ok(await api.call("POST", "/identityv2/data/batchCreate", json=exactly))
     assert len(result) == 2000 and all(r["msg"] == "success" for r in result)
+
+
+async def test_secrets_never_shown_by_the_data_api(api: ApiClient) -> None:
+    detail = ok(await api.call("GET", "/identityv2/data/detail?handle=0.NA/88.100"))
+    assert [v["type"] for v in detail["value"]] == ["HS_ADMIN"]
+    assert ADMIN_SK not in json.dumps(detail)
 
 
 # --- templates, prefixes, enterprises ----------------------------------------
@@ -377,265 +275,6 @@ async def test_enterprise_isolation_over_http(api: ApiClient) -> None:
     assert "没有权限" in result[0]["msg"]
 
 
-# --- bad input ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "raw"),
-    [
-        ("POST", "/identityv2/data", b"{not json"),
-        ("POST", "/identityv2/data", b"\xff\xfe"),
-        ("POST", "/identityv2/data", b""),
-        ("POST", "/identityv2/data", b"[]"),
-        ("POST", "/identityv2/data", b'{"handle": 5, "templateVersion": "1.0", "value": []}'),
-        (
-            "POST",
-            "/identityv2/data",
-            b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": {"index": 1}}',
-        ),
-        ("PUT", "/identityv2/data/batchUpdate", b'{"a": 1}'),
-        (
-            "POST",
-            "/snms/api/v5/template",
-            b'{"prefix": "88.100.1", "version": "1", "items": "nope"}',
-        ),
-        ("POST", "/snms/api/ent/config", b'{"entPrefixConfig": []}'),
-        ("POST", "/snms/api/v3/ent/apply", b'{"entBasicInfo": {"orgCrtType": true}}'),
-        ("POST", "/identity/token", b"null"),
-    ],
-)
-async def test_malformed_bodies_get_envelopes(
-    api: ApiClient, method: str, path: str, raw: bytes
-) -> None:
-    failed(await api.call(method, path, data=raw, headers={"Content-Type": "application/json"}))
-
-
-@pytest.mark.parametrize(
-    "handle",
-    ["88.100.1", "88.100.1/" + "x" * 2100, "/x", "88..1/x", "88.100.1/a\x00b"],
-)
-async def test_bad_handles_get_envelopes(api: ApiClient, handle: str) -> None:
-    await enterprise(api, 1)
-    from urllib.parse import quote
-
-    message = failed(await api.call("GET", f"/identityv2/data/detail?handle={quote(handle)}"))
-    assert message
-    failed(await api.call("POST", "/identityv2/data", json=record_json(handle)))
-
-
-async def test_missing_parameters(api: ApiClient) -> None:
-    assert failed(await api.call("GET", "/identityv2/data/detail")) == (
-        "缺少必要的请求参数: handle"
-    )
-    assert "prefix" in failed(await api.call("GET", "/snms/api/prefix/query"))
-    assert "prefix" in failed(await api.call("GET", "/snms/api/v5/template"))
-    assert "currentPage" in failed(await api.call("GET", "/snms/api/prefix/page?currentPage=0"))
-    assert "pageSize" in failed(await api.call("GET", "/snms/api/prefix/page?pageSize=x"))
-
-
-async def test_unknown_endpoints_and_methods(api: ApiClient) -> None:
-    assert "接口不存在" in failed(await api.call("GET", "/snms/api/nothing"), http=404)
-    assert "PATCH" in failed(await api.call("PATCH", "/identityv2/data"), http=405)
-
-
-async def test_oversized_body_is_refused_cleanly(api: ApiClient) -> None:
-    huge = b"[" + b" " * (33 * 1024 * 1024) + b"]"
-    failed(
-        await api.call(
-            "POST",
-            "/identityv2/data/batchCreate",
-            data=huge,
-            headers={"Content-Type": "application/json"},
-        ),
-        http=413,
-    )
-
-
-async def test_healthz(api: ApiClient) -> None:
-    status, body = await api.call("GET", "/healthz")
-    assert status == 200 and body == {"status": "ok", "database": "ok"}
-
-
-# --- attachments --------------------------------------------------------------
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
-PDF = b"%PDF-1.7\n" + b"0" * 100
-
-
-async def upload(
-    api: ApiClient,
-    data: bytes,
-    *,
-    name: str = "f.bin",
-    field: str = "file",
-    token: str | None = None,
-) -> tuple[int, Any]:
-    import aiohttp
-
-    form = aiohttp.FormData()
-    form.add_field(field, data, filename=name, content_type="application/octet-stream")
-    return await api.call("POST", "/snms/api/file/upload", data=form, token=token)
-
-
-async def test_upload_and_link_attachments(api: ApiClient) -> None:
-    scan = ok(await upload(api, PNG, name="licence.png"))
-    assert scan["path"].endswith(".png") and isinstance(scan["id"], int)
-    contract = ok(await upload(api, PDF + b"0" * (2 * 1024 * 1024)))
-    assert contract["path"].endswith(".pdf")
-    async with api.session.get(
-        f"{api.base}/snms/api/file/{scan['id']}", headers={"Authorization": f"Bearer {api.token}"}
-    ) as resp:
-        assert resp.status == 200 and resp.content_type == "image/png"
-        assert await resp.read() == PNG
-
-    body = apply_json(1)
-    body["entBasicInfo"]["orgCrtImgRid"] = scan["id"]
-    body["entRegisterManageInfo"]["servSysBuildContractFileRid"] = str(contract["id"])
-    ok(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
-    reuse = apply_json(2)
-    reuse["entBasicInfo"]["orgCrtImgRid"] = scan["id"]
-    assert "已被其他企业使用" in failed(
-        await api.call("POST", "/snms/api/v3/ent/apply", json=reuse)
-    )
-    missing = apply_json(3)
-    missing["entBasicInfo"]["contactCrtFrontImgRid"] = 999999
-    assert "附件999999不存在" in failed(
-        await api.call("POST", "/snms/api/v3/ent/apply", json=missing)
-    )
-    page = ok(await api.call("GET", "/snms/api/v3/ent/page"))
-    assert page["totalElements"] == 1  # the refused filings left nothing behind
-
-    user = await api.login("user1", USER_PASSWORD)
-    mine = ok(await upload(api, PNG, token=user))
-    async with api.session.get(
-        f"{api.base}/snms/api/file/{mine['id']}", headers={"Authorization": f"Bearer {user}"}
-    ) as resp:
-        assert resp.status == 200
-    ok(await api.call("POST", "/snms/api/v3/ent/apply", json=apply_json(4)))
-    other = await api.login("user4", USER_PASSWORD)
-    failed(await api.call("GET", f"/snms/api/file/{mine['id']}", token=other), status=-3)
-    failed(await api.call("GET", "/snms/api/file/abc"))
-
-
-@pytest.mark.parametrize(
-    ("data", "field", "message"),
-    [
-        (b"hello, not a picture", "file", "仅支持"),
-        (PNG + b"0" * (1024 * 1024), "file", "文件过大"),
-        (PDF + b"0" * (5 * 1024 * 1024), "file", "文件过大"),
-        (PNG, "other", "file"),
-    ],
-)
-async def test_bad_uploads(api: ApiClient, data: bytes, field: str, message: str) -> None:
-    assert message in failed(await upload(api, data, field=field))
-
-
-async def test_upload_needs_multipart(api: ApiClient) -> None:
-    assert "multipart" in failed(await api.call("POST", "/snms/api/file/upload", json={}))
-    garbage = await api.call(
-        "POST",
-        "/snms/api/file/upload",
-        data=b"--x\r\nbroken",
-        headers={"Content-Type": "multipart/form-data; boundary=x"},
-    )
-    failed(garbage)
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b'{"handle": "88.100.1/a\\u0000b", "templateVersion": "1.0", "value": []}',
-        b'{"handle": "88.100.1/\\ud800", "templateVersion": "1.0", "value": []}',
-        b'{"handle": "88.100.1/x", "templateVersion": "1.0\\u0000", "value": []}',
-        # A lone surrogate as raw bytes, an upper-case escape, a NUL byte: every way in.
-        b'{"handle": "88.100.1/\xed\xa0\x80", "templateVersion": "1.0", "value": []}',
-        b'{"handle": "88.100.1/x", "templateVersion": "\\uDC00", "value": []}',
-        b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": [], "\\ud83d": 1}',
-        b"[" * 100000 + b"]" * 100000,
-        b'{"a":' * 40 + b"1" + b"}" * 40,
-        b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": [{"index": '
-        + b"9" * 5000
-        + b', "type": "URL", "data": "u"}]}',
-        b'{"handle": "88.100.1/x", "templateVersion": "1.0", "value": [{"index": "\xc2\xb2",'
-        b' "type": "URL", "data": "u"}]}',
-    ],
-)
-async def test_unstorable_text_and_pathological_json(api: ApiClient, raw: bytes) -> None:
-    await enterprise(api, 1)
-    failed(
-        await api.call(
-            "POST", "/identityv2/data", data=raw, headers={"Content-Type": "application/json"}
-        )
-    )
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/snms/api/prefix/page?entName=%00",
-        "/snms/api/v3/ent/page?orgName=" + "x" * 5000,
-        "/snms/api/v3/ent/detail?id=99999999999",
-        "/snms/api/v3/ent/detail?id=%C2%B2",
-        "/snms/api/prefix/page?currentPage=99999999999999999999",
-        "/snms/api/file/99999999999",
-        "/identityv2/data/detail?handle=88.100.1/%ED%A0%80",
-    ],
-)
-async def test_pathological_queries(api: ApiClient, path: str) -> None:
-    status, body = await api.call("GET", path)
-    assert status == 200 and body["status"] in (1, -2), body
-
-
-async def test_out_of_range_numbers_in_bodies(api: ApiClient) -> None:
-    prefix = await enterprise(api, 1, hosted=False)
-    config = {"proxyServerId": 2**40, "entPrefixConfig": {"entPrefix": prefix}}
-    assert "不能大于" in failed(await api.call("POST", "/snms/api/ent/config", json=config))
-    body = apply_json(2)
-    body["entBasicInfo"]["orgCrtImgRid"] = 2**40
-    assert "范围" in failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
-    body["entBasicInfo"]["orgCrtImgRid"] = "²"
-    failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
-
-
-# --- review fixes: credentials, hosting approval, odd inputs ------------------
-
-
-async def test_tokens_die_with_their_credential(api: ApiClient, registry: Any) -> None:
-    from registry import schema
-
-    assert ok(await api.call("GET", "/snms/api/prefix/page"))  # admin AK token works
-    await registry.accounts.bootstrap_admin(ADMIN_AK, "re-keyed")
-    assert "token" in failed(await api.call("GET", "/snms/api/prefix/page"), status=-1)
-    fresh = await api.login(ADMIN_AK, "re-keyed")
-    assert ok(await api.call("GET", "/snms/api/prefix/page", token=fresh))
-    async with registry.services.change(registry_actor()) as change:
-        await change.conn.execute(schema.access_keys.update().values(status=0))
-    failed(await api.call("GET", "/snms/api/prefix/page", token=fresh), status=-1)
-
-
-def registry_actor() -> Any:
-    from registry.services import SYSTEM_ACTOR
-
-    return SYSTEM_ACTOR
-
-
-async def test_password_change_revokes_user_tokens(api: ApiClient, registry: Any) -> None:
-    from registry import schema
-    from registry.passwords import StoredSecret
-
-    await enterprise(api, 1)
-    token = await api.login("user1", USER_PASSWORD)
-    assert ok(await api.call("GET", "/snms/api/v3/ent/detail", token=token))
-    new = StoredSecret.from_plain("new-password", registry.services.node_key)
-    async with registry.services.change(registry_actor()) as change:
-        await change.conn.execute(
-            schema.users.update()
-            .where(schema.users.c.username == "user1")
-            .values(secret_hash=new.hash)
-        )
-    failed(await api.call("GET", "/snms/api/v3/ent/detail", token=token), status=-1)
-
-
 async def test_hosting_is_requested_by_the_enterprise_and_granted_by_the_admin(
     api: ApiClient,
 ) -> None:
@@ -660,54 +299,6 @@ async def test_hosting_is_requested_by_the_enterprise_and_granted_by_the_admin(
     assert ok(
         await api.call("POST", "/identityv2/data", json=record_json(f"{prefix}/now"), token=user)
     )
-
-
-async def test_access_keys_only_for_yourself(api: ApiClient) -> None:
-    await enterprise(api, 1)
-    user = await api.login("user1", USER_PASSWORD)
-    for name in ("admin", "nobody-at-all"):  # no hint whether the user exists
-        failed(
-            await api.call("POST", "/identity/access-key", json={"username": name}, token=user),
-            status=-3,
-        )
-    assert "不存在" in failed(
-        await api.call("POST", "/identity/access-key", json={"username": "nobody-at-all"})
-    )
-
-
-async def test_secrets_never_shown_by_the_data_api(api: ApiClient) -> None:
-    detail = ok(await api.call("GET", "/identityv2/data/detail?handle=0.NA/88.100"))
-    assert [v["type"] for v in detail["value"]] == ["HS_ADMIN"]
-    assert ADMIN_SK not in json.dumps(detail)
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/snms/api/prefix/page?startDate=0001-01-01",
-        "/snms/api/v3/ent/page?endDate=0001-01-01 07:00:00",
-        "/snms/api/v3/ent/page?endDate=9999-12-31 23:59:59",
-    ],
-)
-async def test_extreme_dates(api: ApiClient, path: str) -> None:
-    status, body = await api.call("GET", path)
-    assert status == 200 and body["status"] in (1, -2), body
-
-
-async def test_upload_filename_with_control_characters(api: ApiClient) -> None:
-    # Raw multipart, since a well-behaved client refuses to send such a name.
-    body = (
-        b'--b\r\nContent-Disposition: form-data; name="file"; '
-        b"filename*=UTF-8''..%5Cevil%00name.png\r\n"
-        b"Content-Type: image/png\r\n\r\n" + PNG + b"\r\n--b--\r\n"
-    )
-    result = await api.call(
-        "POST",
-        "/snms/api/file/upload",
-        data=body,
-        headers={"Content-Type": "multipart/form-data; boundary=b"},
-    )
-    assert ok(result)["path"].endswith(".png")
 
 
 # --- OID-named identifiers ----------------------------------------------------
@@ -748,6 +339,14 @@ async def test_oid_identifiers_through_the_admin_api(api: ApiClient) -> None:
     assert status != 200 and foreign["responseCode"] != 1
     status, arc = await api.call("GET", "/api/oid/1.2.156.86.1.1")  # the arc: the prefix
     assert status == 200 and arc["handle"] == "1.2.156.86.1.1"
+
+
+# --- health and metrics -------------------------------------------------------
+
+
+async def test_healthz(api: ApiClient) -> None:
+    status, body = await api.call("GET", "/healthz")
+    assert status == 200 and body == {"status": "ok", "database": "ok"}
 
 
 async def test_metrics_endpoint(api: ApiClient) -> None:

@@ -1,5 +1,6 @@
 """What tests share besides fixtures: the test node's constants, builders of valid
-registry inputs (so each test states only what it varies), and a log watcher."""
+registry inputs (so each test states only what it varies), a row counter, and a log
+watcher."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlalchemy import Table, func, select
 
 from registry.models import HandleValue
 from registry.services import Actor, Registry
@@ -194,6 +196,17 @@ async def hosted_enterprise(
     await registry.enterprises.configure(admin, allocated.prefix, HostedConfig(1))
     await registry.templates.create(admin, template_spec(allocated.prefix))
     return allocated.prefix
+
+
+async def user_actor(registry: Registry, n: int) -> Actor:
+    """The user of enterprise n (as :func:`application` files it), logged in."""
+    return Actor((await registry.accounts.login(f"user{n}", USER_PASSWORD)).principal, "test")
+
+
+async def count(registry: Registry, table: Table) -> int:
+    """Rows in ``table`` now."""
+    async with registry.services.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
 def self_signed(directory: Path, stem: str = "") -> tuple[Path, Path, int]:

@@ -101,7 +101,7 @@ async def test_restricted_values_need_rights(registry: Registry, admin: Actor) -
     engine, prefix = await seeded(registry, admin)
     name = engine.parse(f"{prefix}/rec")
     assert [v.index for v in (await engine.resolve(name, caller=admin)).values] == [1, 2, 3, 4]
-    from tests.test_registry import user_actor
+    from tests.factories import user_actor
 
     owner = await user_actor(registry, 1)
     assert 4 in [v.index for v in (await engine.resolve(name, caller=owner)).values]
@@ -409,7 +409,7 @@ async def test_sealed_blobs_open_only_in_their_place(registry: Registry, admin: 
 
 async def test_prefix_records_keep_the_node_s_values(registry: Registry, admin: Actor) -> None:
     from registry.errors import InvalidValue
-    from tests.test_registry import user_actor
+    from tests.factories import user_actor
 
     engine, prefix = await seeded(registry, admin)
     owner = await user_actor(registry, 1)

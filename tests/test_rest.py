@@ -247,7 +247,7 @@ async def test_enterprise_access_keys_and_isolation(
     api: ApiClient, registry: Registry, admin: Actor, prefix: str
 ) -> None:
     other = await hosted_enterprise(registry, admin, 2)
-    from tests.test_registry import user_actor
+    from tests.factories import user_actor
 
     ak, sk = await registry.accounts.create_access_key(await user_actor(registry, 1), "user1")
     mine = basic(ak, sk)

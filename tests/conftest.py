@@ -1,5 +1,5 @@
 """Shared fixtures: real databases (SQLite and PostgreSQL), the registry,
-and the real aiohttp application on a loopback port.
+the real aiohttp application and the native protocol's service on loopback ports.
 
 Each test gets a database of its own: a copy of a migrated SQLite file, or
 a PostgreSQL database cloned from a migrated template database. PostgreSQL
@@ -35,11 +35,12 @@ from idnode.servers import build_http_app
 from idnode.site import node_site
 from registry.db import create_engine, migrate
 from registry.grammar import Grammar
-from registry.secrets import NodeKey
+from registry.secrets import NodeKey, load_or_create_server_key
 from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
 from resolver.engine import Engine
 from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC
+from tests.native_node import Native, native_server
 
 PG_SERVER = os.environ.get("IDNODE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 PG_TEMPLATE = f"idnode_test_template_{os.getpid()}"
@@ -243,6 +244,13 @@ async def api(registry: Registry, node_key: NodeKey, database_url: str) -> Async
         client.token = await client.login(ADMIN_AK, ADMIN_SK)
         yield client
     await runner.cleanup()
+
+
+@pytest.fixture
+async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
+    """The native protocol's service on loopback UDP and TCP, over ``registry``."""
+    async with native_server(registry, load_or_create_server_key(tmp_path / "server.pem")) as it:
+        yield it
 
 
 def needs(found: bool, what: str) -> pytest.MarkDecorator:

@@ -38,7 +38,7 @@ from resolver.handle.proofs import (
 )
 from tests import vectors
 from tests.conftest import needs
-from tests.test_handle_server import native_server, seed
+from tests.native_node import native_server, seed
 
 # cryptography deprecates DSA for new designs; HANDLE.NET's site keys are DSA.
 pytestmark = pytest.mark.filterwarnings("ignore:DSA is deprecated")

@@ -1,5 +1,6 @@
 """Shared fixtures: real databases (SQLite and PostgreSQL), the registry,
-the real aiohttp application and the native protocol's service on loopback ports.
+the real aiohttp application, the native protocol's service and the DNS zone on
+loopback ports.
 
 Each test gets a database of its own: a copy of a migrated SQLite file, or
 a PostgreSQL database cloned from a migrated template database. PostgreSQL
@@ -30,15 +31,21 @@ import pytest
 from aiohttp import web
 
 from idnode.config import Config, Endpoint
+from idnode.listen import bind_pair
 from idnode.node import Node
 from idnode.servers import build_http_app
 from idnode.site import node_site
 from registry.db import create_engine, migrate
+from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
 from registry.secrets import NodeKey, load_or_create_server_key
 from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
+from resolver.dns import server as srv
+from resolver.dns.rrl import RateLimit
+from resolver.dns.service import DnsService
 from resolver.engine import Engine
+from tests.dns_zone import NO_LIMIT, RUNNING, ZONE, Starter, Zone, seed
 from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC
 from tests.native_node import Native, native_server
 
@@ -253,10 +260,39 @@ async def native(registry: Registry, tmp_path: Path) -> AsyncIterator[Native]:
         yield it
 
 
-def needs(found: bool, what: str) -> pytest.MarkDecorator:
-    """Skip a test whose outside tool (dig, knotd, nsd, dnsperf) is missing — except
-    in CI, where scripts/test.sh installs them, so missing is a failure there."""
-    return pytest.mark.skipif(not found and not os.environ.get("CI"), reason=f"{what} is missing")
+@pytest.fixture
+async def start_zone(registry: Registry) -> AsyncIterator[Starter]:
+    """Starts the DNS zone over ``registry`` on loopback (with a rate limit, on another
+    address, as asked); every zone started is stopped after the test."""
+    running = RUNNING
+
+    async def start(rate_limit: RateLimit = NO_LIMIT, host: str = "127.0.0.1") -> Zone:
+        engine = Engine(registry)
+        names = ZoneNames.of(ZONE)
+        service = DnsService(engine, names, ns_address="127.0.0.1")
+        await service.start()
+        tcp_sock, udp_sock = bind_pair(Endpoint(host, 0))
+        port = tcp_sock.getsockname()[1]
+        running.append(
+            await srv.start(service, tcp_sock, udp_sock, rate_limit=rate_limit, idle=1.0)
+        )
+        return Zone(host, port, service, registry, engine, names)
+
+    yield start
+    for listeners in running:
+        await listeners.close()
+    running.clear()
+
+
+@pytest.fixture
+async def zone(start_zone: Starter) -> Zone:
+    return await start_zone()
+
+
+@pytest.fixture
+async def seeded_zone(zone: Zone, admin: Actor) -> Zone:
+    await seed(zone, admin)
+    return zone
 
 
 class TopLevelAt(NamedTuple):

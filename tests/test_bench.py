@@ -17,7 +17,7 @@ import pytest
 from loadtest.bench_drivers import read_h2load_log
 from loadtest.bench_settings import PROTOCOLS, demo_names, parse_rates
 from loadtest.bench_suite import offered_rates
-from tests.conftest import needs
+from tests.factories import needs
 
 pytestmark = pytest.mark.slow
 

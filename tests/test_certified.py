@@ -37,7 +37,7 @@ from resolver.handle.proofs import (
     verify_response,
 )
 from tests import vectors
-from tests.conftest import needs
+from tests.factories import needs
 from tests.native_node import native_server, seed
 
 # cryptography deprecates DSA for new designs; HANDLE.NET's site keys are DSA.

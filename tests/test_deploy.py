@@ -25,7 +25,7 @@ import yaml
 
 from idnode.cli import build_parser
 from idnode.config import Config, load
-from tests.conftest import needs
+from tests.factories import needs
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMTOOL = shutil.which("promtool")

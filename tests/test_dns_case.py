@@ -27,13 +27,8 @@ import pytest
 from idnode.config import Config
 from loadtest.refdns import ReferenceServer
 from registry.services import Actor
-from tests import test_dns
-from tests.conftest import needs
-from tests.test_dns import LONG, OID, REFERENCES, TIMEOUT, ZONE, Starter, Zone, seed, texts
-
-# The DNS tests' node on loopback, as fixtures here too (pytest finds them by name).
-start_zone = test_dns.start_zone
-zone = test_dns.zone
+from tests.dns_zone import LONG, OID, REFERENCES, TIMEOUT, ZONE, Starter, Zone, seed, texts
+from tests.factories import needs
 
 SPELLINGS = 4
 """Random spellings of each name, besides all upper case and the case swapped."""

@@ -41,8 +41,7 @@ from resolver.http.forwarded import (
     parse_node,
     walk,
 )
-from tests.conftest import needs
-from tests.factories import ADMIN_AK, ADMIN_SK, self_signed
+from tests.factories import ADMIN_AK, ADMIN_SK, needs, self_signed
 
 ADMIN_BASIC = {
     "Authorization": "Basic " + base64.b64encode(f"300%3A0.NA/88.100:{ADMIN_SK}".encode()).decode()

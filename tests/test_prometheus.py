@@ -37,7 +37,7 @@ from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
 from resolver.handle import client
 from resolver.handle import codec as c
-from tests.conftest import needs
+from tests.factories import needs
 from tests.test_cli import ANY_PORTS, Server, run_idnode
 from tests.test_federation import listening
 from tests.test_rules import VARIABLE, VARIABLES, exprs, needs_yaml, rules_of

@@ -31,7 +31,7 @@ from loadtest.refdns import (
     reference_kind,
     server_binary,
 )
-from tests.conftest import needs
+from tests.factories import needs
 
 ORIGIN = "idnode.test."
 ZONE = """\

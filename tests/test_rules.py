@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client.metrics import MetricWrapperBase
 
 import metrics.instruments
-from tests.conftest import needs
+from tests.factories import needs
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "metrics" / "rules" / "idnode.rules.yml"

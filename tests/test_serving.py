@@ -33,8 +33,7 @@ from idnode.config import Config, ConfigError, ipv6_twin
 from idnode.demo import DEMO_ADMIN, demo_enterprises, example_handle, registration
 from idnode.workers import worker_count
 from loadtest.demo_node import DemoNode, children
-from tests.conftest import needs
-from tests.factories import self_signed
+from tests.factories import needs, self_signed
 from tests.test_cli import Server, run_idnode
 
 SMALL_DEMO = ("--enterprises", "32", "--identifiers", "64")

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, tzinfo
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metrics import instruments as m
@@ -27,6 +25,7 @@ from metrics.tally import TALLY, Tally
 from metrics.traffic import ClientTraffic
 from registry import usage
 from registry.db import read_transaction, write_transaction
+from registry.errors import StorageUnavailable
 from registry.services.base import ChangeEvent
 
 log = logging.getLogger("idnode.accounting")
@@ -83,7 +82,7 @@ class Accounting:
         try:
             async with write_transaction(self.db) as conn:
                 await usage.add(conn, daily)
-        except (DBAPIError, PoolTimeout, OSError) as exc:
+        except StorageUnavailable as exc:
             self.tally.give_back(daily)
             log.warning("daily counts not persisted (kept for the next try): %s", exc)
             return False
@@ -139,7 +138,7 @@ class Accounting:
             await self.refresh_days()
             if sizes:
                 await self.refresh_sizes()
-        except (DBAPIError, PoolTimeout, OSError) as exc:
+        except StorageUnavailable as exc:
             log.warning("node gauges not refreshed: %s", exc)
 
     async def close(self) -> None:

@@ -38,7 +38,7 @@ from registry.db import (
     missing_sqlite_file,
     url_for_log,
 )
-from registry.errors import RegistryError
+from registry.errors import RegistryError, StorageUnavailable
 from registry.grammar import GrammarError
 from registry.secrets import NodeKey
 from registry.services import Registry
@@ -177,7 +177,7 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
                 await node.registry.accounts.bootstrap_admin(*pair)
         except (DatabaseError, RegistryError, GrammarError, ConfigError) as exc:
             raise StartupError(str(exc)) from None
-        except (OSError, DBAPIError) as exc:
+        except StorageUnavailable as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
         await warn_of_connection_budget(engine, config)
         try:

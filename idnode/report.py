@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError
 
 from metrics.instruments import DAILY_TARGET, ENTERPRISES_TARGET, PROTOCOLS
 from registry import usage
 from registry.db import DatabaseError, check_schema, create_engine, describe_error, read_transaction
+from registry.errors import StorageUnavailable
 
 from .accounting import SERVED_WINDOW_DAYS
 from .config import Config
@@ -50,7 +51,7 @@ async def build(config: Config, count: int) -> Report:
             served = await usage.enterprises_served(conn, window.isoformat(), today.isoformat())
     except DatabaseError as exc:
         raise StartupError(str(exc)) from None
-    except (OSError, DBAPIError) as exc:
+    except StorageUnavailable as exc:
         raise StartupError(f"database unavailable: {describe_error(exc)}") from None
     finally:
         await engine.dispose()

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import schema as t
 from .db import describe_error, head_revision, revision_of, write_transaction
+from .errors import StorageUnavailable
 from .store import insert_rows
 
 FORMAT = "idnode-backup"
@@ -205,7 +206,7 @@ async def restore(engine: AsyncEngine, path: Path, progress: Progress | None = N
             raise BackupError(f"{path} is damaged: {exc}") from None
         except (IntegrityError, DataError) as exc:
             raise BackupError(f"the database refused the backup's rows: {exc.orig}") from None
-        except (OSError, DBAPIError) as exc:  # the file's own errors were told apart in _lines
+        except StorageUnavailable as exc:  # the file's own errors were told apart in _lines
             raise _unavailable(exc) from None
 
 

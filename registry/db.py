@@ -4,6 +4,10 @@ One :class:`~sqlalchemy.ext.asyncio.AsyncEngine` per process. SQLite (the
 embedded default) runs in WAL mode with full fsync, foreign keys on, and
 write transactions opened with ``BEGIN IMMEDIATE`` so that two writers never
 deadlock on a lock upgrade. PostgreSQL runs through asyncpg.
+
+Where the registry and the resolution engine read and write (the transactions
+and :func:`read_with`), a database that fails is one exception,
+:class:`~registry.errors.StorageUnavailable`, for the front ends to answer.
 """
 
 from __future__ import annotations
@@ -24,14 +28,46 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from .errors import StorageUnavailable
+
 _WRITE_OPTION = "idnode_write"
 log = logging.getLogger("idnode.db")
 T = TypeVar("T")
+
+_FAILURES = (DBAPIError, PoolTimeout, OSError)
+"""What SQLAlchemy, its pool and the drivers raise when the database cannot be
+used (a timeout, a refused or reset connection are OSErrors too)."""
+_REFUSALS = (IntegrityError, DataError)
+"""The database's verdict on the data, not an outage: the registry answers them
+itself (a conflicting write, a refused value)."""
+
+
+class _Storage:
+    """``with _STORAGE:`` a failure of the database inside leaves as
+    :class:`StorageUnavailable`, the original as its cause; refusals of the
+    data pass as they are. A class, not a generator: it is on every uncached
+    lookup, and costs a fraction of a generator's entry and exit."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, _FAILURES) and not isinstance(exc, _REFUSALS):
+            raise StorageUnavailable(_reason(exc)) from exc
+
+
+_STORAGE = _Storage()
 
 
 class DatabaseError(RuntimeError):
@@ -151,7 +187,7 @@ class ReplicaReads:
             try:
                 async with self.replica.connect() as conn:
                     return await work(conn)
-            except (TimeoutError, OSError, DBAPIError, PoolTimeout) as exc:
+            except _FAILURES as exc:
                 await self._replica_failed(exc)
         async with self.primary.connect() as conn:
             return await work(conn)
@@ -197,7 +233,7 @@ class ReplicaReads:
                     if time.monotonic() >= deadline:
                         break
                     await asyncio.sleep(0.01)
-        except (TimeoutError, OSError, DBAPIError, PoolTimeout) as exc:
+        except _FAILURES as exc:
             await self._replica_failed(exc)
             return
         if not self._behind:
@@ -216,11 +252,12 @@ async def read_with(
     reads: Reads | AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]
 ) -> T:
     """``work`` on a read connection of ``reads`` (retried on the primary where
-    ``reads`` is a replica)."""
-    if isinstance(reads, ReplicaReads):
-        return await reads.run(work)
-    async with reads.connect() as conn:
-        return await work(conn)
+    ``reads`` is a replica); :class:`StorageUnavailable` when it cannot be done."""
+    with _STORAGE:  # outside the replica's retry, which tells its failures apart itself
+        if isinstance(reads, ReplicaReads):
+            return await reads.run(work)
+        async with reads.connect() as conn:
+            return await work(conn)
 
 
 class _InlineConnection:
@@ -285,17 +322,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 @contextlib.asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction that will write: committed on exit, rolled back on error."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(**{_WRITE_OPTION: True})
-        async with conn.begin():
-            yield conn
+    """A transaction that will write: committed on exit, rolled back on error;
+    :class:`StorageUnavailable` when the database fails in it."""
+    with _STORAGE:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
 
 
 @contextlib.asynccontextmanager
 async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    async with engine.connect() as conn, conn.begin():
-        yield conn
+    """A transaction that reads; :class:`StorageUnavailable` when the database fails in it."""
+    with _STORAGE:
+        async with engine.connect() as conn, conn.begin():
+            yield conn
 
 
 # --- migrations -------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Errors of registry operations, one class per answer a caller can act on.
 
 Each front end maps these onto its own terms in one table (SNMS status
-codes, Handle response codes, HTTP statuses).
+codes, Handle response codes, HTTP statuses), and a database outage
+(:class:`StorageUnavailable`) in one clause of its own.
 """
 
 from __future__ import annotations
@@ -9,6 +10,17 @@ from __future__ import annotations
 
 class RegistryError(Exception):
     """Base class; ``str(error)`` is the message shown to the caller."""
+
+
+class StorageUnavailable(Exception):
+    """The database could not serve a read or a write: unreachable, gone, out of
+    connections, or failing. :mod:`registry.db` raises it where the registry
+    reads and writes, with the driver's exception as ``__cause__``; ``str(error)``
+    is a one-line reason for the operator's log.
+
+    Not a :class:`RegistryError`: the reason (a host, a file path) is not for
+    the caller, and each front end answers an outage in fixed words of its own
+    (native RC 3, HTTP 503, DNS SERVFAIL) instead of through its error table."""
 
 
 class InvalidRequest(RegistryError):

@@ -25,8 +25,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metrics.instruments import (
@@ -41,6 +39,7 @@ from metrics.instruments import (
 )
 from registry import store, usage
 from registry.db import read_transaction, write_transaction
+from registry.errors import StorageUnavailable
 from registry.grammar import GrammarError, is_under, prefix_handle
 from registry.services.base import SYSTEM_ACTOR, Services
 from registry.services.identifiers import record_payload
@@ -416,7 +415,7 @@ class SyncWorker:
         a database away now only costs the status line."""
         if until is None and not self._waiting_noted:
             return
-        with contextlib.suppress(DBAPIError, PoolTimeout, OSError):
+        with contextlib.suppress(StorageUnavailable):
             async with write_transaction(self.db) as conn:
                 await store.set_sync_state(conn, **{WAITING_UNTIL: _iso(until) if until else ""})
             self._waiting_noted = until is not None
@@ -453,7 +452,7 @@ class SyncWorker:
                 until = datetime.now(UTC) + timedelta(seconds=seconds)
                 self._log_wait(exc, wait, until)
                 await self._note_waiting(until if wait.asked else None)
-                with contextlib.suppress(DBAPIError, PoolTimeout, OSError):
+                with contextlib.suppress(StorageUnavailable):
                     await self.update_gauges()
                 # Counted after the gauges, so whoever sees the retry sees the backlog too.
                 if wait.outcome is not None:

@@ -17,8 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import DataError, DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DataError
 
 from ..errors import (
     AlreadyExists,
@@ -27,6 +26,7 @@ from ..errors import (
     LoginFailed,
     NotFound,
     RegistryError,
+    StorageUnavailable,
     Throttled,
     Unauthenticated,
 )
@@ -178,9 +178,12 @@ def _guard(run: Handler) -> Handler:
                 "database refused data on %s %s: %s", request.method, request.path, exc.orig
             )
             return envelope(FAILED, "数据不合法 (the database refused a value)")
-        except (DBAPIError, PoolTimeout, OSError, ConnectionError) as exc:
+        except StorageUnavailable as exc:
             log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
             return envelope(INTERNAL, "系统繁忙 (database unavailable)", http_status=503)
+        except ConnectionResetError:  # the client hung up before its body was in
+            log.info("client left during %s %s", request.method, request.path)
+            return envelope(FAILED, "请求不完整 (incomplete request)", http_status=400)
         except web.HTTPException:
             raise
         except Exception:

@@ -32,7 +32,7 @@ import dns.rrset
 
 from metrics.tally import NO_PREFIX, TALLY
 from registry.dnsnames import Apex, Branch, Hashed, Named, NotAnIdentifier, ZoneNames
-from registry.errors import InvalidName
+from registry.errors import InvalidName, StorageUnavailable
 from registry.grammar import HandleName
 from registry.services.base import ChangeEvent
 
@@ -171,8 +171,11 @@ class DnsService:
         epoch = self.cache.epoch  # before anything is read
         try:
             answer = await self._answer(query)
-        except Exception:  # the store is unreachable, or a bug: say so, cache nothing
-            log.exception("cannot answer a DNS query for %s", query.question)
+        except Exception as exc:  # the store is unreachable, or a bug: say so, cache nothing
+            if isinstance(exc, StorageUnavailable):  # an outage: one line, not a stack trace
+                log.error("storage unavailable for a DNS query for %s: %s", query.question, exc)
+            else:
+                log.exception("cannot answer a DNS query for %s", query.question)
             failure = self._response(query, dns.rcode.SERVFAIL, aa=False)
             TALLY.count(protocol, "error", NO_PREFIX, time.perf_counter() - started)
             return self._wire(query, failure, udp)

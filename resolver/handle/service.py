@@ -13,11 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from metrics.tally import NO_PREFIX, TALLY
-from registry.errors import InvalidName, RegistryError
+from registry.errors import InvalidName, RegistryError, StorageUnavailable
 from registry.services import Actor, Registry
 
 from .. import codes as rc
@@ -110,7 +107,7 @@ class HandleService:
             answer = self.replies.error(request, version, rc.rc_of(exc), str(exc))
         except c.CodecError as exc:
             answer = self.replies.error(request, version, rc.RC_PROTOCOL_ERROR, str(exc))
-        except (DBAPIError, PoolTimeout, OSError) as exc:
+        except StorageUnavailable as exc:
             log.error("storage unavailable for op %s: %s", request.opcode, exc)
             answer = self.replies.error(
                 request, version, rc.RC_SERVER_TOO_BUSY, "storage unavailable"

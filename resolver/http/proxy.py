@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from metrics.tally import NO_PREFIX, TALLY
-from registry.errors import InvalidName, RegistryError
+from registry.errors import InvalidName, RegistryError, StorageUnavailable
 
 from ..engine import Query, RecursionBusy, Resolution, Status
 from .keys import AUTH, ENGINE, REGISTRY
@@ -109,23 +107,19 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
         return ProxyAnswer(status, location, page, resolution.outcome, resolution.account_prefix)
 
     try:
-        caller = await request.app[AUTH].caller(request)
-    except RegistryError as exc:
-        counted("error")
-        return _html(error_page(f"身份验证失败 · {exc}", text), 401)
-    except (DBAPIError, PoolTimeout, OSError) as exc:
-        log.error("storage unavailable for the proxy: %s", exc)
-        counted("error")
-        return _html(error_page("服务繁忙 · Storage is unavailable; try again shortly.", text), 503)
-    private = {} if caller.anonymous else PRIVATE
-    try:
+        try:
+            caller = await request.app[AUTH].caller(request)
+        except RegistryError as exc:
+            counted("error")
+            return _html(error_page(f"身份验证失败 · {exc}", text), 401)
+        private = {} if caller.anonymous else PRIVATE
         # A browser cannot follow a referral: names served elsewhere are
         # resolved there when the node allows recursion.
         if caller.anonymous:
             answer = await engine.answer(name, Query(), ("proxy",), encode, recurse=True)
         else:
             answer = encode(await engine.resolve(name, Query(), caller, recurse=True))
-    except (DBAPIError, PoolTimeout, OSError) as exc:
+    except StorageUnavailable as exc:
         log.error("storage unavailable for the proxy: %s", exc)
         counted("error")
         return _html(error_page("服务繁忙 · Storage is unavailable; try again shortly.", text), 503)

@@ -18,11 +18,10 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from aiohttp import web
-from sqlalchemy.exc import DataError, DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DataError
 
 from metrics.tally import NO_PREFIX, TALLY
-from registry.errors import InvalidName, RegistryError, Throttled
+from registry.errors import InvalidName, RegistryError, StorageUnavailable, Throttled
 from registry.grammar import HandleName
 from registry.models import HandleValue
 from registry.services import Actor
@@ -204,9 +203,12 @@ def api_endpoint(handler: Any) -> Any:
                 "database refused a value on %s %s: %s", request.method, request.path, exc.orig
             )
             return _error(request, ApiError(rc.RC_PROTOCOL_ERROR, "invalid value", handle))
-        except (DBAPIError, PoolTimeout, OSError) as exc:
+        except StorageUnavailable as exc:
             log.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
             return _error(request, ApiError(rc.RC_SERVER_TOO_BUSY, "storage unavailable", handle))
+        except ConnectionResetError:  # the client hung up before its body was in
+            log.info("client left during %s %s", request.method, request.path)
+            return _error(request, ApiError(rc.RC_PROTOCOL_ERROR, "incomplete request", handle))
         except RecursionBusy as exc:
             return _error(request, ApiError(rc.RC_SERVER_TOO_BUSY, str(exc), handle))
         except web.HTTPException:

@@ -20,11 +20,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.db import read_transaction
+from registry.errors import StorageUnavailable
 from registry.grammar import Grammar, GrammarError, HandleName, ascii_upper, is_under, prefix_handle
 from registry.models import PERM_PUBLIC, HandleValue
 from registry.values import HS_SITE, HS_SITE_PREFIX, SiteInfo
@@ -86,7 +85,7 @@ class TopLevelHandle:
             code, body = await self._answer(request)
         except c.CodecError as exc:
             code, body = rc.RC_PROTOCOL_ERROR, _text(str(exc))
-        except (DBAPIError, PoolTimeout, OSError) as exc:
+        except StorageUnavailable as exc:
             log.error("route table unavailable: %s", exc)
             code, body = rc.RC_SERVER_TOO_BUSY, _text("route table unavailable")
         message = answers.response(request, version, code, body, site_serial=SITE_SERIAL, now=now)

@@ -458,6 +458,12 @@ class SyncWorker:
                 if wait.outcome is not None:
                     SYNC_RETRY_AFTER.labels(wait.outcome).inc()
                 SYNC_RETRIED.inc()
+            except StorageUnavailable as exc:
+                # The registry's database is away (a restart, a failover): the outbox
+                # is still there when it is back, so the worker waits and goes on.
+                seconds = self.backoff.next()
+                log.warning("sync paused, registry unavailable: %s; again in %.1f s", exc, seconds)
+                SYNC_RETRIED.inc()
             except Refused as exc:
                 log.error("sync stopped: %s", exc)
                 return

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from metrics.instruments import SYNC_PARKED_BACKLOG
 from registry import schema, store
@@ -23,7 +24,7 @@ from sync import auth
 from sync.client import SyncClient
 from sync.toplevel import store as tl
 from sync.worker import Backoff, SyncWorker, Unavailable
-from tests.conftest import ApiClient, running_toplevel
+from tests.conftest import ApiClient, _pg_admin, running_toplevel
 from tests.factories import hosted_enterprise
 
 SITE = b"\x00\x00\x00\x01site"
@@ -268,3 +269,40 @@ async def test_foreign_referrals_over_rest(registry: Registry, api: ApiClient) -
     assert body["values"][0]["type"] == "HS_SITE"
     _, body = await api.call("GET", "/api/handles/99.1/item")  # no route known
     assert body["responseCode"] == rc.RC_SERVER_NOT_RESP  # "doesn't live here"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_the_registry_away_pauses_the_worker_and_nothing_is_lost(
+    registry: Registry, admin: Actor, tmp_path: Path, database_url: str
+) -> None:
+    """A database restart or failover under the worker: it waits and goes on, where
+    it used to end until the node restarted."""
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    await register(registry, admin, prefix, "db", 5)
+    name = make_url(database_url).database
+    closed = (
+        f"ALTER DATABASE {name} ALLOW_CONNECTIONS false",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+    )
+    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
+    async with aiohttp.ClientSession() as session, running_toplevel(url) as (base, _):
+        sync = worker(registry, base, session)
+        sync.backoff = Backoff(base=0.1, cap=0.5)
+        await _pg_admin(*closed)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sync.run(stop, idle=0.05))
+        try:
+            await asyncio.sleep(1.5)
+            assert not task.done(), task.exception() if task.done() else None
+            assert await top_level_events(url) == []
+        finally:
+            await _pg_admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            async with read_transaction(registry.services.engine) as conn:
+                if (await store.outbox_counts(conn)).pending == 0:
+                    break
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert len(await top_level_events(url)) == len(await outbox(registry)) >= 6

@@ -3,7 +3,7 @@ resources opened and checked, its servers (idnode.servers) run until stopped.
 
 A process of the node is a :class:`Node`: the registry services over the
 database — built with the node's login lockout, enterprise admission and
-registration limits — the resolution engine over them, and the per-client
+registration limits — the resolver over them, and the per-client
 guard and traffic table its front ends share. :func:`open_node` opens one,
 :func:`serve` runs it with its workers (idnode.workers), the sync worker and
 the metrics listener, and a SIGHUP reconfigures it (idnode.reloading)."""
@@ -43,9 +43,9 @@ from registry.grammar import GrammarError
 from registry.secrets import NodeKey
 from registry.services import Registry
 from registry.tokens import TokenIssuer
-from resolver.engine import Engine
 from resolver.handle.recursion import Recursor
 from resolver.limits import Guard
+from resolver.resolution import Resolver
 from sync.auth import signing_key
 from sync.client import SyncClient
 from sync.worker import SyncWorker
@@ -72,7 +72,7 @@ class Node:
         db: AsyncEngine,
         registry: Registry,
         tokens: TokenIssuer,
-        resolver: Engine,
+        resolver: Resolver,
         *,
         guard: Guard | None = None,
         traffic: ClientTraffic | None = None,
@@ -96,9 +96,9 @@ class Node:
 def compose(
     config: Config, db: AsyncEngine, node_key: NodeKey, *, reads: Reads | None = None
 ) -> Node:
-    """The node's parts over an open database (``reads``: the engine resolution
-    reads go to, by default ``db``), each built with what the configuration
-    says: nothing is set on them afterwards but by a reload."""
+    """The node's parts over an open database (``reads``: the database engine
+    the resolver reads from, by default ``db``), each built with what the
+    configuration says: nothing is set on them afterwards but by a reload."""
     guard = client_guard(config)
     registry = Registry(
         db,
@@ -113,7 +113,7 @@ def compose(
     )
     registry.services.listeners.append(count_registrations)
     registry.services.auth_listeners.append(count_auth_failure)
-    resolution = Engine(
+    resolver = Resolver(
         registry,
         cache_entries=config.cache_entries,
         read_engine=reads,
@@ -124,7 +124,7 @@ def compose(
         db,
         registry,
         TokenIssuer(node_key),
-        resolution,
+        resolver,
         guard=guard,
         traffic=client_traffic(config),
     )

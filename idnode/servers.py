@@ -222,7 +222,7 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
 
 
 def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
-    """The DNS zone (``dns_zone``), answered from the node's engine; its
+    """The DNS zone (``dns_zone``), answered by the node's resolver; its
     nameserver's address is ``dns_address``, else the one DNS listens at."""
     config = node.config
     address = config.dns_address or dns_at.host

@@ -1,8 +1,8 @@
 """The node's extra worker processes: how many, started, watched, brought back.
 
 ``workers = N`` runs N processes that answer on the same ports: the node and
-N-1 workers, each with its own event loop, engine and caches, fed by the same
-change feed, bound with SO_REUSEPORT so the kernel spreads clients over them.
+N-1 workers, each with its own event loop, database engines and caches, fed by
+the same change feed, bound with SO_REUSEPORT so the kernel spreads clients over them.
 A worker gets the node's configuration, with the ports the node bound, in its
 IDNODE_* twins; counts into the node's metrics directory; tells it is ready
 with its own "listening" line; and stops when the node closes its stdin (so it

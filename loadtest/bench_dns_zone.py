@@ -62,20 +62,20 @@ class Workload:
 async def _render(config: Config, names: list[str]) -> Workload:
     """The zone as the node sees it, and the query list, from the node's own database
     through the node's own wiring (its DNS service, nameserver address ``HOST``)."""
-    async with node_dns_service(config, Endpoint(HOST, 0)) as (service, engine):
+    async with node_dns_service(config, Endpoint(HOST, 0)) as (service, resolver):
         zone_names = service.names
         await service.start()
         zone_text = await service.zone_text(names)
         queries: list[tuple[str, str]] = []
         spelling = random.Random(SEED)
         for name in names:
-            owner = zone_names.of_identifier(engine.parse(name)).to_text()
+            owner = zone_names.of_identifier(resolver.parse(name)).to_text()
             # And the same name as a resolver using 0x20 (random letter case) asks it.
             recased = "".join(c.upper() if spelling.random() < 0.5 else c for c in owner)
             queries += [(owner, "TXT"), (owner, "NAPTR"), (recased, "TXT")]
         prefixes = sorted({name.split("/", 1)[0] for name in names})
         for i in range(NXDOMAIN_NAMES):
-            missing = engine.parse(f"{prefixes[i % len(prefixes)]}/nx-bench-{i:04d}")
+            missing = resolver.parse(f"{prefixes[i % len(prefixes)]}/nx-bench-{i:04d}")
             queries.append((zone_names.of_identifier(missing).to_text(), "TXT"))
         queries += [(zone_names.zone.to_text(), "SOA")] * SOA_QUERIES
     random.Random(SEED).shuffle(queries)

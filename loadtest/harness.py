@@ -37,7 +37,7 @@ from idnode.progress import Progress
 
 if TYPE_CHECKING:
     from resolver.dns.service import DnsService
-    from resolver.engine import Engine
+    from resolver.resolution import Resolver
 
 __all__ = [
     "DEMO_ADMIN",
@@ -56,10 +56,10 @@ __all__ = [
 @asynccontextmanager
 async def node_dns_service(
     config: Config, nameserver: Endpoint
-) -> AsyncIterator[tuple[DnsService, Engine]]:
+) -> AsyncIterator[tuple[DnsService, Resolver]]:
     """The node opened in process on ``config`` (its database, its key): its DNS
     service, wired as the node wires it with ``nameserver`` as the zone's server
-    address, and its resolution engine (which parses names as resolvers accept them)."""
+    address, and its resolver (which parses names as resolvers accept them)."""
     # Imported here, not above: the Locust users import this module for the demo
     # data set, and need none of the node's servers.
     from idnode.node import open_node

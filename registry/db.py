@@ -5,7 +5,7 @@ embedded default) runs in WAL mode with full fsync, foreign keys on, and
 write transactions opened with ``BEGIN IMMEDIATE`` so that two writers never
 deadlock on a lock upgrade. PostgreSQL runs through asyncpg.
 
-Where the registry and the resolution engine read and write (the transactions
+Where the registry and the resolver read and write (the transactions
 and :func:`read_with`), a database that fails is one exception,
 :class:`~registry.errors.StorageUnavailable`, for the front ends to answer.
 """

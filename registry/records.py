@@ -4,7 +4,7 @@ Stored identifiers answer as they are. Prefix handles (``0.NA/88.100``,
 ``0.NA/88.100.12``, or the bare ``88.100.12``) answer with the record the
 node keeps for them, if any, completed from the prefix table: the
 ``HS_ADMIN`` of the node and of the enterprise, the ``HS_SITE`` where the
-prefix is served, and descriptive values. The resolution engine and the
+prefix is served, and descriptive values. The resolver and the
 access checks of Handle writes read records through this one module.
 """
 

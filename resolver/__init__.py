@@ -1,1 +1,1 @@
-"""The query path: resolution engine, cache and protocol front ends."""
+"""The query path: the resolver, its answer cache and the protocol front ends."""

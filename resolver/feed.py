@@ -1,7 +1,7 @@
 """The change feed: committed registry changes reach every node process.
 
 Each process follows the outbox by sequence number and hands new events to
-the engine, which evicts the answers they made stale. PostgreSQL pushes a
+the resolver, which evicts the answers they made stale. PostgreSQL pushes a
 NOTIFY at every commit so the feed wakes at once; SQLite (and PostgreSQL, as
 a safety net) are polled. On SQLite the poll first asks ``PRAGMA data_version``
 on a connection of its own — a few microseconds in the event loop, where a

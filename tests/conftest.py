@@ -44,7 +44,7 @@ from registry.tokens import TokenIssuer
 from resolver.dns import server as srv
 from resolver.dns.rrl import RateLimit
 from resolver.dns.service import DnsService
-from resolver.engine import Engine
+from resolver.resolution import Resolver
 from tests.dns_zone import NO_LIMIT, RUNNING, ZONE, Starter, Zone, seed
 from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC
 from tests.native_node import Native, native_server
@@ -235,7 +235,7 @@ class ApiClient:
 @pytest.fixture
 async def api(registry: Registry, node_key: NodeKey, database_url: str) -> AsyncIterator[ApiClient]:
     config = Config(database_url=database_url, allow_plain_http_auth=True)
-    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Engine(registry))
+    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Resolver(registry))
     registry.services.site = node_site(config, Endpoint("127.0.0.1", 8000), tls=False)
     app = build_http_app(node)
     runner = web.AppRunner(app, access_log=None)
@@ -267,16 +267,16 @@ async def start_zone(registry: Registry) -> AsyncIterator[Starter]:
     running = RUNNING
 
     async def start(rate_limit: RateLimit = NO_LIMIT, host: str = "127.0.0.1") -> Zone:
-        engine = Engine(registry)
+        resolver = Resolver(registry)
         names = ZoneNames.of(ZONE)
-        service = DnsService(engine, names, ns_address="127.0.0.1")
+        service = DnsService(resolver, names, ns_address="127.0.0.1")
         await service.start()
         tcp_sock, udp_sock = bind_pair(Endpoint(host, 0))
         port = tcp_sock.getsockname()[1]
         running.append(
             await srv.start(service, tcp_sock, udp_sock, rate_limit=rate_limit, idle=1.0)
         )
-        return Zone(host, port, service, registry, engine, names)
+        return Zone(host, port, service, registry, resolver, names)
 
     yield start
     for listeners in running:

@@ -23,7 +23,7 @@ from registry.services import Actor, Registry
 from resolver.dns import server as srv
 from resolver.dns.rrl import RateLimit
 from resolver.dns.service import DnsService
-from resolver.engine import Engine
+from resolver.resolution import Resolver
 from tests.factories import handle_value as value
 from tests.factories import hosted_enterprise, needs
 
@@ -42,11 +42,11 @@ class Zone:
     port: int
     service: DnsService
     registry: Registry
-    engine: Engine
+    resolver: Resolver
     names: ZoneNames
 
     def name(self, identifier: str) -> str:
-        return self.names.of_identifier(self.engine.parse(identifier)).to_text()
+        return self.names.of_identifier(self.resolver.parse(identifier)).to_text()
 
     async def ask(
         self, qname: str, rdtype: str | int, *, tcp: bool = False, **kw: object
@@ -84,7 +84,7 @@ class Zone:
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
         return out.decode()
 
-    def resolver(self, *, tcp: bool = False) -> dns.asyncresolver.Resolver:
+    def stub(self, *, tcp: bool = False) -> dns.asyncresolver.Resolver:
         stub = dns.asyncresolver.Resolver(configure=False)
         stub.nameservers = [self.host]
         stub.port = self.port

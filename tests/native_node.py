@@ -17,11 +17,11 @@ from registry.models import PERM_RESTRICTED, HandleValue
 from registry.secrets import ServerKey
 from registry.services import Actor, Registry
 from registry.values import encode_public_key
-from resolver.engine import Engine
 from resolver.handle import client as cl
 from resolver.handle import codec as c
 from resolver.handle import server as srv
 from resolver.handle import service as svc
+from resolver.resolution import Resolver
 from tests.factories import ADMIN_SK, hosted_enterprise
 from tests.factories import handle_value as text
 
@@ -34,7 +34,7 @@ class Native:
     port: int
     service: svc.HandleService
     registry: Registry
-    engine: Engine
+    resolver: Resolver
 
     async def udp(self, message: c.Message) -> c.Message:
         return await cl.udp_call(self.host, self.port, message)
@@ -49,7 +49,7 @@ class Native:
 @contextlib.asynccontextmanager
 async def native_server(registry: Registry, key: ServerKey) -> AsyncIterator[Native]:
     """The native service on loopback UDP and TCP, signing with ``key``."""
-    engine = Engine(registry)
+    resolver = Resolver(registry)
     tcp_sock, udp_sock = bind_pair(Endpoint("127.0.0.1", 0))
     port = tcp_sock.getsockname()[1]
     site = node_site(
@@ -61,7 +61,7 @@ async def native_server(registry: Registry, key: ServerKey) -> AsyncIterator[Nat
     )
     registry.services.site = site
     service = svc.HandleService(
-        engine,
+        resolver,
         registry,
         site_serial=site.serial,
         server_key=key,
@@ -72,7 +72,7 @@ async def native_server(registry: Registry, key: ServerKey) -> AsyncIterator[Nat
     )
     listeners = await srv.start(service, tcp_sock, udp_sock, idle=1.0)
     try:
-        yield Native("127.0.0.1", port, service, registry, engine)
+        yield Native("127.0.0.1", port, service, registry, resolver)
     finally:
         await listeners.close()
 

@@ -37,7 +37,7 @@ def rule(*may: str, never: tuple[str, ...] = ()) -> Rule:
 RULES: dict[str, Rule] = {
     # The composition root: configuration, the command line, wiring.
     "idnode": rule("idnode", "registry", "resolver", "sync", "metrics"),
-    # The query path: the engine and its front ends. The engine reads the store itself on
+    # The query path: the resolver and its front ends. The resolver reads the store itself on
     # a cache miss and follows its change feed; the HTTP front end's part of the OpenAPI
     # document is written with the admin API's schema building blocks.
     "resolver": rule("resolver", "registry", "metrics"),
@@ -155,7 +155,7 @@ def violations(found: list[Import]) -> list[str]:
 def test_the_parser_sees_every_form_of_import() -> None:
     source = """
 import registry.store
-from resolver import engine
+from resolver import resolution
 from . import sibling
 from ..api import REGISTRY
 import importlib
@@ -170,7 +170,7 @@ def later():
     targets = {i.target for i in imports_of("registry.services.base", source)}
     assert {
         "registry.store",
-        "resolver.engine",
+        "resolver.resolution",
         "registry.services.sibling",
         "registry.api.REGISTRY",
         "sync.worker.SyncWorker",
@@ -191,15 +191,15 @@ def test_the_rules_catch_what_they_forbid() -> None:
         Import("registry.services.base", "registry.api.envelope", 1),
         Import("registry.store", "registry.services.Registry", 1),
         Import("registry.api.data", "registry.store", 1),
-        Import("registry.grammar", "resolver.engine", 1),
-        Import("resolver.engine", "sync.worker", 1),
+        Import("registry.grammar", "resolver.resolution", 1),
+        Import("resolver.resolution", "sync.worker", 1),
         Import("sync.worker", "resolver.handle.codec", 1),
     ]
     assert len(violations(wrong)) == len(wrong)
     right = [
         Import("loadtest.harness", "idnode.demo.DEMO_ADMIN", 1),
         Import("sync.toplevel.native", "resolver.handle.codec", 1),
-        Import("resolver.engine", "registry.store", 1),
+        Import("resolver.resolution", "registry.store", 1),
         Import("registry.services.base", "registry.store", 1),
         Import("metrics.traffic", "collections", 1),
     ]

@@ -1,5 +1,5 @@
 """``idnode backup`` / ``idnode restore``: a backup taken while the
-node serves and registers restores into another engine, verifies, serves the
+node serves and registers restores into another database, verifies, serves the
 same answers, and backs up again to the same content; what is cut off, foreign
 or about to overwrite a registry is refused with the database unchanged."""
 

@@ -263,7 +263,7 @@ async def test_idle_tcp_connections_are_closed(zone: Zone) -> None:
 async def test_stub_resolver(zone: Zone, admin: Actor) -> None:
     await seed(zone, admin)
     for tcp in (False, True):
-        stub = zone.resolver()
+        stub = zone.stub()
         answer = await stub.resolve(zone.name("88.100.1/abc"), "URI", tcp=tcp)
         assert [r.target for r in answer] == [
             b"https://example.org/abc",
@@ -277,7 +277,7 @@ async def test_stub_resolver(zone: Zone, admin: Actor) -> None:
         oid = await stub.resolve(zone.name(OID), "NAPTR", tcp=tcp)
         assert [r.service for r in oid] == [b"UINF"]
     # The mid-sized answer comes truncated over UDP; the stub resolver goes on over TCP.
-    stub = zone.resolver()
+    stub = zone.stub()
     stub.use_edns(-1)
     mid = await stub.resolve(zone.name("88.100.1/mid"), "TXT")
     assert len(mid) == 11
@@ -292,7 +292,7 @@ async def test_changes_reach_cached_answers(zone: Zone, admin: Actor) -> None:
     await zone.registry.handles.set_values(
         admin, "88.100.1/abc", [value(1, "URL", "https://moved.example.org/abc")], overwrite=True
     )
-    zone.engine.on_changes([])  # what the change feed does when the write is seen
+    zone.resolver.on_changes([])  # what the change feed does when the write is seen
     assert zone.service.fast(query.to_wire(), udp=True) is None
     second = await zone.ask(qname, "URI")
     assert texts(second, dns.rdatatype.URI)[0] == '1 1 "https://moved.example.org/abc"'
@@ -302,7 +302,7 @@ async def test_changes_reach_cached_answers(zone: Zone, admin: Actor) -> None:
     await zone.registry.handles.create(
         admin, "88.100.1/fresh", [value(1, "URL", "https://example.org/fresh")], overwrite=False
     )
-    zone.engine.on_changes([])
+    zone.resolver.on_changes([])
     assert (await zone.ask(created, "TXT")).rcode() == dns.rcode.NOERROR
 
 
@@ -325,7 +325,7 @@ async def test_store_failure_is_servfail_not_silence(
     async def unreachable(*args: object, **kwargs: object) -> None:
         raise OSError("database unreachable")
 
-    monkeypatch.setattr(zone.engine, "resolve", unreachable)
+    monkeypatch.setattr(zone.resolver, "resolve", unreachable)
     qname = zone.name("88.100.1/abc")
     for tcp in (False, True):
         reply = await zone.ask(qname, "TXT", tcp=tcp)
@@ -359,7 +359,7 @@ async def test_each_identifier_has_one_dns_name(zone: Zone, admin: Actor) -> Non
     from registry.dnsnames import suffix_digest
 
     await seed(zone, admin)
-    key = zone.engine.parse("88.100.1/abc").key
+    key = zone.resolver.parse("88.100.1/abc").key
     others = [
         f"1.100.88.oid-res.{ZONE}",  # a handle's prefix spelt as OID arcs
         f"h-{suffix_digest(key)}._.1.100.88.{ZONE}",  # the hashed form of a short name

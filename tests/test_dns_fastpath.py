@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolver.dns.service import MAX_CACHED_ANSWER, DnsService
-from resolver.engine import Engine
+from resolver.resolution import Resolver
 from tests.dns_zone import OID, ZONE, Zone
 
 QNAMES = ["88.100.1/abc", "88.100.1/mid", "88.100.1/big", "88.100.1/nope", OID, "88.100.1/设备-001"]
@@ -59,7 +59,7 @@ async def test_cached_answers_equal_slow_path_answers(
         message.id = qid
         data = message.to_wire()
         warm = await zone.service.handle(data, udp=udp)  # fills the cache where it may
-        cold = DnsService(Engine(zone.registry), zone.names, ns_address="127.0.0.1")
+        cold = DnsService(Resolver(zone.registry), zone.names, ns_address="127.0.0.1")
         await cold.start()
         assert warm == await cold.handle(data, udp=udp)
         again = other_id.to_bytes(2, "big") + data[2:]

@@ -32,7 +32,6 @@ from loadtest.refdns import free_port
 from registry.secrets import NodeKey
 from registry.services import Registry
 from registry.tokens import TokenIssuer
-from resolver.engine import Engine
 from resolver.http.forwarded import (
     Origin,
     TrustedProxies,
@@ -41,6 +40,7 @@ from resolver.http.forwarded import (
     parse_node,
     walk,
 )
+from resolver.resolution import Resolver
 from tests.factories import ADMIN_AK, ADMIN_SK, needs, self_signed
 
 ADMIN_BASIC = {
@@ -391,7 +391,7 @@ async def test_a_bad_trusted_network_stops_the_start(
     registry: Registry, node_key: NodeKey, database_url: str
 ) -> None:
     config = Config(database_url=database_url, trusted_proxies="127.0.0.1, 10.0.0.0/33")
-    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Engine(registry))
+    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Resolver(registry))
     with pytest.raises(ConfigError, match="^trusted_proxies: "):
         build_http_app(node)
 

@@ -41,10 +41,10 @@ from registry.dnsnames import ZoneNames
 from registry.models import PERM_RESTRICTED, HandleValue
 from registry.services import Actor, Registry
 from resolver.dns.service import DnsService
-from resolver.engine import Engine
 from resolver.handle import codec as c
 from resolver.handle import credentials as cred
 from resolver.handle import service as svc
+from resolver.resolution import Resolver
 from tests.conftest import ApiClient
 from tests.factories import ErrorLog, handle_value, hosted_enterprise
 
@@ -253,7 +253,7 @@ class Native:
 @pytest.fixture
 async def native(registry: Registry, admin: Actor, logged_errors: ErrorLog) -> Native:
     await _seed(registry, admin)
-    return Native(svc.HandleService(Engine(registry), registry), logged_errors)
+    return Native(svc.HandleService(Resolver(registry), registry), logged_errors)
 
 
 @FUZZ
@@ -315,9 +315,9 @@ class Dns:
 @pytest.fixture
 async def dns_zone(registry: Registry, admin: Actor, logged_errors: ErrorLog) -> Dns:
     await _seed(registry, admin)
-    engine = Engine(registry)
+    resolver = Resolver(registry)
     names = ZoneNames.of(ZONE)
-    service = DnsService(engine, names, ns_address="127.0.0.1")
+    service = DnsService(resolver, names, ns_address="127.0.0.1")
     await service.start()
     return Dns(service, names, logged_errors)
 

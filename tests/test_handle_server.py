@@ -139,13 +139,13 @@ async def test_fast_path_patches_ids_and_digests(native: Native, admin: Actor) -
     await seed(native.registry, admin)
     first = cl.resolution("88.100.1/demo-0001", flags=c.FLAG_PUBL | c.FLAG_RRDG)
     await native.udp(first)
-    hits = native.engine.cache.stats.hits
+    hits = native.resolver.cache.stats.hits
     for _ in range(3):
         again = cl.resolution("88.100.1/demo-0001", flags=c.FLAG_PUBL | c.FLAG_RRDG)
         answer = await native.udp(again)  # the client checks the digest of *this* request
         assert answer.envelope.request_id == again.envelope.request_id
         assert answer.header.response_code == 1
-    assert native.engine.cache.stats.hits >= hits + 3
+    assert native.resolver.cache.stats.hits >= hits + 3
     # A write evicts: the next answer shows it.
     await native.registry.handles.set_values(
         admin, "88.100.1/demo-0001", [text(1, "URL", "https://new")], overwrite=True
@@ -337,8 +337,8 @@ async def test_recursion_when_asked_and_allowed(native: Native, admin: Actor) ->
         recursive = c.FLAG_RECU | c.FLAG_PUBL
         # Not allowed (the default): a referral, whatever the client asks.
         assert (await native.udp(cl.resolution(name, flags=recursive))).header.response_code == 302
-        native.engine.recursion = Recursor()
-        native.engine.cache.clear()  # as a restart with the new setting would
+        native.resolver.recursion = Recursor()
+        native.resolver.cache.clear()  # as a restart with the new setting would
         answer = await native.udp(cl.resolution(name, flags=recursive))
         assert cl.values_of(answer)[0].data == b"https://enterprise.example/x"
         assert enterprise.seen[-1].header.recursion == 1

@@ -1,5 +1,5 @@
 """Metrics in one process: the hot-path tally and its folding, the daily counts
-in the database (both engines), the node gauges, registrations and failed
+in the database (both databases), the node gauges, registrations and failed
 authentications, and what each front end counts."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from registry.grammar import Grammar
 from registry.secrets import NodeKey
 from registry.services import Registry
 from registry.tokens import TokenIssuer
-from resolver.engine import Engine
+from resolver.resolution import Resolver
 from tests.conftest import ApiClient
 from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC, ErrorLog
 
@@ -131,7 +131,7 @@ async def _serve(database_url: str, started: asyncio.Future[str], stop: asyncio.
         await registry.ensure_node()
         await registry.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
         config = Config(database_url=database_url, allow_plain_http_auth=True)
-        node = Node(config, engine, registry, TokenIssuer(node_key), Engine(registry))
+        node = Node(config, engine, registry, TokenIssuer(node_key), Resolver(registry))
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)

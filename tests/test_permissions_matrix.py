@@ -4,7 +4,7 @@ One identifier — and the same values under its OID name — carries a public
 URL, a restricted internal URL, two restricted values its owner granted to a
 named enterprise, and a restricted value granted to nobody. The whole node runs
 in process as ``idnode serve`` runs it (every listener on 127.0.0.1, one shared
-engine and answer cache) and is asked with real clients: the native client over
+resolver and answer cache) and is asked with real clients: the native client over
 UDP and TCP (logged in where the protocol allows), aiohttp for REST, the proxy
 and reverse lookup, dnspython for DNS. Each cell checks what is returned and
 that nothing else is: no restricted string appears in any answer's bytes

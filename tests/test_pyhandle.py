@@ -22,7 +22,7 @@ from idnode.servers import build_http_app, tls_context
 from idnode.site import node_site
 from registry.services import Actor, Registry
 from registry.tokens import TokenIssuer
-from resolver.engine import Engine
+from resolver.resolution import Resolver
 from tests.conftest import ApiClient
 from tests.factories import ADMIN_SK, hosted_enterprise, self_signed
 
@@ -104,7 +104,7 @@ async def https_base(
     config = Config(database_url=database_url, tls_cert=str(cert), tls_key=str(key))
     context = tls_context(config)
     assert context is not None
-    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Engine(registry))
+    node = Node(config, registry.engine, registry, TokenIssuer(node_key), Resolver(registry))
     registry.services.site = node_site(config, Endpoint("127.0.0.1", 8443), tls=True)
     runner = web.AppRunner(build_http_app(node), access_log=None)
     await runner.setup()

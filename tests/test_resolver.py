@@ -1,4 +1,4 @@
-"""The resolution engine and its answer cache, on both databases."""
+"""The resolver and its answer cache, on both databases."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from registry.values import (
     encode_vlist,
 )
 from resolver.cache import AnswerCache
-from resolver.engine import Engine, Query, Resolution, Status
 from resolver.feed import ChangeFeed
+from resolver.resolution import Query, Resolution, Resolver, Status
 from tests.factories import application, hosted_enterprise, record
 from tests.factories import handle_value as value
 
@@ -36,7 +36,7 @@ def url(index: int, text: str, **fields: object) -> HandleValue:
     return value(index, "URL", text, **fields)
 
 
-async def seeded(registry: Registry, admin: Actor) -> tuple[Engine, str]:
+async def seeded(registry: Registry, admin: Actor) -> tuple[Resolver, str]:
     prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
     await registry.handles.create(
         admin,
@@ -49,31 +49,31 @@ async def seeded(registry: Registry, admin: Actor) -> tuple[Engine, str]:
         ],
         overwrite=False,
     )
-    return Engine(registry), prefix
+    return Resolver(registry), prefix
 
 
 async def test_resolution_verdicts(registry: Registry, admin: Actor) -> None:
-    engine, prefix = await seeded(registry, admin)
+    resolver, prefix = await seeded(registry, admin)
     _, routed = await registry.enterprises.apply(admin, application(2))
     await registry.enterprises.configure(
         admin, routed.prefix, SiteRoute(4, "10.1.2.3", tcp_port=2641, udp_port=2641)
     )
 
-    found = await engine.resolve(engine.parse(f"{prefix}/rec"))
+    found = await resolver.resolve(resolver.parse(f"{prefix}/rec"))
     assert found.status is Status.FOUND
     assert [v.index for v in found.values] == [1, 2, 3]  # restricted value 4 hidden
     assert found.enterprise is not None and found.enterprise.org_name == "测试企业1有限公司"
 
-    missing = await engine.resolve(engine.parse(f"{prefix}/none"))
+    missing = await resolver.resolve(resolver.parse(f"{prefix}/none"))
     assert missing.status is Status.NOT_FOUND
-    unallocated = await engine.resolve(engine.parse("88.100.77/x"))
+    unallocated = await resolver.resolve(resolver.parse("88.100.77/x"))
     assert unallocated.status is Status.NOT_FOUND
-    foreign = await engine.resolve(engine.parse("88.200.1/x"))
+    foreign = await resolver.resolve(resolver.parse("88.200.1/x"))
     assert foreign.status is Status.NOT_HERE
-    nothing = await engine.resolve(engine.parse(f"{prefix}/rec"), Query(types=("NOPE",)))
+    nothing = await resolver.resolve(resolver.parse(f"{prefix}/rec"), Query(types=("NOPE",)))
     assert nothing.status is Status.VALUES_NOT_FOUND
 
-    referral = await engine.resolve(engine.parse(f"{routed.prefix}/anything"))
+    referral = await resolver.resolve(resolver.parse(f"{routed.prefix}/anything"))
     assert referral.status is Status.REFERRAL
     assert referral.referral_handle == f"0.NA/{routed.prefix}"
     site = SiteInfo.from_bytes(referral.referral[0].data)
@@ -84,11 +84,11 @@ async def test_resolution_verdicts(registry: Registry, admin: Actor) -> None:
 async def test_filters_are_or_ed_case_insensitive_with_subtypes(
     registry: Registry, admin: Actor
 ) -> None:
-    engine, prefix = await seeded(registry, admin)
-    name = engine.parse(f"{prefix}/rec")
+    resolver, prefix = await seeded(registry, admin)
+    name = resolver.parse(f"{prefix}/rec")
 
     async def indexes(query: Query) -> list[int]:
-        return [v.index for v in (await engine.resolve(name, query)).values]
+        return [v.index for v in (await resolver.resolve(name, query)).values]
 
     assert await indexes(Query(types=("url",))) == [1, 3]  # URL.mirror is a subtype
     assert await indexes(Query(types=("URL.",))) == [3]  # only subtypes
@@ -98,21 +98,21 @@ async def test_filters_are_or_ed_case_insensitive_with_subtypes(
 
 
 async def test_restricted_values_need_rights(registry: Registry, admin: Actor) -> None:
-    engine, prefix = await seeded(registry, admin)
-    name = engine.parse(f"{prefix}/rec")
-    assert [v.index for v in (await engine.resolve(name, caller=admin)).values] == [1, 2, 3, 4]
+    resolver, prefix = await seeded(registry, admin)
+    name = resolver.parse(f"{prefix}/rec")
+    assert [v.index for v in (await resolver.resolve(name, caller=admin)).values] == [1, 2, 3, 4]
     from tests.factories import user_actor
 
     owner = await user_actor(registry, 1)
-    assert 4 in [v.index for v in (await engine.resolve(name, caller=owner)).values]
+    assert 4 in [v.index for v in (await resolver.resolve(name, caller=owner)).values]
     await registry.enterprises.apply(admin, application(3))
     stranger = await user_actor(registry, 3)
-    assert 4 not in [v.index for v in (await engine.resolve(name, caller=stranger)).values]
+    assert 4 not in [v.index for v in (await resolver.resolve(name, caller=stranger)).values]
 
 
 async def test_identities_and_groups(registry: Registry, admin: Actor) -> None:
     """HS_ADMIN names an identity directly or through an HS_VLIST group."""
-    engine, prefix = await seeded(registry, admin)
+    resolver, prefix = await seeded(registry, admin)
     await registry.handles.create(
         admin,
         f"{prefix}/alice",
@@ -140,8 +140,8 @@ async def test_identities_and_groups(registry: Registry, admin: Actor) -> None:
     with pytest.raises(Exception, match="Authentication failed"):
         await registry.handles.authenticate(f"{prefix}/alice", 300, b"wrong")
     as_alice = Actor(None, "test", alice)
-    doc = engine.parse(f"{prefix}/doc")
-    assert [v.index for v in (await engine.resolve(doc, caller=as_alice)).values] == [1, 2, 100]
+    doc = resolver.parse(f"{prefix}/doc")
+    assert [v.index for v in (await resolver.resolve(doc, caller=as_alice)).values] == [1, 2, 100]
     await registry.handles.set_values(
         as_alice, f"{prefix}/doc", [url(1, "https://x.org")], overwrite=True
     )
@@ -149,52 +149,54 @@ async def test_identities_and_groups(registry: Registry, admin: Actor) -> None:
     with pytest.raises(Exception, match="insufficient permissions"):
         await registry.handles.create(as_alice, f"{prefix}/new", [url(1, "u")], overwrite=False)
     # The secret is stored sealed, and shown in clear only to those who may read it.
-    secret = await engine.resolve(engine.parse(f"{prefix}/alice"), caller=admin)
+    secret = await resolver.resolve(resolver.parse(f"{prefix}/alice"), caller=admin)
     assert secret.values[0].data == b"alice-pw"
-    assert (await engine.resolve(engine.parse(f"{prefix}/alice"))).status is Status.VALUES_NOT_FOUND
+    assert (
+        await resolver.resolve(resolver.parse(f"{prefix}/alice"))
+    ).status is Status.VALUES_NOT_FOUND
 
 
 async def test_prefix_records(registry: Registry, admin: Actor) -> None:
-    engine, prefix = await seeded(registry, admin)
+    resolver, prefix = await seeded(registry, admin)
     for spelling in (prefix, f"0.NA/{prefix}", f"0.na/{prefix}"):
-        answer = await engine.resolve(engine.parse(spelling))
+        answer = await resolver.resolve(resolver.parse(spelling))
         assert answer.status is Status.FOUND and answer.name.text == spelling
         types = {v.index: v.type for v in answer.values}
         assert types[100] == HS_ADMIN and types[101] == HS_ADMIN and types[2] == "DESC"
         admins = [AdminRef.from_bytes(v.data) for v in answer.values if v.type == HS_ADMIN]
         assert [a.handle for a in admins] == ["0.NA/88.100", f"0.NA/{prefix}"]
-    node = await engine.resolve(engine.parse("0.NA/88.100"))
+    node = await resolver.resolve(resolver.parse("0.NA/88.100"))
     assert {v.type for v in node.values} >= {"HS_ADMIN", "DESC"}
     assert all(v.type != HS_SECKEY for v in node.values)  # restricted: anonymous sees none
-    assert (await engine.resolve(engine.parse("88.100"))).status is Status.FOUND
-    assert (await engine.resolve(engine.parse("0.NA/88.100.99"))).status is Status.NOT_FOUND
-    assert (await engine.resolve(engine.parse("88.300"))).status is Status.NOT_HERE
+    assert (await resolver.resolve(resolver.parse("88.100"))).status is Status.FOUND
+    assert (await resolver.resolve(resolver.parse("0.NA/88.100.99"))).status is Status.NOT_FOUND
+    assert (await resolver.resolve(resolver.parse("88.300"))).status is Status.NOT_HERE
 
 
 async def test_writes_evict_cached_answers(registry: Registry, admin: Actor) -> None:
-    engine, prefix = await seeded(registry, admin)
-    name = engine.parse(f"{prefix}/rec")
+    resolver, prefix = await seeded(registry, admin)
+    name = resolver.parse(f"{prefix}/rec")
 
     def encode(resolution: object) -> object:
         return resolution
 
-    first = await engine.answer(name, Query(), "test", encode)
-    assert await engine.answer(name, Query(), "test", encode) is first  # cached
+    first = await resolver.answer(name, Query(), "test", encode)
+    assert await resolver.answer(name, Query(), "test", encode) is first  # cached
     await registry.handles.set_values(
         admin, f"{prefix}/rec", [url(1, "https://new")], overwrite=True
     )
-    fresh = await engine.answer(name, Query(), "test", encode)
+    fresh = await resolver.answer(name, Query(), "test", encode)
     assert fresh is not first
     assert fresh.values[0].data == b"https://new"  # type: ignore[attr-defined]
-    gone = engine.parse(f"{prefix}/later")
-    assert (await engine.answer(gone, Query(), "test", encode)).status is Status.NOT_FOUND
+    gone = resolver.parse(f"{prefix}/later")
+    assert (await resolver.answer(gone, Query(), "test", encode)).status is Status.NOT_FOUND
     await registry.identifiers.create(admin, record(f"{prefix}/later"))
-    assert (await engine.answer(gone, Query(), "test", encode)).status is Status.FOUND
+    assert (await resolver.answer(gone, Query(), "test", encode)).status is Status.FOUND
     # A prefix change reshapes whole subtrees of answers: the cache starts over.
-    assert len(engine.cache) > 0
+    assert len(resolver.cache) > 0
     _, other = await registry.enterprises.apply(admin, application(5))
     await registry.enterprises.configure(admin, other.prefix, SiteRoute(4, "10.0.0.9", 2641))
-    assert len(engine.cache) == 0
+    assert len(resolver.cache) == 0
 
 
 def test_cache_is_bounded_lru_and_ttl_aware() -> None:
@@ -219,13 +221,13 @@ def test_cache_is_bounded_lru_and_ttl_aware() -> None:
 async def test_change_feed_reaches_another_process(
     registry: Registry, admin: Actor, database_url: str
 ) -> None:
-    """A second engine on its own database connection pool stands for another process."""
+    """A second resolver on its own database connection pool stands for another process."""
     from registry.db import create_engine
 
     _, prefix = await seeded(registry, admin)
     db = create_engine(database_url)
     other = Registry(db, node_prefix="88.100", node_key=registry.services.node_key)
-    remote = Engine(other)
+    remote = Resolver(other)
     feed = ChangeFeed(db, remote.on_changes)
     await feed.start()
     try:
@@ -276,7 +278,7 @@ operations = st.lists(
 async def test_cached_answers_equal_fresh_ones(
     registry: Registry, admin: Actor, ops: list[tuple[object, ...]]
 ) -> None:
-    engine = Engine(registry)
+    resolver = Resolver(registry)
     if await _missing_prefix(registry):
         await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
 
@@ -304,9 +306,9 @@ async def test_cached_answers_equal_fresh_ones(
             if kind == "put":  # no record yet (or a refused name): try creating it
                 with contextlib.suppress(RegistryError):
                     await registry.handles.create(admin, name, [new], overwrite=True)
-        parsed = engine.parse(name)
-        cached = await engine.answer(parsed, Query(types=types), "prop", encode)
-        fresh = await engine.resolve(parsed, Query(types=types))
+        parsed = resolver.parse(name)
+        cached = await resolver.answer(parsed, Query(types=types), "prop", encode)
+        fresh = await resolver.resolve(parsed, Query(types=types))
         assert (cached.status, cached.name.text, cached.values, cached.referral) == (
             fresh.status,
             fresh.name.text,
@@ -358,7 +360,7 @@ async def test_whole_record_rewrite_needs_the_admin_rights(
     limited, target = await limited_identity(
         registry, admin, prefix, ADD | MODIFY_VALUE | REMOVE_VALUE
     )
-    record = (await Engine(registry).resolve(Engine(registry).parse(target))).values
+    record = (await Resolver(registry).resolve(Resolver(registry).parse(target))).values
     # Changing a plain value is within the grant ...
     await registry.handles.create(
         limited, target, [url(1, "https://example.org/ok"), record[1]], overwrite=True
@@ -377,7 +379,7 @@ async def test_sealed_blobs_open_only_in_their_place(registry: Registry, admin: 
     from registry import store
     from registry.errors import InvalidValue
 
-    engine, prefix = await seeded(registry, admin)
+    resolver, prefix = await seeded(registry, admin)
     async with registry.services.read() as conn:
         node = await store.get_identifier(conn, "0.NA/88.100")
     assert node is not None
@@ -401,9 +403,9 @@ async def test_sealed_blobs_open_only_in_their_place(registry: Registry, admin: 
             template_id=None,
             values=[HandleValue(1, HS_SECKEY, sealed, permissions=PERM_RESTRICTED)],
         )
-    seen = await engine.resolve(engine.parse(f"{prefix}/planted"), caller=admin)
+    seen = await resolver.resolve(resolver.parse(f"{prefix}/planted"), caller=admin)
     assert seen.values == ()
-    own = await engine.resolve(engine.parse("0.NA/88.100"), caller=admin)
+    own = await resolver.resolve(resolver.parse("0.NA/88.100"), caller=admin)
     assert b"test-admin-secret" in [v.data for v in own.values]
 
 
@@ -411,7 +413,7 @@ async def test_prefix_records_keep_the_node_s_values(registry: Registry, admin: 
     from registry.errors import InvalidValue
     from tests.factories import user_actor
 
-    engine, prefix = await seeded(registry, admin)
+    resolver, prefix = await seeded(registry, admin)
     owner = await user_actor(registry, 1)
     takeover = HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/x", 300, 0x0FFF).to_bytes())
     for index_value in (takeover, replace(takeover, index=101), url(1, "x"), url(2, "x")):
@@ -428,7 +430,7 @@ async def test_prefix_records_keep_the_node_s_values(registry: Registry, admin: 
         [HandleValue(300, HS_SECKEY, b"s", permissions=PERM_RESTRICTED)],
         overwrite=True,
     )
-    answer = await engine.resolve(engine.parse(f"0.NA/{prefix}"))
+    answer = await resolver.resolve(resolver.parse(f"0.NA/{prefix}"))
     admins = [AdminRef.from_bytes(v.data).handle for v in answer.values if v.type == HS_ADMIN]
     assert admins == ["0.NA/88.100", f"0.NA/{prefix}"]
 
@@ -457,8 +459,8 @@ async def test_group_cycles_cost_a_bounded_number_of_loads(
     async def load(key: str) -> tuple[HandleValue, ...] | None:
         nonlocal loads
         loads += 1
-        engine = Engine(registry)
-        return (await engine.resolve(engine.parse(key), caller=admin)).values
+        resolver = Resolver(registry)
+        return (await resolver.resolve(resolver.parse(key), caller=admin)).values
 
     stranger = HandleIdentity("88.100.1/nobody", 300, "88.100.1/nobody")
     rights = await permissions.identity_rights(
@@ -473,9 +475,9 @@ async def test_group_cycles_cost_a_bounded_number_of_loads(
 async def test_an_answer_read_across_a_write_is_not_cached(
     registry: Registry, admin: Actor
 ) -> None:
-    engine, prefix = await seeded(registry, admin)
-    name = engine.parse(f"{prefix}/rec")
-    original = engine.resolve
+    resolver, prefix = await seeded(registry, admin)
+    name = resolver.parse(f"{prefix}/rec")
+    original = resolver.resolve
 
     async def slow_resolve(*args: object, **kwargs: object) -> Resolution:
         answer = await original(*args, **kwargs)  # type: ignore[arg-type]
@@ -485,11 +487,11 @@ async def test_an_answer_read_across_a_write_is_not_cached(
         )
         return answer
 
-    engine.resolve = slow_resolve  # type: ignore[method-assign]
-    stale = await engine.answer(name, Query(), "race", lambda r: r)
-    engine.resolve = original  # type: ignore[method-assign]
+    resolver.resolve = slow_resolve  # type: ignore[method-assign]
+    stale = await resolver.answer(name, Query(), "race", lambda r: r)
+    resolver.resolve = original  # type: ignore[method-assign]
     assert stale.values[0].data == b"https://example.org/a"
-    fresh = await engine.answer(name, Query(), "race", lambda r: r)
+    fresh = await resolver.answer(name, Query(), "race", lambda r: r)
     assert fresh.values[0].data == b"https://new"
 
 

@@ -19,7 +19,7 @@ from registry.models import HandleValue
 from registry.secrets import NodeKey
 from registry.services import Actor, Registry
 from resolver import codes as rc
-from resolver.engine import Engine, Status
+from resolver.resolution import Resolver, Status
 from sync import auth
 from sync.client import SyncClient
 from sync.toplevel import store as tl
@@ -198,15 +198,15 @@ async def test_routes_of_other_nodes_are_pulled(
         assert int(state["routes_next"]) > 0
         assert await sync.pull_routes() == 0  # incremental: nothing new
     # With the routes pulled, other nodes' names resolve to a referral to where they live.
-    engine = Engine(registry)
-    handle = await engine.resolve(engine.parse("88.200.2/anything"))
+    resolver = Resolver(registry)
+    handle = await resolver.resolve(resolver.parse("88.200.2/anything"))
     assert handle.status is Status.REFERRAL
     assert [(v.type, v.data) for v in handle.referral] == [("HS_SITE", b"site-200")]
     assert handle.referral_handle == "0.NA/88.200.2"
-    derived = await engine.resolve(engine.parse("0.NA/88.200.9"))  # under the node's prefix
+    derived = await resolver.resolve(resolver.parse("0.NA/88.200.9"))  # under the node's prefix
     assert derived.status is Status.REFERRAL and derived.referral_handle == "0.NA/88.200"
     assert [v.type for v in derived.referral] == ["HS_SITE.PREFIX"]
-    unknown = await engine.resolve(engine.parse("88.300.1/x"))
+    unknown = await resolver.resolve(resolver.parse("88.300.1/x"))
     assert unknown.status is Status.NOT_HERE
     async with read_transaction(registry.services.engine) as conn:
         own = await conn.execute(

@@ -78,7 +78,7 @@ async def get_identifier(conn: AsyncConnection, name_key: str) -> Identifier | N
 
 
 LOOKUP_CHUNK = 500
-"""Names per ``IN (...)`` list: well within every engine's limit of bound parameters."""
+"""Names per ``IN (...)`` list: well within every database's limit of bound parameters."""
 
 
 async def get_identifiers(conn: AsyncConnection, name_keys: Sequence[str]) -> dict[str, Identifier]:

@@ -3,7 +3,7 @@
 Two tiers. The fast path is a dictionary hit: an answer is cached as wire
 bytes keyed by the query after its id (so the question's letter case, flags
 and EDNS options are all part of the key) and only the id is patched in.
-Everything else is parsed with dnspython, answered from the engine, and
+Everything else is parsed with dnspython, answered from the resolver, and
 cached on the way out. Positive answers are cached under the identifier's
 key, so the registry's change feed evicts them as it evicts every other front
 end's; answers that carry the SOA (NXDOMAIN, NODATA) and refusals live in a
@@ -37,9 +37,9 @@ from registry.grammar import HandleName
 from registry.services.base import ChangeEvent
 
 from ..cache import AnswerCache
-from ..engine import Engine, Resolution, Status
 from ..guard import GuardStage, Label, Wording
 from ..limits import Guard, Refusal
+from ..resolution import Resolution, Resolver, Status
 from . import records
 
 log = logging.getLogger("idnode.dns")
@@ -88,7 +88,7 @@ def outcome_of(response: dns.message.Message) -> str:
 class DnsService:
     def __init__(
         self,
-        engine: Engine,
+        resolver: Resolver,
         names: ZoneNames,
         *,
         ns_address: str,
@@ -97,7 +97,7 @@ class DnsService:
         amplification: int = 0,
         guard: Guard | None = None,
     ) -> None:
-        self.engine = engine
+        self.resolver = resolver
         self.stage = GuardStage(WORDING, guard, amplification)
         """Per-client limits (``guard``; None: none; the listeners ask it first,
         :func:`refused` beyond them), answers over UDP at most ``amplification``
@@ -111,15 +111,15 @@ class DnsService:
         """Query shape → the name key its answer is cached under."""
         self._negative: OrderedDict[bytes, tuple[bytes, float, Label]] = OrderedDict()
         TALLY.watch("dns", self.cache)
-        engine.followers.append(self.on_changes)
+        resolver.followers.append(self.on_changes)
 
     async def start(self) -> None:
-        self.serial = await self.engine.last_change()
+        self.serial = await self.resolver.last_change()
 
     def on_changes(self, events: Sequence[ChangeEvent]) -> None:
         if events:
             self.serial = max(self.serial, *(event.seq for event in events))
-        stale = self.engine.stale(events)
+        stale = self.resolver.stale(events)
         if stale is None:
             self.cache.clear()
             self._shapes.clear()
@@ -216,8 +216,8 @@ class DnsService:
         apex.append(records.address(records.nameserver(zone), self.ns_address))
         lines = [f"$ORIGIN {zone.to_text()}"] + [rrset.to_text() for rrset in apex]
         for text in identifiers:
-            name = self.engine.parse(text)
-            resolution = await self.engine.resolve(name)
+            name = self.resolver.parse(text)
+            resolution = await self.resolver.resolve(name)
             if resolution.status is not Status.FOUND:
                 raise ValueError(f"{text} does not resolve here: {resolution.status.name}")
             owner = self.names.of_identifier(name)
@@ -266,12 +266,12 @@ class DnsService:
             exists = (
                 self._above_node_arc(target.arcs)
                 if target.oid
-                else await self.engine.prefix_tree_has(target.prefix)
+                else await self.resolver.prefix_tree_has(target.prefix)
             )
             return self._rrsets(query, {}, TREE_KEY, 3600) if exists else self._nxdomain(query)
         text = target.text if isinstance(target, Named) else None
         if isinstance(target, Hashed):
-            found = await self.engine.names_at_dns_path(self.names.path(qname))
+            found = await self.resolver.names_at_dns_path(self.names.path(qname))
             text = found[0] if len(found) == 1 else None
         name = self._named_here(text, qname)
         if name is None:
@@ -286,14 +286,14 @@ class DnsService:
         if text is None:
             return None
         try:
-            name = self.engine.parse(text)
+            name = self.resolver.parse(text)
             return name if self.names.of_identifier(name) == qname else None
         except (InvalidName, NotAnIdentifier):
             return None
 
     def _above_node_arc(self, arcs: tuple[int, ...]) -> bool:
         """Whether these arcs lead to the node's OID arc (branches of the OID tree)."""
-        node_arc = self.engine.registry.services.grammar.oid_arc
+        node_arc = self.resolver.registry.services.grammar.oid_arc
         if node_arc is None:
             return False
         node = tuple(int(arc) for arc in node_arc.split("."))
@@ -314,13 +314,13 @@ class DnsService:
         return replace(answer, prefix=resolution.account_prefix)
 
     async def _resolve(self, name: HandleName) -> Resolution:
-        """The engine's resolution, kept beside the wire answers it makes: a query
+        """The resolver's resolution, kept beside the wire answers it makes: a query
         spelt another way (EDNS, flags) is then built without the store."""
         cached: Resolution | None = self.cache.get(name.key, _RESOLUTION)
         if cached is not None:
             return cached
         epoch = self.cache.epoch
-        resolution = await self.engine.resolve(name)
+        resolution = await self.resolver.resolve(name)
         self.cache.put(name.key, _RESOLUTION, resolution, resolution.ttl(), epoch=epoch)
         return resolution
 
@@ -328,7 +328,7 @@ class DnsService:
         """No identifier has this name: NODATA if some have names below it (an
         empty non-terminal, RFC 8020), else NXDOMAIN."""
         qname = query.question[0].name
-        if await self.engine.has_dns_path_below(self.names.path(qname)):
+        if await self.resolver.has_dns_path_below(self.names.path(qname)):
             return self._rrsets(query, {}, TREE_KEY, float(NEGATIVE_TTL))
         return self._nxdomain(query)
 

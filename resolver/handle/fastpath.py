@@ -1,7 +1,7 @@
 """The native fast path: anonymous resolutions answered from encoded answers.
 
 The whole response to an anonymous resolution is encoded once, kept in the
-engine's answer cache as a :class:`Template` under the request's *shape* (what
+resolver's answer cache as a :class:`Template` under the request's *shape* (what
 decides the answer: versions, opcode, flags, recursion count and body), and
 made each later request's own by patching in its request id, session id,
 expiration and request digest — no decode, no encode.
@@ -58,7 +58,7 @@ def template_of(
 
 class FastPath:
     """Which cached template answers a request: request shape → name key,
-    learned on the slow path, then the engine's answer cache."""
+    learned on the slow path, then the resolver's answer cache."""
 
     def __init__(self, cache: AnswerCache) -> None:
         self.cache = cache

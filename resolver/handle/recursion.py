@@ -1,13 +1,13 @@
 """Recursion: resolving a name served elsewhere on the client's behalf.
 
-The native front end's implementation of the engine's
-:class:`~resolver.engine.Recursion`. When the engine's verdict is a referral
+The native front end's implementation of the resolver's
+:class:`~resolver.resolution.Recursion`. When the resolver's verdict is a referral
 (an enterprise node, or another secondary node whose route came from the
 top-level node) and the node allows recursion, the :class:`Recursor` asks the
 referred site over the native protocol, follows further referrals up to a
 limit, and turns the final answer back into a
-:class:`~resolver.engine.Resolution` — which the engine caches like any other
-answer, for at most :data:`~resolver.engine.RECURSED_MAX_TTL`.
+:class:`~resolver.resolution.Resolution` — which the resolver caches like any other
+answer, for at most :data:`~resolver.resolution.RECURSED_MAX_TTL`.
 
 Every request it sends asks for the request digest (RD) and every answer it
 accepts must carry it, so what is relayed (and perhaps signed by this node)
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from registry.models import HandleValue
 
-from ..engine import Query, RecursionBusy, Resolution, Status
+from ..resolution import Query, RecursionBusy, Resolution, Status
 from . import client
 from . import codec as c
 

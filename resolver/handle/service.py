@@ -3,7 +3,7 @@
 The servers hand over request bytes and get response bytes back. Anonymous
 resolutions take the fast path (:mod:`.fastpath`): their whole response is
 kept encoded and only patched per request. Everything else is decoded with the
-codec, resolved through the engine or dispatched — to the challenges
+codec, resolved through the resolver or dispatched — to the challenges
 (:mod:`.challenges`) or the administration (:mod:`.admin`) — and encoded again.
 """
 
@@ -18,9 +18,9 @@ from registry.errors import InvalidName, RegistryError, StorageUnavailable
 from registry.services import Actor, Registry
 
 from .. import codes as rc
-from ..engine import Engine, Query, RecursionBusy, Resolution, Status
 from ..guard import GuardStage, Label, Wording
 from ..limits import Guard
+from ..resolution import Query, RecursionBusy, Resolution, Resolver, Status
 from . import answers
 from . import codec as c
 from .admin import Administration
@@ -38,7 +38,7 @@ MAX_RECURSION = 10
 class HandleService:
     def __init__(
         self,
-        engine: Engine,
+        resolver: Resolver,
         registry: Registry,
         *,
         site_serial: int = 1,
@@ -48,7 +48,7 @@ class HandleService:
         guard: Guard | None = None,
         udp_amplification: int = 8,
     ) -> None:
-        self.engine = engine
+        self.resolver = resolver
         self.registry = registry
         self.site_serial = site_serial
         self.server_key = server_key
@@ -58,7 +58,7 @@ class HandleService:
         self.stage = GuardStage(_wording(self.replies), guard, udp_amplification)
         """Per-client limits (``guard``; None: none), answers over UDP at most
         ``udp_amplification`` times their request (0: any size), and the tally."""
-        self.fast_path = FastPath(engine.cache)
+        self.fast_path = FastPath(resolver.cache)
         self.challenges = Challenges(registry, self.replies)
         self.admin = Administration(registry, self.replies)
 
@@ -188,7 +188,7 @@ class HandleService:
         """The answer, and the enterprise prefix it counts for."""
         body = c.ResolutionRequest.from_bytes(request.body)
         try:
-            name = self.engine.parse(body.handle)
+            name = self.resolver.parse(body.handle)
         except InvalidName as exc:
             return self.replies.error(request, version, rc.RC_INVALID_HANDLE, str(exc)), NO_PREFIX
         try:
@@ -199,13 +199,13 @@ class HandleService:
         query = Query(indexes=body.indexes, types=types)
         # Recursion when the client asks (REC) and the node allows it, within the
         # hop limit; past it a referral becomes RC 6 (recursion count too high).
-        asked = request.flag(c.FLAG_RECU) and self.engine.recursion is not None
+        asked = request.flag(c.FLAG_RECU) and self.resolver.recursion is not None
         depth = request.header.recursion
         recurse = asked and depth + 1 < MAX_RECURSION
         identity = None if request.flag(c.FLAG_PUBL) else connection.identity
         if identity is not None:
             caller = Actor(None, connection.remote, identity)
-            resolution = await self.engine.resolve(
+            resolution = await self.resolver.resolve(
                 name, query, caller, recurse=recurse, depth=depth
             )
             message = self._resolution_message(request, version, resolution, asked=asked)
@@ -213,7 +213,7 @@ class HandleService:
         cacheable = not request.credential and not request.flag(c.FLAG_CERT)
         request_shape = shape(request.to_bytes(), not connection.tcp) if cacheable else None
         if request_shape is None:
-            resolution = await self.engine.resolve(name, query, recurse=recurse, depth=depth)
+            resolution = await self.resolver.resolve(name, query, recurse=recurse, depth=depth)
             message = self._resolution_message(request, version, resolution, asked=asked)
             return message, resolution.account_prefix
 
@@ -225,7 +225,7 @@ class HandleService:
 
         # The shape holds the flags and the recursion count: recursed answers,
         # referrals and RC 6 have slots of their own.
-        template = await self.engine.answer_slot(
+        template = await self.resolver.answer_slot(
             name, query, request_shape, encode, recurse=recurse, depth=depth
         )
         if template.outcome in ("found", "referral"):

@@ -1,5 +1,5 @@
 """HTTP resolution: the HANDLE.NET REST API, reverse lookup, the redirect proxy
-and its lookup page — thin adapters around the engine and the registry."""
+and its lookup page — thin adapters around the resolver and the registry."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from aiohttp.typedefs import Handler
 from registry.services import Registry
 from registry.tokens import TokenIssuer
 
-from ..engine import Engine
+from ..resolution import Resolver
 from . import hrls, proxy, rest
 from .auth import Authenticator
-from .keys import AUTH, ENGINE, REGISTRY
+from .keys import AUTH, REGISTRY, RESOLVER
 
 __all__ = ["setup"]
 
@@ -37,16 +37,16 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def setup(
     app: web.Application,
-    engine: Engine,
+    resolver: Resolver,
     registry: Registry,
     tokens: TokenIssuer,
     *,
     allow_plain_http_auth: bool = False,
 ) -> None:
-    app[ENGINE] = engine
+    app[RESOLVER] = resolver
     app[REGISTRY] = registry
     app[AUTH] = Authenticator(registry, tokens, allow_plain_http=allow_plain_http_auth)
-    engine.followers.append(app[AUTH].on_changes)
+    resolver.followers.append(app[AUTH].on_changes)
     app.middlewares.append(cors)
     rest.add_routes(app)
     hrls.add_routes(app)

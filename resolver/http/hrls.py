@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import codes as rc
-from ..engine import Query, Status
-from .keys import AUTH, ENGINE, REGISTRY
+from ..resolution import Query, Status
+from .keys import AUTH, REGISTRY, RESOLVER
 from .rest import ApiError, api_endpoint, flag, render
 from .values_json import value_json
 
@@ -76,10 +76,10 @@ async def search(request: web.Request) -> web.Response:
     )
     if not with_records:
         return _private(render(request, 200, names))
-    engine = request.app[ENGINE]
+    resolver = request.app[RESOLVER]
     records: list[dict[str, Any]] = []
     for name in names:
-        resolution = await engine.resolve(engine.parse(name), Query(), caller)
+        resolution = await resolver.resolve(resolver.parse(name), Query(), caller)
         if resolution.status is Status.FOUND:
             records.append({"handle": name, "values": [value_json(v) for v in resolution.values]})
         await asyncio.sleep(0)  # a long page must not hold up other requests

@@ -6,13 +6,13 @@ from aiohttp import web
 
 from registry.services import Registry
 
-from ..engine import Engine
+from ..resolution import Resolver
 from .auth import Authenticator
 
-ENGINE = web.AppKey("engine", Engine)
+RESOLVER = web.AppKey("resolver", Resolver)
 AUTH = web.AppKey("authenticator", Authenticator)
 REGISTRY = web.AppKey("resolution_registry", Registry)
 """The registry as the resolution handlers see it, set by this front end's own
 setup; the admin API on the same application keeps its own key."""
 
-__all__ = ["AUTH", "ENGINE", "REGISTRY"]
+__all__ = ["AUTH", "REGISTRY", "RESOLVER"]

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from registry.models import HandleValue
 
-from ..engine import Resolution, Status
+from ..resolution import Resolution, Status
 from .values_json import value_json
 
 _STYLE = """

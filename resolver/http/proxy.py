@@ -18,8 +18,8 @@ from aiohttp import web
 from metrics.tally import NO_PREFIX, TALLY
 from registry.errors import InvalidName, RegistryError, StorageUnavailable
 
-from ..engine import Query, RecursionBusy, Resolution, Status
-from .keys import AUTH, ENGINE, REGISTRY
+from ..resolution import Query, RecursionBusy, Resolution, Status
+from .keys import AUTH, REGISTRY, RESOLVER
 from .page import error_page, home_page, record_page
 
 log = logging.getLogger("idnode.proxy")
@@ -93,10 +93,10 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
     def counted(outcome: str, prefix: str = NO_PREFIX) -> None:
         TALLY.count("http", outcome, prefix, time.perf_counter() - started)
 
-    engine = request.app[ENGINE]
+    resolver = request.app[RESOLVER]
     pattern = handle_pattern(request.app[REGISTRY].node_prefix)
     try:
-        name = engine.parse(text)
+        name = resolver.parse(text)
     except InvalidName as exc:
         counted("error")
         return _html(error_page(f"标识格式错误 · Invalid identifier: {exc}", text), 400)
@@ -116,9 +116,9 @@ async def _lookup(request: web.Request, text: str, redirect: bool) -> web.Respon
         # A browser cannot follow a referral: names served elsewhere are
         # resolved there when the node allows recursion.
         if caller.anonymous:
-            answer = await engine.answer(name, Query(), ("proxy",), encode, recurse=True)
+            answer = await resolver.answer(name, Query(), ("proxy",), encode, recurse=True)
         else:
-            answer = encode(await engine.resolve(name, Query(), caller, recurse=True))
+            answer = encode(await resolver.resolve(name, Query(), caller, recurse=True))
     except StorageUnavailable as exc:
         log.error("storage unavailable for the proxy: %s", exc)
         counted("error")

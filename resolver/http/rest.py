@@ -1,6 +1,6 @@
 """The HANDLE.NET-compatible REST API: ``/api/handles``, ``/api/prefixes``, ``/api/site``.
 
-Handlers translate between HTTP and the engine / the registry's Handle
+Handlers translate between HTTP and the resolver / the registry's Handle
 operations; the JSON shapes, response codes and HTTP statuses are those of
 HANDLE.NET 9, which pyhandle and other clients expect byte for byte (the
 handle is echoed exactly as requested).
@@ -27,8 +27,8 @@ from registry.models import HandleValue
 from registry.services import Actor
 
 from .. import codes as rc
-from ..engine import Query, RecursionBusy, Resolution, Status
-from .keys import AUTH, ENGINE, REGISTRY
+from ..resolution import Query, RecursionBusy, Resolution, Status
+from .keys import AUTH, REGISTRY, RESOLVER
 from .status import http_status
 from .values_json import site_json, value_from_json, value_json
 
@@ -256,7 +256,7 @@ def counted_failures(protocol: str, started: float) -> Iterator[None]:
 async def get_handle(request: web.Request) -> web.Response:
     started = time.perf_counter()
     with counted_failures("http", started):
-        name = request.app[ENGINE].parse(requested_handle(request))
+        name = request.app[RESOLVER].parse(requested_handle(request))
         return await _resolve(request, name, "http", started)
 
 
@@ -266,7 +266,7 @@ async def get_oid(request: web.Request) -> web.Response:
     started = time.perf_counter()
     with counted_failures("oid", started):
         text = requested_handle(request, OID_ROOT)
-        name = request.app[ENGINE].parse(text)
+        name = request.app[RESOLVER].parse(text)
         if not name.oid:
             raise ApiError(rc.RC_INVALID_HANDLE, f"{text!r} is not an OID (dotted numeric arcs)")
         return await _resolve(request, name, "oid", started)
@@ -275,7 +275,7 @@ async def get_oid(request: web.Request) -> web.Response:
 async def _resolve(
     request: web.Request, name: HandleName, protocol: str, started: float
 ) -> web.Response:
-    engine = request.app[ENGINE]
+    resolver = request.app[RESOLVER]
     query = Query(indexes=_ints(request, "index"), types=tuple(request.query.getall("type", [])))
     caller = await _caller(request)
     public_only = flag(request, "publicOnly", default=caller.anonymous)
@@ -285,10 +285,12 @@ async def _resolve(
         # The hot path: an answer encoded once, served from the cache.
         # Names served elsewhere are resolved there when the node allows
         # recursion (as a proxy such as hdl.handle.net does), else referred.
-        answer = await engine.answer(name, query, ("rest", pretty), _ENCODERS[pretty], recurse=True)
+        answer = await resolver.answer(
+            name, query, ("rest", pretty), _ENCODERS[pretty], recurse=True
+        )
     else:
         caller_or_none = None if public_only else caller
-        resolution = await engine.resolve(name, query, caller_or_none, recurse=True)
+        resolution = await resolver.resolve(name, query, caller_or_none, recurse=True)
         answer = _ENCODERS[pretty](resolution)
         private = caller_or_none is not None and not caller_or_none.anonymous
     response = render_encoded(request, answer.status, answer.body)

@@ -28,10 +28,10 @@ from registry.grammar import Grammar, GrammarError, HandleName, ascii_upper, is_
 from registry.models import PERM_PUBLIC, HandleValue
 from registry.values import HS_SITE, HS_SITE_PREFIX, SiteInfo
 from resolver import codes as rc
-from resolver.engine import Query
 from resolver.handle import answers
 from resolver.handle import codec as c
 from resolver.handle.connection import Connection
+from resolver.resolution import Query
 
 from . import store
 

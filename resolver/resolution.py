@@ -1,10 +1,11 @@
-"""The resolution engine: name in, values or a verdict out — no transport here.
+"""Resolution: name in, values or a verdict out — no transport here.
 
-Every front end (REST, redirect proxy, later the native protocol, DNS and
-OID) asks the same engine. Anonymous answers are cached already encoded,
-per front end, in one :class:`~resolver.cache.AnswerCache`; committed
-changes evict them (in this process at once, in others through the change
-feed), and every entry also expires with the shortest TTL of its values.
+Every front end (Handle REST, the redirect proxy, HRLS reverse lookup, the
+native protocol, DNS with its OID branch) asks the same :class:`Resolver`.
+Anonymous answers are cached already encoded, per front end, in one
+:class:`~resolver.cache.AnswerCache`; committed changes evict them (in this
+process at once, in others through the change feed), and every entry also
+expires with the shortest TTL of its values.
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ class Recursion(Protocol):
     ) -> Resolution: ...
 
 
-class Engine:
+class Resolver:
+    """Resolves names against the registry, caching anonymous answers."""
+
     def __init__(
         self,
         registry: Registry,
@@ -161,7 +164,7 @@ class Engine:
         self.db = read_engine or registry.engine
         self.directory = CachedDirectory()
         self.followers: list[Callable[[Sequence[ChangeEvent]], None]] = []
-        """Others with caches to keep fresh; they see every change the engine sees."""
+        """Others with caches to keep fresh; they see every change the resolver sees."""
         registry.services.listeners.append(self.on_changes)
 
     # --- resolution ---------------------------------------------------------

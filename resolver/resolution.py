@@ -157,6 +157,9 @@ class Resolver:
         recursion: Recursion | None = None,
     ) -> None:
         self.registry = registry
+        self.services = registry.services
+        self.grammar = registry.services.grammar
+        """How names are spelt and compared on this node."""
         self.recursion = recursion
         """Set when the node allows recursion; None: referrals are answered as such."""
         self.cache = AnswerCache(max_entries=cache_entries)
@@ -165,14 +168,14 @@ class Resolver:
         self.directory = CachedDirectory()
         self.followers: list[Callable[[Sequence[ChangeEvent]], None]] = []
         """Others with caches to keep fresh; they see every change the resolver sees."""
-        registry.services.listeners.append(self.on_changes)
+        self.services.listeners.append(self.on_changes)
 
     # --- resolution ---------------------------------------------------------
 
     def parse(self, name: str | bytes) -> HandleName:
         """Names as resolvers accept them: ``P/S``, ``0.NA/P`` or a bare prefix."""
         try:
-            return self.registry.services.grammar.parse(name, bare_prefix=True)
+            return self.grammar.parse(name, bare_prefix=True)
         except GrammarError as exc:
             raise InvalidName(str(exc)) from None
 
@@ -197,8 +200,8 @@ class Resolver:
         self, name: HandleName, query: Query, caller: Actor | None
     ) -> Resolution:
         handles = self.registry.handles
-        services = self.registry.services
-        await self.directory.load(self.registry.services.read)
+        services = self.services
+        await self.directory.load(services.read)
 
         async def look(conn: AsyncConnection) -> tuple[Located, ReadAccess]:
             located = await locate(
@@ -261,9 +264,9 @@ class Resolver:
 
     async def prefix_tree_has(self, prefix: str) -> bool:
         """Whether ``prefix`` is the node's prefix, an allocated one, or above one."""
-        await self.directory.load(self.registry.services.read)
+        await self.directory.load(self.services.read)
         known = [p.prefix_key for p in self.directory.prefixes()]
-        known.append(self.registry.services.node_prefix_key)
+        known.append(self.services.node_prefix_key)
         return any(is_under(k, prefix) for k in known)
 
     async def names_at_dns_path(self, path: str) -> list[str]:
@@ -303,7 +306,7 @@ class Resolver:
     def _visible(
         self, name_key: str, values: Iterable[HandleValue], query: Query, access: ReadAccess
     ) -> tuple[HandleValue, ...]:
-        key = self.registry.services.node_key
+        key = self.services.node_key
         result = []
         for value in values:
             if not query.matches(value):

@@ -293,7 +293,7 @@ class DnsService:
 
     def _above_node_arc(self, arcs: tuple[int, ...]) -> bool:
         """Whether these arcs lead to the node's OID arc (branches of the OID tree)."""
-        node_arc = self.resolver.registry.services.grammar.oid_arc
+        node_arc = self.resolver.grammar.oid_arc
         if node_arc is None:
             return False
         node = tuple(int(arc) for arc in node_arc.split("."))

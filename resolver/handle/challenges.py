@@ -20,7 +20,7 @@ from registry.grammar import GrammarError
 from registry.models import HandleValue
 from registry.permissions import HandleIdentity
 from registry.secrets import open_value
-from registry.services import Registry
+from registry.services.base import Services
 from registry.values import HS_PUBKEY, HS_SECKEY
 
 from .. import codes as rc
@@ -69,8 +69,11 @@ class Proven:
 
 
 class Challenges:
-    def __init__(self, registry: Registry, replies: Replies) -> None:
-        self.registry = registry
+    """The native service's pending challenges and the proofs that answer them."""
+
+    def __init__(self, services: Services, replies: Replies) -> None:
+        self.services = services
+        self.grammar = services.grammar
         self.replies = replies
         self.pending: dict[int, _Pending] = {}
         """By session id, in the order issued (so also in the order they expire)."""
@@ -170,15 +173,15 @@ class Challenges:
         original = replace(
             original, envelope=replace(original.envelope, request_id=request.envelope.request_id)
         )
-        lockout = self.registry.services.lockout
+        lockout = self.services.lockout
         account = self._account(answer)
         try:
-            self.registry.services.refuse_if_locked(account, connection.remote, "proof")
+            self.services.refuse_if_locked(account, connection.remote, "proof")
         except LockedOut as exc:
             return self.replies.error(original, version, rc.RC_AUTHENTICATION_FAILED, str(exc))
         identity = await self._check_proof(answer, pending)
         if identity is None:
-            self.registry.services.auth_failed("proof")
+            self.services.auth_failed("proof")
             lockout.failed(account, connection.remote)
             return self.replies.error(
                 original, version, rc.RC_AUTHENTICATION_FAILED, "authentication failed"
@@ -192,7 +195,7 @@ class Challenges:
         as for Handle secrets over HTTP Basic: ``index:name key``)."""
         try:
             handle = answer.handle.decode("utf-8")
-            key = self.registry.services.grammar.parse(handle, bare_prefix=True).key
+            key = self.grammar.parse(handle, bare_prefix=True).key
         except (UnicodeDecodeError, GrammarError):
             key = answer.handle.decode("utf-8", "replace")
         return f"{answer.index}:{key}"
@@ -202,7 +205,7 @@ class Challenges:
     ) -> HandleIdentity | None:
         try:
             handle = answer.handle.decode("utf-8")
-            name = self.registry.services.grammar.parse(handle, bare_prefix=True)
+            name = self.grammar.parse(handle, bare_prefix=True)
         except (UnicodeDecodeError, GrammarError):
             return None
         if pending.login:
@@ -217,7 +220,7 @@ class Challenges:
                 continue
             if auth_type == b"HS_SECKEY" and value.type.upper() == HS_SECKEY:
                 secret = open_value(
-                    self.registry.services.node_key,
+                    self.services.node_key,
                     value.data,
                     name_key=name.key,
                     index=value.index,
@@ -254,7 +257,7 @@ class Challenges:
             self._slow_proofs_waiting -= 1
 
     async def _record(self, key: str) -> tuple[HandleValue, ...]:
-        async with self.registry.services.read() as conn:
+        async with self.services.read() as conn:
             record = await store.get_identifier(conn, key)
         return record.values if record else ()
 
@@ -262,16 +265,14 @@ class Challenges:
         """Op 201: does this HS_SECKEY proof hold for an identity stored here?"""
         ask = cred.VerifyChallenge.from_bytes(request.body)
         try:
-            name = self.registry.services.grammar.parse(
-                ask.handle.decode("utf-8"), bare_prefix=True
-            )
+            name = self.grammar.parse(ask.handle.decode("utf-8"), bare_prefix=True)
         except (UnicodeDecodeError, GrammarError):
             return self.replies.error(request, version, rc.RC_INVALID_HANDLE, "invalid handle")
         valid = False
         for value in await self._record(name.key):
             if value.type.upper() == HS_SECKEY and ask.index in (0, value.index):
                 secret = open_value(
-                    self.registry.services.node_key,
+                    self.services.node_key,
                     value.data,
                     name_key=name.key,
                     index=value.index,

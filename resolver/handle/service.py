@@ -59,7 +59,7 @@ class HandleService:
         """Per-client limits (``guard``; None: none), answers over UDP at most
         ``udp_amplification`` times their request (0: any size), and the tally."""
         self.fast_path = FastPath(resolver.cache)
-        self.challenges = Challenges(registry, self.replies)
+        self.challenges = Challenges(registry.services, self.replies)
         self.admin = Administration(registry, self.replies)
 
     # --- entry point ----------------------------------------------------------

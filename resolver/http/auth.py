@@ -23,9 +23,9 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from registry.errors import LoginFailed, Throttled, Unauthenticated
-from registry.grammar import GrammarError
+from registry.grammar import Grammar, GrammarError
 from registry.services import Actor, Registry
-from registry.services.base import ChangeEvent
+from registry.services.base import ChangeEvent, Services
 from registry.tokens import InvalidToken, TokenIssuer
 
 CREDENTIAL_CACHE_SECONDS = 30.0
@@ -40,6 +40,14 @@ class Authenticator:
     allow_plain_http: bool = False
     max_cached: int = 10_000
     _verified: OrderedDict[bytes, tuple[Actor, float]] = field(default_factory=OrderedDict)
+
+    @property
+    def services(self) -> Services:
+        return self.registry.services
+
+    @property
+    def grammar(self) -> Grammar:
+        return self.registry.services.grammar
 
     async def caller(self, request: web.Request) -> Actor:
         """The caller; anonymous when no credential was sent, or when it was sent
@@ -60,7 +68,7 @@ class Authenticator:
             self._verified[digest] = (actor, time.monotonic() + CREDENTIAL_CACHE_SECONDS)
             while len(self._verified) > self.max_cached:
                 self._verified.popitem(last=False)
-        self.registry.services.admit(actor, "http")
+        self.services.admit(actor, "http")
         return actor
 
     def on_changes(self, events: Sequence[ChangeEvent]) -> None:
@@ -71,7 +79,7 @@ class Authenticator:
             if not change.event.startswith(("identifier.", "identity.")):
                 continue
             try:
-                keys.add(self.registry.services.grammar.parse(change.subject, bare_prefix=True).key)
+                keys.add(self.grammar.parse(change.subject, bare_prefix=True).key)
             except GrammarError:
                 self._verified.clear()
                 return
@@ -87,7 +95,7 @@ class Authenticator:
             try:
                 claims = self.tokens.verify(credentials.strip())
             except InvalidToken as exc:
-                self.registry.services.auth_failed("token")
+                self.services.auth_failed("token")
                 raise Unauthenticated(f"Authentication failed: {exc}") from None
             principal = await self.registry.accounts.principal(
                 claims.user_id,

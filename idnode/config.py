@@ -166,7 +166,7 @@ class Config:
     toplevel_handle: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 2642))
     """Where the mock top-level node answers prefix lookups on the native protocol."""
     toplevel_database_url: str = "sqlite+aiosqlite:///idnode-toplevel.db"
-    """The mock top-level node's own store."""
+    """The mock top-level node's own database (its ledger of nodes, events and routes)."""
     data_dir: str = ""
     """Folder of the node's own files: relative ``key_file``, ``server_key_file`` and
     SQLite database paths are taken inside it (made, mode 0700, at start). Empty: the

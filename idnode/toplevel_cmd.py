@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 import resolver.handle.server
 from registry.db import create_engine, describe_error, url_for_log
-from sync.toplevel import store
+from sync.toplevel import ledger
 from sync.toplevel.app import SERVER, Faults, TopLevel, build_app
 from sync.toplevel.native import TopLevelHandle
 
@@ -31,7 +31,7 @@ async def serve_toplevel(config: Config) -> None:
         raise StartupError(f"bad database URL {config.toplevel_database_url!r}: {exc}") from None
     try:
         try:
-            await store.create(engine)
+            await ledger.create(engine)
         except (OSError, DBAPIError) as exc:
             raise StartupError(f"database unavailable: {describe_error(exc)}") from None
         log.info("top-level database %s", url_for_log(config.toplevel_database_url))

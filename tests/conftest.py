@@ -310,12 +310,12 @@ async def running_toplevel(database_url: str) -> AsyncIterator[TopLevelAt]:
 
     import resolver.handle.server
     from idnode.listen import bind_pair, bound
-    from sync.toplevel import store as toplevel_store
+    from sync.toplevel import ledger
     from sync.toplevel.app import TopLevel, build_app
     from sync.toplevel.native import TopLevelHandle
 
     engine = create_engine(database_url)
-    await toplevel_store.create(engine)
+    await ledger.create(engine)
     runner = web.AppRunner(build_app(TopLevel(engine)))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

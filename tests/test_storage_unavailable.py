@@ -51,7 +51,7 @@ from registry.errors import StorageUnavailable
 from resolver import codes as rc
 from resolver.handle import client as cl
 from resolver.handle import codec as c
-from sync.toplevel import store as toplevel_store
+from sync.toplevel import ledger
 from sync.toplevel.native import TopLevelHandle
 from tests.conftest import PG_SERVER, ApiClient
 from tests.factories import ADMIN_AK, ADMIN_SK
@@ -278,7 +278,7 @@ async def test_the_top_level_node_answers_rc3_when_its_route_table_is_gone(
     vanishing: Vanishing,
 ) -> None:
     engine = create_engine(vanishing.url)
-    await toplevel_store.create(engine)
+    await ledger.create(engine)
     tcp, udp = bind_pair(Endpoint("127.0.0.1", 0))
     at = bound(tcp)
     site = node_site(Config(), Endpoint("127.0.0.1", 8000), tls=False, handle=at)

@@ -33,7 +33,7 @@ from registry import store
 from registry.db import create_engine, read_transaction
 from registry.services import Actor, Registry
 from sync.client import parse_retry_after
-from sync.toplevel import store as tl
+from sync.toplevel import ledger
 from sync.toplevel.app import Faults, TopLevel, build_app
 from sync.worker import (
     MAX_RETRY_AFTER_SECONDS,
@@ -102,7 +102,7 @@ async def mock_toplevel(tmp_path: Path, faults: str) -> AsyncIterator[Mock]:
     """The mock top-level node on a loopback port, with ``faults``, timing each
     request before any of its own handling (the busy fault included)."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'top.db'}")
-    await tl.create(engine)
+    await ledger.create(engine)
     top = TopLevel(engine, faults=Faults.parse(faults))
     app = build_app(top)
     mock = Mock("", top)

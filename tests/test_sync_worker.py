@@ -22,7 +22,7 @@ from resolver import codes as rc
 from resolver.resolution import Resolver, Status
 from sync import auth
 from sync.client import SyncClient
-from sync.toplevel import store as tl
+from sync.toplevel import ledger
 from sync.worker import Backoff, SyncWorker, Unavailable
 from tests.conftest import ApiClient, _pg_admin, running_toplevel
 from tests.factories import hosted_enterprise
@@ -48,9 +48,9 @@ async def top_level_events(url: str) -> list[tuple[int, str, str]]:
     try:
         async with engine.connect() as conn:
             rows = await conn.execute(
-                select(tl.events.c.seq, tl.events.c.event, tl.events.c.subject)
-                .where(tl.events.c.node == "88.100")
-                .order_by(tl.events.c.seq)
+                select(ledger.events.c.seq, ledger.events.c.event, ledger.events.c.subject)
+                .where(ledger.events.c.node == "88.100")
+                .order_by(ledger.events.c.seq)
             )
             return [(r.seq, r.event, r.subject) for r in rows]
     finally:
@@ -240,10 +240,12 @@ async def test_verify_resends_what_the_top_level_node_lost(
         engine = create_engine(url)
         async with engine.begin() as conn:
             await conn.execute(
-                tl.backups.delete().where(tl.backups.c.name.in_(["88.100.1/v-1", "88.100.1/v-4"]))
+                ledger.backups.delete().where(
+                    ledger.backups.c.name.in_(["88.100.1/v-1", "88.100.1/v-4"])
+                )
             )
             await conn.execute(
-                tl.backups.insert().values(
+                ledger.backups.insert().values(
                     node="88.100", name_key="88.100.1/ghost", name="88.100.1/ghost", seq=1,
                     record="{}", deleted=False,
                 )

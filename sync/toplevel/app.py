@@ -1,5 +1,5 @@
 """The mock top-level node's HTTP API: exactly sync/PROTOCOL.md, thin handlers
-over :mod:`sync.toplevel.store`."""
+over :mod:`sync.toplevel.ledger`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from registry.grammar import ascii_upper, is_under
 
 from .. import auth
 from ..protocol import digests, prefix_of
-from . import store
+from . import ledger
 
 MAX_BODY = 8 * 1024 * 1024
 MAX_BATCH = 500
@@ -181,7 +181,7 @@ class TopLevel:
         body = await request.read()
         node = auth.claimed_node(request.headers)
         async with read_transaction(self.engine) as conn:
-            known = await store.get_node(conn, node)
+            known = await ledger.get_node(conn, node)
         if known is None:
             raise auth.AuthError("unknown-node", f"node {node} is not registered")
         key = auth.public_key(known.public_key)
@@ -228,13 +228,13 @@ class TopLevel:
             raise ProtocolError(400, "bad-request", f"{node} is no node prefix under {self.root}")
         name = str(data.get("name") or node)[:255]
         async with write_transaction(self.engine) as conn:
-            existing = await store.get_node(conn, node)
+            existing = await ledger.get_node(conn, node)
             if existing is not None and existing.public_key != raw_key:
                 raise ProtocolError(409, "conflict", f"{node} is registered with another key")
-            await store.register_node(conn, node, raw_key, site, name)
-            route = await store.current_route(conn, node)
+            await ledger.register_node(conn, node, raw_key, site, name)
+            route = await ledger.current_route(conn, node)
             if route is None or route.site != site:
-                seq = await store.add_route(conn, node, node, site, hosted=True, deleted=False)
+                seq = await ledger.add_route(conn, node, node, site, hosted=True, deleted=False)
             else:
                 seq = route.seq
         return web.json_response({"node": node, "registered": True, "routeSeq": seq})
@@ -266,7 +266,7 @@ class TopLevel:
         duplicates: list[int] = []
         rejected: list[dict[str, Any]] = []
         async with write_transaction(self.engine) as conn:
-            known = await store.get_node(conn, node)
+            known = await ledger.get_node(conn, node)
             assert known is not None
             for item in items:
                 seq = item["seq"]
@@ -279,7 +279,7 @@ class TopLevel:
                     continue
                 await savepoint.commit()
                 (accepted if outcome else duplicates).append(seq)
-            high_water = await store.advance_high_water(conn, node)
+            high_water = await ledger.advance_high_water(conn, node)
         return web.json_response(
             {
                 "accepted": accepted,
@@ -289,7 +289,7 @@ class TopLevel:
             }
         )
 
-    async def _apply(self, conn: Any, node: store.Node, item: dict[str, Any]) -> bool:
+    async def _apply(self, conn: Any, node: ledger.Node, item: dict[str, Any]) -> bool:
         """Store and apply one event; False for a duplicate."""
         seq, event, subject = item["seq"], item.get("event"), item.get("subject")
         payload, created_at = item.get("payload"), item.get("createdAt", "")
@@ -297,8 +297,8 @@ class TopLevel:
             raise EventRejected("invalid", "event and subject are strings")
         if not isinstance(payload, dict) or not isinstance(created_at, str):
             raise EventRejected("invalid", "payload is an object, createdAt a string")
-        digest = store.event_digest(event, subject, payload)
-        stored = await store.stored_digest(conn, node.node, seq)
+        digest = ledger.event_digest(event, subject, payload)
+        stored = await ledger.stored_digest(conn, node.node, seq)
         if stored is not None:
             if stored == digest:
                 return False
@@ -308,7 +308,7 @@ class TopLevel:
         prefix = _owning_prefix(event, subject, payload)
         if prefix is not None and not is_under(prefix, node.node):
             raise EventRejected("foreign-prefix", f"{subject} is not under {node.node}")
-        await store.insert_event(
+        await ledger.insert_event(
             conn, node.node, seq, event, subject, digest, payload, created_at[:40]
         )
         if event in ("prefix.allocated", "prefix.configured") and prefix is not None:
@@ -319,13 +319,13 @@ class TopLevel:
                     site = base64.b64decode(payload["site"], validate=True)
                 except (binascii.Error, ValueError):
                     raise EventRejected("invalid", "site is base64") from None
-            await store.add_route(conn, prefix, node.node, site, hosted=hosted, deleted=False)
+            await ledger.add_route(conn, prefix, node.node, site, hosted=hosted, deleted=False)
         elif event.startswith("identifier."):
             deleted = event == "identifier.deleted"
             record = {} if deleted else payload
-            await store.put_backup(conn, node.node, subject, subject, seq, record, deleted=deleted)
+            await ledger.put_backup(conn, node.node, subject, subject, seq, record, deleted=deleted)
         elif event == "enterprise.filed":
-            await store.put_keyed(conn, store.filings, node.node, subject[:64], payload)
+            await ledger.put_keyed(conn, ledger.filings, node.node, subject[:64], payload)
         return True
 
     async def put_stats(self, request: web.Request) -> web.Response:
@@ -337,7 +337,7 @@ class TopLevel:
         if not _DATE.fullmatch(day) or data.get("date") != day:
             raise ProtocolError(400, "bad-request", "date is YYYY-MM-DD, in the path and body")
         async with write_transaction(self.engine) as conn:
-            await store.put_keyed(conn, store.stats, node, day, data)
+            await ledger.put_keyed(conn, ledger.stats, node, day, data)
         return web.json_response({"stored": True})
 
     async def get_routes(self, request: web.Request) -> web.Response:
@@ -345,7 +345,7 @@ class TopLevel:
         since = _int_arg(request, "since", 0, 0, 2**62)
         limit = _int_arg(request, "limit", MAX_BATCH, 1, MAX_ROUTES)
         async with read_transaction(self.engine) as conn:
-            found = await store.routes_since(conn, since, limit + 1)
+            found = await ledger.routes_since(conn, since, limit + 1)
         more = len(found) > limit
         found = found[:limit]
         body = {
@@ -368,7 +368,7 @@ class TopLevel:
     async def get_prefix(self, request: web.Request) -> web.Response:
         prefix = request.match_info["prefix"]
         async with read_transaction(self.engine) as conn:
-            route = await store.route_of(conn, prefix)
+            route = await ledger.route_of(conn, prefix)
         if route is None:
             raise ProtocolError(404, "not-found", f"no route for {prefix}")
         return web.json_response(
@@ -385,8 +385,8 @@ class TopLevel:
         if request.match_info["node"] != node:
             raise ProtocolError(403, "foreign-node", "a node reads its own summary only")
         async with read_transaction(self.engine) as conn:
-            known = await store.get_node(conn, node)
-            names = await store.live_names(conn, node)
+            known = await ledger.get_node(conn, node)
+            names = await ledger.live_names(conn, node)
         return web.json_response(
             {
                 "node": node,
@@ -401,7 +401,7 @@ class TopLevel:
             raise ProtocolError(403, "foreign-node", "a node reads its own names only")
         prefix = request.query.get("prefix", "")
         async with read_transaction(self.engine) as conn:
-            names = await store.live_names(conn, node)
+            names = await ledger.live_names(conn, node)
         return web.json_response(
             {"prefix": prefix, "names": sorted(n for n in names if prefix_of(n) == prefix)}
         )

@@ -33,7 +33,7 @@ from resolver.handle import codec as c
 from resolver.handle.connection import Connection
 from resolver.resolution import Query
 
-from . import store
+from . import ledger
 
 log = logging.getLogger("idnode.toplevel")
 
@@ -128,8 +128,8 @@ class TopLevelHandle:
             own = (_value(SITE_INDEX, HS_SITE, self.site.to_bytes()),)
             return rc.RC_SUCCESS, name.text, own
         async with read_transaction(self.engine) as conn:
-            route = await store.route_of(conn, asked)
-            node = await store.get_node(conn, route.node) if route is not None else None
+            route = await ledger.route_of(conn, asked)
+            node = await ledger.get_node(conn, route.node) if route is not None else None
         if route is None:
             return rc.RC_HANDLE_NOT_FOUND, "", ()
         exact = ascii_upper(route.prefix) == ascii_upper(asked)

@@ -1,4 +1,4 @@
-"""The mock top-level node's own store (SQLite by default, PostgreSQL optional).
+"""The mock top-level node's ledger: its own tables (SQLite by default, PostgreSQL optional).
 
 It keeps what PROTOCOL.md says the top-level node keeps: registered nodes and
 their keys, every event by (node, seq) with a content digest for idempotency,

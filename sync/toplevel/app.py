@@ -214,11 +214,11 @@ class TopLevel:
         body = await request.read()
         claimed = auth.claimed_node(request.headers)
         data = _json_object(body)
-        node = _text(data, "node")
+        node = _required_string(data, "node")
         try:
-            raw_key = base64.b64decode(_text(data, "publicKey"), validate=True)
+            raw_key = base64.b64decode(_required_string(data, "publicKey"), validate=True)
             key = auth.public_key(raw_key)
-            site = base64.b64decode(_text(data, "site"), validate=True)
+            site = base64.b64decode(_required_string(data, "site"), validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError(400, "bad-request", "publicKey and site are base64") from None
         self._verify(request, body, key)
@@ -431,7 +431,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _text(data: dict[str, Any], key: str) -> str:
+def _required_string(data: dict[str, Any], key: str) -> str:
+    """``data[key]``, which must be a non-empty string (400 otherwise)."""
     value = data.get(key)
     if not isinstance(value, str) or not value:
         raise ProtocolError(400, "bad-request", f"{key} is a non-empty string")

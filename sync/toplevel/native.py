@@ -84,10 +84,10 @@ class TopLevelHandle:
         try:
             code, body = await self._answer(request)
         except c.CodecError as exc:
-            code, body = rc.RC_PROTOCOL_ERROR, _text(str(exc))
+            code, body = rc.RC_PROTOCOL_ERROR, _error_body(str(exc))
         except StorageUnavailable as exc:
             log.error("route table unavailable: %s", exc)
-            code, body = rc.RC_SERVER_TOO_BUSY, _text("route table unavailable")
+            code, body = rc.RC_SERVER_TOO_BUSY, _error_body("route table unavailable")
         message = answers.response(request, version, code, body, site_serial=SITE_SERIAL, now=now)
         encoded = message.to_bytes()
         return c.fragments(encoded) if udp else [encoded]
@@ -96,28 +96,28 @@ class TopLevelHandle:
         if request.opcode == c.OC_GET_SITE_INFO:
             return rc.RC_SUCCESS, self.site.to_bytes()
         if request.opcode != c.OC_RESOLUTION:
-            return rc.RC_OPERATION_NOT_SUPPORTED, _text(
+            return rc.RC_OPERATION_NOT_SUPPORTED, _error_body(
                 f"operation {request.opcode} is not supported by the top-level node"
             )
         asked = c.ResolutionRequest.from_bytes(request.body)
         try:
             name = self.grammar.parse(asked.handle, bare_prefix=True)
         except GrammarError as exc:
-            return rc.RC_INVALID_HANDLE, _text(str(exc))
+            return rc.RC_INVALID_HANDLE, _error_body(str(exc))
         try:
             query = Query(asked.indexes, tuple(t.decode("utf-8") for t in asked.types))
         except UnicodeDecodeError:
-            return rc.RC_PROTOCOL_ERROR, _text("type is not UTF-8")
+            return rc.RC_PROTOCOL_ERROR, _error_body("type is not UTF-8")
         code, handle, values = await self.lookup(name)
         if code == rc.RC_PREFIX_REFERRAL and request.flag(c.FLAG_DNRF):
-            return rc.RC_SERVER_NOT_RESP, _text("the request refuses referrals (DNRF)")
+            return rc.RC_SERVER_NOT_RESP, _error_body("the request refuses referrals (DNRF)")
         if code == rc.RC_SUCCESS:
             values = tuple(v for v in values if query.matches(v))
             if not values:
-                return rc.RC_VALUES_NOT_FOUND, _text("")
+                return rc.RC_VALUES_NOT_FOUND, _error_body("")
         if code in (rc.RC_SUCCESS, rc.RC_PREFIX_REFERRAL):
             return code, c.HandleValues(handle.encode("utf-8"), values).to_bytes()
-        return code, _text(NOT_HERE if code == rc.RC_SERVER_NOT_RESP else "")
+        return code, _error_body(NOT_HERE if code == rc.RC_SERVER_NOT_RESP else "")
 
     async def lookup(self, name: HandleName) -> tuple[int, str, tuple[HandleValue, ...]]:
         """(response code, handle answered for, values) for a parsed name."""
@@ -148,5 +148,6 @@ def _value(index: int, type_: str, data: bytes) -> HandleValue:
     return HandleValue(index=index, type=type_, data=data, ttl=RECORD_TTL, permissions=PERM_PUBLIC)
 
 
-def _text(message: str) -> bytes:
+def _error_body(message: str) -> bytes:
+    """The body of an error response: ``message`` in UTF-8."""
     return c.ErrorMessage(message.encode("utf-8")).to_bytes()

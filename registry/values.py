@@ -126,8 +126,8 @@ class SiteServer:
     interfaces: tuple[Interface, ...]
 
     @staticmethod
-    def pack_address(text: str) -> bytes:
-        address = ipaddress.ip_address(text)
+    def pack_address(written: str) -> bytes:
+        address = ipaddress.ip_address(written)
         if address.version == 4:
             return bytes(12) + address.packed
         return address.packed

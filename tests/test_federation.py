@@ -72,7 +72,12 @@ class RunningNode:
 
 
 def start_node(
-    home: Path, prefix: str, toplevel: str, *, recursion: bool, ports: tuple[str, ...] = ANY_PORTS
+    home: Path,
+    prefix: str,
+    toplevel_url: str,
+    *,
+    recursion: bool,
+    ports: tuple[str, ...] = ANY_PORTS,
 ) -> RunningNode:
     home.mkdir(exist_ok=True)
     env = {
@@ -84,7 +89,7 @@ def start_node(
         "IDNODE_SYNC_TIMEOUT": "2",
     }
     assert run_idnode("migrate", cwd=home, env=env).returncode == 0
-    server = Server("serve", *ports, "--toplevel", toplevel, cwd=home, env=env)
+    server = Server("serve", *ports, "--toplevel", toplevel_url, cwd=home, env=env)
     http = server.wait_for_http(60)
     return RunningNode(prefix, home, server, http, listening(server, "handle"))
 

@@ -410,8 +410,8 @@ async def test_data_permissions_on_every_protocol(running: Running) -> None:
     # answers made for authenticated callers never reach the shared caches.
     await check_everywhere(run, run.callers)
     await check_everywhere(run, [anonymous])
-    granted = [c for c in run.callers if c.kind == "granted"]
-    identity = next(c for c in granted if c.native is not None)
+    granted = [caller for caller in run.callers if caller.kind == "granted"]
+    identity = next(caller for caller in granted if caller.native is not None)
     assert identity.native is not None
     session = await cl.TcpSession.open("127.0.0.1", run.servers.handle.port, identity.native)
     try:
@@ -427,7 +427,7 @@ async def test_data_permissions_on_every_protocol(running: Running) -> None:
         check_sees("revoked", {v.type for v in cl.values_of(after)}, after.to_bytes(), "TCP")
     finally:
         await session.close()
-    formerly = [Caller("revoked", c.how, c.headers, c.native) for c in granted]
+    formerly = [Caller("revoked", g.how, g.headers, g.native) for g in granted]
     await check_everywhere(run, formerly)
     # Every grant and revocation is in the audit log, whose chain holds.
     async with run.node.registry.services.read() as conn:
@@ -452,7 +452,7 @@ async def test_concurrent_readers_never_share_a_view(running: Running) -> None:
         assert status == 200
         check_sees(caller.kind, {v["type"] for v in json.loads(raw)["values"]}, raw, str(caller))
 
-    work = [one(c, n) for _ in range(10) for c in (run.callers[0], owner) for n in NAMES]
+    work = [one(caller, n) for _ in range(10) for caller in (run.callers[0], owner) for n in NAMES]
     await asyncio.gather(*work)
 
 

@@ -356,14 +356,14 @@ async def test_whole_record_rewrite_needs_the_admin_rights(
     from registry.values import ADD_VALUE as ADD
     from registry.values import MODIFY_VALUE, REMOVE_VALUE
 
-    _, prefix = await seeded(registry, admin)
+    resolver, prefix = await seeded(registry, admin)
     limited, target = await limited_identity(
         registry, admin, prefix, ADD | MODIFY_VALUE | REMOVE_VALUE
     )
-    record = (await Resolver(registry).resolve(Resolver(registry).parse(target))).values
+    values = (await resolver.resolve(resolver.parse(target))).values
     # Changing a plain value is within the grant ...
     await registry.handles.create(
-        limited, target, [url(1, "https://example.org/ok"), record[1]], overwrite=True
+        limited, target, [url(1, "https://example.org/ok"), values[1]], overwrite=True
     )
     # ... promoting itself through the HS_ADMIN value is not, even inside a whole rewrite.
     promoted = HandleValue(100, HS_ADMIN, AdminRef(f"{prefix}/limited", 300, 0x0FFF).to_bytes())

@@ -200,9 +200,9 @@ def test_sighup_reloads_the_certificate_and_settings_in_every_worker(tmp_path: P
     config = tmp_path / "idnode.toml"
     _write_config(config, tls_cert=str(cert), tls_key=str(key), access_log=False)
     with DemoNode(tmp_path, *SMALL_DEMO, "--workers", "2", "--config", str(config)) as node:
-        http = node.endpoints["http"]
-        assert _served_serials(http, 10) == {first}
-        status, echoed = _get(http, "/healthz", "before-reload-1")
+        http_at = node.endpoints["http"]
+        assert _served_serials(http_at, 10) == {first}
+        status, echoed = _get(http_at, "/healthz", "before-reload-1")
         assert (status, echoed) == (200, "before-reload-1")
         assert not [e for e in log_lines(node) if e.get("logger") == "idnode.access"]
 
@@ -213,10 +213,10 @@ def test_sighup_reloads_the_certificate_and_settings_in_every_worker(tmp_path: P
             config, tls_cert=str(cert), tls_key=str(key), access_log=True, dns_zone="other.test."
         )
         os.kill(node.pid, signal.SIGHUP)
-        wait_for(lambda: _served_serials(http, 10) == {second}, 15, "the new certificate")
+        wait_for(lambda: _served_serials(http_at, 10) == {second}, 15, "the new certificate")
         ids = [f"after-reload-{i}" for i in range(30)]
         for request_id in ids:
-            assert _get(http, "/healthz", request_id) == (200, request_id)
+            assert _get(http_at, "/healthz", request_id) == (200, request_id)
         wait_for(
             lambda: {e.get("request_id") for e in log_lines(node)} >= set(ids), 10, "access log"
         )
@@ -232,7 +232,7 @@ def test_sighup_reloads_the_certificate_and_settings_in_every_worker(tmp_path: P
         _write_config(config, tls_cert=str(cert), tls_key=str(tmp_path / "missing.pem"))
         os.kill(node.pid, signal.SIGHUP)
         wait_for(lambda: any("reload refused" in e["msg"] for e in log_lines(node)), 10, "refusal")
-        assert _served_serials(http, 10) == {second}
+        assert _served_serials(http_at, 10) == {second}
 
         # SIGHUP straight to a worker (a signal to the whole group) does not end it.
         worker = children(node.pid)[0]

@@ -45,8 +45,9 @@ class Wording(Generic[Answer]):
     """A front end's words for the stage's verdicts."""
 
     limited_udp: str
+    """The ``protocol`` label of ``idnode_rate_limited_total`` for requests over UDP."""
     limited_tcp: str
-    """The ``protocol`` label of ``idnode_rate_limited_total`` over UDP and over TCP."""
+    """The same label for requests over TCP."""
     refusal: Callable[[bytes, Refusal, bool], Answer]
     """The answer to the request in ``data`` from a client over its limits (``udp``:
     it came over UDP); empty: the request gets no answer at all."""

@@ -34,8 +34,9 @@ from registry.templates import ItemChange, RecordValue
 ADMIN_AK, ADMIN_SK = "AKTESTADMIN", "test-admin-secret"
 """The administrator's access key and secret every test registry starts with."""
 NODE_PREFIX = "88.100"
+"""The test node's prefix."""
 OID_ARC = "1.2.156.86.1"
-"""The test node's prefix, and the OID arc that names its identifiers (88.100.N)."""
+"""The OID arc that stands for the node prefix: ``<arc>.N`` names 88.100.N's identifiers."""
 USER_PASSWORD = "P@ssw0rd-1"
 
 

@@ -57,8 +57,9 @@ PrivateKey = ServerKey
 PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey
 
 SHA256_NAME = b"SHA-256"
+"""How HANDLE.NET spells SHA-256 in the signatures it makes."""
 SHA1_NAME = b"SHA1"
-"""How HANDLE.NET spells the two hashes it signs with (peers before 2.7 know only SHA1)."""
+"""How HANDLE.NET spells SHA-1, the only hash peers before 2.7 sign with."""
 
 
 def signature_hash(

@@ -170,7 +170,7 @@ class Accounts:
             log.warning("could not record use of access key %s: %s", key_id, exc)
 
     async def drain(self) -> None:
-        """Finish background bookkeeping (before the engine closes)."""
+        """Finish background bookkeeping (before the database engine is disposed of)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 

@@ -104,8 +104,9 @@ def apply_settings(node: Node, servers: Servers, settings: Mapping[str, Any]) ->
     for zone in servers.zone:
         zone.udp.limiter.reconfigure(limit)
     node.guard.reconfigure(limits)
-    node.registry.services.lockout.reconfigure(lockout.attempts, lockout.seconds, lockout.exempt)
-    node.registry.services.reconfigure(
+    services = node.registry.services
+    services.lockout.reconfigure(lockout.attempts, lockout.seconds, lockout.exempt)
+    services.reconfigure(
         identifier_limit=max(0, config.enterprise_identifier_limit),
         prefix_limit=max(0, config.prefix_limit),
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import schema as t
 from ..models import Role, User
-from .rows import utcnow
+from .rows import insert_returning_id, record_of, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +25,18 @@ class Credential:
 
 
 def _user(row: Row[Any]) -> User:
-    return User(
-        id=row.id,
-        username=row.username,
-        role=Role(row.role),
-        enterprise_id=row.enterprise_id,
-        email=row.email,
-        mobile=row.mobile,
-        status=row.status,
-        created_at=row.created_at,
-    )
+    return record_of(User, row, role=Role(row.role))
+
+
+def _new_credential(secret_hash: str, digest_sealed: bytes | None) -> dict[str, Any]:
+    """The columns a user and an access key share: the secret's hash and sealed
+    digest, enabled, created now."""
+    return {
+        "secret_hash": secret_hash,
+        "secret_digest_sealed": digest_sealed,
+        "status": 1,
+        "created_at": utcnow(),
+    }
 
 
 async def insert_user(
@@ -48,22 +50,16 @@ async def insert_user(
     secret_hash: str,
     digest_sealed: bytes | None,
 ) -> int:
-    result = await conn.execute(
-        insert(t.users)
-        .values(
-            username=username,
-            role=str(role),
-            enterprise_id=enterprise_id,
-            email=email,
-            mobile=mobile,
-            secret_hash=secret_hash,
-            secret_digest_sealed=digest_sealed,
-            status=1,
-            created_at=utcnow(),
-        )
-        .returning(t.users.c.id)
+    return await insert_returning_id(
+        conn,
+        t.users,
+        username=username,
+        role=str(role),
+        enterprise_id=enterprise_id,
+        email=email,
+        mobile=mobile,
+        **_new_credential(secret_hash, digest_sealed),
     )
-    return int(result.scalar_one())
 
 
 async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
@@ -130,19 +126,13 @@ async def credential_for_login(conn: AsyncConnection, login: str) -> Credential 
 async def insert_access_key(
     conn: AsyncConnection, *, access_key: str, user_id: int, secret_hash: str, digest_sealed: bytes
 ) -> int:
-    result = await conn.execute(
-        insert(t.access_keys)
-        .values(
-            access_key=access_key,
-            user_id=user_id,
-            secret_hash=secret_hash,
-            secret_digest_sealed=digest_sealed,
-            status=1,
-            created_at=utcnow(),
-        )
-        .returning(t.access_keys.c.id)
+    return await insert_returning_id(
+        conn,
+        t.access_keys,
+        access_key=access_key,
+        user_id=user_id,
+        **_new_credential(secret_hash, digest_sealed),
     )
-    return int(result.scalar_one())
 
 
 async def update_access_key_secret(

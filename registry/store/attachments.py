@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import schema as t
-from .rows import utcnow
+from .rows import insert_returning_id, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +35,18 @@ async def insert_attachment(
     data: bytes,
     sha256: str,
 ) -> int:
-    result = await conn.execute(
-        insert(t.attachments)
-        .values(
-            path=path,
-            owner_id=owner_id,
-            filename=filename,
-            content_type=content_type,
-            size=len(data),
-            sha256=sha256,
-            data=data,
-            created_at=utcnow(),
-        )
-        .returning(t.attachments.c.id)
+    return await insert_returning_id(
+        conn,
+        t.attachments,
+        path=path,
+        owner_id=owner_id,
+        filename=filename,
+        content_type=content_type,
+        size=len(data),
+        sha256=sha256,
+        data=data,
+        created_at=utcnow(),
     )
-    return int(result.scalar_one())
 
 
 _ATTACHMENT_FIELDS = [c for c in t.attachments.c if c.name != "data"]

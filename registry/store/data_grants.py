@@ -6,13 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import schema as t
 from ..models import DataGrant
-from .rows import utcnow
+from .rows import insert_returning_id, record_of, utcnow
 
 _GRANT_COLUMNS = (
     t.data_grants.c.id,
@@ -43,18 +43,7 @@ def _grants_query(where: ColumnElement[bool]) -> Any:
 
 
 def _grant(row: Row[Any]) -> DataGrant:
-    return DataGrant(
-        id=row.id,
-        prefix_id=row.prefix_id,
-        prefix=row.prefix,
-        owner_enterprise_id=row.owner_enterprise_id,
-        grantee_enterprise_id=row.grantee_enterprise_id,
-        grantee_name=row.grantee_name,
-        template_version=row.template_version,
-        items=tuple(json.loads(row.item_types)),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return record_of(DataGrant, row, items=tuple(json.loads(row.item_types)))
 
 
 async def _grants(conn: AsyncConnection, where: ColumnElement[bool]) -> list[DataGrant]:
@@ -70,19 +59,16 @@ async def insert_grant(
     items: Sequence[str],
 ) -> int:
     now = utcnow()
-    result = await conn.execute(
-        insert(t.data_grants)
-        .values(
-            prefix_id=prefix_id,
-            grantee_enterprise_id=grantee_enterprise_id,
-            template_version=template_version,
-            item_types=json.dumps(list(items), ensure_ascii=False),
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(t.data_grants.c.id)
+    return await insert_returning_id(
+        conn,
+        t.data_grants,
+        prefix_id=prefix_id,
+        grantee_enterprise_id=grantee_enterprise_id,
+        template_version=template_version,
+        item_types=json.dumps(list(items), ensure_ascii=False),
+        created_at=now,
+        updated_at=now,
     )
-    return int(result.scalar_one())
 
 
 async def update_grant_items(conn: AsyncConnection, grant_id: int, items: Sequence[str]) -> None:

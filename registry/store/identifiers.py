@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import schema as t
 from ..models import HandleValue, Identifier
-from .rows import COPY_ROWS, insert_rows, utcnow
+from .rows import COPY_ROWS, count_rows, insert_rows, page_rows, utcnow
 from .search import search_text
 
 
@@ -257,23 +257,20 @@ async def node_level_names(
     conn: AsyncConnection, node_prefix_key: str, *, offset: int, limit: int
 ) -> tuple[int, list[str]]:
     """Records directly under the node prefix (``88.100/x``), which no enterprise owns."""
-    where = and_(
+    where = [
         t.identifiers.c.prefix_id.is_(None),
         t.identifiers.c.name_key.startswith(node_prefix_key + "/", autoescape=True),
+    ]
+    rows, total = await page_rows(
+        conn,
+        t.identifiers,
+        [t.identifiers.c.name],
+        where,
+        order_by=t.identifiers.c.name_key,
+        offset=offset,
+        limit=limit,
     )
-    total = int(
-        (
-            await conn.execute(select(func.count()).select_from(t.identifiers).where(where))
-        ).scalar_one()
-    )
-    rows = await conn.execute(
-        select(t.identifiers.c.name)
-        .where(where)
-        .order_by(t.identifiers.c.name_key)
-        .offset(offset)
-        .limit(limit)
-    )
-    return total, list(rows.scalars())
+    return total, [row.name for row in rows]
 
 
 async def all_identifier_names(conn: AsyncConnection) -> list[str]:
@@ -295,19 +292,12 @@ async def count_identifiers(conn: AsyncConnection, prefix_id: int | None = None)
 
     Records the node keeps for itself (prefix handles, identities) do not count.
     """
-    query = select(func.count()).select_from(t.identifiers)
-    if prefix_id is not None:
-        query = query.where(t.identifiers.c.prefix_id == prefix_id)
-    else:
-        query = query.where(t.identifiers.c.prefix_id.is_not(None))
-    return int((await conn.execute(query)).scalar_one())
+    column = t.identifiers.c.prefix_id
+    where = column.is_not(None) if prefix_id is None else column == prefix_id
+    return await count_rows(conn, t.identifiers, where)
 
 
 async def count_enterprise_identifiers(conn: AsyncConnection, enterprise_id: int) -> int:
     """Identifiers under all the prefixes of one enterprise."""
-    query = (
-        select(func.count())
-        .select_from(t.identifiers.join(t.prefixes, t.identifiers.c.prefix_id == t.prefixes.c.id))
-        .where(t.prefixes.c.enterprise_id == enterprise_id)
-    )
-    return int((await conn.execute(query)).scalar_one())
+    joined = t.identifiers.join(t.prefixes, t.identifiers.c.prefix_id == t.prefixes.c.id)
+    return await count_rows(conn, joined, t.prefixes.c.enterprise_id == enterprise_id)

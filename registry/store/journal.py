@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .. import schema as t
 from ..audit import canonical_json, entry_hash
 from ..models import AuditEntry
-from .rows import insert_rows
+from .rows import insert_rows, record_of
 
 
 @dataclass(slots=True)
@@ -164,17 +164,7 @@ async def read_audit(
     if limit is not None:
         query = query.limit(limit)
     return [
-        AuditEntry(
-            seq=row.seq,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            target=row.target,
-            detail=json.loads(row.detail),
-            remote=row.remote,
-            prev_hash=row.prev_hash,
-            hash=row.hash,
-        )
+        record_of(AuditEntry, row, detail=json.loads(row.detail))
         for row in await conn.execute(query)
     ]
 

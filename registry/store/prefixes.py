@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import schema as t
 from ..models import Prefix, PrefixState, ProxyState, SiteRoute
-from .rows import utcnow
+from .rows import count_rows, created_within, insert_returning_id, page_rows, record_of, utcnow
 
 
 def _prefix(row: Row[Any]) -> Prefix:
@@ -24,17 +24,12 @@ def _prefix(row: Row[Any]) -> Prefix:
             udp_port=row.site_udp_port,
             http_port=row.site_http_port,
         )
-    return Prefix(
-        id=row.id,
-        prefix=row.prefix,
-        prefix_key=row.prefix_key,
-        enterprise_id=row.enterprise_id,
+    return record_of(
+        Prefix,
+        row,
         state=PrefixState(row.state),
         proxy_state=ProxyState(row.proxy_state),
-        proxy_server_id=row.proxy_server_id,
         route=route,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
     )
 
 
@@ -48,20 +43,17 @@ async def insert_prefix(
     proxy_state: ProxyState,
 ) -> int:
     now = utcnow()
-    result = await conn.execute(
-        insert(t.prefixes)
-        .values(
-            prefix=prefix,
-            prefix_key=key,
-            enterprise_id=enterprise_id,
-            state=int(state),
-            proxy_state=int(proxy_state),
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(t.prefixes.c.id)
+    return await insert_returning_id(
+        conn,
+        t.prefixes,
+        prefix=prefix,
+        prefix_key=key,
+        enterprise_id=enterprise_id,
+        state=int(state),
+        proxy_state=int(proxy_state),
+        created_at=now,
+        updated_at=now,
     )
-    return int(result.scalar_one())
 
 
 async def get_prefix(conn: AsyncConnection, key: str) -> Prefix | None:
@@ -112,29 +104,22 @@ async def page_prefixes(
     limit: int,
 ) -> tuple[list[tuple[Prefix, str]], int]:
     joined = t.prefixes.join(t.enterprises, t.prefixes.c.enterprise_id == t.enterprises.c.id)
-    conditions: list[ColumnElement[bool]] = []
+    conditions = created_within(t.prefixes.c.created_at, start, end)
     if ent_name_like:
         conditions.append(t.enterprises.c.org_name.contains(ent_name_like, autoescape=True))
     if prefix_like:
         conditions.append(t.prefixes.c.prefix.contains(prefix_like, autoescape=True))
-    if start:
-        conditions.append(t.prefixes.c.created_at >= start)
-    if end:
-        conditions.append(t.prefixes.c.created_at <= end)
     if enterprise_id is not None:
         conditions.append(t.prefixes.c.enterprise_id == enterprise_id)
-    count_q = select(func.count()).select_from(joined)
-    page_q = (
-        select(t.prefixes, t.enterprises.c.org_name)
-        .select_from(joined)
-        .order_by(t.prefixes.c.id)
-        .offset(offset)
-        .limit(limit)
+    rows, total = await page_rows(
+        conn,
+        joined,
+        [t.prefixes, t.enterprises.c.org_name],
+        conditions,
+        order_by=t.prefixes.c.id,
+        offset=offset,
+        limit=limit,
     )
-    if conditions:
-        count_q, page_q = count_q.where(and_(*conditions)), page_q.where(and_(*conditions))
-    total = int((await conn.execute(count_q)).scalar_one())
-    rows = await conn.execute(page_q)
     return [(_prefix(row), row.org_name) for row in rows], total
 
 
@@ -159,4 +144,4 @@ async def max_child_segment(conn: AsyncConnection, parent_key: str) -> int:
 
 async def count_prefixes(conn: AsyncConnection) -> int:
     """Enterprise prefixes the node has allocated."""
-    return int((await conn.execute(select(func.count()).select_from(t.prefixes))).scalar_one())
+    return await count_rows(conn, t.prefixes)

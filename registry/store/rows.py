@@ -1,20 +1,93 @@
-"""What every table module uses: the time rows are stamped with, and many
-rows written at once."""
+"""What every table module uses: the time rows are stamped with, records made
+from rows, one row inserted for its id, counts and pages, and many rows written
+at once."""
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Table, insert
+from sqlalchemy import ColumnElement, FromClause, Table, func, insert, select
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def record_of(cls: type[R], row: Row[Any], **converted: Any) -> R:
+    """The domain record ``cls`` (a dataclass) from a row whose columns bear its
+    fields' names; ``converted`` gives the fields whose value is not the column's
+    as stored (an enum, parsed JSON, a related record)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in dataclasses.fields(cls))
+    columns = row._mapping
+    stored = {name: columns[name] for name in names if name not in converted}
+    return cls(**stored, **converted)
+
+
+_FIELD_NAMES: dict[type[DataclassInstance], tuple[str, ...]] = {}
+"""The field names of each record type ``record_of`` has made."""
+
+
+async def insert_returning_id(conn: AsyncConnection, table: Table, **values: Any) -> int:
+    """Insert one row into ``table``; the ``id`` it was given."""
+    result = await conn.execute(insert(table).values(**values).returning(table.c.id))
+    return int(result.scalar_one())
+
+
+async def count_rows(conn: AsyncConnection, source: FromClause, *where: ColumnElement[bool]) -> int:
+    """How many rows of ``source`` (a table or a join) meet every condition."""
+    query = select(func.count()).select_from(source).where(*where)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def page_rows(
+    conn: AsyncConnection,
+    source: FromClause,
+    columns: Sequence[Any],
+    where: Sequence[ColumnElement[bool]],
+    *,
+    order_by: Any,
+    offset: int,
+    limit: int,
+) -> tuple[Sequence[Row[Any]], int]:
+    """One page of ``columns`` from the rows of ``source`` that meet every condition
+    of ``where``, in ``order_by`` order, and how many rows meet them in all."""
+    total = await count_rows(conn, source, *where)
+    query = (
+        select(*columns)
+        .select_from(source)
+        .where(*where)
+        .order_by(order_by)
+        .offset(offset)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).all(), total
+
+
+def created_within(
+    column: Any, start: datetime | None, end: datetime | None
+) -> list[ColumnElement[bool]]:
+    """The conditions of a page's date filter: ``column`` from ``start`` to ``end``,
+    each bound only when given."""
+    conditions: list[ColumnElement[bool]] = []
+    if start:
+        conditions.append(column >= start)
+    if end:
+        conditions.append(column <= end)
+    return conditions
 
 
 COPY_ROWS = 64

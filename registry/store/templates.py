@@ -11,22 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import schema as t
 from ..models import Template, TemplateItem
-from .rows import utcnow
+from .rows import insert_returning_id, record_of, utcnow
 
 
 def _item(row: Row[Any]) -> TemplateItem:
-    return TemplateItem(
-        id=row.id,
-        name=row.name,
-        id_type=row.id_type,
-        id_index=row.id_index,
-        required=bool(row.required),
-        state=row.state,
-        value_type=row.value_type,
-        min_length=row.min_length,
-        max_length=row.max_length,
-        public=bool(row.public),
-    )
+    return record_of(TemplateItem, row, required=bool(row.required), public=bool(row.public))
 
 
 async def _template_items(
@@ -55,25 +44,7 @@ async def _templates(conn: AsyncConnection, where: ColumnElement[bool]) -> list[
         )
     ).all()
     items = await _template_items(conn, [row.id for row in rows])
-    return [
-        Template(
-            id=row.id,
-            prefix_id=row.prefix_id,
-            prefix=row.prefix,
-            version=row.version,
-            handle=row.handle,
-            industry_category=row.industry_category,
-            industry_specific=row.industry_specific,
-            industry_trade=row.industry_trade,
-            industry_subclass=row.industry_subclass,
-            carrier_type=row.carrier_type,
-            description=row.description,
-            items=tuple(items[row.id]),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
-        for row in rows
-    ]
+    return [record_of(Template, row, items=tuple(items[row.id])) for row in rows]
 
 
 async def get_template(conn: AsyncConnection, prefix_id: int, version: str) -> Template | None:
@@ -102,14 +73,19 @@ async def insert_template(
     conn: AsyncConnection, values: dict[str, Any], items: Iterable[TemplateItem]
 ) -> int:
     now = utcnow()
-    result = await conn.execute(
-        insert(t.templates)
-        .values(**values, created_at=now, updated_at=now)
-        .returning(t.templates.c.id)
+    template_id = await insert_returning_id(
+        conn, t.templates, **values, created_at=now, updated_at=now
     )
-    template_id = int(result.scalar_one())
     await _insert_items(conn, template_id, items)
     return template_id
+
+
+_DEFINITION = ("name", "required", "state", "value_type", "min_length", "max_length", "public")
+"""The columns of an item's row that a rewrite may change: its type and index stay."""
+
+
+def _definition(item: TemplateItem) -> dict[str, Any]:
+    return {column: getattr(item, column) for column in _DEFINITION}
 
 
 async def _insert_items(
@@ -118,15 +94,9 @@ async def _insert_items(
     rows = [
         {
             "template_id": template_id,
-            "name": item.name,
             "id_type": item.id_type,
             "id_index": item.id_index,
-            "required": item.required,
-            "state": item.state,
-            "value_type": item.value_type,
-            "min_length": item.min_length,
-            "max_length": item.max_length,
-            "public": item.public,
+            **_definition(item),
         }
         for item in items
     ]
@@ -151,15 +121,7 @@ async def replace_template(
         await conn.execute(
             update(t.template_items)
             .where(t.template_items.c.id == item.id)
-            .values(
-                name=item.name,
-                required=item.required,
-                state=item.state,
-                value_type=item.value_type,
-                min_length=item.min_length,
-                max_length=item.max_length,
-                public=item.public,
-            )
+            .values(**_definition(item))
         )
     await _insert_items(conn, template_id, new_items)
 

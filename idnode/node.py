@@ -41,7 +41,7 @@ from registry.db import (
 from registry.errors import RegistryError, StorageUnavailable
 from registry.grammar import GrammarError
 from registry.secrets import NodeKey
-from registry.services import Registry
+from registry.services import Registry, Services
 from registry.tokens import TokenIssuer
 from resolver.handle.recursion import Recursor
 from resolver.limits import Guard
@@ -101,15 +101,17 @@ def compose(
     configuration says: nothing is set on them afterwards but by a reload."""
     guard = client_guard(config)
     registry = Registry(
-        db,
-        node_prefix=config.node_prefix,
-        node_key=node_key,
-        grammar=config.grammar(),
-        proxy_server_id=config.proxy_server_id,
-        lockout=login_lockout(config),
-        admission=enterprise_admission(guard),
-        identifier_limit=max(0, config.enterprise_identifier_limit),
-        prefix_limit=max(0, config.prefix_limit),
+        Services(
+            db,
+            node_prefix=config.node_prefix,
+            node_key=node_key,
+            grammar=config.grammar(),
+            proxy_server_id=config.proxy_server_id,
+            lockout=login_lockout(config),
+            admission=enterprise_admission(guard),
+            identifier_limit=max(0, config.enterprise_identifier_limit),
+            prefix_limit=max(0, config.prefix_limit),
+        )
     )
     registry.services.listeners.append(count_registrations)
     registry.services.auth_listeners.append(count_auth_failure)

@@ -125,6 +125,21 @@ class ItemChange:
     max_length: int | None
     public: bool | None
 
+    def new_item(self, id_index: int) -> TemplateItem:
+        """The item this entry defines when it adds one: enabled and public unless
+        it says otherwise."""
+        return TemplateItem(
+            name=self.name,
+            id_type=self.id_type,
+            id_index=id_index,
+            required=self.required,
+            state=1 if self.state is None else self.state,
+            value_type=self.value_type,
+            min_length=self.min_length,
+            max_length=self.max_length,
+            public=True if self.public is None else self.public,
+        )
+
 
 def merge_update(
     existing: Sequence[TemplateItem], changes: Sequence[ItemChange]
@@ -159,18 +174,7 @@ def merge_update(
                 public=current.public if change.public is None else change.public,
             )
         else:
-            item = TemplateItem(
-                name=change.name,
-                id_type=change.id_type,
-                id_index=0,
-                required=change.required,
-                state=1 if change.state is None else change.state,
-                value_type=change.value_type,
-                min_length=change.min_length,
-                max_length=change.max_length,
-                public=True if change.public is None else change.public,
-            )
-            new_items.append((item, False))
+            new_items.append((change.new_item(0), False))
     merged = assign_indexes([(item, True) for item in updated.values()] + new_items)
     return check_items(sorted(merged, key=lambda item: item.id_index))
 

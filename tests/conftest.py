@@ -39,7 +39,7 @@ from registry.db import create_engine, migrate
 from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
 from registry.secrets import NodeKey, load_or_create_server_key
-from registry.services import Actor, Registry
+from registry.services import Actor, Registry, Services
 from registry.tokens import TokenIssuer
 from resolver.dns import server as srv
 from resolver.dns.rrl import RateLimit
@@ -174,7 +174,7 @@ async def registry(database_url: str, node_key: NodeKey) -> AsyncIterator[Regist
     engine = create_engine(database_url)
     # The node's default grammar: OIDs under OID_ARC name identifiers of 88.100.N.
     grammar = Grammar(oid_arc=OID_ARC, node_prefix=NODE_PREFIX)
-    reg = Registry(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=grammar)
+    reg = Registry(Services(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=grammar))
     await reg.ensure_node()
     await reg.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
     try:

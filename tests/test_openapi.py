@@ -40,7 +40,7 @@ from idnode.site import node_site
 from registry.db import create_engine
 from registry.grammar import Grammar
 from registry.secrets import NodeKey
-from registry.services import Registry
+from registry.services import Registry, Services
 from registry.tokens import TokenIssuer
 from resolver.resolution import Resolver
 from tests.conftest import ApiClient
@@ -125,7 +125,9 @@ async def _serve(database_url: str, started: asyncio.Future[str], stop: asyncio.
     node_key = NodeKey.generate()
     engine = create_engine(database_url)
     grammar = Grammar(oid_arc=OID_ARC, node_prefix=NODE_PREFIX)
-    registry = Registry(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=grammar)
+    registry = Registry(
+        Services(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=grammar)
+    )
     runner: web.AppRunner | None = None
     try:
         await registry.ensure_node()

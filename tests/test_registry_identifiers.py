@@ -15,7 +15,7 @@ from registry import schema, store
 from registry.errors import AlreadyExists, Forbidden, InvalidRequest, NotFound
 from registry.grammar import Grammar
 from registry.models import PERM_PUBLIC, PERM_RESTRICTED
-from registry.services import Actor, Registry
+from registry.services import Actor, Registry, Services
 from registry.services.enterprises import HostedConfig
 from registry.services.identifiers import SnmsRecord
 from registry.templates import RecordValue
@@ -117,10 +117,12 @@ async def test_case_insensitive_suffix_setting(database_url: str, node_key: obje
     assert isinstance(node_key, NodeKey)
     engine = create_engine(database_url)
     reg = Registry(
-        engine,
-        node_prefix="88.100",
-        node_key=node_key,
-        grammar=Grammar(suffix_case_sensitive=False),
+        Services(
+            engine,
+            node_prefix="88.100",
+            node_key=node_key,
+            grammar=Grammar(suffix_case_sensitive=False),
+        )
     )
     try:
         await reg.ensure_node()

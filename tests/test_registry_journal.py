@@ -15,7 +15,7 @@ from sqlalchemy import text
 from registry import schema, store
 from registry.errors import InvalidRequest
 from registry.grammar import Grammar
-from registry.services import Actor, Registry
+from registry.services import Actor, Registry, Services
 from tests.factories import count, hosted_enterprise, record
 
 
@@ -116,7 +116,7 @@ async def test_node_prefix_is_fixed_per_database(registry: Registry, node_key: o
     from registry.secrets import NodeKey
 
     assert isinstance(node_key, NodeKey)
-    other = Registry(registry.engine, node_prefix="88.200", node_key=node_key)
+    other = Registry(Services(registry.engine, node_prefix="88.200", node_key=node_key))
     with pytest.raises(InvalidRequest, match="belongs to node prefix 88.100"):
         await other.ensure_node()
 
@@ -126,10 +126,12 @@ async def test_case_rule_is_fixed_per_database(registry: Registry, node_key: obj
 
     assert isinstance(node_key, NodeKey)
     folding = Registry(
-        registry.engine,
-        node_prefix="88.100",
-        node_key=node_key,
-        grammar=Grammar(suffix_case_sensitive=False),
+        Services(
+            registry.engine,
+            node_prefix="88.100",
+            node_key=node_key,
+            grammar=Grammar(suffix_case_sensitive=False),
+        )
     )
     with pytest.raises(InvalidRequest, match="case-sensitive"):
         await folding.ensure_node()
@@ -145,7 +147,7 @@ async def test_two_processes_share_the_sequence_head(
     assert isinstance(node_key, NodeKey)
     prefix = await hosted_enterprise(registry, admin)
     engine = create_engine(database_url)
-    other = Registry(engine, node_prefix="88.100", node_key=node_key)
+    other = Registry(Services(engine, node_prefix="88.100", node_key=node_key))
     try:
         writes = [
             (registry if i % 2 else other).identifiers.create(admin, record(f"{prefix}/p{i}"))
@@ -168,8 +170,12 @@ async def test_two_processes_share_the_sequence_head(
 async def test_node_key_is_fixed_per_database(registry: Registry) -> None:
     from registry.secrets import NodeKey
 
-    stranger = Registry(registry.engine, node_prefix="88.100", node_key=NodeKey.generate())
+    stranger = Registry(
+        Services(registry.engine, node_prefix="88.100", node_key=NodeKey.generate())
+    )
     with pytest.raises(InvalidRequest, match="different node key"):
         await stranger.ensure_node()
-    same = Registry(registry.engine, node_prefix="88.100", node_key=registry.services.node_key)
+    same = Registry(
+        Services(registry.engine, node_prefix="88.100", node_key=registry.services.node_key)
+    )
     await same.ensure_node()

@@ -15,7 +15,7 @@ from registry.grammar import Grammar
 from registry.models import PERM_RESTRICTED, HandleValue, SiteRoute
 from registry.permissions import HandleIdentity
 from registry.records import route_site
-from registry.services import Actor, Registry
+from registry.services import Actor, Registry, Services
 from registry.values import (
     HS_ADMIN,
     HS_SECKEY,
@@ -226,7 +226,7 @@ async def test_change_feed_reaches_another_process(
 
     _, prefix = await seeded(registry, admin)
     db = create_engine(database_url)
-    other = Registry(db, node_prefix="88.100", node_key=registry.services.node_key)
+    other = Registry(Services(db, node_prefix="88.100", node_key=registry.services.node_key))
     remote = Resolver(other)
     feed = ChangeFeed(db, remote.on_changes)
     await feed.start()

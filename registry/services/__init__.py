@@ -7,53 +7,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import store
 from ..errors import InvalidRequest
-from ..grammar import Grammar
-from ..lockout import LoginLockout
-from ..secrets import NodeKey
 from .accounts import Accounts
 from .attachments import Attachments
-from .base import SYSTEM_ACTOR, Actor, Admission, PageRequest, PageResult, Services
+from .base import SYSTEM_ACTOR, Actor, PageRequest, PageResult, Services
 from .enterprises import Enterprises
 from .grants import Grants
 from .handles import Handles
 from .identifiers import Identifiers
 from .templates import Templates
 
-__all__ = ["SYSTEM_ACTOR", "Actor", "PageRequest", "PageResult", "Registry"]
+__all__ = ["SYSTEM_ACTOR", "Actor", "PageRequest", "PageResult", "Registry", "Services"]
 
 SUFFIX_CASE_SETTING = "suffix_case"
 NODE_KEY_SETTING = "node_key_check"
 
 
 class Registry:
-    """The registry's services over one database engine."""
+    """The registry's services, all over one shared context (its database engine,
+    node prefix and key, lockout, admission and limits: see :class:`Services`)."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        node_prefix: str,
-        node_key: NodeKey,
-        grammar: Grammar | None = None,
-        proxy_server_id: int = 1,
-        lockout: LoginLockout | None = None,
-        admission: Admission | None = None,
-        identifier_limit: int = 0,
-        prefix_limit: int = 0,
-    ) -> None:
-        """``lockout``, ``admission`` and the limits: see :class:`Services`
-        (by default a lockout at its defaults, and no limits)."""
-        self.services = Services(
-            engine,
-            node_prefix=node_prefix,
-            node_key=node_key,
-            grammar=grammar,
-            proxy_server_id=proxy_server_id,
-            lockout=lockout,
-            admission=admission,
-            identifier_limit=identifier_limit,
-            prefix_limit=prefix_limit,
-        )
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.accounts = Accounts(self.services)
         self.enterprises = Enterprises(self.services, self.accounts)
         self.templates = Templates(self.services)

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import dnsnames, store
 from ..db import read_transaction, write_transaction
-from ..errors import AlreadyExists, Forbidden, InvalidRequest, LockedOut, RegisterCountLimit
+from ..errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidRequest,
+    LockedOut,
+    NotFound,
+    RegisterCountLimit,
+)
 from ..grammar import (
     Grammar,
     GrammarError,
@@ -33,7 +40,7 @@ from ..grammar import (
     normalize_prefix,
 )
 from ..lockout import LoginLockout
-from ..models import Principal
+from ..models import Prefix, Principal
 from ..permissions import HandleIdentity
 from ..secrets import NodeKey
 from ..values import SiteInfo
@@ -367,6 +374,29 @@ def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def prefix_key(prefix_text: str) -> str:
+    """The key of the enterprise prefix a caller wrote; InvalidRequest when it is none."""
+    try:
+        return normalize_prefix(prefix_text.strip())
+    except GrammarError as exc:
+        raise InvalidRequest(f"前缀格式错误: {exc}") from None
+
+
+async def managed_prefix(
+    conn: AsyncConnection, principal: Principal, prefix_text: str, *, key: str | None = None
+) -> Prefix:
+    """The allocated prefix a caller wrote, which ``principal`` must manage:
+    InvalidRequest when the text is no prefix, NotFound when none such is allocated,
+    Forbidden when it is another enterprise's. ``key``: the text's key, when the
+    caller has checked it already (before opening its transaction)."""
+    prefix = await store.get_prefix(conn, prefix_key(prefix_text) if key is None else key)
+    if prefix is None:
+        raise NotFound(f"前缀{prefix_text}不存在 (no such prefix)")
+    if not principal.may_manage(prefix.prefix_key):
+        raise Forbidden("没有权限 (not your prefix)")
+    return prefix
 
 
 def registration_limit_text(limit: int) -> str:

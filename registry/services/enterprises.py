@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import store
 from ..errors import AlreadyExists, Forbidden, InvalidRequest, NotFound, PrefixLimit
-from ..grammar import GrammarError, is_enterprise_prefix, normalize_prefix
+from ..grammar import is_enterprise_prefix, normalize_prefix
 from ..models import (
     Enterprise,
     EnterpriseStatus,
@@ -26,7 +26,7 @@ from ..models import (
 from ..records import route_site
 from .accounts import MAX_USERNAME, Accounts, check_password_digest, stored_secret
 from .attachments import link_filing_attachments
-from .base import Actor, PageRequest, PageResult, Services
+from .base import Actor, PageRequest, PageResult, Services, managed_prefix, prefix_key
 
 CREDIT_CODE_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CREDIT_CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -289,13 +289,9 @@ class Enterprises:
 
     async def prefix(self, actor: Actor, prefix_text: str) -> tuple[Prefix, Enterprise]:
         principal = actor.require()
-        key = _prefix_key(prefix_text)
+        key = prefix_key(prefix_text)
         async with self.s.read() as conn:
-            prefix = await store.get_prefix(conn, key)
-            if prefix is None:
-                raise NotFound(f"前缀{prefix_text}不存在 (no such prefix)")
-            if not principal.may_manage(prefix.prefix_key):
-                raise Forbidden("没有权限 (not your prefix)")
+            prefix = await managed_prefix(conn, principal, prefix_text, key=key)
             enterprise = await store.get_enterprise(conn, prefix.enterprise_id)
         assert enterprise is not None
         return prefix, enterprise
@@ -335,13 +331,9 @@ class Enterprises:
                 f"托管服务器{config.proxy_server_id}不存在 "
                 f"(this node's hosting server is {self.s.proxy_server_id})"
             )
-        key = _prefix_key(prefix_text)
+        key = prefix_key(prefix_text)
         async with self.s.change(actor) as change:
-            prefix = await store.get_prefix(change.conn, key)
-            if prefix is None:
-                raise NotFound(f"前缀{prefix_text}不存在 (no such prefix)")
-            if not principal.may_manage(prefix.prefix_key):
-                raise Forbidden("没有权限 (not your prefix)")
+            prefix = await managed_prefix(change.conn, principal, prefix_text, key=key)
             if prefix.state is not PrefixState.ENABLED:
                 raise InvalidRequest(
                     f"前缀{prefix.prefix}未审核通过或已停用 (state {prefix.state})"
@@ -426,13 +418,6 @@ def check_route(route: SiteRoute) -> SiteRoute:
         if port is not None and not 1 <= port <= 65535:
             raise InvalidRequest(f"端口{port}超出范围1~65535")
     return SiteRoute(route.ip_type, address.compressed, *ports)
-
-
-def _prefix_key(prefix_text: str) -> str:
-    try:
-        return normalize_prefix(prefix_text.strip())
-    except GrammarError as exc:
-        raise InvalidRequest(f"前缀格式错误: {exc}") from None
 
 
 def _filing_payload(app: EnterpriseApplication, crt_code: str) -> dict[str, Any]:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from .. import store
-from ..errors import AlreadyExists, Forbidden, InvalidRequest, NotFound
-from ..grammar import GrammarError, normalize_prefix
-from ..models import Prefix, Template, TemplateItem
+from ..errors import AlreadyExists, InvalidRequest, NotFound
+from ..models import Template, TemplateItem
 from ..templates import (
     ItemChange,
     TemplateError,
@@ -19,7 +16,7 @@ from ..templates import (
     check_version,
     merge_update,
 )
-from .base import Actor, Services
+from .base import Actor, Services, managed_prefix
 
 TEMPLATE_SUFFIX_PREFIX = "META_"
 MAX_DESCRIPTION = 1024
@@ -69,23 +66,7 @@ def _check_spec(spec: TemplateSpec) -> None:
 
 
 def _new_items(changes: tuple[ItemChange, ...]) -> tuple[TemplateItem, ...]:
-    pairs = [
-        (
-            TemplateItem(
-                name=c.name,
-                id_type=c.id_type,
-                id_index=c.id_index or 0,
-                required=c.required,
-                state=1 if c.state is None else c.state,
-                value_type=c.value_type,
-                min_length=c.min_length,
-                max_length=c.max_length,
-                public=True if c.public is None else c.public,
-            ),
-            c.id_index is not None,
-        )
-        for c in changes
-    ]
+    pairs = [(c.new_item(c.id_index or 0), c.id_index is not None) for c in changes]
     return check_items(sorted(assign_indexes(pairs), key=lambda i: i.id_index))
 
 
@@ -93,24 +74,9 @@ class Templates:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    async def _managed_prefix(
-        self, conn: AsyncConnection, actor: Actor, prefix_text: str
-    ) -> Prefix:
-        principal = actor.require()
-        try:
-            key = normalize_prefix(prefix_text.strip())
-        except GrammarError as exc:
-            raise InvalidRequest(f"前缀格式错误: {exc}") from None
-        prefix = await store.get_prefix(conn, key)
-        if prefix is None:
-            raise NotFound(f"前缀{prefix_text}不存在 (no such prefix)")
-        if not principal.may_manage(prefix.prefix_key):
-            raise Forbidden("没有权限 (not your prefix)")
-        return prefix
-
     async def get(self, actor: Actor, prefix_text: str, version: str | None) -> list[Template]:
         async with self.s.read() as conn:
-            prefix = await self._managed_prefix(conn, actor, prefix_text)
+            prefix = await managed_prefix(conn, actor.require(), prefix_text)
             if version is None:
                 return await store.templates_of_prefix(conn, prefix.id)
             template = await store.get_template(conn, prefix.id, version)
@@ -125,7 +91,7 @@ class Templates:
         except TemplateError as exc:
             raise InvalidRequest(str(exc)) from None
         async with self.s.change(actor) as change:
-            prefix = await self._managed_prefix(change.conn, actor, spec.prefix)
+            prefix = await managed_prefix(change.conn, actor.require(), spec.prefix)
             if await store.get_template(change.conn, prefix.id, spec.version) is not None:
                 raise AlreadyExists(f"模板{spec.version}已存在 (template exists)")
             handle = f"{prefix.prefix}/{TEMPLATE_SUFFIX_PREFIX}{spec.version}"
@@ -147,7 +113,7 @@ class Templates:
     async def update(self, actor: Actor, spec: TemplateSpec) -> Template:
         _check_spec(spec)
         async with self.s.change(actor) as change:
-            prefix = await self._managed_prefix(change.conn, actor, spec.prefix)
+            prefix = await managed_prefix(change.conn, actor.require(), spec.prefix)
             current = await store.get_template(change.conn, prefix.id, spec.version)
             if current is None:
                 raise NotFound(f"模板{spec.version}不存在 (no such template)")
@@ -163,7 +129,7 @@ class Templates:
 
     async def delete(self, actor: Actor, prefix_text: str, version: str) -> None:
         async with self.s.change(actor) as change:
-            prefix = await self._managed_prefix(change.conn, actor, prefix_text)
+            prefix = await managed_prefix(change.conn, actor.require(), prefix_text)
             template = await store.get_template(change.conn, prefix.id, version)
             if template is None:
                 raise NotFound(f"模板{version}不存在 (no such template)")

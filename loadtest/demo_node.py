@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 LISTENING = re.compile(r"^listening (\w+) (\S+)$")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -25,7 +25,48 @@ START_SECONDS = 600.0
 """The first start seeds the demo data set: minutes on a slow machine."""
 
 
-class DemoNode:
+def stop_process(proc: subprocess.Popen[Any], seconds: float) -> None:
+    """Ask a server process to stop (SIGTERM); kill it if it has not within ``seconds``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=seconds)
+
+
+class ServerProcess:
+    """A server in a subprocess for the length of a ``with`` block: ``_start``
+    starts it, ``_wait_ready`` returns once it serves (it is stopped again when
+    that fails), and the end of the block stops it."""
+
+    proc: subprocess.Popen[Any] | None = None
+    stop_seconds = 10.0
+    """How long it is given to stop before it is killed."""
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _wait_ready(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_process(proc, self.stop_seconds)
+
+
+class DemoNode(ServerProcess):
     """``idnode demo`` with its services on free ports of ``HOST``; ``args`` are
     more flags (``--workers 2``, ``--db URL``), ``env`` more ``IDNODE_*``
     settings. Its stdout is read to the end, so it never blocks on a full pipe;
@@ -35,7 +76,6 @@ class DemoNode:
         self.workdir = workdir
         self.args = args
         self.env = dict(env or {})
-        self.proc: subprocess.Popen[str] | None = None
         self.endpoints: dict[str, str] = {}
         """``host:port`` by service (``http``, ``handle``, ``dns``), as announced."""
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -68,7 +108,9 @@ class DemoNode:
             self._lines.put(line)
         self._lines.put(None)
 
-    def __enter__(self) -> DemoNode:
+    stop_seconds = 30.0  # the node stops its DNS workers (they also stop at EOF)
+
+    def _start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
         env["IDNODE_WORKERS"] = "1"  # what a run measures is set in its flags
         env.update(self.env)
@@ -86,12 +128,6 @@ class DemoNode:
         )
         assert self.proc.stdout is not None
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_SECONDS
@@ -128,14 +164,7 @@ class DemoNode:
                     print(f"node: {entry.get('msg', '')}", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: object) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # the node stops its DNS workers (they also stop at EOF)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        super().__exit__()
         if self._log is not None:
             self._log.close()
 

@@ -8,7 +8,6 @@ import asyncio
 import random
 import re
 import struct
-import time
 from typing import Any
 
 import dns.exception
@@ -17,7 +16,7 @@ import dns.message
 import dns.opcode
 
 from .demo_node import HOST
-from .fuzz_lanes import ANSWER_TIMEOUT, WINDOW, Lane, Outstanding, TcpStream, judge, mutate, pump
+from .fuzz_lanes import WINDOW, Inputs, Lane, Outstanding, TcpStream, judge, pump
 from .mix import DemoMix
 from .oracle import check_dns_answer, dns_answer_owed
 
@@ -49,7 +48,7 @@ _OPCODES_DNS = (dns.opcode.QUERY,) * 8 + (
 )
 
 
-class DnsInputs:
+class DnsInputs(Inputs):
     """DNS inputs: 15% random bytes, 35% dnspython queries, 50% their mutants."""
 
     def __init__(self, rng: random.Random, mix: DemoMix, names: list[str]) -> None:
@@ -67,9 +66,9 @@ class DnsInputs:
             "example.com.",
             ".",
         ]
-        self.seeds = [self.query() for _ in range(256)]
+        self.seeds = [self.fresh() for _ in range(256)]
 
-    def query(self) -> bytes:
+    def fresh(self) -> bytes:
         rng = self.rng
         qname = rng.choice(self.qnames)
         if rng.random() < 0.1:
@@ -94,14 +93,6 @@ class DnsInputs:
         query.set_opcode(rng.choice(_OPCODES_DNS))
         return bytes(query.to_wire())
 
-    def next(self) -> bytes:
-        roll = self.rng.random()
-        if roll < 0.15:
-            return self.rng.randbytes(self.rng.randint(0, 120))
-        if roll < 0.5:
-            return self.query()
-        return mutate(self.rng, self.rng.choice(self.seeds), self.seeds)
-
 
 class DnsUdp(asyncio.DatagramProtocol):
     def __init__(self) -> None:
@@ -123,26 +114,15 @@ async def run_dns_udp(lane: Lane, inputs: DnsInputs, port: int, deadline: float)
             lane.unchecked += 1
             return
         qid = free.pop()
+        query = struct.pack(">H", qid) + data[2:]
         try:
-            for attempt in range(2):
-                data = struct.pack(">H", qid) + data[2:]
-                future = protocol.outstanding.expect(qid)
-                transport.sendto(data)
-                try:
-                    sent = time.monotonic()
-                    raw = await asyncio.wait_for(future, ANSWER_TIMEOUT)
-                except TimeoutError:
-                    protocol.outstanding.waiting.pop(qid, None)
-                    if attempt == 0:
-                        lane.retried += 1
-                        continue
-                    lane.fail("no answer (UDP)", data)
-                    return
-                lane.took(time.monotonic() - sent)
-                judge(lane, data, check_dns_answer, data, raw, udp=True)
-                return
+            got = await protocol.outstanding.exchange_datagram(
+                lane, transport, lambda: (qid, query)
+            )
         finally:
             free.insert(0, qid)
+        if got is not None:
+            judge(lane, query, check_dns_answer, query, got[2], udp=True)
 
     try:
         await pump(lane, inputs.next, one, deadline)
@@ -176,14 +156,10 @@ async def run_dns_tcp(lane: Lane, inputs: DnsInputs, port: int, deadline: float)
         data = struct.pack(">H", qid) + data[2:65535]
         try:
             future = await stream.send(qid, struct.pack(">H", len(data)) + data)
-            try:
-                sent = time.monotonic()
-                raw = await asyncio.wait_for(future, ANSWER_TIMEOUT)
-            except TimeoutError:
-                stream.outstanding.waiting.pop(qid, None)
+            raw = await stream.outstanding.wait(lane, qid, future)
+            if raw is None:
                 lane.fail("no answer (TCP)", data)
                 return
-            lane.took(time.monotonic() - sent)
             judge(lane, data, check_dns_answer, data, raw, udp=False)
         finally:
             free.insert(0, qid)

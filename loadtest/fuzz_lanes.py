@@ -127,6 +127,28 @@ def mutate(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
     return bytes(out)
 
 
+class Inputs:
+    """One protocol's inputs, drawn from ``rng``: 15% random bytes (up to
+    ``NOISE_BYTES``), 35% fresh requests (``fresh``), 50% mutants of ``seeds`` (the
+    requests the subclass made first)."""
+
+    NOISE_BYTES = 120
+    rng: random.Random
+    seeds: list[bytes]
+
+    def fresh(self) -> bytes:
+        """A request as a client would make it."""
+        raise NotImplementedError
+
+    def next(self) -> bytes:
+        roll = self.rng.random()
+        if roll < 0.15:
+            return self.rng.randbytes(self.rng.randint(0, self.NOISE_BYTES))
+        if roll < 0.5:
+            return self.fresh()
+        return mutate(self.rng, self.rng.choice(self.seeds), self.seeds)
+
+
 # --- judging and sending ----------------------------------------------------------------
 
 
@@ -160,6 +182,40 @@ class Outstanding:
             return False
         future.set_result(raw)
         return True
+
+    async def wait(self, lane: Lane, key: int, future: asyncio.Future[bytes]) -> bytes | None:
+        """The answer ``future`` (request ``key``) brings within ``ANSWER_TIMEOUT``, its
+        time tallied in ``lane``; None when none came (the request no longer awaited)."""
+        try:
+            sent = time.monotonic()
+            raw = await asyncio.wait_for(future, ANSWER_TIMEOUT)
+        except TimeoutError:
+            self.waiting.pop(key, None)
+            return None
+        lane.took(time.monotonic() - sent)
+        return raw
+
+    async def exchange_datagram(
+        self,
+        lane: Lane,
+        transport: asyncio.DatagramTransport,
+        attempt: Callable[[], tuple[int, bytes]],
+    ) -> tuple[int, bytes, bytes] | None:
+        """Send a datagram that ``attempt`` makes (its request id and bytes) and await
+        its answer, sending a new one once if none came (a datagram may be lost): the
+        id and bytes answered and the answer; None, a failure of the lane, when both
+        went unanswered."""
+        for retry in (False, True):
+            key, data = attempt()
+            future = self.expect(key)
+            transport.sendto(data)
+            raw = await self.wait(lane, key, future)
+            if raw is not None:
+                return key, data, raw
+            if not retry:
+                lane.retried += 1
+        lane.fail("no answer (UDP)", data)
+        return None
 
 
 async def pump(

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -85,18 +85,50 @@ def resolutions_so_far(base: str) -> Callable[[], int]:
 
 
 def run_locust(
-    argv: list[str],
+    node: DemoNode,
+    stats: Path,
     *,
-    env: dict[str, str],
-    cwd: Path,
-    log: IO[bytes],
+    users: int,
+    run_seconds: int,
+    count: int,
+    settings: dict[str, str],
+    label: str,
     timeout: float,
-    progress: Progress,
-    done: Callable[[], int],
 ) -> int:
-    """Locust until it exits (killed past ``timeout``), ``progress`` told every
+    """Locust, headless, with LOCUSTFILE's ``users`` against ``node`` for at most
+    ``run_seconds``: the load's own ``settings`` in its environment besides the
+    node's addresses and the ``count`` of requests; its final statistics in
+    ``stats``, its output in ``locust.log`` beside them, and a progress line
+    (``label``) of what the node has counted. Its exit code."""
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "--users", str(users), "--spawn-rate", str(users),
+        "--run-time", f"{run_seconds}s", "--stop-timeout", "10",
+        "--host", node.base, "--json-file", str(stats), "--only-summary",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "IDNODE_DNS": node.endpoints["dns"],
+        "IDNODE_HANDLE": node.endpoints["handle"],
+        "IDNODE_LOAD_COUNT": str(count),
+        **settings,
+    }
+    with (
+        (stats.parent / "locust.log").open("wb") as log,
+        Progress(label, total=count, unit="requests") as progress,
+    ):
+        done = resolutions_so_far(node.base)
+        proc = subprocess.Popen(
+            argv, env=env, cwd=stats.parent, stdout=log, stderr=subprocess.STDOUT
+        )
+        return _follow_locust(proc, timeout, progress, done)
+
+
+def _follow_locust(
+    proc: subprocess.Popen[bytes], timeout: float, progress: Progress, done: Callable[[], int]
+) -> int:
+    """Wait for Locust to exit (killed past ``timeout``), ``progress`` told every
     POLL_SECONDS what ``done`` counts; its exit code."""
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     shown = 0
 
@@ -111,7 +143,7 @@ def run_locust(
     try:
         while proc.poll() is None:
             if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(argv, timeout)
+                raise subprocess.TimeoutExpired(proc.args, timeout)
             time.sleep(POLL_SECONDS)
             poll()
     finally:
@@ -180,50 +212,22 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         before = stored_total(database, first_day.isoformat(), first_day.isoformat())
         with Prometheus(workdir, node.endpoints["http"]) as prometheus:
             stats_prefix = workdir / "hundred-k"
-            locust_env = {
-                **os.environ,
-                "IDNODE_DNS": node.endpoints["dns"],
-                "IDNODE_HANDLE": node.endpoints["handle"],
-                "IDNODE_LOAD_COUNT": str(args.count),
-                "IDNODE_LOAD_RATE": str(args.rate),
-                "IDNODE_DEMO_ENTERPRISES": str(args.enterprises),
-                "IDNODE_DEMO_IDENTIFIERS": str(args.identifiers),
-            }
             started = time.monotonic()
             limit = int(args.count / args.rate) + 60
-            with (
-                (workdir / "locust.log").open("wb") as log,
-                Progress("resolutions", total=args.count, unit="requests") as progress,
-            ):
-                run_locust(
-                    [
-                        sys.executable,
-                        "-m",
-                        "locust",
-                        "-f",
-                        str(LOCUSTFILE),
-                        "--headless",
-                        "--users",
-                        str(args.users),
-                        "--spawn-rate",
-                        str(args.users),
-                        "--run-time",
-                        f"{limit}s",
-                        "--stop-timeout",
-                        "10",
-                        "--host",
-                        node.base,
-                        "--json-file",
-                        str(stats_prefix),
-                        "--only-summary",
-                    ],
-                    env=locust_env,
-                    cwd=workdir,
-                    log=log,
-                    timeout=limit + 120,
-                    progress=progress,
-                    done=resolutions_so_far(node.base),
-                )
+            run_locust(
+                node,
+                stats_prefix,
+                users=args.users,
+                run_seconds=limit,
+                count=args.count,
+                settings={
+                    "IDNODE_LOAD_RATE": str(args.rate),
+                    "IDNODE_DEMO_ENTERPRISES": str(args.enterprises),
+                    "IDNODE_DEMO_IDENTIFIERS": str(args.identifiers),
+                },
+                label="resolutions",
+                timeout=limit + 120,
+            )
             seconds = time.monotonic() - started
             figures = locust_totals(stats_prefix)
             sent = int(figures["sent"])

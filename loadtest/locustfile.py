@@ -25,6 +25,8 @@ from loadtest.harness import registration
 from loadtest.locust_users import ProtocolUser, WrongAnswer, dns_client, handle_tcp, handle_udp
 from loadtest.mix import DemoMix, admin_credentials
 from loadtest.protocols import (
+    HandleTcpClient,
+    HandleUdpClient,
     dns_answer_expected,
     handle_code_expected,
     http_status_expected,
@@ -87,46 +89,48 @@ class DnsUser(ProtocolUser):
                 raise WrongAnswer(f"{pick.name}: rcode {answer.code}, {answer.records} records")
 
 
-class HandleUdpUser(ProtocolUser):
+class HandleUser(ProtocolUser):
+    """Resolutions over the native Handle protocol; each transport's user says
+    how it connects (``connect``) and what its requests are reported as."""
+
+    abstract = True
+    wait_time = WAIT
+    request_type = ""
+
+    def connect(self) -> HandleUdpClient | HandleTcpClient:
+        raise NotImplementedError
+
+    def on_start(self) -> None:
+        self.mix = DemoMix()
+        self.handle = self.connect()
+
+    def on_stop(self) -> None:
+        self.handle.close()
+
+    @task
+    def resolve(self) -> None:
+        pick = self.mix.pick()
+        with self.timed(self.request_type, f"resolve [{pick.mode}]") as timing:
+            answer = self.handle.resolve(pick.name)
+            timing.size = answer.size
+            if not handle_code_expected(pick.expect, answer.code):
+                raise WrongAnswer(f"{pick.name}: response code {answer.code}")
+
+
+class HandleUdpUser(HandleUser):
     weight = 2
-    wait_time = WAIT
+    request_type = "HDL-UDP"
 
-    def on_start(self) -> None:
-        self.mix = DemoMix()
-        self.handle = handle_udp()
-
-    def on_stop(self) -> None:
-        self.handle.close()
-
-    @task
-    def resolve(self) -> None:
-        pick = self.mix.pick()
-        with self.timed("HDL-UDP", f"resolve [{pick.mode}]") as timing:
-            answer = self.handle.resolve(pick.name)
-            timing.size = answer.size
-            if not handle_code_expected(pick.expect, answer.code):
-                raise WrongAnswer(f"{pick.name}: response code {answer.code}")
+    def connect(self) -> HandleUdpClient:
+        return handle_udp()
 
 
-class HandleTcpUser(ProtocolUser):
+class HandleTcpUser(HandleUser):
     weight = 1
-    wait_time = WAIT
+    request_type = "HDL-TCP"
 
-    def on_start(self) -> None:
-        self.mix = DemoMix()
-        self.handle = handle_tcp()
-
-    def on_stop(self) -> None:
-        self.handle.close()
-
-    @task
-    def resolve(self) -> None:
-        pick = self.mix.pick()
-        with self.timed("HDL-TCP", f"resolve [{pick.mode}]") as timing:
-            answer = self.handle.resolve(pick.name)
-            timing.size = answer.size
-            if not handle_code_expected(pick.expect, answer.code):
-                raise WrongAnswer(f"{pick.name}: response code {answer.code}")
+    def connect(self) -> HandleTcpClient:
+        return handle_tcp()
 
 
 class RegistrarUser(FastHttpUser):

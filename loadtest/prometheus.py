@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .demo_node import ServerProcess
+
 RULES = Path(__file__).resolve().parent.parent / "metrics" / "rules" / "idnode.rules.yml"
 START_SECONDS = 30.0
 
@@ -43,7 +45,7 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, Any]:
         return status, raw.decode("utf-8", "replace")
 
 
-class Prometheus:
+class Prometheus(ServerProcess):
     """``with Prometheus(workdir, "127.0.0.1:8000") as prom: prom.query(...)``"""
 
     def __init__(self, workdir: Path, target: str, *, job: str = "idnode") -> None:
@@ -52,9 +54,8 @@ class Prometheus:
         self.job = job
         self.base = ""
         self.log = workdir / "prometheus.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Prometheus:
+    def _start(self) -> None:
         executable = binary()
         if executable is None:
             raise RuntimeError("prometheus is not installed (Debian package prometheus)")
@@ -87,12 +88,6 @@ class Prometheus:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_SECONDS
@@ -107,16 +102,6 @@ class Prometheus:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"prometheus not ready in {START_SECONDS:g} s:\n{self.log_tail()}")
-
-    def __exit__(self, *exc: object) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
     def get(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""

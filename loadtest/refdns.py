@@ -39,6 +39,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
+from .demo_node import stop_process
+
 KNOTD = "knotd"
 NSD = "nsd"
 KINDS = ("knot", "nsd")
@@ -373,13 +375,7 @@ class ReferenceServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        stop_process(proc, STOP_TIMEOUT)
         # nsd forks helper processes (main, servers) into the session we made
         # for it; they shut down after the one we started: give them time,
         # then make sure none outlives it.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 from loadtest.bench_scale import rss_mb
 from loadtest.demo_node import DemoNode, write_results
 from loadtest.harness import Progress
-from loadtest.hundred_k import LOCUSTFILE, locust_totals, resolutions_so_far, run_locust
+from loadtest.hundred_k import locust_totals, run_locust
 from loadtest.mix import DemoMix
 from loadtest.protocols import DnsClient, HandleTcpClient, HandleUdpClient
 
@@ -98,33 +97,20 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         stop = threading.Event()
         sampler = threading.Thread(target=sample, args=(node.pids(), stop, memory), daemon=True)
         sampler.start()
-        locust_env = {
-            **os.environ,
-            "IDNODE_DNS": node.endpoints["dns"],
-            "IDNODE_HANDLE": node.endpoints["handle"],
-            "IDNODE_LOAD_COUNT": str(count),
-            "IDNODE_LOAD_RATE": str(args.rate),
-            "IDNODE_DEMO_IDENTIFIERS": str(args.identifiers),
-        }
         try:
-            with (
-                (workdir / "locust.log").open("wb") as log,
-                Progress("soak", total=count, unit="requests") as progress,
-            ):
-                run_locust(
-                    [
-                        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-                        "--users", str(args.users), "--spawn-rate", str(args.users),
-                        "--run-time", f"{int(seconds) + 60}s", "--stop-timeout", "10",
-                        "--host", node.base, "--json-file", str(workdir / "soak"), "--only-summary",
-                    ],
-                    env=locust_env,
-                    cwd=workdir,
-                    log=log,
-                    timeout=seconds + 180,
-                    progress=progress,
-                    done=resolutions_so_far(node.base),
-                )  # fmt: skip
+            run_locust(
+                node,
+                workdir / "soak",
+                users=args.users,
+                run_seconds=int(seconds) + 60,
+                count=count,
+                settings={
+                    "IDNODE_LOAD_RATE": str(args.rate),
+                    "IDNODE_DEMO_IDENTIFIERS": str(args.identifiers),
+                },
+                label="soak",
+                timeout=seconds + 180,
+            )
         finally:
             stop.set()
             sampler.join(timeout=10)

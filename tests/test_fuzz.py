@@ -51,24 +51,6 @@ from tests.factories import ErrorLog, handle_value, hosted_enterprise
 u32 = st.integers(0, 2**32 - 1)
 ZONE = "hdl.idnode.test."
 NAMES = [b"88.100.1/fuzz-1", b"88.100.1/fuzz-2", b"0.NA/88.100.1", b"88.100", b"1.2.156.86.1.1"]
-OPCODES = [
-    c.OC_RESOLUTION,
-    c.OC_GET_SITE_INFO,
-    c.OC_CREATE_HANDLE,
-    c.OC_DELETE_HANDLE,
-    c.OC_ADD_VALUE,
-    c.OC_REMOVE_VALUE,
-    c.OC_MODIFY_VALUE,
-    c.OC_LIST_HANDLES,
-    c.OC_CHALLENGE_RESPONSE,
-    c.OC_VERIFY_CHALLENGE,
-    c.OC_HOME_NA,
-    c.OC_UNHOME_NA,
-    c.OC_LIST_HOMED_NAS,
-    c.OC_SESSION_SETUP,
-    c.OC_SESSION_TERMINATE,
-    c.OC_LOGIN_ID_SYSTEM,
-]
 FUZZ = settings(
     max_examples=int(os.environ.get("IDNODE_FUZZ_EXAMPLES", "120")),
     deadline=None,
@@ -165,7 +147,7 @@ def messages(draw: st.DrawFn) -> bytes:
         compressed=draw(st.booleans()),
     )
     header = c.Header(
-        opcode=draw(st.sampled_from(OPCODES) | u32),
+        opcode=draw(st.sampled_from(fuzz_native.OPCODES) | u32),
         response_code=draw(st.sampled_from([0, 0, 0, 1]) | u32),
         flags=draw(st.sampled_from([0, c.FLAG_RRDG, c.FLAG_CERT, c.FLAG_RECU | c.FLAG_PUBL]) | u32),
         site_serial=draw(st.integers(0, 0xFFFF)),

@@ -51,7 +51,16 @@ def retry_after_header(seconds: float) -> str:
 class Throttled(RegistryError):
     """Refused for now: the caller may try again in ``retry_after`` seconds (HTTP 429)."""
 
-    retry_after: float = 1.0
+    reason = ("", "")
+    """Why, in Chinese and in English: the message says it, then when to try again."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        chinese, english = self.reason
+        super().__init__(
+            f"{chinese}，请{self.retry_after_header}秒后重试 "
+            f"({english}; retry in {self.retry_after_header} s)"
+        )
 
     @property
     def retry_after_header(self) -> str:
@@ -62,23 +71,13 @@ class LockedOut(Throttled, LoginFailed):
     """Too many failed logins for the account or from the address: no login,
     right or wrong, for ``retry_after`` seconds."""
 
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(
-            f"登录失败次数过多，请{self.retry_after_header}秒后重试 "
-            f"(too many failed logins; retry in {self.retry_after_header} s)"
-        )
+    reason = ("登录失败次数过多", "too many failed logins")
 
 
 class TooManyRequests(Throttled):
     """The caller's enterprise is over its request rate."""
 
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(
-            f"请求过于频繁，请{self.retry_after_header}秒后重试 "
-            f"(too many requests; retry in {self.retry_after_header} s)"
-        )
+    reason = ("请求过于频繁", "too many requests")
 
 
 class Forbidden(RegistryError):

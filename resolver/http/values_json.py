@@ -189,18 +189,28 @@ def _admin(raw: Any) -> bytes:
     return AdminRef(handle, index, perms).to_bytes()
 
 
-def _vlist(raw: Any) -> bytes:
+def _handle_indexes(raw: Any, *, whole: str, member: str, index: str) -> list[tuple[str, int]]:
+    """``raw`` read as a list of ``{handle, index}`` (index 0 when left out); what
+    is wrong is said of ``whole`` (the list), with ``member`` (an entry without a
+    handle), or of ``index``."""
     if not isinstance(raw, list):
-        raise InvalidValue("vlist data must be a list of {handle, index}")
-    members = []
+        raise InvalidValue(f"{whole} must be a list of {{handle, index}}")
+    pairs = []
     for item in raw:
         if not isinstance(item, Mapping) or not isinstance(item.get("handle"), str):
-            raise InvalidValue("vlist members need a handle")
-        index = _int(item.get("index", 0), "vlist index")
-        if not 0 <= index < 2**31:
-            raise InvalidValue("vlist index out of range")
-        members.append(ValueRef(str(item["handle"]), index))
-    return encode_vlist(members)
+            raise InvalidValue(member)
+        at = _int(item.get("index", 0), index)
+        if not 0 <= at < 2**31:
+            raise InvalidValue(f"{index} out of range")
+        pairs.append((str(item["handle"]), at))
+    return pairs
+
+
+def _vlist(raw: Any) -> bytes:
+    pairs = _handle_indexes(
+        raw, whole="vlist data", member="vlist members need a handle", index="vlist index"
+    )
+    return encode_vlist([ValueRef(handle, index) for handle, index in pairs])
 
 
 def _site(raw: Any) -> bytes:
@@ -302,17 +312,12 @@ def value_from_json(raw: Any) -> HandleValue:
     if not 0 <= ttl < 2**32:
         raise InvalidValue("ttl out of range")
     permissions = _bits(raw.get("permissions", "1110"), 4, "permissions")
-    refs = raw.get("references") or []
-    if not isinstance(refs, list):
-        raise InvalidValue("references must be a list of {handle, index}")
-    references = []
-    for ref in refs:
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("handle"), str):
-            raise InvalidValue("references need a handle and an index")
-        ref_index = _int(ref.get("index", 0), "reference index")
-        if not 0 <= ref_index < 2**31:
-            raise InvalidValue("reference index out of range")
-        references.append((str(ref["handle"]), ref_index))
+    references = _handle_indexes(
+        raw.get("references") or [],
+        whole="references",
+        member="references need a handle and an index",
+        index="reference index",
+    )
     return HandleValue(
         index=index,
         type=value_type,

@@ -1,13 +1,23 @@
 """What tests share besides fixtures: the test node's constants, builders of valid
 registry inputs (so each test states only what it varies), a row counter, the mark
-for tests that need an outside tool, and a log watcher."""
+for tests that need an outside tool, a log watcher, the whole node in this process
+on loopback, one of our modules run in another, and a JSON call to a node running
+in another process and a scrape of its metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import json
 import logging
 import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +26,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Table, func, select
 
+from idnode.config import Config, Endpoint
+from idnode.node import Node, open_node
+from idnode.servers import Servers, start_servers
 from registry.models import HandleValue
 from registry.services import Actor, Registry
 from registry.services.enterprises import (
@@ -38,6 +52,8 @@ NODE_PREFIX = "88.100"
 OID_ARC = "1.2.156.86.1"
 """The OID arc that stands for the node prefix: ``<arc>.N`` names 88.100.N's identifiers."""
 USER_PASSWORD = "P@ssw0rd-1"
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository, where ``python -m`` finds our packages."""
 
 
 def credit_code(n: int) -> str:
@@ -265,3 +281,90 @@ class ErrorLog(logging.Handler):
             else f"{r.name}: {r.getMessage()}"
             for r in self.records
         )
+
+
+def json_call(
+    url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any, Message]:
+    """Status, JSON body and headers of a GET (a POST of ``body`` as JSON, when
+    given) to a node in another process; an HTTP error is an answer too."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as got:
+            return got.status, json.loads(got.read() or b"null"), got.headers
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null"), error.headers
+
+
+@contextlib.asynccontextmanager
+async def node_on_loopback(
+    database_url: str, directory: Path, **settings: Any
+) -> AsyncIterator[tuple[Node, Servers]]:
+    """The whole node in this process with every listener on a free loopback port
+    (IPv4), the test administrator bootstrapped, its key files in ``directory``;
+    ``settings``: more of its configuration."""
+    loopback = Endpoint("127.0.0.1", 0)
+    config = Config(
+        database_url=database_url,
+        http=loopback,
+        handle=loopback,
+        dns=loopback,
+        listen_ipv6="off",
+        key_file=str(directory / "node.key"),
+        server_key_file=str(directory / "server.pem"),
+        bootstrap_admin=f"{ADMIN_AK}:{ADMIN_SK}",
+        **settings,
+    )
+    async with open_node(config) as node:
+        servers = await start_servers(node, reuse_port=False, node_gauges=False)
+        try:
+            yield node, servers
+        finally:
+            await servers.close()
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""A scrape: each series' value by its name and its sorted labels."""
+
+
+def scrape(url: str) -> Samples:
+    """The series a node's ``/metrics`` exposes at ``url``."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def summed(samples: Samples, name: str, **want: str) -> float:
+    """The sum of the series called ``name`` whose labels include ``want``."""
+    return sum(
+        value
+        for (series, labels), value in samples.items()
+        if series == name and all((k, v) in labels for k, v in want.items())
+    )
+
+
+def run_module(
+    module: str,
+    *args: str,
+    cwd: Path = ROOT,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` run to its end, its output captured; failing
+    is an outcome like any other (``returncode``)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

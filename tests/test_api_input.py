@@ -121,6 +121,9 @@ async def test_unstorable_text_and_pathological_json(api: ApiClient, raw: bytes)
         "/snms/api/prefix/page?currentPage=99999999999999999999",
         "/snms/api/file/99999999999",
         "/identityv2/data/detail?handle=88.100.1/%ED%A0%80",
+        "/snms/api/prefix/page?startDate=0001-01-01",
+        "/snms/api/v3/ent/page?endDate=0001-01-01 07:00:00",
+        "/snms/api/v3/ent/page?endDate=9999-12-31 23:59:59",
     ],
 )
 async def test_pathological_queries(api: ApiClient, path: str) -> None:
@@ -137,16 +140,3 @@ async def test_out_of_range_numbers_in_bodies(api: ApiClient) -> None:
     assert "范围" in failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
     body["entBasicInfo"]["orgCrtImgRid"] = "²"
     failed(await api.call("POST", "/snms/api/v3/ent/apply", json=body))
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/snms/api/prefix/page?startDate=0001-01-01",
-        "/snms/api/v3/ent/page?endDate=0001-01-01 07:00:00",
-        "/snms/api/v3/ent/page?endDate=9999-12-31 23:59:59",
-    ],
-)
-async def test_extreme_dates(api: ApiClient, path: str) -> None:
-    status, body = await api.call("GET", path)
-    assert status == 200 and body["status"] in (1, -2), body

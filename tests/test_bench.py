@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,11 +15,10 @@ import pytest
 from loadtest.bench_drivers import read_h2load_log
 from loadtest.bench_settings import PROTOCOLS, demo_names, parse_rates
 from loadtest.bench_suite import offered_rates
-from tests.factories import needs
+from tests.factories import needs, run_module
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("wrk", "h2load", "dnsperf")
 
 
@@ -53,14 +50,7 @@ def test_h2load_log(tmp_path: Path) -> None:
 
 @needs(all(shutil.which(tool) for tool in TOOLS), " and ".join(TOOLS))
 def test_quick_bench_measures_every_protocol(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "loadtest.bench", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_module("loadtest.bench", "--quick", "--out", str(tmp_path), timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     markdown = (tmp_path / "bench.md").read_text()

@@ -21,6 +21,7 @@ import pytest
 
 from loadtest.refdns import free_port
 from registry.db import head_revision
+from tests.factories import run_module
 
 pytestmark = pytest.mark.slow
 
@@ -31,15 +32,7 @@ ANY_PORTS = ("--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", "--dns", "127.0
 def run_idnode(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "idnode", *args],
-        cwd=cwd,
-        env=_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_module("idnode", *args, cwd=cwd, env=_env(env), timeout=timeout)
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -167,15 +160,17 @@ def test_bad_configuration_exits_2(workdir: Path) -> None:
     assert "configuration error" in result.stderr
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migrate_then_serve_with_bootstrap_admin(
-    workdir: Path, backend: str, request: pytest.FixtureRequest
-) -> None:
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'node.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    env = {"IDNODE_DATABASE_URL": url, "IDNODE_BOOTSTRAP_ADMIN": "AKOPS:ops-secret"}
+@pytest.fixture(params=["sqlite", "postgresql"])
+def node_database(workdir: Path, request: pytest.FixtureRequest) -> str:
+    """A database of each kind for a node: SQLite's file not made yet, PostgreSQL's
+    a fresh one at the current schema."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{workdir / 'node.db'}"
+    return str(request.getfixturevalue("pg_database"))
+
+
+def test_migrate_then_serve_with_bootstrap_admin(workdir: Path, node_database: str) -> None:
+    env = {"IDNODE_DATABASE_URL": node_database, "IDNODE_BOOTSTRAP_ADMIN": "AKOPS:ops-secret"}
     migrated = run_idnode("migrate", cwd=workdir, env=env)
     assert migrated.returncode == 0, migrated.stderr
     assert re.search(rf"^migrated .* to schema {head_revision()}$", migrated.stdout, re.M)
@@ -284,18 +279,11 @@ def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
         assert again.stop() == 0
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_a_second_process_sees_a_write_within_a_second(
-    workdir: Path, backend: str, request: pytest.FixtureRequest
-) -> None:
+def test_a_second_process_sees_a_write_within_a_second(workdir: Path, node_database: str) -> None:
     import base64
 
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'shared.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
     env = {
-        "IDNODE_DATABASE_URL": url,
+        "IDNODE_DATABASE_URL": node_database,
         "IDNODE_BOOTSTRAP_ADMIN": "AKOPS:ops-secret",
         "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
     }

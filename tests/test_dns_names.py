@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-import sys
 
 import dns.name
 import pytest
@@ -21,6 +20,7 @@ from registry.dnsnames import (
     suffix_digest,
 )
 from registry.grammar import Grammar, GrammarError, HandleName, ascii_lower, ascii_upper
+from tests.factories import run_module
 
 ARC = "1.2.156.86.1"
 NODE = "88.100"
@@ -172,14 +172,7 @@ def test_names_that_no_identifier_has() -> None:
 
 
 def idnode(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "idnode", "dns-name", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    return run_module("idnode", "dns-name", *args, env={"PATH": "/usr/bin:/bin"}, timeout=60)
 
 
 def test_dns_name_command_both_ways() -> None:

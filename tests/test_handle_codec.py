@@ -364,13 +364,7 @@ def test_signed_responses_verify_with_the_published_key() -> None:
         tampered = c.Message(signed.envelope, signed.header, b"Answer", signed.credential)
         assert not verify_response(tampered, key.public_key())
         other = c.Message(
-            c.Envelope(
-                major=version[0],
-                minor=version[1],
-                request_id=10,
-                suggested_major=2,
-                suggested_minor=11,
-            ),
+            replace(message.envelope, request_id=10),
             signed.header,
             signed.body,
             signed.credential,

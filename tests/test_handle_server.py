@@ -236,17 +236,12 @@ async def test_answers_match_the_reference_server(native: Native, admin: Actor) 
             body = c.HandleValues.from_bytes(answer.body)
             records[body.handle.decode()] = body.values
     async with native.registry.services.change(admin) as change:
+        missing = []
         for name, values in records.items():
             key = native.registry.services.grammar.parse(name).key
             if await store.get_identifier(change.conn, key) is None:
-                await store.insert_identifier(
-                    change.conn,
-                    name=name,
-                    name_key=key,
-                    prefix_id=None,
-                    template_id=None,
-                    values=values,
-                )
+                missing.append(store.NewIdentifier(name, key, None, None, values))
+        await store.insert_identifiers(change.conn, missing)
     compared = 0
     for vector in VECTORS:
         if (

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import dns.flags
@@ -42,9 +38,11 @@ from resolver import codes as rc
 from resolver.handle import client
 from resolver.handle import codec as c
 from resolver.limits import Guard, Limit, Limits, TokenBuckets
-from tests.factories import application, hosted_enterprise, record
+from tests.factories import application, hosted_enterprise, json_call, record, scrape, summed
 
 SMALL_DEMO = ("--enterprises", "32", "--identifiers", "64")
+HANDLE = example_handle(demo_enterprises(1)[0], 1)
+"""A record of the small demo, asked for by the tests of a running node."""
 ZONE = "hdl.idnode.test."
 
 
@@ -144,20 +142,6 @@ def test_failures_spread_beyond_the_window_do_not_lock() -> None:
 # --- a real node ----------------------------------------------------------------------
 
 
-def _http(
-    url: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers or {})
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as got:
-            return got.status, json.loads(got.read() or b"null"), got.headers
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null"), error.headers
-
-
 def _native(endpoint: str, handle: str, *, udp: bool) -> int:
     host, port = endpoint.rsplit(":", 1)
     message = client.resolution(handle)
@@ -175,50 +159,44 @@ def _dns(endpoint: str, *, tcp: bool) -> int:
 
 @pytest.mark.slow
 def test_a_client_over_its_rate_is_refused_on_every_port(tmp_path: Path) -> None:
-    handle = example_handle(demo_enterprises(1)[0], 1)
     env = {"IDNODE_LIMITS_EXEMPT": "", "IDNODE_CLIENT_RATE": "1", "IDNODE_CLIENT_BURST": "4"}
     with DemoNode(tmp_path, *SMALL_DEMO, env=env) as node:
-        url = f"{node.base}/api/handles/{handle}"
-        statuses = [_http(url)[0] for _ in range(4)]
+        url = f"{node.base}/api/handles/{HANDLE}"
+        statuses = [json_call(url)[0] for _ in range(4)]
         assert statuses == [200, 200, 200, 200]  # the burst
-        status, body, headers = _http(url)
+        status, body, headers = json_call(url)
         assert status == 429 and body["responseCode"] == rc.RC_SERVER_TOO_BUSY
         assert int(headers["Retry-After"]) >= 1
         # One budget per client, whatever the port: it is spent everywhere.
-        assert _native(node.endpoints["handle"], handle, udp=True) == rc.RC_SERVER_TOO_BUSY
-        assert _native(node.endpoints["handle"], handle, udp=False) == rc.RC_SERVER_TOO_BUSY
+        assert _native(node.endpoints["handle"], HANDLE, udp=True) == rc.RC_SERVER_TOO_BUSY
+        assert _native(node.endpoints["handle"], HANDLE, udp=False) == rc.RC_SERVER_TOO_BUSY
         assert _dns(node.endpoints["dns"], tcp=False) == dns.rcode.REFUSED
         assert _dns(node.endpoints["dns"], tcp=True) == dns.rcode.REFUSED
-        assert _http(f"{node.base}/healthz")[0] == 200  # monitoring is never limited
+        assert json_call(f"{node.base}/healthz")[0] == 200  # monitoring is never limited
         time.sleep(1.2)  # a token later
-        assert _native(node.endpoints["handle"], handle, udp=True) == rc.RC_SUCCESS
-        metrics = urllib.request.urlopen(f"{node.base}/metrics", timeout=10).read().decode()
+        assert _native(node.endpoints["handle"], HANDLE, udp=True) == rc.RC_SUCCESS
+        samples = scrape(f"{node.base}/metrics")
         for protocol in ("http", "handle_udp", "handle_tcp", "dns"):
-            line = next(
-                line
-                for line in metrics.splitlines()
-                if line.startswith("idnode_rate_limited_total{")
-                and f'protocol="{protocol}"' in line
-                and 'action="refused"' in line
+            limited = summed(
+                samples, "idnode_rate_limited_total", protocol=protocol, action="refused"
             )
-            assert float(line.split()[-1]) >= 1, line
+            assert limited >= 1, protocol
 
 
 @pytest.mark.slow
 def test_a_client_over_its_daily_requests_gets_603(tmp_path: Path) -> None:
-    handle = example_handle(demo_enterprises(1)[0], 1)
     env = {"IDNODE_LIMITS_EXEMPT": "", "IDNODE_CLIENT_RATE": "0", "IDNODE_CLIENT_DAILY_LIMIT": "6"}
     with DemoNode(tmp_path, *SMALL_DEMO, env=env) as node:
-        url = f"{node.base}/api/handles/{handle}"
-        assert [_http(url)[0] for _ in range(3)] == [200, 200, 200]
-        assert _native(node.endpoints["handle"], handle, udp=True) == rc.RC_SUCCESS
-        assert _native(node.endpoints["handle"], handle, udp=False) == rc.RC_SUCCESS
+        url = f"{node.base}/api/handles/{HANDLE}"
+        assert [json_call(url)[0] for _ in range(3)] == [200, 200, 200]
+        assert _native(node.endpoints["handle"], HANDLE, udp=True) == rc.RC_SUCCESS
+        assert _native(node.endpoints["handle"], HANDLE, udp=False) == rc.RC_SUCCESS
         assert _dns(node.endpoints["dns"], tcp=False) == dns.rcode.NOERROR
         # The day's six are spent.
-        assert _native(node.endpoints["handle"], handle, udp=True) == rc.RC_REQUEST_LIMIT_DAILY
-        assert _native(node.endpoints["handle"], handle, udp=False) == rc.RC_REQUEST_LIMIT_DAILY
+        assert _native(node.endpoints["handle"], HANDLE, udp=True) == rc.RC_REQUEST_LIMIT_DAILY
+        assert _native(node.endpoints["handle"], HANDLE, udp=False) == rc.RC_REQUEST_LIMIT_DAILY
         assert _dns(node.endpoints["dns"], tcp=True) == dns.rcode.REFUSED
-        status, body, headers = _http(url)
+        status, body, headers = json_call(url)
         assert status == 429 and body["responseCode"] == rc.RC_REQUEST_LIMIT_DAILY
         midnight = datetime.now(ZoneInfo("Asia/Shanghai")).replace(
             hour=0, minute=0, second=0, microsecond=0
@@ -235,22 +213,21 @@ def test_logins_lock_after_repeated_failures(tmp_path: Path) -> None:
         wrong = {"username": DEMO_ADMIN[0], "password": "guess"}
         right = {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]}
         for _ in range(3):
-            status, body, _ = _http(token_url, wrong)
+            status, body, _ = json_call(token_url, wrong)
             assert status == 200 and body["status"] != 1  # SNMS: a failed login
-        status, body, headers = _http(token_url, right)  # even the right password
+        status, body, headers = json_call(token_url, right)  # even the right password
         assert status == 429 and "too many failed logins" in body["message"]
         assert headers["Retry-After"] == "2"
         # The address is locked too: another account, and HTTP Basic on the REST API.
         user = {"username": "ent1", "password": "whatever"}
-        assert _http(token_url, user)[0] == 429
+        assert json_call(token_url, user)[0] == 429
         basic = base64.b64encode(f"{DEMO_ADMIN[0]}:{DEMO_ADMIN[1]}".encode()).decode()
-        handle = example_handle(demo_enterprises(1)[0], 1)
-        status, body, headers = _http(
-            f"{node.base}/api/handles/{handle}", headers={"Authorization": f"Basic {basic}"}
+        status, body, headers = json_call(
+            f"{node.base}/api/handles/{HANDLE}", headers={"Authorization": f"Basic {basic}"}
         )
         assert status == 429 and headers["Retry-After"]
         time.sleep(2.2)  # the lock lasts login_lockout seconds
-        status, body, _ = _http(token_url, right)
+        status, body, _ = json_call(token_url, right)
         assert status == 200 and body["status"] == 1 and body["data"]["token"]
 
 
@@ -304,7 +281,7 @@ def test_an_enterprise_over_its_rate_is_refused_whatever_its_address(tmp_path: P
         token_url = f"{node.base}/identity/token"
 
         def token(username: str, password: str) -> str:
-            status, body, _ = _http(token_url, {"username": username, "password": password})
+            status, body, _ = json_call(token_url, {"username": username, "password": password})
             assert status == 200 and body["status"] == 1, body
             return str(body["data"]["token"])
 
@@ -313,19 +290,20 @@ def test_an_enterprise_over_its_rate_is_refused_whatever_its_address(tmp_path: P
         detail = f"{node.base}/identityv2/data/detail?handle={example_handle(ent1, 1)}"
         rest = f"{node.base}/api/handles/{example_handle(ent1, 1)}"
         bearer = {"Authorization": f"Bearer {first}"}
-        assert [_http(detail, headers=bearer)[0] for _ in range(2)] == [200, 200]
-        assert _http(rest, headers=bearer)[0] == 200  # the third, on the other API
-        status, body, headers = _http(detail, headers=bearer)
+        assert [json_call(detail, headers=bearer)[0] for _ in range(2)] == [200, 200]
+        assert json_call(rest, headers=bearer)[0] == 200  # the third, on the other API
+        status, body, headers = json_call(detail, headers=bearer)
         assert status == 429 and "too many requests" in body["message"]
         assert int(headers["Retry-After"]) >= 1
-        status, body, _ = _http(rest, headers=bearer)
+        status, body, _ = json_call(rest, headers=bearer)
         assert status == 429 and body["responseCode"] == rc.RC_SERVER_TOO_BUSY
         other = f"{node.base}/identityv2/data/detail?handle={example_handle(ent2, 1)}"
-        assert _http(other, headers={"Authorization": f"Bearer {second}"})[0] == 200
+        assert json_call(other, headers={"Authorization": f"Bearer {second}"})[0] == 200
         assert all(
-            _http(detail, headers={"Authorization": f"Bearer {admin}"})[0] == 200 for _ in range(5)
+            json_call(detail, headers={"Authorization": f"Bearer {admin}"})[0] == 200
+            for _ in range(5)
         )
-        assert _http(rest)[0] == 200  # anonymous callers are limited per address only
+        assert json_call(rest)[0] == 200  # anonymous callers are limited per address only
 
 
 def test_whose_budget_an_authenticated_caller_spends() -> None:
@@ -348,11 +326,10 @@ def test_whose_budget_an_authenticated_caller_spends() -> None:
 def test_a_udp_answer_is_never_much_larger_than_its_request(tmp_path: Path) -> None:
     """With a factor of 1, a demo record goes over UDP as one small RC 2 (native) or
     a truncated answer (DNS): the clients ask again over TCP and get it whole."""
-    handle = example_handle(demo_enterprises(1)[0], 1)
     env = {"IDNODE_UDP_AMPLIFICATION": "1"}
     with DemoNode(tmp_path, *SMALL_DEMO, env=env) as node:
         host, port = node.endpoints["handle"].rsplit(":", 1)
-        request = client.resolution(handle).to_bytes()
+        request = client.resolution(HANDLE).to_bytes()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.settimeout(5)
             udp.sendto(request, (host, int(port)))
@@ -365,7 +342,7 @@ def test_a_udp_answer_is_never_much_larger_than_its_request(tmp_path: Path) -> N
         assert answer.header.response_code == rc.RC_ERROR
         assert "ask over TCP" in client.error_text(answer)
         resolved = subprocess.run(
-            [sys.executable, "-m", "idnode", "resolve", handle, "--server",
+            [sys.executable, "-m", "idnode", "resolve", HANDLE, "--server",
              node.endpoints["handle"], "--udp"],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
@@ -373,7 +350,7 @@ def test_a_udp_answer_is_never_much_larger_than_its_request(tmp_path: Path) -> N
         assert "asking over TCP" in resolved.stderr
 
         dns_host, dns_port = node.endpoints["dns"].rsplit(":", 1)
-        owner = ZoneNames.of(ZONE).of_identifier(Grammar().parse(handle))
+        owner = ZoneNames.of(ZONE).of_identifier(Grammar().parse(HANDLE))
         query = dns.message.make_query(owner, dns.rdatatype.URI)
         wire = query.to_wire()
         truncated = dns.query.udp(query, dns_host, port=int(dns_port), timeout=5)
@@ -384,13 +361,9 @@ def test_a_udp_answer_is_never_much_larger_than_its_request(tmp_path: Path) -> N
         resolver.port = int(dns_port)
         whole = resolver.resolve(owner, "URI")  # retries over TCP on TC, as resolvers do
         assert any("https://" in rdata.to_text() for rdata in whole)
-        metrics = urllib.request.urlopen(f"{node.base}/metrics", timeout=10).read().decode()
+        samples = scrape(f"{node.base}/metrics")
         for protocol in ("handle_udp", "dns"):
-            line = next(
-                line
-                for line in metrics.splitlines()
-                if line.startswith("idnode_rate_limited_total{")
-                and f'protocol="{protocol}"' in line
-                and 'action="truncated"' in line
+            limited = summed(
+                samples, "idnode_rate_limited_total", protocol=protocol, action="truncated"
             )
-            assert float(line.split()[-1]) >= 1, line
+            assert limited >= 1, protocol

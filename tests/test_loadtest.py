@@ -7,17 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtest.demo_node import DemoNode
+from tests.factories import ROOT, run_module
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL_DEMO = ("--enterprises", "32", "--identifiers", "640")
 
 
@@ -29,32 +27,13 @@ def test_locust_users_load_every_protocol_without_failures(tmp_path: Path) -> No
             "IDNODE_HANDLE": node.endpoints["handle"],
             "IDNODE_DEMO_IDENTIFIERS": "640",
         }
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(ROOT / "loadtest" / "locustfile.py"),
-                "--headless",
-                "--users",
-                "12",
-                "--spawn-rate",
-                "12",
-                "--run-time",
-                "6s",
-                "--host",
-                node.base,
-                "--csv",
-                str(tmp_path / "run"),
-                "--only-summary",
-            ],
+        done = run_module(
+            "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless",
+            "--users", "12", "--spawn-rate", "12", "--run-time", "6s", "--host", node.base,
+            "--csv", str(tmp_path / "run"), "--only-summary",
             env=env,
-            capture_output=True,
-            text=True,
             timeout=90,
-            check=False,
-        )
+        )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with (tmp_path / "run_stats.csv").open(newline="") as stats:
         rows = list(csv.DictReader(stats))
@@ -77,46 +56,17 @@ def test_locust_users_load_every_protocol_without_failures(tmp_path: Path) -> No
 
 def test_daily_requirement_scenario_counts_exactly_what_was_sent(tmp_path: Path) -> None:
     out = tmp_path / "hundred-k.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtest.hundred_k",
-            "--count",
-            "2000",
-            "--rate",
-            "400",
-            "--users",
-            "16",
-            *SMALL_DEMO,
-            "--workdir",
-            str(tmp_path),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    done = run_module(
+        "loadtest.hundred_k", "--count", "2000", "--rate", "400", "--users", "16", *SMALL_DEMO,
+        "--workdir", str(tmp_path), "--out", str(out),
         timeout=240,
-        check=False,
-    )
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["sent"] == 2000 and result["failures"] == 0
     assert result["node_daily_counter"] == 2000
     assert result["persisted_daily_statistics"] == 2000
     assert result["prometheus"] == 2000
-
-
-def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_registration_benchmark_files_everything_with_audit_and_outbox(tmp_path: Path) -> None:

@@ -21,36 +21,21 @@ import dns.query
 import dns.rcode
 import pytest
 from prometheus_client import multiprocess
-from prometheus_client.parser import text_string_to_metric_families
 
 from idnode.config import Endpoint
 from resolver.handle import client
+from tests.factories import Samples, scrape, summed
 from tests.test_cli import Server, run_idnode
 from tests.test_federation import listening
-from tests.test_sync_faults import register, wait_until
+from tests.test_sync_faults import migrated_env, register, wait_until
 
 pytestmark = pytest.mark.slow
 
-ADMIN = "AKOPS:ops-secret"
 PORTS = ("--http", "127.0.0.1:0", "--handle", "127.0.0.1:0", "--dns", "127.0.0.1:0")
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], **want: str) -> float:
-    return sum(
-        value
-        for (name, labels), value in samples.items()
-        if name == "idnode_resolutions_total" and all((k, v) in labels for k, v in want.items())
-    )
+def total(samples: Samples, **want: str) -> float:
+    return summed(samples, "idnode_resolutions_total", **want)
 
 
 def gauge(url: str, name: str) -> float:
@@ -108,13 +93,7 @@ def send_load(http: str, dns_at: Endpoint, handle: Endpoint) -> int:
 
 def test_two_dns_processes_count_once_and_the_day_survives_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    env = {
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
-        "IDNODE_BOOTSTRAP_ADMIN": ADMIN,
-        "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
-        "IDNODE_ACCOUNTING_INTERVAL": "1",
-    }
-    assert run_idnode("migrate", cwd=tmp_path, env=env).returncode == 0
+    env = migrated_env(tmp_path, IDNODE_ACCOUNTING_INTERVAL="1")
     node = Server(
         "serve", *PORTS, "--workers", "2", "--metrics", "127.0.0.1:0", cwd=tmp_path, env=env
     )

@@ -29,9 +29,8 @@ import dns.message
 import dns.rdatatype
 import pytest
 
-from idnode.config import Config, Endpoint
-from idnode.node import Node, open_node
-from idnode.servers import Servers, start_servers
+from idnode.node import Node
+from idnode.servers import Servers
 from registry import store
 from registry.dnsnames import ZoneNames
 from registry.services import Actor, Registry
@@ -41,7 +40,14 @@ from registry.templates import ItemChange, RecordValue
 from resolver.handle import client as cl
 from resolver.handle import codec as c
 from tests.conftest import ApiClient
-from tests.factories import ADMIN_AK, ADMIN_SK, USER_PASSWORD, hosted_enterprise, template_spec
+from tests.factories import (
+    ADMIN_AK,
+    ADMIN_SK,
+    USER_PASSWORD,
+    hosted_enterprise,
+    node_on_loopback,
+    template_spec,
+)
 
 OWNER, GRANTED, OTHER = "88.100.1", "88.100.2", "88.100.3"
 HANDLE = f"{OWNER}/LOT-2026-07"
@@ -167,25 +173,11 @@ def check_sees(kind: str, seen: set[str], raw: bytes, where: str) -> None:
 
 @pytest.fixture
 async def running(database_url: str, tmp_path: Path) -> AsyncIterator[Running]:
-    loopback = Endpoint("127.0.0.1", 0)
-    config = Config(
-        database_url=database_url,
-        http=loopback,
-        handle=loopback,
-        dns=loopback,
-        listen_ipv6="off",
-        key_file=str(tmp_path / "node.key"),
-        server_key_file=str(tmp_path / "server.pem"),
-        bootstrap_admin=f"{ADMIN_AK}:{ADMIN_SK}",
-        allow_plain_http_auth=True,
-    )
-    async with open_node(config) as node:
-        servers = await start_servers(node, reuse_port=False, node_gauges=False)
-        try:
-            async with aiohttp.ClientSession() as session:
-                yield Running(node, servers, session)
-        finally:
-            await servers.close()
+    async with (
+        node_on_loopback(database_url, tmp_path, allow_plain_http_auth=True) as (node, servers),
+        aiohttp.ClientSession() as session,
+    ):
+        yield Running(node, servers, session)
 
 
 async def seed(run: Running) -> dict[str, str]:
@@ -230,40 +222,23 @@ async def seed(run: Running) -> dict[str, str]:
     assert granted["status"] == 1, granted
     assert granted["data"]["granteePrefixes"] == [GRANTED]
 
-    def native(prefix: str) -> cl.SecretKey:
-        return cl.SecretKey(f"0.NA/{prefix}", 300, identity_secret(prefix).encode())
+    def identity(kind: str, prefix: str, secret: str) -> Caller:
+        """The caller holding the secret of ``0.NA/<prefix>`` (index 300), over HTTP
+        Basic and the native protocol."""
+        native = cl.SecretKey(f"0.NA/{prefix}", 300, secret.encode())
+        return Caller(kind, "Handle identity", basic(f"300:0.NA/{prefix}", secret), native)
 
     run.callers = [
         Caller("anonymous", "no credentials"),
         Caller("owner", "SNMS token", bearer(tokens[OWNER])),
-        Caller(
-            "owner",
-            "Handle identity",
-            basic(f"300:0.NA/{OWNER}", identity_secret(OWNER)),
-            native(OWNER),
-        ),
+        identity("owner", OWNER, identity_secret(OWNER)),
         Caller("granted", "SNMS token", bearer(tokens[GRANTED])),
         Caller("granted", "access key", basic(keys["accessKey"], keys["secretKey"])),
-        Caller(
-            "granted",
-            "Handle identity",
-            basic(f"300:0.NA/{GRANTED}", identity_secret(GRANTED)),
-            native(GRANTED),
-        ),
+        identity("granted", GRANTED, identity_secret(GRANTED)),
         Caller("other", "SNMS token", bearer(tokens[OTHER])),
-        Caller(
-            "other",
-            "Handle identity",
-            basic(f"300:0.NA/{OTHER}", identity_secret(OTHER)),
-            native(OTHER),
-        ),
+        identity("other", OTHER, identity_secret(OTHER)),
         Caller("admin", "SNMS token", bearer(tokens["admin"])),
-        Caller(
-            "admin",
-            "Handle identity",
-            basic("300:0.NA/88.100", ADMIN_SK),
-            cl.SecretKey("0.NA/88.100", 300, ADMIN_SK.encode()),
-        ),
+        identity("admin", "88.100", ADMIN_SK),
     ]
     return tokens
 

@@ -38,10 +38,10 @@ from registry.grammar import Grammar
 from resolver.handle import client
 from resolver.handle import codec as c
 from tests.factories import needs
-from tests.test_cli import ANY_PORTS, Server, run_idnode
+from tests.test_cli import ANY_PORTS, Server
 from tests.test_federation import listening
 from tests.test_rules import VARIABLE, VARIABLES, exprs, needs_yaml, rules_of
-from tests.test_sync_faults import ADMIN, AUTH, register, toplevel, wait_until
+from tests.test_sync_faults import AUTH, migrated_env, register, toplevel, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -105,18 +105,13 @@ def drain(server: Server) -> Drained:
 def node_env(tmp_path: Path) -> dict[str, str]:
     """As tests/test_sync_faults.py's node: SQLite in tmp_path, migrated, with the
     daily counts persisted every second."""
-    env = {
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'node.db'}",
-        "IDNODE_BOOTSTRAP_ADMIN": ADMIN,
-        "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
-        "IDNODE_SYNC_TIMEOUT": "2",
-        "IDNODE_ACCOUNTING_INTERVAL": "1",
+    return migrated_env(
+        tmp_path,
+        IDNODE_SYNC_TIMEOUT="2",
+        IDNODE_ACCOUNTING_INTERVAL="1",
         # Wrong secrets are sent on purpose, over and over: no lockout (tests/test_limits.py).
-        "IDNODE_LOGIN_ATTEMPTS": "0",
-    }
-    migrated = run_idnode("migrate", cwd=tmp_path, env=env)
-    assert migrated.returncode == 0, migrated.stderr
-    return env
+        IDNODE_LOGIN_ATTEMPTS="0",
+    )
 
 
 @pytest.fixture

@@ -110,15 +110,20 @@ async def test_restricted_values_need_rights(registry: Registry, admin: Actor) -
     assert 4 not in [v.index for v in (await resolver.resolve(name, caller=stranger)).values]
 
 
+def secret_key(secret: bytes) -> HandleValue:
+    """An identity's secret (index 300), readable only by whom the record allows."""
+    return HandleValue(300, HS_SECKEY, secret, permissions=PERM_RESTRICTED)
+
+
+async def create_identity(registry: Registry, admin: Actor, name: str, secret: bytes) -> None:
+    """A record holding only the secret of the identity ``300:<name>``."""
+    await registry.handles.create(admin, name, [secret_key(secret)], overwrite=False)
+
+
 async def test_identities_and_groups(registry: Registry, admin: Actor) -> None:
     """HS_ADMIN names an identity directly or through an HS_VLIST group."""
     resolver, prefix = await seeded(registry, admin)
-    await registry.handles.create(
-        admin,
-        f"{prefix}/alice",
-        [HandleValue(300, HS_SECKEY, b"alice-pw", permissions=PERM_RESTRICTED)],
-        overwrite=False,
-    )
+    await create_identity(registry, admin, f"{prefix}/alice", b"alice-pw")
     await registry.handles.create(
         admin,
         f"{prefix}/team",
@@ -331,12 +336,7 @@ async def limited_identity(
     registry: Registry, admin: Actor, prefix: str, perms: int
 ) -> tuple[Actor, str]:
     """An identity that administers one record with only ``perms``."""
-    await registry.handles.create(
-        admin,
-        f"{prefix}/limited",
-        [HandleValue(300, HS_SECKEY, b"pw", permissions=PERM_RESTRICTED)],
-        overwrite=False,
-    )
+    await create_identity(registry, admin, f"{prefix}/limited", b"pw")
     await registry.handles.create(
         admin,
         f"{prefix}/esc",
@@ -427,7 +427,7 @@ async def test_prefix_records_keep_the_node_s_values(registry: Registry, admin: 
     await registry.handles.set_values(
         owner,
         f"0.NA/{prefix}",
-        [HandleValue(300, HS_SECKEY, b"s", permissions=PERM_RESTRICTED)],
+        [secret_key(b"s")],
         overwrite=True,
     )
     answer = await resolver.resolve(resolver.parse(f"0.NA/{prefix}"))

@@ -6,35 +6,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import socket
 import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from idnode.demo import DEMO_ADMIN, DEMO_USER_PASSWORD, demo_enterprises, example_handle
 from loadtest.demo_node import DemoNode
-from tests.factories import self_signed
+from tests.factories import json_call, self_signed
 from tests.test_cli import ANY_PORTS, run_idnode
 
 pytestmark = pytest.mark.slow
-
-
-def _call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers or {})
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as got:
-            return json.loads(got.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return json.loads(error.read() or b"null")
 
 
 def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
@@ -43,18 +27,19 @@ def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
     handle = example_handle(demo_enterprises(1)[0], 1)
     with DemoNode(tmp_path, "--enterprises", "32", "--identifiers", "64", env=env) as node:
         token_url = f"{node.base}/identity/token"
-        token = _call(token_url, {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]})["data"][
-            "token"
-        ]
-        _call(token_url, {"username": DEMO_ADMIN[0], "password": wrong})
-        _call(token_url, {"username": "ent1", "password": DEMO_USER_PASSWORD})
-        _call(f"{node.base}/identityv2/data/detail?handle={handle}", headers={
+        login = {"username": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]}
+        token = json_call(token_url, login)[1]["data"]["token"]
+        json_call(token_url, {"username": DEMO_ADMIN[0], "password": wrong})
+        json_call(token_url, {"username": "ent1", "password": DEMO_USER_PASSWORD})
+        json_call(f"{node.base}/identityv2/data/detail?handle={handle}", headers={
             "Authorization": f"Bearer {token}"
         })  # fmt: skip
         for secret in (DEMO_ADMIN[1], wrong):
             basic = base64.b64encode(f"300:0.NA/88.100:{secret}".encode()).decode()
-            _call(f"{node.base}/api/handles/{handle}", headers={"Authorization": f"Basic {basic}"})
-        _call(f"{node.base}/api/handles/{handle}?token={token}")  # a token in a URL, even
+            json_call(
+                f"{node.base}/api/handles/{handle}", headers={"Authorization": f"Basic {basic}"}
+            )
+        json_call(f"{node.base}/api/handles/{handle}?token={token}")  # a token in a URL, even
     log = (tmp_path / "node.log").read_text()
     assert '"idnode.access"' in log  # the access log was on: the requests are there
     for secret in (DEMO_ADMIN[1], wrong, DEMO_USER_PASSWORD, token):

@@ -35,8 +35,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 import resolver.handle.server
 from idnode.config import Config, Endpoint
 from idnode.listen import bind_pair, bound
-from idnode.node import Node, open_node
-from idnode.servers import Servers, start_servers
+from idnode.node import Node
+from idnode.servers import Servers
 from idnode.site import node_site
 from loadtest.refdns import free_port
 from registry.db import (
@@ -54,7 +54,7 @@ from resolver.handle import codec as c
 from sync.toplevel import ledger
 from sync.toplevel.native import TopLevelHandle
 from tests.conftest import PG_SERVER, ApiClient
-from tests.factories import ADMIN_AK, ADMIN_SK
+from tests.factories import ADMIN_AK, ADMIN_SK, node_on_loopback
 
 
 @dataclass
@@ -207,24 +207,11 @@ class Running:
 
 @pytest.fixture
 async def running(vanishing: Vanishing, tmp_path: Path) -> AsyncIterator[Running]:
-    loopback = Endpoint("127.0.0.1", 0)
-    config = Config(
-        database_url=vanishing.url,
-        http=loopback,
-        handle=loopback,
-        dns=loopback,
-        listen_ipv6="off",
-        key_file=str(tmp_path / "node.key"),
-        server_key_file=str(tmp_path / "server.pem"),
-        bootstrap_admin=f"{ADMIN_AK}:{ADMIN_SK}",
-    )
-    async with open_node(config) as node:
-        servers = await start_servers(node, reuse_port=False, node_gauges=False)
-        try:
-            async with aiohttp.ClientSession() as session:
-                yield Running(node, servers, session)
-        finally:
-            await servers.close()
+    async with (
+        node_on_loopback(vanishing.url, tmp_path) as (node, servers),
+        aiohttp.ClientSession() as session,
+    ):
+        yield Running(node, servers, session)
 
 
 LOGIN = {"username": ADMIN_AK, "password": ADMIN_SK}

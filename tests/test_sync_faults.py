@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +28,23 @@ ADMIN = "AKOPS:ops-secret"
 AUTH = "Basic " + base64.b64encode(b"300%3A0.NA/88.100:ops-secret").decode()
 
 
-@pytest.fixture
-def node_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def migrated_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a node on SQLite in ``tmp_path`` (migrated), with the ops
+    administrator and plain-HTTP authentication; ``settings``: more ``IDNODE_*``."""
     env = {
         "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'node.db'}",
         "IDNODE_BOOTSTRAP_ADMIN": ADMIN,
         "IDNODE_ALLOW_PLAIN_HTTP_AUTH": "true",
-        "IDNODE_SYNC_TIMEOUT": "2",
+        **settings,
     }
-    assert run_idnode("migrate", cwd=tmp_path, env=env).returncode == 0
-    yield env
+    migrated = run_idnode("migrate", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    return env
+
+
+@pytest.fixture
+def node_env(tmp_path: Path) -> dict[str, str]:
+    return migrated_env(tmp_path, IDNODE_SYNC_TIMEOUT="2")
 
 
 def register(base: str, count: int, tag: str) -> None:

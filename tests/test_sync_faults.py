@@ -7,6 +7,7 @@ node, in a complete sequence, and delivered (none pending) at the node."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -175,38 +177,41 @@ def test_top_level_node_down_during_1000_registrations(
     assert "backlog 0 events" in status.stdout and "parked 0 events" in status.stdout
 
 
+@contextlib.contextmanager
+def faulty_toplevel(tmp_path: Path, faults: str) -> Iterator[str]:
+    """A mock top-level node on a free port making this trouble (``--faults``): its
+    URL. Stopped at the end, when it must hold every event exactly once."""
+    port = free_port()
+    top = toplevel(tmp_path, port, faults=faults)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert top.stop() == 0
+    assert_exactly_once(tmp_path)
+
+
 def test_worker_killed_mid_batch_then_restarted(tmp_path: Path, node_env: dict[str, str]) -> None:
     seed_offline(tmp_path, node_env, 600)
-    port = free_port()
     env = dict(node_env, IDNODE_SYNC_BATCH="25")
-    top = toplevel(tmp_path, port, faults="slow=0.5,delay=0.3,seed=1")
-    try:
-        first = sync_process(tmp_path, env, f"http://127.0.0.1:{port}")
+    with faulty_toplevel(tmp_path, "slow=0.5,delay=0.3,seed=1") as top_url:
+        first = sync_process(tmp_path, env, top_url)
         total = len(outbox(tmp_path / "node.db")[0])
         assert wait_until(lambda: len(at_top(tmp_path / "top.db")[0]) >= 100, 60)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         stored = len(at_top(tmp_path / "top.db")[0])
         assert 100 <= stored < total  # killed with work left
-        sync_until_drained(tmp_path, env, f"http://127.0.0.1:{port}", 90)
-        check = dict(env, IDNODE_TOPLEVEL=f"http://127.0.0.1:{port}")
+        sync_until_drained(tmp_path, env, top_url, 90)
+        check = dict(env, IDNODE_TOPLEVEL=top_url)
         verified = run_idnode("sync", "verify", cwd=tmp_path, env=check)
         assert verified.returncode == 0, verified.stderr
         assert "verified: 0 prefixes differed" in verified.stdout  # both sides hold the same
-    finally:
-        assert top.stop() == 0
-    assert_exactly_once(tmp_path)
 
 
 def test_failing_lossy_and_slow_top_level_node(tmp_path: Path, node_env: dict[str, str]) -> None:
     seed_offline(tmp_path, node_env, 300)
-    port = free_port()
     env = dict(node_env, IDNODE_SYNC_BATCH="20")
     # 500s, acknowledgements lost after storing (so batches come twice), and
     # answers slower than the worker's 2 s timeout.
-    top = toplevel(tmp_path, port, faults="error=0.2,lost=0.25,slow=0.1,delay=3,seed=7")
-    try:
-        sync_until_drained(tmp_path, env, f"http://127.0.0.1:{port}", 150)
-    finally:
-        assert top.stop() == 0
-    assert_exactly_once(tmp_path)
+    with faulty_toplevel(tmp_path, "error=0.2,lost=0.25,slow=0.1,delay=3,seed=7") as top_url:
+        sync_until_drained(tmp_path, env, top_url, 150)

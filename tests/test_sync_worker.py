@@ -43,6 +43,12 @@ async def register(registry: Registry, admin: Actor, prefix: str, tag: str, coun
         )
 
 
+async def hosted_with_records(registry: Registry, admin: Actor, tag: str, count: int) -> None:
+    """Enterprise 1 with its prefix 88.100.1 hosted here and ``count`` records under it."""
+    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
+    await register(registry, admin, prefix, tag, count)
+
+
 async def top_level_events(url: str) -> list[tuple[int, str, str]]:
     engine = create_engine(url)
     try:
@@ -55,6 +61,22 @@ async def top_level_events(url: str) -> list[tuple[int, str, str]]:
             return [(r.seq, r.event, r.subject) for r in rows]
     finally:
         await engine.dispose()
+
+
+async def drained(registry: Registry, *, polls: int) -> None:
+    """Wait until no event waits in the outbox, looking every 50 ms, ``polls`` times
+    at the most."""
+    for _ in range(polls):
+        await asyncio.sleep(0.05)
+        async with read_transaction(registry.services.engine) as conn:
+            if (await store.outbox_counts(conn)).pending == 0:
+                return
+
+
+@pytest.fixture
+def top_url(tmp_path: Path) -> str:
+    """The database of the mock top-level node a test runs: in the test's directory."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
 
 
 async def outbox(registry: Registry) -> list[tuple[int, str, bool, bool]]:
@@ -71,7 +93,7 @@ async def outbox(registry: Registry) -> list[tuple[int, str, bool, bool]]:
 
 
 async def test_everything_arrives_once_and_in_order(
-    registry: Registry, admin: Actor, tmp_path: Path
+    registry: Registry, admin: Actor, top_url: str
 ) -> None:
     prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
     for i in range(30):
@@ -84,8 +106,7 @@ async def test_everything_arrives_once_and_in_order(
     await registry.handles.create(
         admin, "1.2.156.86.1.1.9", [HandleValue(1, "URL", b"https://o")], overwrite=False
     )
-    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
+    async with running_toplevel(top_url) as (base, _), aiohttp.ClientSession() as session:
         sync = worker(registry, base, session)
         sync.batch = 7  # several batches
         delivered = await sync.round()
@@ -93,34 +114,31 @@ async def test_everything_arrives_once_and_in_order(
     mine = await outbox(registry)
     assert delivered == len(mine) and again == 0
     assert all(done and not parked for _, _, done, parked in mine)
-    theirs = await top_level_events(url)
+    theirs = await top_level_events(top_url)
     assert [seq for seq, _, _ in theirs] == [seq for seq, _, _, _ in mine]
     assert ("identifier.created", "1.2.156.86.1.1.9") in [(e, s) for _, e, s in theirs]
 
 
 async def test_a_restarted_worker_sends_again_and_nothing_doubles(
-    registry: Registry, admin: Actor, tmp_path: Path
+    registry: Registry, admin: Actor, top_url: str
 ) -> None:
-    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
-    await register(registry, admin, prefix, "r", 10)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
+    await hosted_with_records(registry, admin, "r", 10)
+    async with running_toplevel(top_url) as (base, _), aiohttp.ClientSession() as session:
         await worker(registry, base, session).round()
         # As if the worker died after sending but before recording the answer:
         async with registry.services.engine.begin() as conn:
             await conn.execute(schema.outbox.update().values(delivered_at=None))
         fresh = worker(registry, base, session)
         assert await fresh.round() == len(await outbox(registry))
-    theirs = await top_level_events(url)
+    theirs = await top_level_events(top_url)
     assert len(theirs) == len({seq for seq, _, _ in theirs}) == len(await outbox(registry))
 
 
 async def test_refused_events_are_parked_not_dropped(
-    registry: Registry, admin: Actor, tmp_path: Path
+    registry: Registry, admin: Actor, top_url: str
 ) -> None:
     await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
+    async with running_toplevel(top_url) as (base, _), aiohttp.ClientSession() as session:
         sync = worker(registry, base, session)
         await sync.round()
         # An event the top-level node will refuse (not under 88.100), made the way
@@ -149,10 +167,9 @@ async def test_refused_events_are_parked_not_dropped(
 
 
 async def test_top_level_node_away_then_back(
-    registry: Registry, admin: Actor, tmp_path: Path
+    registry: Registry, admin: Actor, top_url: str
 ) -> None:
     prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
     async with aiohttp.ClientSession() as session:
         away = worker(registry, "http://127.0.0.1:9", session)  # nothing listens on port 9
         with pytest.raises(Unavailable):
@@ -162,25 +179,20 @@ async def test_top_level_node_away_then_back(
             backlog = await store.outbox_counts(conn)
         assert backlog.delivered == 0 and backlog.pending == len(await outbox(registry))
         assert backlog.oldest_pending is not None and backlog.oldest_pending.tzinfo is not None
-        async with running_toplevel(url) as (base, _):
+        async with running_toplevel(top_url) as (base, _):
             sync = worker(registry, base, session)
             stop = asyncio.Event()
             task = asyncio.create_task(sync.run(stop, idle=0.05))
-            for _ in range(100):
-                await asyncio.sleep(0.05)
-                async with read_transaction(registry.services.engine) as conn:
-                    if (await store.outbox_counts(conn)).pending == 0:
-                        break
+            await drained(registry, polls=100)
             stop.set()
             await asyncio.wait_for(task, 10)
-    assert len(await top_level_events(url)) == len(await outbox(registry))
+    assert len(await top_level_events(top_url)) == len(await outbox(registry))
 
 
 async def test_routes_of_other_nodes_are_pulled(
-    registry: Registry, admin: Actor, tmp_path: Path
+    registry: Registry, admin: Actor, top_url: str
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
+    async with running_toplevel(top_url) as (base, _), aiohttp.ClientSession() as session:
         other = SyncClient(base, "88.200", auth.signing_key(NodeKey.generate()), session=session)
         assert (await other.register(b"site-200", "other")).status == 200
         events = [
@@ -227,17 +239,15 @@ def test_backoff_is_bounded_full_jitter() -> None:
 
 
 async def test_verify_resends_what_the_top_level_node_lost(
-    registry: Registry, admin: Actor, tmp_path: Path
+    registry: Registry, admin: Actor, top_url: str
 ) -> None:
-    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
-    await register(registry, admin, prefix, "v", 6)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with running_toplevel(url) as (base, _), aiohttp.ClientSession() as session:
+    await hosted_with_records(registry, admin, "v", 6)
+    async with running_toplevel(top_url) as (base, _), aiohttp.ClientSession() as session:
         sync = worker(registry, base, session)
         await sync.round()
         assert await sync.verify() == {}  # both sides agree
         # The top-level node loses two records and holds one the node never had.
-        engine = create_engine(url)
+        engine = create_engine(top_url)
         async with engine.begin() as conn:
             await conn.execute(
                 ledger.backups.delete().where(
@@ -275,20 +285,18 @@ async def test_foreign_referrals_over_rest(registry: Registry, api: ApiClient) -
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_the_registry_away_pauses_the_worker_and_nothing_is_lost(
-    registry: Registry, admin: Actor, tmp_path: Path, database_url: str
+    registry: Registry, admin: Actor, top_url: str, database_url: str
 ) -> None:
     """A database restart or failover under the worker: it waits and goes on, where
     it used to end until the node restarted."""
-    prefix = await hosted_enterprise(registry, admin, 1, prefix="88.100.1")
-    await register(registry, admin, prefix, "db", 5)
+    await hosted_with_records(registry, admin, "db", 5)
     name = make_url(database_url).database
     closed = (
         f"ALTER DATABASE {name} ALLOW_CONNECTIONS false",
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
     )
-    url = f"sqlite+aiosqlite:///{tmp_path / 'top.db'}"
-    async with aiohttp.ClientSession() as session, running_toplevel(url) as (base, _):
+    async with aiohttp.ClientSession() as session, running_toplevel(top_url) as (base, _):
         sync = worker(registry, base, session)
         sync.backoff = Backoff(base=0.1, cap=0.5)
         await _pg_admin(*closed)
@@ -297,14 +305,10 @@ async def test_the_registry_away_pauses_the_worker_and_nothing_is_lost(
         try:
             await asyncio.sleep(1.5)
             assert not task.done(), task.exception() if task.done() else None
-            assert await top_level_events(url) == []
+            assert await top_level_events(top_url) == []
         finally:
             await _pg_admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            async with read_transaction(registry.services.engine) as conn:
-                if (await store.outbox_counts(conn)).pending == 0:
-                    break
+        await drained(registry, polls=200)
         stop.set()
         await asyncio.wait_for(task, 10)
-    assert len(await top_level_events(url)) == len(await outbox(registry)) >= 6
+    assert len(await top_level_events(top_url)) == len(await outbox(registry)) >= 6

@@ -25,6 +25,8 @@ ENV_PREFIX = "IDNODE_"
 DEFAULT_DB = "sqlite+aiosqlite:///idnode.db"
 DEMO_DB = "sqlite+aiosqlite:///idnode-demo.db"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+ISSUER_ALGORITHMS = ("rs256", "sm2256")
+"""``issuer_algorithm``, compared in lower case."""
 
 
 class ConfigError(ValueError):
@@ -221,6 +223,27 @@ class Config:
     """Enterprises the demo data set seeds (at least 30)."""
     demo_identifiers: int = 10240
     """Identifiers the demo data set seeds."""
+    issuer_key_file: str = ""
+    """The node's signing key as an issuer of trust (``HS_CERT``, ``HS_SIGNATURE``), PEM:
+    RSA for RS256 or SM2 for SM2256, made on first start when missing. Empty: the node
+    issues no certificates and signs no records."""
+    issuer_algorithm: str = "RS256"
+    """``RS256`` or ``SM2256``: the algorithm of ``issuer_key_file`` and of the signing
+    keys the node makes for its enterprises."""
+    issuer_identity: str = ""
+    """``index:handle`` of the node's signing key: the ``iss`` of what it issues and signs;
+    its certificate is the ``HS_CERT`` at index 400 of that handle, its key the
+    ``HS_PUBKEY`` at ``index``. Empty: ``401:0.NA/<node prefix>``."""
+    issuer_cert_file: str = ""
+    """The node's certificate from the trust root that is not this node (the national
+    root): a JWS as an ``HS_CERT`` holds it, published as the node's. Empty: a self-rooted
+    pilot, where the node certifies its own key (docs/operations.md, Trusted resolution)."""
+    issuer_cert_days: int = 365
+    """Days the certificates the node issues (its enterprises', and its own when
+    self-rooted) and its signatures are valid."""
+    resign_on_change: bool = True
+    """Re-sign a record this node signed whenever it changes, in the same transaction,
+    so its ``HS_SIGNATURE`` never goes stale."""
 
     def bootstrap_pair(self) -> tuple[str, str] | None:
         if not self.bootstrap_admin:
@@ -278,7 +301,11 @@ class Config:
             if value < low or (high is not None and value > high):
                 wanted = f"between {low} and {high}" if high is not None else f"at least {low}"
                 raise ConfigError(f"{name}: must be {wanted}, got {value}")
-        choices = {"log_format": ("auto", "json", "text"), "log_level": LOG_LEVELS}
+        choices = {
+            "log_format": ("auto", "json", "text"),
+            "log_level": LOG_LEVELS,
+            "issuer_algorithm": ISSUER_ALGORITHMS,
+        }
         for name, allowed in choices.items():
             if str(getattr(self, name)).lower() not in allowed:
                 raise ConfigError(f"{name}: must be one of {', '.join(allowed)}")
@@ -305,7 +332,7 @@ class Config:
             return self
         base = Path(self.data_dir).expanduser()
         moved: dict[str, Any] = {}
-        for name in ("key_file", "server_key_file"):
+        for name in ("key_file", "server_key_file", "issuer_key_file"):
             path = Path(getattr(self, name))
             if not path.is_absolute():
                 moved[name] = str(base / path)
@@ -377,6 +404,7 @@ INT_RANGES: dict[str, tuple[int, int | None]] = {
     "accounting_interval": (1, 3600),
     "demo_enterprises": (1, 100_000),
     "demo_identifiers": (0, 100_000_000),
+    "issuer_cert_days": (1, 36_500),
 }
 """The range of every integer setting (inclusive; None: no upper bound)."""
 

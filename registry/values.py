@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
+from .models import HandleValue
 from .wire import Reader, WireError, blob, text
 
 HS_ADMIN = "HS_ADMIN"
@@ -36,6 +37,20 @@ ALL_ADMIN_PERMISSIONS = 0x0FFF
 
 class ValueFormatError(WireError):
     """Value data does not follow the layout of its type."""
+
+
+def encode_value_content(value: HandleValue) -> bytes:
+    """A value's encoding after its index and timestamp (RFC 3651 §3.1): TTL type,
+    TTL, permissions, type, data and references. The native codec puts index and
+    timestamp before it; trusted resolution digests exactly these bytes."""
+    refs = b"".join(text(handle) + struct.pack(">I", index) for handle, index in value.references)
+    return (
+        struct.pack(">BIB", value.ttl_type, value.ttl & 0xFFFFFFFF, value.permissions)
+        + text(value.type)
+        + blob(value.data)
+        + struct.pack(">I", len(value.references))
+        + refs
+    )
 
 
 @dataclass(frozen=True, slots=True)

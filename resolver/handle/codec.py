@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass, field, replace
 
 from registry.models import HandleValue
+from registry.values import encode_value_content
 from registry.wire import Reader, WireError, blob, ints
 
 # --- versions, operations, flags ----------------------------------------------
@@ -255,20 +256,8 @@ def split_envelope(data: bytes) -> tuple[Envelope, bytes]:
 
 
 def encode_value(value: HandleValue) -> bytes:
-    refs = b"".join(blob(h.encode("utf-8")) + struct.pack(">I", i) for h, i in value.references)
-    return (
-        struct.pack(
-            ">IIBIB",
-            value.index,
-            value.timestamp & 0xFFFFFFFF,
-            value.ttl_type,
-            value.ttl & 0xFFFFFFFF,
-            value.permissions,
-        )
-        + blob(value.type.encode("utf-8"))
-        + blob(value.data)
-        + struct.pack(">I", len(value.references))
-        + refs
+    return struct.pack(">II", value.index, value.timestamp & 0xFFFFFFFF) + encode_value_content(
+        value
     )
 
 

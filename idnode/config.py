@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
+from registry.trust import IDIS_TRUST_ROOT, KeyFormatError, PublicKey, TrustRoot, load_public_key
 
 ENV_PREFIX = "IDNODE_"
 DEFAULT_DB = "sqlite+aiosqlite:///idnode.db"
@@ -244,6 +246,13 @@ class Config:
     resign_on_change: bool = True
     """Re-sign a record this node signed whenever it changes, in the same transaction,
     so its ``HS_SIGNATURE`` never goes stale."""
+    trust_root_handle: str = IDIS_TRUST_ROOT
+    """The handle of the trust root that ends every trusted chain (``idnode verify``,
+    ``GET /api/verify/NAME``): IDIS ``88.111.1/0.0``; HANDLE.NET's is ``0.0/0.0``."""
+    trust_root_keys: str = ""
+    """The trust root's public keys (RSA, DSA or SM2): PEM files separated by commas, or
+    the PEM text itself. A chain is trusted only when its self-issued root sits at
+    ``trust_root_handle`` with one of these keys. Empty: no chain is trusted."""
 
     def bootstrap_pair(self) -> tuple[str, str] | None:
         if not self.bootstrap_admin:
@@ -278,6 +287,11 @@ class Config:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key: set both, or neither")
         return (self.tls_cert, self.tls_key) if self.tls_cert else None
+
+    def trust_root(self) -> TrustRoot:
+        """The trust root verification believes: ``trust_root_handle`` and the keys of
+        ``trust_root_keys`` (ConfigError if a file cannot be read or holds no key)."""
+        return TrustRoot(self.trust_root_handle.strip(), _trust_root_keys(self.trust_root_keys))
 
     def grammar(self) -> Grammar:
         """How this node reads identifiers: its suffix case rule, and OIDs under
@@ -324,6 +338,7 @@ class Config:
         ipv6_twin(self.listen_ipv6, "127.0.0.1")
         self.time_zone_info()
         self.bootstrap_pair()
+        self.trust_root()
         return self
 
     def within_data_dir(self) -> Config:
@@ -363,6 +378,34 @@ def ipv6_twin(setting: str, host: str) -> str | None:
         return "::1" if ipaddress.ip_address(host).is_loopback else None
     except ValueError:  # a host name: its addresses are the operator's to list
         return "::1" if host == "localhost" else None
+
+
+_PEM_KEY_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+
+
+def _trust_root_keys(setting: str) -> tuple[PublicKey, ...]:
+    """``trust_root_keys``: PEM text (any number of keys), or PEM files separated by commas."""
+    if "-----BEGIN" in setting:
+        blocks = [block.encode("ascii", "replace") for block in _PEM_KEY_BLOCK.findall(setting)]
+        sources = [("trust_root_keys", block) for block in blocks] or [
+            ("trust_root_keys", setting.encode("utf-8", "replace"))
+        ]
+    else:
+        sources = []
+        for path in (p.strip() for p in setting.split(",") if p.strip()):
+            try:
+                text = Path(path).expanduser().read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"trust_root_keys: cannot read {path}: {exc.strerror}") from None
+            found = _PEM_KEY_BLOCK.findall(text.decode("ascii", "replace"))
+            sources += [(path, b.encode("ascii")) for b in found] or [(path, text)]
+    keys = []
+    for origin, data in sources:
+        try:
+            keys.append(load_public_key(data))
+        except KeyFormatError as exc:
+            raise ConfigError(f"trust_root_keys: {origin}: {exc}") from None
+    return tuple(keys)
 
 
 def parse_networks(text: str, setting: str) -> tuple[str, ...]:

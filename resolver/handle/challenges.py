@@ -88,13 +88,18 @@ class Challenges:
         connection: Connection,
         *,
         login: bool = False,
+        session_id: int = 0,
     ) -> c.Message:
-        """RC 402: a nonce under a new session id; the request waits for the answer."""
+        """RC 402: a nonce under a new session id (or under ``session_id``: a
+        challenge inside a native session, which replaces one pending there);
+        the request waits for the answer."""
         self._expire()
+        if session_id in self.pending:
+            self._drop(session_id)
         if connection.challenges >= MAX_PENDING_PER_CONNECTION or len(self.pending) >= MAX_PENDING:
             raise Busy("too many challenges awaiting an answer")
-        session = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
-        while session in self.pending:
+        session = session_id or int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
+        while not session_id and session in self.pending:
             session = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
         connection.challenges += 1
         nonce = os.urandom(c.NONCE_SIZE)

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .crypto import keys
+from .crypto.errors import BadKey
 
 _NONCE_BYTES = 12
 NODE_KEY_BYTES = 32
@@ -150,24 +153,18 @@ def load_or_create_server_key(path: Path) -> ServerKey:
     """The node's signing key (published in its HS_SITE): PEM, mode 0600, made on first start."""
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        if create_private_file(path, pem):
+        if create_private_file(path, keys.private_pem(key)):
             return key
     _refuse_if_open(path, "server key file")
     try:
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        # One line: the reason cryptography gives may span several.
+        loaded = keys.load_private_key(path.read_bytes())
+    except (OSError, BadKey) as exc:
+        # One line: the reason an OS or a key parser gives may span several.
         reason = " ".join(str(exc).split())
         raise NodeKeyError(f"cannot read server key file {path}: {reason}") from None
     if not isinstance(loaded, rsa.RSAPrivateKey | dsa.DSAPrivateKey):
-        kind = type(loaded).__name__.replace("PrivateKey", "")
         raise NodeKeyError(
-            f"server key file {path} holds an unsupported {kind} key (Handle signatures are "
-            "RSA or DSA)"
+            f"server key file {path} holds an unsupported {keys.kind(loaded)} key (Handle "
+            "signatures are RSA or DSA)"
         )
     return loaded

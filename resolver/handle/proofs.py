@@ -2,26 +2,32 @@
 
 * ``HS_SECKEY``: a MAC keyed with the shared secret over ``nonce ‖ digest``.
 * ``HS_PUBKEY``: a signature over ``nonce ‖ digest``, checked with the key the
-  identity publishes (RSA PKCS#1 v1.5 or DSA).
+  identity publishes: RSA PKCS#1 v1.5 or DSA with the hash the proof names; or, as
+  the IDIS SDK proves an SM2 identity (login op 2001 and any challenge), hash
+  ``SM3``: an SM2 signature whose message is SM3(nonce ‖ digest), under the user ID
+  that is the identity's handle (``88.111.1/admin``, no index).
 * ``HS_SIGNED`` credentials: the server signs a response when the request set CT.
 
 Signatures are made with the hash the message's version calls for (HANDLE.NET's
 rule), and name it as HANDLE.NET does: a 2.x client before 2.7 knows "SHA1" and
-refuses "SHA-256". The records these proofs travel in are encoded in :mod:`.credentials`.
+refuses "SHA-256". The records these proofs travel in are encoded in :mod:`.credentials`;
+the keys and algorithms are :mod:`registry.crypto`'s.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
 from dataclasses import replace
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
-from registry.secrets import ServerKey
+from registry.crypto import keys
+from registry.crypto.digests import SHA1_NAME, SHA256_NAME, SM3_NAME, hash_by_name, sm3
+from registry.crypto.errors import CryptoError
+from registry.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey
 from registry.values import ValueFormatError, decode_public_key
 
 from .codec import OUR_VERSION, CodecError, Message
@@ -40,26 +46,11 @@ from .credentials import (
     signed_bytes,
 )
 
-_HASHES: dict[bytes, type[hashes.HashAlgorithm]] = {
-    b"SHA-256": hashes.SHA256,
-    b"SHA256": hashes.SHA256,
-    b"SHA-1": hashes.SHA1,
-    b"SHA1": hashes.SHA1,
-    b"SHA-512": hashes.SHA512,
-    b"SHA512": hashes.SHA512,
-}
-_HASH_CODES: dict[int, type[hashes.HashAlgorithm]] = {
-    2: hashes.SHA1,
-    3: hashes.SHA256,
-}
+PrivateKey = keys.PrivateKey
+PublicKey = keys.PublicKey
 
-PrivateKey = ServerKey
-PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey
-
-SHA256_NAME = b"SHA-256"
-"""How HANDLE.NET spells SHA-256 in the signatures it makes."""
-SHA1_NAME = b"SHA1"
-"""How HANDLE.NET spells SHA-1, the only hash peers before 2.7 sign with."""
+PUBLISHED_KEYS_KEPT = 4096
+"""Decoded HS_PUBKEY values kept for the next proof of the same identity."""
 
 
 def signature_hash(
@@ -67,9 +58,11 @@ def signature_hash(
 ) -> tuple[bytes, hashes.HashAlgorithm]:
     """The hash a signature in a message of ``version`` uses, with the name written
     beside it: SHA-256 from 2.7, SHA-1 before; a DSA key keeps SHA-1 below 2.11,
-    the first version whose peers take SHA256withDSA."""
-    is_rsa = isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey)  # else DSA
-    if version >= (2, 11) or (version >= (2, 7) and is_rsa):
+    the first version whose peers take SHA256withDSA; an SM2 key always SM3."""
+    kind = keys.kind(key)
+    if kind == "SM2":
+        return SM3_NAME, hashes.SM3()
+    if version >= (2, 11) or (version >= (2, 7) and kind != "DSA"):
         return SHA256_NAME, hashes.SHA256()
     return SHA1_NAME, hashes.SHA1()  # noqa: S303 - what older peers verify
 
@@ -127,56 +120,54 @@ def verify_secret_key_proof(secret: bytes, signed_response: bytes, message: byte
         return False
 
 
-def _hash_of(algorithm: bytes) -> hashes.HashAlgorithm | None:
-    """A hash named in a proof: by name (``SHA-256``), or by a one-byte code."""
-    cls = _HASH_CODES.get(algorithm[0]) if len(algorithm) == 1 else _HASHES.get(algorithm.upper())
-    return cls() if cls else None
+@functools.lru_cache(maxsize=PUBLISHED_KEYS_KEPT)
+def _published_key(key_data: bytes) -> PublicKey:
+    """The key of an HS_PUBKEY value (decoded once per distinct value: the same
+    identity logs in again and again)."""
+    return decode_public_key(key_data)
 
 
-def verify_public_key_proof(key_data: bytes, signed_response: bytes, message: bytes) -> bool:
-    """Check an HS_PUBKEY answer against the identity's published key."""
+def verify_public_key_proof(
+    key_data: bytes, signed_response: bytes, message: bytes, *, identity: str = ""
+) -> bool:
+    """Check an HS_PUBKEY answer against the identity's published key. ``identity``,
+    the handle the answer names (no index), is an SM2 proof's user ID."""
     try:
-        key = decode_public_key(key_data)
+        key = _published_key(key_data)
         proof = SignedProof.from_bytes(signed_response)
     except (ValueFormatError, CodecError):
         return False
-    algorithm = _hash_of(proof.algorithm)
+    algorithm = hash_by_name(proof.algorithm)
     if algorithm is None:
         return False
-    return verify_signature(key, proof.signature, message, algorithm)
-
-
-def verify_signature(
-    key: PublicKey, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm
-) -> bool:
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), algorithm)
-        else:
-            key.verify(signature, data, algorithm)
-    except InvalidSignature:
-        return False
-    return True
-
-
-def sign(key: PrivateKey, data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), algorithm)
-    return key.sign(data, algorithm)
+    if isinstance(key, Sm2PublicKey):
+        if not isinstance(algorithm, hashes.SM3):
+            return False
+        return key.verify(proof.signature, sm3(message), identity)
+    return keys.verify(key, proof.signature, message, algorithm)
 
 
 def public_key_proof(
-    key: PrivateKey, message: bytes, version: tuple[int, int] = OUR_VERSION
+    key: PrivateKey,
+    message: bytes,
+    version: tuple[int, int] = OUR_VERSION,
+    *,
+    identity: str = "",
 ) -> bytes:
-    """A client's HS_PUBKEY answer, in a challenge answer of ``version``."""
+    """A client's HS_PUBKEY answer, in a challenge answer of ``version``. An SM2 key
+    signs SM3(message) under ``identity`` (the handle it proves, no index)."""
+    if isinstance(key, Sm2PrivateKey):
+        if not identity:
+            raise CryptoError("an SM2 proof needs the identity's handle as its user ID")
+        return SignedProof(SM3_NAME, key.sign(sm3(message), identity)).to_bytes()
     name, algorithm = signature_hash(key, version)
-    return SignedProof(name, sign(key, message, algorithm)).to_bytes()
+    return SignedProof(name, keys.sign(key, message, algorithm)).to_bytes()
 
 
 def sign_response(message: Message, key: PrivateKey) -> Message:
     """Attach an HS_SIGNED credential covering the response (for CT requests)."""
     name, algorithm = signature_hash(key, message.envelope.version)
-    signature = sign(key, signed_bytes(message), algorithm)
+    signature = keys.sign(key, signed_bytes(message), algorithm)
     credential = Credential(digest_algorithm=name, signature=signature)
     return replace(message, credential=credential.to_bytes())
 
@@ -191,8 +182,8 @@ def verify_response(message: Message, key: PublicKey) -> bool:
         return False
     if credential.signature_type != b"HS_SIGNED":
         return False
-    algorithm = _hash_of(credential.digest_algorithm)
+    algorithm = hash_by_name(credential.digest_algorithm)
     if algorithm is None:
         return False
     covered = signed_bytes(message, credential.signer_index)
-    return verify_signature(key, credential.signature, covered, algorithm)
+    return keys.verify(key, credential.signature, covered, algorithm)

@@ -16,7 +16,7 @@ from typing import Any
 import dns.exception
 import dns.name
 
-from . import health_cmd, logs, resolve_cmd
+from . import health_cmd, logs, resolve_cmd, verify_cmd
 from .config import DEMO_DB, Config, ConfigError, load
 from .listen import StartupError
 from .node import Node, open_node, serve
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, http=False)
 
     resolve_cmd.add_parser(sub)
+    verify_cmd.add_parser(sub)
     health_cmd.add_parser(sub)
 
     p = sub.add_parser(
@@ -504,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "resolve":  # a client: no configuration, no database
             return _run(resolve_cmd.run(args))
+        if args.command == "verify":  # a client: the trust root is all it configures
+            return _run(verify_cmd.run(args))
         if args.command == "dns-name":
             return _dns_name(args)
         if args.command == "health":

@@ -109,6 +109,7 @@ def build_http_app(node: Node) -> web.Application:
         node.registry,
         node.tokens,
         allow_plain_http_auth=node.config.allow_plain_http_auth,
+        trust_root=node.config.trust_root(),
     )
     return app
 

@@ -56,14 +56,19 @@ def dsa_key(n: int = 0) -> dsa.DSAPrivateKey:
 
 @dataclass
 class Pki:
-    """Records keyed by handle, and a root of trust at ``0.0/0.0``."""
+    """Records keyed by handle, and a root of trust (at ``0.0/0.0`` unless told)."""
 
     root_key: PrivateKey = field(default_factory=rsa_key)
     records: dict[str, list[HandleValue]] = field(default_factory=dict)
     now: int = field(default_factory=lambda: int(time.time()))
+    root: str = ROOT
+
+    @property
+    def root_id(self) -> str:
+        return f"300:{self.root}"
 
     def __post_init__(self) -> None:
-        self.certify(ROOT_ID, self.root_key, issuer=ROOT_ID, signer=self.root_key)
+        self.certify(self.root_id, self.root_key, issuer=self.root_id, signer=self.root_key)
 
     def put(self, handle: str, value: HandleValue) -> None:
         kept = [v for v in self.records.get(handle, []) if v.index != value.index]
@@ -74,7 +79,7 @@ class Pki:
         subject: str,
         key: PrivateKey,
         *,
-        issuer: str = ROOT_ID,
+        issuer: str | None = None,
         signer: PrivateKey | None = None,
         perms: Sequence[Permission] = (Permission("everything"),),
         index: int = CERT_INDEX,
@@ -85,7 +90,7 @@ class Pki:
     ) -> str:
         """An ``HS_CERT`` about ``subject`` (``index:handle``), put at its handle."""
         claims = Claims(
-            iss=issuer,
+            iss=issuer or self.root_id,
             sub=subject,
             iat=self.now,
             nbf=nbf,

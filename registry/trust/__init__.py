@@ -45,6 +45,7 @@ from .signing import DS256, RS256, SM2_DEFAULT_ID, SM2256, PrivateKey, SigningEr
 from .verify import (
     CNRI_TRUST_ROOT,
     IDIS_TRUST_ROOT,
+    MAX_SIGNATURES,
     LinkReport,
     SignatureReport,
     TrustReport,
@@ -66,6 +67,7 @@ __all__ = [
     "IDIS_TRUST_ROOT",
     "MAX_JWS_BYTES",
     "MAX_LINKS",
+    "MAX_SIGNATURES",
     "RS256",
     "SHA256",
     "SM2_DEFAULT_ID",

@@ -33,6 +33,9 @@ from .digests import UnknownDigest, compare
 from .jws import Jws, JwsError, parse_jws
 from .keys import PublicKey, same_key
 
+MAX_SIGNATURES = 16
+"""Most ``HS_SIGNATURE`` values of one record that are checked: each may cost a
+chain of 50 links, so a record cannot make a verifier work without bound."""
 CNRI_TRUST_ROOT = "0.0/0.0"
 IDIS_TRUST_ROOT = "88.111.1/0.0"
 
@@ -236,6 +239,14 @@ async def verify_record(
     if not signature_values:
         return TrustReport(handle, Verdict.NO_SIGNATURES, "the record has no HS_SIGNATURE value",
                            trust_root=root.handle)  # fmt: skip
+    if len(signature_values) > MAX_SIGNATURES:
+        return TrustReport(
+            handle,
+            Verdict.MALFORMED_SIGNATURE,
+            f"the record has {len(signature_values)} HS_SIGNATURE values; "
+            f"at most {MAX_SIGNATURES} are verified",
+            trust_root=root.handle,
+        )
     reports = []
     for value in signature_values:
         location = ValueRef(handle, value.index)

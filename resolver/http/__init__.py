@@ -8,9 +8,11 @@ from aiohttp.typedefs import Handler
 
 from registry.services import Registry
 from registry.tokens import TokenIssuer
+from registry.trust import TrustRoot
 
 from ..resolution import Resolver
-from . import hrls, proxy, rest
+from ..verification import Verification
+from . import hrls, proxy, rest, verify
 from .auth import Authenticator
 from .keys import AUTH, REGISTRY, RESOLVER
 
@@ -42,12 +44,16 @@ def setup(
     tokens: TokenIssuer,
     *,
     allow_plain_http_auth: bool = False,
+    trust_root: TrustRoot | None = None,
 ) -> None:
+    """``trust_root``: whom ``/api/verify`` believes (default: HANDLE.NET's root
+    handle with no keys, so that no chain is trusted)."""
     app[RESOLVER] = resolver
     app[REGISTRY] = registry
     app[AUTH] = Authenticator(registry, tokens, allow_plain_http=allow_plain_http_auth)
     resolver.followers.append(app[AUTH].on_changes)
     app.middlewares.append(cors)
+    verify.add_routes(app, Verification(resolver, trust_root or TrustRoot()))
     rest.add_routes(app)
     hrls.add_routes(app)
     proxy.add_routes(app)

@@ -58,6 +58,7 @@ from .listen import StartupError
 from .logs import AccessLogSwitch
 from .reloading import reload_node
 from .servers import start_servers
+from .site import load_issuer
 from .workers import Listeners, Workers, worker_count
 
 log = logging.getLogger("idnode")
@@ -111,7 +112,8 @@ def compose(
             admission=enterprise_admission(guard),
             identifier_limit=max(0, config.enterprise_identifier_limit),
             prefix_limit=max(0, config.prefix_limit),
-        )
+        ),
+        issuer=load_issuer(config),
     )
     registry.services.listeners.append(count_registrations)
     registry.services.auth_listeners.append(count_auth_failure)
@@ -174,6 +176,8 @@ async def open_node(config: Config, *, migrate_schema: bool = False) -> AsyncIte
             )
             node = compose(config, engine, node_key, reads=reads)
             await node.registry.ensure_node()
+            if node.registry.trust.enabled:
+                await node.registry.trust.publish_node_certificate()
             pair = config.bootstrap_pair()
             if pair is not None:
                 await node.registry.accounts.bootstrap_admin(*pair)

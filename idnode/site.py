@@ -1,11 +1,20 @@
 """This node's HS_SITE — where and how it answers, and the key its signed
-answers verify with — and the signing key itself."""
+answers verify with — and the signing keys themselves: the server key of
+certified answers, and the issuer key of trusted resolution."""
 
 from __future__ import annotations
 
+import stat
+import time
 from pathlib import Path
 
-from registry.secrets import ServerKey, load_or_create_server_key
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from registry.crypto import CryptoError, Sm2PrivateKey
+from registry.crypto.keys import kind, load_private_key, private_pem
+from registry.secrets import ServerKey, create_private_file, load_or_create_server_key
+from registry.services.trust import NodeIssuer, new_signing_key
+from registry.trust.issue import IssueError, SigningKey, check_algorithm
 from registry.values import (
     INTERFACE_BOTH,
     INTERFACE_QUERY,
@@ -70,3 +79,66 @@ def configured_site(config: Config) -> bytes:
         public_key=encode_public_key(load_server_key(config).public_key()),
     )
     return site.to_bytes()
+
+
+def load_or_create_issuer_key(path: Path, algorithm: str) -> SigningKey:
+    """The node's issuer key (PEM, mode 0600): made on first start in ``algorithm``
+    (RS256: RSA-2048; SM2256: SM2), else read and checked to sign with it."""
+    if not path.exists():
+        made = new_signing_key(algorithm)
+        if create_private_file(path, private_pem(made)):
+            return made
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StartupError(f"cannot read issuer_key_file {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StartupError(
+            f"issuer_key_file {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
+        )
+    try:
+        key = load_private_key(data)
+    except CryptoError as exc:
+        raise StartupError(f"issuer_key_file {path}: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey | Sm2PrivateKey):
+        raise StartupError(
+            f"issuer_key_file {path} holds a {kind(key)} key; trusted resolution signs with "
+            "RSA (RS256) or SM2 (SM2256)"
+        )
+    try:
+        check_algorithm(key, algorithm)
+    except IssueError as exc:
+        raise StartupError(f"issuer_key_file {path}: issuer_algorithm {exc}") from None
+    return key
+
+
+def load_issuer(config: Config) -> NodeIssuer | None:
+    """The node as an issuer of trust (the ``issuer_*`` settings): its key, identity
+    and certificate, checked; None when ``issuer_key_file`` is not set."""
+    if not config.issuer_key_file:
+        return None
+    algorithm = config.issuer_algorithm.upper()
+    key = load_or_create_issuer_key(Path(config.issuer_key_file), algorithm)
+    imported = None
+    if config.issuer_cert_file:
+        try:
+            imported = Path(config.issuer_cert_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise StartupError(
+                f"cannot read issuer_cert_file {config.issuer_cert_file}: {reason}"
+            ) from None
+    try:
+        return NodeIssuer.configured(
+            key,
+            algorithm=algorithm,
+            identity=config.issuer_identity,
+            node_prefix=config.node_prefix,
+            imported=imported,
+            cert_days=config.issuer_cert_days,
+            resign_on_change=config.resign_on_change,
+            now=int(time.time()),
+        )
+    except IssueError as exc:
+        raise StartupError(str(exc)) from None

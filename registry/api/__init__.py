@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from ..services import Registry
 from ..tokens import TokenIssuer
-from . import data, enterprises, files, grants, identity, prefixes, templates
+from . import data, enterprises, files, grants, identity, prefixes, templates, trust
 from .envelope import FAILED, REGISTRY, TOKENS, envelope
 from .prefixes import DEFAULT_TOPLEVEL_NAME, TOPLEVEL_NAME
 
@@ -53,5 +53,5 @@ def setup(
     app[TOKENS] = tokens
     app[TOPLEVEL_NAME] = toplevel_name
     app.middlewares.append(unknown_endpoint)
-    for module in (identity, data, templates, prefixes, enterprises, files, grants):
+    for module in (identity, data, templates, prefixes, enterprises, files, grants, trust):
         app.router.add_routes(module.routes)

@@ -15,8 +15,17 @@ from .grants import Grants
 from .handles import Handles
 from .identifiers import Identifiers
 from .templates import Templates
+from .trust import NodeIssuer, Trust
 
-__all__ = ["SYSTEM_ACTOR", "Actor", "PageRequest", "PageResult", "Registry", "Services"]
+__all__ = [
+    "SYSTEM_ACTOR",
+    "Actor",
+    "NodeIssuer",
+    "PageRequest",
+    "PageResult",
+    "Registry",
+    "Services",
+]
 
 SUFFIX_CASE_SETTING = "suffix_case"
 NODE_KEY_SETTING = "node_key_check"
@@ -26,15 +35,18 @@ class Registry:
     """The registry's services, all over one shared context (its database engine,
     node prefix and key, lockout, admission and limits: see :class:`Services`)."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, issuer: NodeIssuer | None = None) -> None:
+        """``issuer``: the node's key and identity as an issuer of trust; None: it
+        issues no certificates and signs no records."""
         self.services = services
         self.accounts = Accounts(self.services)
-        self.enterprises = Enterprises(self.services, self.accounts)
         self.templates = Templates(self.services)
         self.identifiers = Identifiers(self.services)
         self.attachments = Attachments(self.services)
         self.grants = Grants(self.services)
         self.handles = Handles(self.services, self.grants)
+        self.trust = Trust(self.services, self.handles, issuer)
+        self.enterprises = Enterprises(self.services, self.accounts, self.trust)
 
     @property
     def engine(self) -> AsyncEngine:

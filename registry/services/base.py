@@ -40,7 +40,7 @@ from ..grammar import (
     normalize_prefix,
 )
 from ..lockout import LoginLockout
-from ..models import Prefix, Principal
+from ..models import HandleValue, Prefix, Principal
 from ..permissions import HandleIdentity
 from ..secrets import NodeKey
 from ..values import SiteInfo
@@ -126,6 +126,10 @@ class ChangeEvent:
 
 
 ChangeListener = Callable[[Sequence[ChangeEvent]], None]
+
+RecordWriteHook = Callable[["Change", str, Sequence[HandleValue]], Awaitable[list[HandleValue]]]
+"""Given a record's name and the values about to be stored, in the writing
+transaction: the values to store instead (the trust service re-signs here)."""
 
 Admission = Callable[[str, str], None]
 """Spends one request of a budget — ``enterprise:<id>`` or ``identity:<handle>``
@@ -279,6 +283,9 @@ class Services:
         """Identifiers one enterprise may hold (IDIS RC 604 beyond); 0: no limit."""
         self.prefix_limit = prefix_limit
         """Enterprise prefixes the node may allocate (IDIS RC 605 beyond); 0: no limit."""
+        self.before_record_write: RecordWriteHook | None = None
+        """Sees every changed record's values before they are stored (see
+        :meth:`values_to_store`); set by the trust service to re-sign signed records."""
 
     def now(self) -> datetime:
         return self._clock()
@@ -315,6 +322,15 @@ class Services:
         room = await self.identifier_room(conn, enterprise_id)
         if room is not None and room < 1:
             raise RegisterCountLimit(registration_limit_text(self.identifier_limit))
+
+    async def values_to_store(
+        self, change: Change, record_name: str, values: Sequence[HandleValue]
+    ) -> list[HandleValue]:
+        """What a changed record is stored with, in its writing transaction: its
+        values, re-signed when it carries a signature the node keeps fresh."""
+        if self.before_record_write is None:
+            return list(values)
+        return await self.before_record_write(change, record_name, values)
 
     def auth_failed(self, credential: str) -> None:
         for listener in self.auth_listeners:

@@ -27,6 +27,7 @@ from ..records import route_site
 from .accounts import MAX_USERNAME, Accounts, check_password_digest, stored_secret
 from .attachments import link_filing_attachments
 from .base import Actor, PageRequest, PageResult, Services, managed_prefix, prefix_key
+from .trust import Trust
 
 CREDIT_CODE_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CREDIT_CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -97,9 +98,11 @@ class HostedConfig:
 
 
 class Enterprises:
-    def __init__(self, services: Services, accounts: Accounts) -> None:
+    def __init__(self, services: Services, accounts: Accounts, trust: Trust | None = None) -> None:
         self.s = services
         self.accounts = accounts
+        self.trust = trust
+        """Issues the approved enterprise's certificate (when the node is an issuer)."""
 
     # --- filing -----------------------------------------------------------
 
@@ -112,6 +115,7 @@ class Enterprises:
             if app.new_user is not None
             else None
         )
+        signing_key = self.trust.new_enterprise_key() if self.trust is not None else None
         async with self.s.change(actor) as change:
             conn = change.conn
             if await store.find_enterprise_by_credit_code(conn, app.org_crt_type, crt_code):
@@ -192,6 +196,8 @@ class Enterprises:
                 prefix_text,
                 {"prefix": prefix_text, "orgCrtCode": crt_code, "state": int(PrefixState.ENABLED)},
             )
+            if self.trust is not None and signing_key is not None:
+                await self.trust.certify_enterprise(change, prefix_text, signing_key)
             enterprise = await store.get_enterprise(conn, enterprise_id)
             prefix = await store.get_prefix_by_id(conn, prefix_id)
         assert enterprise is not None and prefix is not None

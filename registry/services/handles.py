@@ -302,6 +302,7 @@ class Handles:
     ) -> None:
         name = located.name
         stored = await store.get_identifier(change.conn, name.key)
+        values = await self.s.values_to_store(change, stored.name if stored else name.text, values)
         if stored is None:
             prefix_id = located.prefix.id if located.prefix and not name.is_prefix_handle else None
             if located.prefix is not None and prefix_id is not None:

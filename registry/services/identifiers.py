@@ -364,6 +364,7 @@ class Identifiers:
             check_value_count(len(merged))
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+        merged = await self.s.values_to_store(change, existing.name, merged)
         await store.replace_identifier_values(
             change.conn, existing, template_id=template.id, values=merged
         )

@@ -9,7 +9,7 @@ serves the whole document. ``schema`` holds the building blocks every part uses.
 from __future__ import annotations
 
 from ...tokens import TOKEN_TTL_SECONDS
-from . import data, enterprises, envelope, files, grants, identity, prefixes, templates
+from . import data, enterprises, envelope, files, grants, identity, prefixes, templates, trust
 from .envelope import SNMS_TAG
 from .schema import Schema
 
@@ -35,6 +35,7 @@ def paths() -> dict[str, Schema]:
         **files.paths(),
         **grants.paths(),
         **templates.paths(),
+        **trust.paths(),
     }
 
 
@@ -48,4 +49,5 @@ def schemas() -> dict[str, Schema]:
         **prefixes.schemas(),
         **enterprises.schemas(),
         **grants.schemas(),
+        **trust.schemas(),
     }

@@ -1,0 +1,226 @@
+"""For the tests of the node as an issuer: a registry that issues, a reader of
+what anyone may resolve, and an independent verifier of what the node signs.
+
+The verifier is written afresh from the published rules (trust.md §3, HANDLE.NET's
+and the IDIS SDK's chain walk and permission checks), not from the node's code:
+RS256 through PyJWT, SM2256 through the ``openssl`` tool, value digests from
+RFC 3651 (``tests.trust_tools.rfc3651_digest``), the chain by ``iss`` handles to
+the newest certificate about each issuer, up to a self-issued root.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from registry.crypto import Sm2PrivateKey
+from registry.db import create_engine
+from registry.grammar import Grammar
+from registry.models import HandleValue
+from registry.secrets import NodeKey
+from registry.services import NodeIssuer, Registry, Services
+from registry.trust.issue import SigningKey
+from resolver.resolution import Resolver
+from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC
+from tests.sm2_tools import openssl_verifies
+from tests.trust_tools import rfc3651_digest, rsa_key
+
+NODE_IDENTITY = f"401:0.NA/{NODE_PREFIX}"
+SM2_ID = "1234567812345678"
+_SM2_KEYS: dict[int, Sm2PrivateKey] = {}
+
+
+def sm2_key(n: int = 0) -> Sm2PrivateKey:
+    if n not in _SM2_KEYS:
+        _SM2_KEYS[n] = Sm2PrivateKey.generate()
+    return _SM2_KEYS[n]
+
+
+def node_issuer(key: SigningKey | None = None, **options: Any) -> NodeIssuer:
+    key = key if key is not None else rsa_key(7)
+    return NodeIssuer.configured(
+        key,
+        algorithm="SM2256" if isinstance(key, Sm2PrivateKey) else "RS256",
+        identity=options.pop("identity", ""),
+        node_prefix=NODE_PREFIX,
+        imported=options.pop("imported", None),
+        cert_days=options.pop("cert_days", 365),
+        resign_on_change=options.pop("resign_on_change", True),
+        now=options.pop("now", 0) or _now(),
+    )
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())
+
+
+@asynccontextmanager
+async def issuing_registry(
+    database_url: str, node_key: NodeKey, issuer: NodeIssuer | None
+) -> AsyncIterator[Registry]:
+    """The conftest registry, issuing as ``issuer``, its certificate published."""
+    engine = create_engine(database_url)
+    grammar = Grammar(oid_arc=OID_ARC, node_prefix=NODE_PREFIX)
+    services = Services(engine, node_prefix=NODE_PREFIX, node_key=node_key, grammar=grammar)
+    registry = Registry(services, issuer)
+    await registry.ensure_node()
+    await registry.accounts.bootstrap_admin(ADMIN_AK, ADMIN_SK)
+    if issuer is not None:
+        await registry.trust.publish_node_certificate()
+    try:
+        yield registry
+    finally:
+        await registry.accounts.drain()
+        await engine.dispose()
+
+
+ValuesOf = Callable[[str], Awaitable[Sequence[HandleValue] | None]]
+
+
+def public_values(registry: Registry) -> ValuesOf:
+    """What an anonymous resolver gets for a handle (None: not found)."""
+    resolver = Resolver(registry)
+
+    async def values_of(handle: str) -> Sequence[HandleValue] | None:
+        resolution = await resolver.resolve(resolver.parse(handle))
+        return resolution.values or None
+
+    return values_of
+
+
+# --- the independent verifier -----------------------------------------------------
+
+
+def b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def jws_parts(data: bytes) -> tuple[str, str, str]:
+    head, payload, signature = data.decode().split(".")
+    return head, payload, signature
+
+
+def claims_of(data: bytes) -> dict[str, Any]:
+    claims = json.loads(b64url(jws_parts(data)[1]))
+    assert isinstance(claims, dict)
+    return claims
+
+
+def jwk_pem(jwk: dict[str, str]) -> bytes:
+    """PEM of a ``publicKey`` claim: RSA from n, e; SM2 from the SPKI in ``d``."""
+    if jwk["kty"] == "SM2":
+        body = base64.encodebytes(b64url(jwk["d"])).decode().replace("\n", "")
+        lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+        return f"-----BEGIN PUBLIC KEY-----\n{lines}\n-----END PUBLIC KEY-----\n".encode()
+    n = int.from_bytes(b64url(jwk["n"]), "big")
+    e = int.from_bytes(b64url(jwk["e"]), "big")
+    return (
+        rsa.RSAPublicNumbers(e, n)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def verifies(data: bytes, jwk: dict[str, str]) -> bool:
+    """The JWS signature, checked by PyJWT (RS256) or the openssl tool (SM2256)."""
+    head, payload, signature = jws_parts(data)
+    alg = json.loads(b64url(head))["alg"]
+    pem = jwk_pem(jwk)
+    if alg == "RS256":
+        try:
+            jwt.PyJWS().decode(f"{head}.{payload}.{signature}", pem, algorithms=["RS256"])
+        except jwt.InvalidTokenError:
+            return False
+        return True
+    assert alg == "SM2256", alg
+    with tempfile.TemporaryDirectory() as folder:
+        return openssl_verifies(
+            Path(folder), pem, b64url(signature), f"{head}.{payload}".encode(), SM2_ID
+        )
+
+
+def _prefix_of(handle: str) -> str:
+    head, _, rest = handle.partition("/")
+    return rest if head.upper() == "0.NA" else head
+
+
+def _derived(prefix: str, parent: str) -> bool:
+    return prefix.upper().startswith(parent.upper() + ".")
+
+
+def allowed(perms: Sequence[dict[str, str]], handle: str) -> bool:
+    """HANDLE.NET's rules: everything; thisHandle (the handle itself); handles under
+    the prefix of ``0.NA/P``; records under, and prefix handles of, derived prefixes."""
+    for perm in perms:
+        kind, over = perm["perm"], perm.get("handle", "")
+        if kind == "everything":
+            return True
+        target = _prefix_of(over)
+        if kind == "thisHandle" and handle.upper() == over.upper():
+            return True
+        if kind == "handlesUnderThisPrefix" and handle.upper().startswith(target.upper() + "/"):
+            return True
+        if kind == "derivedPrefixes" and _derived(_prefix_of(handle), target):
+            return True
+    return False
+
+
+async def independent_verdict(
+    handle: str, values_of: ValuesOf, *, root_handle: str, root_jwk: dict[str, str], now: float
+) -> str:
+    """The verdict for a record with one HS_SIGNATURE (names as in trust.md §3)."""
+    values = list(await values_of(handle) or ())
+    signatures = [v for v in values if v.type == "HS_SIGNATURE"]
+    if not signatures:
+        return "no_signatures"
+    links = [(signatures[0].data, claims_of(signatures[0].data))]
+    seen: set[str] = set()
+    while links[-1][1]["sub"] != links[-1][1]["iss"]:
+        parent = links[-1][1]["iss"].partition(":")[2]
+        if parent.upper() in seen or len(links) > 50:
+            return "chain_not_built"
+        seen.add(parent.upper())
+        certs = [
+            (v.data, claims_of(v.data))
+            for v in await values_of(parent) or ()
+            if v.type == "HS_CERT"
+        ]
+        about = [c for c in certs if c[1]["sub"] == links[-1][1]["iss"]]
+        if not about:
+            return "chain_not_built"
+        links.append(max(about, key=lambda c: c[1].get("iat", 0)))
+    first = links[0][1]
+    if first["sub"] != handle:
+        return "wrong_handle"
+    for position, (data, claims) in enumerate(links):
+        issuer = links[min(position + 1, len(links) - 1)][1]
+        if not verifies(data, issuer["publicKey"]):
+            return "bad_signature" if position == 0 else "chain_not_trusted"
+        if not claims.get("nbf", 0) <= now <= claims.get("exp", now):
+            return "outside_dates" if position == 0 else "chain_not_trusted"
+    signed = {d["index"]: d["digest"] for d in first["digests"]["digests"]}
+    present = {v.index: v for v in values}
+    if any(i in present and rfc3651_digest(present[i]) != d for i, d in signed.items()):
+        return "digest_mismatch"
+    if any(i not in present for i in signed):
+        return "values_missing"
+    root = links[-1][1]
+    if root["sub"].partition(":")[2] != root_handle or root["publicKey"] != root_jwk:
+        return "chain_not_trusted"
+    if not all(allowed(links[p + 1][1].get("perms", []), handle) for p in range(len(links) - 1)):
+        return "not_authorized"
+    public = [v.index for v in values if v.type != "HS_SIGNATURE" and v.permissions & 2]
+    if any(i not in signed for i in public):
+        return "unsigned_values"
+    return "trusted"

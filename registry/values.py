@@ -10,9 +10,11 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
+from .crypto import keys
+from .crypto.errors import CryptoError
+from .crypto.sm2 import Sm2PublicKey
 from .models import HandleValue
 from .wire import Reader, WireError, blob, text
 
@@ -221,7 +223,15 @@ class SiteInfo:
 
 RSA_KEY_TYPE = "RSA_PUB_KEY"
 DSA_KEY_TYPE = "DSA_PUB_KEY"
+SM2_KEY_TYPE = "SM2_PUB_KEY"
+"""IDIS's key type: after the flags, one length-prefixed SubjectPublicKeyInfo (PEM
+text as the IDIS SDK writes it, or DER as its reader also takes)."""
+IDIS_PEM_WIDTH = 76
+"""The IDIS SDK writes PEM as Java's MIME base64 does: 76 columns, CRLF."""
 _PEM_START = b"-----BEGIN"
+
+PublishedKey = rsa.RSAPublicKey | dsa.DSAPublicKey | Sm2PublicKey
+"""The kinds of key an identity publishes in HS_PUBKEY that the node checks proofs with."""
 
 
 def _unsigned(number: int) -> bytes:
@@ -229,8 +239,12 @@ def _unsigned(number: int) -> bytes:
     return number.to_bytes(number.bit_length() // 8 + 1, "big")
 
 
-def encode_public_key(key: rsa.RSAPublicKey | dsa.DSAPublicKey) -> bytes:
-    """The binary ``HS_PUBKEY`` record (HANDLE.NET's encoding)."""
+def encode_public_key(key: PublishedKey) -> bytes:
+    """The binary ``HS_PUBKEY`` record: HANDLE.NET's for RSA and DSA; for SM2 the one
+    the IDIS SDK writes (``SM2_PUB_KEY``, flags, the PEM text with CRLF lines of 76)."""
+    if isinstance(key, Sm2PublicKey):
+        pem = key.to_pem(width=IDIS_PEM_WIDTH, newline=b"\r\n")
+        return text(SM2_KEY_TYPE) + b"\x00\x00" + blob(pem)
     if isinstance(key, rsa.RSAPublicKey):
         numbers = key.public_numbers()
         return (
@@ -251,15 +265,17 @@ def encode_public_key(key: rsa.RSAPublicKey | dsa.DSAPublicKey) -> bytes:
     )
 
 
-def decode_public_key(data: bytes) -> rsa.RSAPublicKey | dsa.DSAPublicKey:
-    """An ``HS_PUBKEY`` value: the binary record, or PEM text as IDIS SDKs store it."""
+def decode_public_key(data: bytes) -> PublishedKey:
+    """An ``HS_PUBKEY`` value: HANDLE.NET's binary record (RSA, DSA), IDIS's
+    ``SM2_PUB_KEY`` record holding PEM or DER, or bare PEM text as IDIS SDKs also
+    store it (any of the three kinds). Reads only: the stored bytes stay as they are."""
     if data.lstrip().startswith(_PEM_START):
         try:
-            key = serialization.load_pem_public_key(data.strip())
-        except (ValueError, TypeError) as exc:
+            key = keys.load_public_key(data)
+        except CryptoError as exc:
             raise ValueFormatError(f"HS_PUBKEY PEM is not a public key: {exc}") from None
-        if not isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
-            raise ValueFormatError(f"unsupported public key type {type(key).__name__}")
+        if not isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey | Sm2PublicKey):
+            raise ValueFormatError(f"unsupported public key type {keys.kind(key)}")
         return key
     r = Reader(data, "HS_PUBKEY data", error=ValueFormatError)
     kind = r.text()
@@ -272,6 +288,8 @@ def decode_public_key(data: bytes) -> rsa.RSAPublicKey | dsa.DSAPublicKey:
         if kind == DSA_KEY_TYPE:
             q, p, g, y = (int.from_bytes(r.blob(), "big") for _ in range(4))
             return dsa.DSAPublicNumbers(y, dsa.DSAParameterNumbers(p, q, g)).public_key()
-    except ValueError as exc:
-        raise ValueFormatError(f"HS_PUBKEY {kind} numbers are invalid: {exc}") from None
+        if kind == SM2_KEY_TYPE:
+            return Sm2PublicKey.load(r.blob())
+    except ValueError as exc:  # CryptoError is one
+        raise ValueFormatError(f"HS_PUBKEY {kind} key is invalid: {exc}") from None
     raise ValueFormatError(f"unsupported HS_PUBKEY key type {kind!r}")

@@ -12,7 +12,7 @@ from registry.trust import TrustRoot
 
 from ..resolution import Resolver
 from ..verification import Verification
-from . import hrls, proxy, rest, verify
+from . import hrls, proxy, rest, signing, verify
 from .auth import Authenticator
 from .keys import AUTH, REGISTRY, RESOLVER
 
@@ -54,6 +54,7 @@ def setup(
     resolver.followers.append(app[AUTH].on_changes)
     app.middlewares.append(cors)
     verify.add_routes(app, Verification(resolver, trust_root or TrustRoot()))
+    signing.add_routes(app)  # before the REST API's catch-all under /api/
     rest.add_routes(app)
     hrls.add_routes(app)
     proxy.add_routes(app)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from registry.api.openapi.schema import Schema
 
-from . import common, hrls, proxy, rest, verify
+from . import common, hrls, proxy, rest, signing, verify
 from .common import rate_limited
 
 __all__ = ["OPENAPI_PATH", "SECURITY_SCHEMES", "TAGS", "paths", "rate_limited", "schemas"]
@@ -34,9 +34,21 @@ SECURITY_SCHEMES: dict[str, Schema] = {
 def paths() -> dict[str, Schema]:
     """Every path of HTTP resolution, a fresh copy."""
     reserved = (OPENAPI_PATH.removeprefix("/api/"),)
-    return {**rest.paths(reserved), **verify.paths(), **proxy.paths(), **hrls.paths()}
+    return {
+        **rest.paths(reserved),
+        **verify.paths(),
+        **signing.paths(),
+        **proxy.paths(),
+        **hrls.paths(),
+    }
 
 
 def schemas() -> dict[str, Schema]:
     """The component schemas those paths name."""
-    return {**common.schemas(), **rest.schemas(), **verify.schemas(), **hrls.schemas()}
+    return {
+        **common.schemas(),
+        **rest.schemas(),
+        **verify.schemas(),
+        **signing.schemas(),
+        **hrls.schemas(),
+    }

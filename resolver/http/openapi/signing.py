@@ -1,0 +1,85 @@
+"""The document of resolver.http.signing: signing records over the REST API (an extension)."""
+
+from __future__ import annotations
+
+from registry.api.openapi.schema import Schema, json_object, path_param, query, ref, string
+from registry.services.trust import MAX_SIGN_BATCH, SIGNERS
+
+from ... import codes as rc
+from ..signing import MAX_HANDLE_CHARS, ROOT
+from .common import FORMAT, answer, operation
+
+_SIGNER = query("signer", {"enum": list(SIGNERS)}, "insist on the enterprise's or the node's key")
+
+
+def paths() -> dict[str, Schema]:
+    return {
+        ROOT: {
+            "post": operation(
+                f"Sign up to {MAX_SIGN_BATCH} records' public values, each on its own",
+                {"200": answer(ref("RestSignedMany"), "One result for each handle, in order")},
+                (400, 401, 403, 503),
+                parameters=FORMAT,
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": json_object(
+                                {
+                                    "handles": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": MAX_SIGN_BATCH,
+                                        "items": string(MAX_HANDLE_CHARS, minLength=1),
+                                    },
+                                    "signer": {"enum": list(SIGNERS)},
+                                },
+                                ("handles",),
+                            )
+                        }
+                    },
+                },
+            )
+        },
+        ROOT + "/{handle}": {
+            "post": operation(
+                "Sign a record's public values: its old HS_SIGNATURE replaced by one at index "
+                "400 up, with the enterprise's key (the node's when it has none)",
+                {"200": answer(ref("RestSigned"), "Signed")},
+                (400, 401, 403, 404, 503),
+                parameters=[
+                    path_param(
+                        "handle",
+                        string(512, minLength=1, pattern="^[0-9][^\\n]*$"),
+                        "The handle, percent-encoded (``/`` may stay as it is)",
+                        "88.100.1/SN-1",
+                    ),
+                    _SIGNER,
+                    *FORMAT,
+                ],
+            )
+        },
+    }
+
+
+def schemas() -> dict[str, Schema]:
+    signed = json_object(
+        {
+            "responseCode": {"type": "integer"},
+            "handle": {"type": "string"},
+            "index": {"type": "integer"},
+            "issuer": {"type": "string"},
+            "message": {"type": "string"},
+        },
+        ("responseCode", "handle"),
+    )
+    return {
+        "RestSigned": signed,
+        "RestSignedMany": json_object(
+            {
+                "responseCode": {"const": rc.RC_SUCCESS},
+                "results": {"type": "array", "items": signed},
+            },
+            ("responseCode", "results"),
+        ),
+    }

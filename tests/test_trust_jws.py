@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from registry.crypto import Sm2PrivateKey
+from registry.crypto.sm2 import signature_to_raw
 from registry.models import TTL_ABSOLUTE, HandleValue
 from registry.trust import (
     MAX_JWS_BYTES,
@@ -40,7 +42,16 @@ from registry.trust import (
 from registry.trust.keys import b64url_encode
 from registry.values import encode_value_content
 from resolver.handle import codec
-from tests.trust_tools import dsa_key, independently_verifies, rfc3651_digest, rsa_key, url
+from tests.sm2_tools import gmalg_signs, gmalg_verifies, openssl_signs, openssl_verifies
+from tests.trust_tools import (
+    SM2_ID,
+    dsa_key,
+    independently_verifies,
+    rfc3651_digest,
+    rsa_key,
+    sm2_key,
+    url,
+)
 
 PAYLOAD = b'{"iss":"300:88.111.1/ent","sub":"88.111.1/item"}'
 
@@ -95,6 +106,28 @@ def test_our_ds256_verifies_in_openssl_and_theirs_in_ours(tmp_path: Path) -> Non
     assert parse_jws(f"{head}.{body}.{signature}").verifies(key.public_key())
 
 
+def test_our_sm2256_verifies_in_openssl_and_gmalg_and_theirs_in_ours(tmp_path: Path) -> None:
+    key = sm2_key()
+    public = key.public_key()
+    ours = sign_jws(PAYLOAD, key)
+    assert ours.protected == b64url_encode(b'{"alg":"SM2256"}')
+    assert openssl_verifies(tmp_path, public.to_pem(), ours.signature, ours.signing_input, SM2_ID)
+    raw = signature_to_raw(ours.signature)  # DER, as the IDIS SDK writes it
+    assert gmalg_verifies(public.point, raw, ours.signing_input, SM2_ID.encode())
+    assert independently_verifies(ours.compact().encode(), key_to_jwk(public))
+    head, body = ours.protected, ours.payload_segment
+    by_openssl = openssl_signs(tmp_path, key.to_pem(), f"{head}.{body}".encode(), SM2_ID)
+    assert parse_jws(f"{head}.{body}.{b64url_encode(by_openssl)}").verifies(public)
+    by_gmalg = gmalg_signs(key.to_bytes(), f"{head}.{body}".encode(), SM2_ID.encode())
+    assert parse_jws(f"{head}.{body}.{b64url_encode(by_gmalg)}").verifies(public)  # raw r||s
+    other_id = openssl_signs(tmp_path, key.to_pem(), f"{head}.{body}".encode(), "other-id")
+    wrong = parse_jws(f"{head}.{body}.{b64url_encode(other_id)}")
+    assert wrong.problem_with(public) == "SM2256 signature does not match"
+    assert not ours.verifies(sm2_key(1).public_key())
+    short = parse_jws(f"{head}.{body}.{b64url_encode(b'0' * 10)}")
+    assert short.problem_with(public) == "SM2256 signature is neither DER (r, s) nor 64-byte r||s"
+
+
 def test_received_segments_are_verified_as_they_came() -> None:
     """A header with spaces: re-encoding it would break the signature."""
     key = rsa_key()
@@ -130,7 +163,7 @@ def test_a_tampered_payload_or_wrong_key_does_not_verify() -> None:
     good = sign_jws(PAYLOAD, key)
     forged = parse_jws(f"{good.protected}.{b64url_encode(PAYLOAD + b' ')}.{good.signature_segment}")
     assert forged.problem_with(key.public_key()) == "RS256 signature does not match"
-    assert "needs an DSA key" in (
+    assert "needs a DSA key" in (
         parse_jws(sign_jws(PAYLOAD, dsa_key()).compact()).problem_with(key.public_key()) or ""
     )
 
@@ -201,7 +234,7 @@ def test_sm2_keys_in_both_jwk_forms_and_pem() -> None:
         "09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020"
         "CCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13"
     )
-    key = Sm2PublicKey(point)
+    key = Sm2PublicKey(point)  # the GB/T 32918 example key
     jwk = key_to_jwk(key)
     assert jwk["kty"] == "SM2" and set(jwk) == {"kty", "d"}
     assert key_from_jwk(jwk) == key
@@ -209,6 +242,7 @@ def test_sm2_keys_in_both_jwk_forms_and_pem() -> None:
                          "y": b64url_encode(point[33:])}) == key  # fmt: skip
     assert load_public_key(key.pem()) == key
     assert load_public_key(key.spki()) == key
+    assert load_public_key(Sm2PrivateKey.generate().public_key().to_pem()) != key
 
 
 @pytest.mark.parametrize(
@@ -223,6 +257,7 @@ def test_sm2_keys_in_both_jwk_forms_and_pem() -> None:
         ({"kty": "DSA", "y": "AQ", "p": "AQ", "q": "AQ", "g": "AQ"}, "not a key"),
         ({"kty": "SM2", "d": "AAAA"}, "not the SubjectPublicKeyInfo"),
         ({"kty": "SM2", "x": "AAAA", "y": "AAAA"}, "32-byte"),
+        ({"kty": "SM2", "x": "AQ" * 21 + "A", "y": "AQ" * 21 + "A"}, "SM2 publicKey"),
     ],
 )
 def test_malformed_jwk_is_refused(jwk: object, words: str) -> None:

@@ -27,7 +27,16 @@ from registry.trust import (
     sign_jws,
     verify_record,
 )
-from tests.trust_tools import ROOT, ROOT_ID, Pki, dsa_key, independent_verdict, rsa_key, url
+from tests.trust_tools import (
+    ROOT,
+    ROOT_ID,
+    Pki,
+    dsa_key,
+    independent_verdict,
+    rsa_key,
+    sm2_key,
+    url,
+)
 
 ITEM = "88.111.1/item"
 ENT = "300:88.111.1/ent"
@@ -75,6 +84,19 @@ def test_a_good_three_link_chain_is_trusted() -> None:
     assert chain[-1].self_issued and report.signatures[0].root_trusted
     body = report.to_json()
     assert body["verdict"] == "trusted" and body["signatures"][0]["chain"][1]["sub"] == ENT
+
+
+def test_sm2256_chains_are_trusted_under_rsa_or_sm2_roots() -> None:
+    for root_key in (rsa_key(), sm2_key(2)):
+        pki = Pki(root_key=root_key)
+        pki.certify(PREFIX, sm2_key(1), perms=(Permission("derivedPrefixes", "0.NA/88"),))
+        pki.certify(ENT, sm2_key(), issuer=PREFIX, signer=sm2_key(1), perms=UNDER_PREFIX)
+        record = pki.sign_record(ITEM, [url(1, "https://a")], sm2_key(), ENT, as_json=True)
+        report = judge(pki, record)
+        assert report.verdict is Verdict.TRUSTED, report.reason
+        assert {link.alg for link in report.signatures[0].chain[:2]} == {"SM2256"}
+        forged = pki.sign_record(ITEM, [url(1, "https://a")], sm2_key(3), ENT)
+        assert judge(pki, forged).verdict is Verdict.BAD_SIGNATURE
 
 
 def test_a_tampered_value_is_a_digest_mismatch() -> None:

@@ -25,15 +25,18 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
+from registry.crypto import Sm2PrivateKey
 from registry.models import HandleValue
 from registry.trust import Claims, Permission, digests_claim, sign_jws
 from registry.trust.signing import PrivateKey
+from tests.sm2_tools import openssl_verifies
 
 ROOT = "0.0/0.0"
 ROOT_ID = f"300:{ROOT}"
 SIG_INDEX = 400
 CERT_INDEX = 400
 
+SM2_ID = "1234567812345678"
 _KEYS: dict[tuple[str, int], PrivateKey] = {}
 
 
@@ -51,6 +54,14 @@ def dsa_key(n: int = 0) -> dsa.DSAPrivateKey:
     if key is None:
         key = _KEYS[("dsa", n)] = dsa.generate_private_key(2048)
     assert isinstance(key, dsa.DSAPrivateKey)
+    return key
+
+
+def sm2_key(n: int = 0) -> Sm2PrivateKey:
+    key = _KEYS.get(("sm2", n))
+    if key is None:
+        key = _KEYS[("sm2", n)] = Sm2PrivateKey.generate()
+    assert isinstance(key, Sm2PrivateKey)
     return key
 
 
@@ -187,9 +198,22 @@ def _jwk_pem(jwk: dict[str, str]) -> bytes:
 
 
 def independently_verifies(data: bytes, jwk: dict[str, str]) -> bool:
-    """RS256 through PyJWT; DS256 through ``openssl dgst -sha256 -verify``."""
+    """RS256 through PyJWT; DS256 through ``openssl dgst -sha256 -verify``; SM2256
+    through ``openssl pkeyutl -verify`` with the distinguishing ID 1234567812345678."""
     head, payload, signature = _segments(data)
     alg = json.loads(_b64(head))["alg"]
+    if alg == "SM2256":
+        if jwk.get("kty") != "SM2":
+            return False
+        spki = base64.encodebytes(_b64(jwk["d"])).decode().replace("\n", "")
+        lines = "\n".join(spki[i : i + 64] for i in range(0, len(spki), 64))
+        pem = f"-----BEGIN PUBLIC KEY-----\n{lines}\n-----END PUBLIC KEY-----\n".encode()
+        with tempfile.TemporaryDirectory() as folder:
+            return openssl_verifies(
+                Path(folder), pem, _b64(signature), f"{head}.{payload}".encode(), SM2_ID
+            )
+    if jwk.get("kty") == "SM2":
+        return False
     pem = _jwk_pem(jwk)
     if alg == "RS256":
         try:

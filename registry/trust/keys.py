@@ -2,8 +2,7 @@
 certificate (a JWK), and the PEM files an operator configures as trust roots.
 
 Pure: bytes and JSON in, key objects out, and back. RSA and DSA keys are
-``cryptography`` objects; SM2 keys (curve 1.2.156.10197.1.301, which
-``cryptography`` cannot load) are :class:`Sm2PublicKey`, the uncompressed point.
+``cryptography`` objects; SM2 keys are :class:`registry.crypto.Sm2PublicKey`.
 """
 
 from __future__ import annotations
@@ -11,54 +10,41 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
+from registry import crypto
+
 
 class KeyFormatError(ValueError):
     """A key (JWK, PEM or DER) that cannot be read."""
 
 
-SM2_CURVE_OID = "1.2.156.10197.1.301"
-_SPKI_SM2_HEAD = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
-"""SubjectPublicKeyInfo of an SM2 key up to its point: id-ecPublicKey with the SM2
-curve, then a 66-byte BIT STRING (no unused bits, ``04 || x || y``)."""
-_SPKI_SM2_ALGORITHM_HEAD = bytes.fromhex("3059301306082a811ccf5501822d06082a811ccf5501822d034200")
-"""The same with the algorithm also spelt as the SM2 OID, as some Chinese toolkits write it."""
+class Sm2PublicKey(crypto.Sm2PublicKey):
+    """An SM2 public key (:class:`registry.crypto.Sm2PublicKey`), also under the
+    names this package gave it first: ``from_spki``, ``spki`` and ``pem``."""
 
-
-@dataclass(frozen=True, slots=True)
-class Sm2PublicKey:
-    """An SM2 public key: the uncompressed point ``04 || x || y`` (65 bytes)."""
-
-    point: bytes
-
-    def __post_init__(self) -> None:
-        if len(self.point) != 65 or self.point[0] != 4:
-            raise KeyFormatError("an SM2 public key is the 65-byte uncompressed point 04||x||y")
+    __slots__ = ()
 
     @classmethod
     def from_spki(cls, der: bytes) -> Sm2PublicKey:
         """From DER SubjectPublicKeyInfo (what Java's ``getEncoded`` writes)."""
-        for head in (_SPKI_SM2_HEAD, _SPKI_SM2_ALGORITHM_HEAD):
-            if der.startswith(head) and len(der) == len(head) + 65:
-                return cls(der[len(head) :])
-        raise KeyFormatError("not the SubjectPublicKeyInfo of an SM2 key (uncompressed point)")
+        try:
+            return cls(crypto.Sm2PublicKey.from_der(der).point)
+        except crypto.CryptoError as exc:
+            raise KeyFormatError(f"not the SubjectPublicKeyInfo of an SM2 key: {exc}") from None
 
     def spki(self) -> bytes:
-        return _SPKI_SM2_HEAD + self.point
+        return self.to_der()
 
     def pem(self) -> bytes:
-        body = base64.encodebytes(self.spki()).replace(b"\n", b"")
-        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-        return b"-----BEGIN PUBLIC KEY-----\n" + b"\n".join(lines) + b"\n-----END PUBLIC KEY-----\n"
+        return self.to_pem()
 
 
-PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey | Sm2PublicKey
+PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey | crypto.Sm2PublicKey
 
 
 def key_kind(key: PublicKey) -> str:
@@ -76,7 +62,7 @@ def same_key(a: PublicKey, b: PublicKey) -> bool:
         return a.public_numbers() == b.public_numbers()
     if isinstance(a, dsa.DSAPublicKey) and isinstance(b, dsa.DSAPublicKey):
         return a.public_numbers() == b.public_numbers()
-    if isinstance(a, Sm2PublicKey) and isinstance(b, Sm2PublicKey):
+    if isinstance(a, crypto.Sm2PublicKey) and isinstance(b, crypto.Sm2PublicKey):
         return a.point == b.point
     return False
 
@@ -137,7 +123,7 @@ def key_to_jwk(key: PublicKey) -> dict[str, str]:
             "q": b64url_encode(_unsigned_bytes(params.q)),
             "g": b64url_encode(_unsigned_bytes(params.g)),
         }
-    return {"kty": "SM2", "d": b64url_encode(key.spki())}
+    return {"kty": "SM2", "d": b64url_encode(key.to_der())}
 
 
 def key_from_jwk(jwk: Any) -> PublicKey:
@@ -167,52 +153,32 @@ def key_from_jwk(jwk: Any) -> PublicKey:
         y_bytes = b64url_decode(jwk.get("y", ""), "publicKey 'y'")
         if len(x_bytes) != 32 or len(y_bytes) != 32:
             raise KeyFormatError("SM2 publicKey needs 'd', or 32-byte 'x' and 'y'")
-        return Sm2PublicKey(b"\x04" + x_bytes + y_bytes)
+        try:
+            return Sm2PublicKey(b"\x04" + x_bytes + y_bytes)
+        except crypto.CryptoError as exc:
+            raise KeyFormatError(f"SM2 publicKey: {exc}") from None
     raise KeyFormatError(f"unsupported publicKey kty {kty!r}")
 
 
 # --- PEM and DER (trust-root keys) --------------------------------------------------
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN PUBLIC KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----"
-)
-
 
 def load_public_key(data: bytes) -> PublicKey:
     """A public key from PEM (``BEGIN PUBLIC KEY``) or DER SubjectPublicKeyInfo:
-    RSA, DSA, or SM2 (which ``cryptography`` cannot load, so it is read here)."""
-    text = data.strip()
-    der: bytes | None = None
-    if text.startswith(b"-----"):
-        match = _PEM_BLOCK.fullmatch(text)
-        if match:
-            try:
-                der = base64.b64decode(b"".join(match.group(1).split()), validate=True)
-            except (binascii.Error, ValueError):
-                raise KeyFormatError("PEM public key body is not base64") from None
-    else:
-        der = text
-    if der is not None and (
-        der.startswith(_SPKI_SM2_HEAD) or der.startswith(_SPKI_SM2_ALGORITHM_HEAD)
-    ):
-        return Sm2PublicKey.from_spki(der)
+    RSA, DSA or SM2, the kinds a JWS of trusted resolution is signed with."""
     try:
-        key = (
-            serialization.load_der_public_key(der)
-            if der is not None
-            else serialization.load_pem_public_key(text)
-        )
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyFormatError(f"not a public key: {exc}") from None
-    if not isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
+        key = crypto.load_public_key(data)
+    except crypto.CryptoError as exc:
+        raise KeyFormatError(str(exc)) from None
+    if not isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey | crypto.Sm2PublicKey):
         raise KeyFormatError(f"unsupported public key type {type(key).__name__}")
     return key
 
 
 def public_key_pem(key: PublicKey) -> bytes:
     """PEM SubjectPublicKeyInfo of any supported key."""
-    if isinstance(key, Sm2PublicKey):
-        return key.pem()
+    if isinstance(key, crypto.Sm2PublicKey):
+        return key.to_pem()
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

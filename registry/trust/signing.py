@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from .keys import PublicKey, Sm2PublicKey, key_kind
+from registry import crypto
+from registry.crypto.sm2 import signature_to_raw
+
+from .keys import PublicKey, key_kind
 
 RS256 = "RS256"
 DS256 = "DS256"
@@ -33,14 +36,15 @@ class SigningError(ValueError):
 
 @runtime_checkable
 class Sm2Signer(Protocol):
-    """An SM2 private key able to sign with a distinguishing ID (DER ``r, s``)."""
+    """An SM2 private key able to sign with a distinguishing ID (DER ``r, s``):
+    :class:`registry.crypto.Sm2PrivateKey`, or a hardware signer with its interface."""
 
-    def public_key(self) -> Sm2PublicKey: ...
+    def public_key(self) -> crypto.Sm2PublicKey: ...
 
     def sign(self, message: bytes, distinguishing_id: bytes) -> bytes: ...
 
 
-PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey | Sm2Signer
+PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey | crypto.Sm2PrivateKey | Sm2Signer
 
 
 def algorithm_for(key: PrivateKey | PublicKey) -> str:
@@ -49,7 +53,7 @@ def algorithm_for(key: PrivateKey | PublicKey) -> str:
         return RS256
     if isinstance(key, dsa.DSAPrivateKey | dsa.DSAPublicKey):
         return DS256
-    if isinstance(key, Sm2PublicKey | Sm2Signer):
+    if isinstance(key, crypto.Sm2PublicKey | crypto.Sm2PrivateKey | Sm2Signer):
         return SM2256
     raise SigningError(f"no JWS algorithm for a {type(key).__name__}")
 
@@ -60,7 +64,7 @@ def sign_message(private_key: PrivateKey, message: bytes) -> bytes:
         return private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     if isinstance(private_key, dsa.DSAPrivateKey):
         return private_key.sign(message, hashes.SHA256())
-    if isinstance(private_key, Sm2Signer):
+    if isinstance(private_key, crypto.Sm2PrivateKey | Sm2Signer):
         return private_key.sign(message, SM2_DEFAULT_ID)
     raise SigningError(f"cannot sign with a {type(private_key).__name__}")
 
@@ -72,7 +76,7 @@ def signature_problem(alg: str, key: PublicKey, message: bytes, signature: bytes
     if wanted is None:
         return f"unsupported algorithm {alg!r}"
     if key_kind(key) != wanted:
-        return f"{alg} needs an {wanted} key; the signer's key is {key_kind(key)}"
+        return f"{alg} needs a {wanted} key; the signer's key is {key_kind(key)}"
     if isinstance(key, rsa.RSAPublicKey):
         size = (key.key_size + 7) // 8
         if len(signature) != size:
@@ -95,5 +99,14 @@ def signature_problem(alg: str, key: PublicKey, message: bytes, signature: bytes
     return _sm2_problem(key, message, signature)
 
 
-def _sm2_problem(key: Sm2PublicKey, message: bytes, signature: bytes) -> str | None:
-    return "SM2256 signatures cannot be checked: this node has no SM2 implementation yet"
+def _sm2_problem(key: crypto.Sm2PublicKey, message: bytes, signature: bytes) -> str | None:
+    if len(signature) != 64:  # raw r || s is accepted too, as hardware signers write it
+        try:
+            signature_to_raw(signature)
+        except crypto.CryptoError:
+            return "SM2256 signature is neither DER (r, s) nor 64-byte r||s"
+    try:
+        good = key.verify(signature, message, SM2_DEFAULT_ID)
+    except crypto.CryptoError as exc:
+        return f"SM2256 signatures cannot be checked here: {exc}"
+    return None if good else "SM2256 signature does not match"

@@ -3,7 +3,8 @@
 An administrative request (or an IDIS login) from a connection that has proven
 nothing is answered RC 402 with a nonce; the request waits here, under a new
 session id, for the op-200 answer that proves an identity (HS_SECKEY or
-HS_PUBKEY). PBKDF2 proofs cost the server what the client chose, so they run
+HS_PUBKEY: RSA, DSA, or SM2 as IDIS signs it, with the identity's handle as the
+user ID). PBKDF2 proofs cost the server what the client chose, so they run
 in a small thread pool with a bounded queue.
 """
 
@@ -237,7 +238,9 @@ class Challenges:
             elif (
                 auth_type == b"HS_PUBKEY"
                 and value.type.upper() == HS_PUBKEY
-                and verify_public_key_proof(value.data, answer.signed_response, message)
+                and verify_public_key_proof(
+                    value.data, answer.signed_response, message, identity=handle
+                )
             ):
                 return HandleIdentity(handle, value.index, name.key)
         return None

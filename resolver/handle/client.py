@@ -114,7 +114,8 @@ class KeyPair:
     def answer(
         self, nonce: bytes, digest: bytes, version: tuple[int, int] = c.OUR_VERSION
     ) -> cred.ChallengeAnswer:
-        proof = public_key_proof(self.key, challenge_message(nonce, digest), version)
+        message = challenge_message(nonce, digest)
+        proof = public_key_proof(self.key, message, version, identity=self.handle)
         return cred.ChallengeAnswer(b"HS_PUBKEY", self.handle.encode(), self.index, proof)
 
 

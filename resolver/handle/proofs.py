@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from registry.crypto import keys
 from registry.crypto.digests import SHA1_NAME, SHA256_NAME, SM3_NAME, hash_by_name, sm3
 from registry.crypto.errors import CryptoError
-from registry.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey
+from registry.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey, UserId
 from registry.values import ValueFormatError, decode_public_key
 
 from .codec import OUR_VERSION, CodecError, Message
@@ -128,7 +128,7 @@ def _published_key(key_data: bytes) -> PublicKey:
 
 
 def verify_public_key_proof(
-    key_data: bytes, signed_response: bytes, message: bytes, *, identity: str = ""
+    key_data: bytes, signed_response: bytes, message: bytes, *, identity: UserId = b""
 ) -> bool:
     """Check an HS_PUBKEY answer against the identity's published key. ``identity``,
     the handle the answer names (no index), is an SM2 proof's user ID."""
@@ -152,7 +152,7 @@ def public_key_proof(
     message: bytes,
     version: tuple[int, int] = OUR_VERSION,
     *,
-    identity: str = "",
+    identity: UserId = b"",
 ) -> bytes:
     """A client's HS_PUBKEY answer, in a challenge answer of ``version``. An SM2 key
     signs SM3(message) under ``identity`` (the handle it proves, no index)."""

@@ -10,6 +10,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from tests.factories import (
     USER_PASSWORD,
     hosted_enterprise,
     record,
+    run_module,
     user_actor,
 )
 from tests.issuing_tools import (
@@ -37,6 +39,7 @@ from tests.issuing_tools import (
     issuing_registry,
     node_issuer,
     public_values,
+    sm2_key,
 )
 from tests.trust_tools import rsa_key
 
@@ -306,3 +309,51 @@ async def test_rest_errors_are_handle_response_codes(api: ApiClient, prefix: str
         headers={**NODE_IDENTITY, **JSON},
     )
     assert status == 400 and "handles[0]" in body["message"]
+
+
+async def test_sm2256_signatures_verify_with_openssl(
+    database_url: str, node_key: NodeKey, admin: Actor
+) -> None:
+    key = sm2_key(3)
+    async with issuing_registry(database_url, node_key, node_issuer(key)) as sm2:
+        actor = Actor(admin.principal, "test")
+        allocated = await hosted_enterprise(sm2, actor, 1)
+        handle = f"{allocated}/sm2-1"
+        await sm2.identifiers.create(actor, record(handle))
+        result = await sm2.trust.sign(actor, handle)
+        assert result.ok and result.issuer == f"401:0.NA/{allocated}"
+        values_of = public_values(sm2)
+        signature = next(v for v in await values_of(handle) or () if v.type == "HS_SIGNATURE")
+        assert (
+            json.loads(base64.urlsafe_b64decode(signature.data.split(b".")[0] + b"=="))["alg"]
+            == "SM2256"
+        )
+        jwk = key_to_jwk(jws_public_key(key))
+        now = time.time()
+        verdict = await independent_verdict(
+            handle, values_of, root_handle=ROOT_HANDLE, root_jwk=jwk, now=now
+        )
+        assert verdict == "trusted"  # every link checked by the openssl tool
+        root = TrustRoot(ROOT_HANDLE, (jws_public_key(key),))
+        report = await verify_record(handle, await values_of(handle) or (), values_of, root)
+        assert report.verdict.code == "trusted"
+        # Re-signed with SM2 on change, still trusted.
+        await sm2.identifiers.update(actor, record(handle, url="https://example.com/sm2"))
+        verdict = await independent_verdict(
+            handle, values_of, root_handle=ROOT_HANDLE, root_jwk=jwk, now=now
+        )
+        assert verdict == "trusted"
+
+
+def test_bench_signs_within_bounds(tmp_path: Path) -> None:
+    """The benchmark's smoke run: a few records of each algorithm, every one verified."""
+    out = tmp_path / "bench-trust-sign.json"
+    done = run_module(
+        "loadtest.bench_trust_sign",
+        *("--records", "5", "--rounds", "50", "--seconds", "5", "--out", str(out)),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["ok"] and [r["algorithm"] for r in figures["runs"]] == ["RS256", "SM2256"]
+    assert all(r["verified"] and r["sign_ms_median"] > 0 for r in figures["runs"])

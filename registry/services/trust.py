@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import store
 from ..crypto import CryptoError, Sm2PrivateKey
@@ -41,8 +42,8 @@ from ..errors import (
     Unauthenticated,
 )
 from ..grammar import HandleName, LimitExceeded, check_value_count, is_under, prefix_handle
-from ..models import PERM_RESTRICTED, HandleValue, Identifier
-from ..records import Located, Where
+from ..models import PERM_RESTRICTED, Enterprise, HandleValue, Identifier, Prefix
+from ..records import Directory, Located, StoreDirectory, Where, locate
 from ..secrets import open_value, seal_value
 from ..trust import issue
 from ..trust.chain import HS_CERT
@@ -372,9 +373,10 @@ class Trust:
     async def sign_many(
         self, actor: Actor, names: Sequence[str], *, signer: str | None = None
     ) -> list[SignResult]:
-        """Sign up to :data:`MAX_SIGN_BATCH` records in one transaction, each in a
-        savepoint of its own: a record that cannot be signed is reported and left
-        untouched, the others are signed (per-handle atomicity, as SNMS batches)."""
+        """Sign up to :data:`MAX_SIGN_BATCH` records in one transaction, each on its
+        own: a record that cannot be signed is reported and left untouched (every
+        refusal comes before its first write), the others are signed. A failure of
+        the database itself fails the call whole: nothing is written."""
         self.require_issuer()
         _check_signer(signer)
         if not names:
@@ -385,15 +387,22 @@ class Trust:
             )
         results: list[SignResult] = []
         async with self.s.change(actor) as change:
+            directory = _TransactionDirectory(change.conn)
             for name_text in names:
                 try:
-                    async with change.item():
-                        results.append(await self._sign_one(change, name_text, signer))
+                    results.append(await self._sign_one(change, name_text, signer, directory))
                 except RegistryError as exc:
                     results.append(SignResult(str(name_text), False, str(exc), error=exc))
         return results
 
-    async def _sign_one(self, change: Change, name_text: str, signer: str | None) -> SignResult:
+    async def _sign_one(
+        self,
+        change: Change,
+        name_text: str,
+        signer: str | None,
+        directory: Directory | None = None,
+    ) -> SignResult:
+        """Sign one record inside ``change``; every refusal is raised before any write."""
         if not isinstance(name_text, str) or not name_text:
             raise InvalidRequest("handle 应为非空字符串 (a handle is a non-empty string)")
         name = self.handles.parse(name_text)
@@ -401,7 +410,13 @@ class Trust:
             raise InvalidValue(
                 f"{name.text} is a prefix record, kept by the node: only identifiers are signed"
             )
-        located = await self.handles.locate(change.conn, name)
+        located = await locate(
+            change.conn,
+            name,
+            node_prefix=self.s.node_prefix,
+            site=self.s.site,
+            directory=directory,
+        )
         if located.where is not Where.HERE:
             raise NotServedHere(f"handle {name.text} is not kept by this node")
         if located.prefix is not None and not located.prefix.writable:
@@ -495,10 +510,11 @@ class Trust:
             check_value_count(len(values))
         except LimitExceeded as exc:
             raise InvalidValue(str(exc)) from None
+        version = await self._template_version(change, stored)
+        # The writes, last: nothing above them may fail once they begin.
         await store.replace_identifier_values(
             change.conn, stored, template_id=stored.template_id, values=values
         )
-        version = await self._template_version(change, stored)
         await change.record(
             "identifier.updated",
             stored.name,
@@ -603,6 +619,29 @@ class Trust:
             record_payload(record_name, None, values),
             {"indexes": [v.index for v in values]},
         )
+
+
+class _TransactionDirectory:
+    """Prefixes and enterprises read once per signing call: its records share them,
+    and the call changes neither (a :class:`registry.records.Directory`)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._store = StoreDirectory(conn)
+        self._prefixes: dict[str, Prefix | None] = {}
+        self._enterprises: dict[int, Enterprise | None] = {}
+
+    async def prefix(self, key: str) -> Prefix | None:
+        if key not in self._prefixes:
+            self._prefixes[key] = await self._store.prefix(key)
+        return self._prefixes[key]
+
+    async def enterprise(self, enterprise_id: int) -> Enterprise | None:
+        if enterprise_id not in self._enterprises:
+            self._enterprises[enterprise_id] = await self._store.enterprise(enterprise_id)
+        return self._enterprises[enterprise_id]
+
+    async def foreign(self, key: str) -> store.ForeignRoute | None:
+        return await self._store.foreign(key)
 
 
 _ENTERPRISE_INDEXES = {

@@ -20,6 +20,7 @@ from registry.trust import (
     TrustRoot,
     Verdict,
     authorizes,
+    clear_caches,
     digests_claim,
     key_to_jwk,
     public_key_pem,
@@ -334,3 +335,15 @@ def test_trust_root_keys_from_files_or_inline(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_text("not a key")
     with pytest.raises(ConfigError, match="bad.pem"):
         Config(trust_root_keys=str(tmp_path / "bad.pem")).validate()
+
+
+def test_remembered_checks_never_hide_a_change() -> None:
+    pki = Pki()
+    three_links(pki)
+    record = signed_item(pki)
+    assert judge(pki, record).verdict is Verdict.TRUSTED
+    assert judge(pki, record).verdict is Verdict.TRUSTED  # from memory, the same
+    three_links(pki, ent_perms=(Permission("thisHandle", "88.111.1/other"),))
+    assert judge(pki, record).verdict is Verdict.NOT_AUTHORIZED
+    clear_caches()
+    assert judge(pki, record).verdict is Verdict.NOT_AUTHORIZED

@@ -52,6 +52,7 @@ from .verify import (
     TrustRoot,
     Verdict,
     authorizes,
+    clear_caches,
     needs_signature,
     verify_record,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "Verdict",
     "authorizes",
     "build_chain",
+    "clear_caches",
     "compare",
     "digests_claim",
     "key_from_jwk",

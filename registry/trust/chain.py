@@ -12,6 +12,7 @@ recursion to other nodes, a fixed set in a test).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,32 @@ def same_handle(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and prefix_upper(a) == prefix_upper(b)
 
 
+REMEMBERED_BYTES = 16 * 1024
+"""Certificates and signed inputs up to this size are remembered (a certificate is
+1–3 KiB): the memory the caches may take stays a few MiB whatever records say."""
+
+
+def read_certificate(data: bytes) -> tuple[Jws, Claims] | str:
+    """A certificate's JWS and claims, or why it is none. Remembered by its bytes:
+    the same few certificates end every chain, and their bytes never change."""
+    if len(data) > REMEMBERED_BYTES:
+        return _read_certificate.__wrapped__(data)
+    return _read_certificate(data)
+
+
+@functools.lru_cache(maxsize=512)
+def _read_certificate(data: bytes) -> tuple[Jws, Claims] | str:
+    try:
+        jws = parse_jws(data)
+        return jws, Claims.from_json(jws.payload)
+    except (JwsError, ClaimsError) as exc:
+        return str(exc)
+
+
+def forget_certificates() -> None:
+    _read_certificate.cache_clear()
+
+
 def _newest_certificate(
     values: Sequence[HandleValue], subject: str, handle: str
 ) -> tuple[Jws, Claims, ValueRef] | None:
@@ -75,11 +102,10 @@ def _newest_certificate(
     for value in values:
         if value.type.upper() != HS_CERT:
             continue
-        try:
-            jws = parse_jws(value.data)
-            claims = Claims.from_json(jws.payload)
-        except (JwsError, ClaimsError):
+        certificate = read_certificate(value.data)
+        if isinstance(certificate, str):
             continue
+        jws, claims = certificate
         if claims.sub != subject:
             continue
         if best is None or _issued_later(claims, best[1]):
@@ -107,11 +133,10 @@ async def _lookup(link: str, subject: str, values_of: ValuesOf) -> tuple[Jws, Cl
         chosen = next((v for v in values if v.index == ref.index), None)
         if chosen is None:
             raise ChainError(f"{ref} does not exist")
-        try:
-            jws = parse_jws(chosen.data)
-            return jws, Claims.from_json(jws.payload), ref
-        except (JwsError, ClaimsError) as exc:
-            raise ChainError(f"{ref} is not a certificate: {exc}") from None
+        certificate = read_certificate(chosen.data)
+        if isinstance(certificate, str):
+            raise ChainError(f"{ref} is not a certificate: {certificate}")
+        return certificate[0], certificate[1], ref
     found = _newest_certificate(values, subject, ref.handle)
     if found is None:
         raise ChainError(f"{ref.handle} has no HS_CERT about {subject}")

@@ -24,6 +24,13 @@ MAX_JWS_BYTES = 64 * 1024
 before any decoding, so no value can make the node parse megabytes."""
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-]*")
+_CHECKED: dict[tuple[bytes, bytes], tuple[PublicKey, str | None]] = {}
+"""Outcomes of signature checks, by what was signed and the signature, with the key
+object checked against: certificates are checked again on every verification of
+a record below them, with the very key objects their (remembered) parents hold."""
+_CHECKED_SIZE = 1024
+_CHECKED_BYTES = 16 * 1024
+"""Only checks of inputs up to this size are remembered: at most ~16 MiB in all."""
 
 
 class JwsError(ValueError):
@@ -63,10 +70,23 @@ class Jws:
 
     def problem_with(self, key: PublicKey) -> str | None:
         """None when ``key`` made this signature; otherwise why it does not verify."""
-        return signature_problem(self.alg, key, self.signing_input, self.signature)
+        remembered = _CHECKED.get((self.signing_input, self.signature))
+        if remembered is not None and remembered[0] is key:
+            return remembered[1]
+        problem = signature_problem(self.alg, key, self.signing_input, self.signature)
+        if len(self.signing_input) <= _CHECKED_BYTES:
+            _CHECKED[(self.signing_input, self.signature)] = (key, problem)
+            if len(_CHECKED) > _CHECKED_SIZE:
+                del _CHECKED[next(iter(_CHECKED))]
+        return problem
 
     def verifies(self, key: PublicKey) -> bool:
         return self.problem_with(key) is None
+
+
+def forget_checks() -> None:
+    """Forget every remembered signature check."""
+    _CHECKED.clear()
 
 
 def _segment(text: Any, what: str) -> tuple[str, bytes]:

@@ -18,7 +18,16 @@ from typing import Any
 
 from registry.models import PUBLIC_READ, HandleValue
 
-from .chain import HS_SIGNATURE, ChainError, Link, ValuesOf, build_chain, prefix_upper, same_handle
+from .chain import (
+    HS_SIGNATURE,
+    ChainError,
+    Link,
+    ValuesOf,
+    build_chain,
+    forget_certificates,
+    prefix_upper,
+    same_handle,
+)
 from .claims import (
     DERIVED_PREFIXES,
     EVERYTHING,
@@ -30,7 +39,7 @@ from .claims import (
     ValueRef,
 )
 from .digests import UnknownDigest, compare
-from .jws import Jws, JwsError, parse_jws
+from .jws import Jws, JwsError, forget_checks, parse_jws
 from .keys import PublicKey, same_key
 
 MAX_SIGNATURES = 16
@@ -218,6 +227,14 @@ class TrustReport:
 
 
 # --- verification ------------------------------------------------------------------
+
+
+def clear_caches() -> None:
+    """Forget the certificates read and the signatures checked (benchmarks measure
+    verification from nothing with it; nothing else needs it: both are remembered
+    by their exact bytes, so a change is never served from memory)."""
+    forget_certificates()
+    forget_checks()
 
 
 def needs_signature(value: HandleValue) -> bool:

@@ -26,7 +26,7 @@ from registry.services import Actor
 from registry.trust import Permission, public_key_pem, sign_jws
 from resolver.handle import client as cl
 from resolver.handle import codec as c
-from tests.factories import ADMIN_AK, ADMIN_SK, hosted_enterprise, node_on_loopback
+from tests.factories import ADMIN_AK, ADMIN_SK, hosted_enterprise, node_on_loopback, record_json
 from tests.native_node import node_secret
 from tests.trust_tools import Pki, dsa_key, rsa_key, url
 
@@ -261,3 +261,37 @@ async def test_idnode_verify_judges_over_the_native_protocol(
     bad_key.write_text("not a key")
     assert await verify_cmd.run(_args(running, tmp_path, root_key=[str(bad_key)])) == 2
     assert "bad.pem" in capsys.readouterr().err
+
+
+async def test_snms_updates_keep_signed_values_byte_for_byte(running: Running) -> None:
+    """An SNMS value holds at most 255 characters, so no JWS is written through it;
+    but an SNMS update of a record leaves the values outside its template alone."""
+    name = f"{PREFIX}/snms-updated"
+    status, login, _ = await running.http(
+        "POST",
+        "/identity/token",
+        {"username": ADMIN_AK, "password": ADMIN_SK},
+        {"Content-Type": "application/json"},
+    )
+    bearer = {
+        "Authorization": f"Bearer {login['data']['token']}",
+        "Content-Type": "application/json",
+    }
+    status, body, _ = await running.http("POST", "/identityv2/data", record_json(name), bearer)
+    assert status == 200 and body["status"] == 1, body
+    signed = _signed_values()[1:]
+    headers = {"Authorization": BASIC, "Content-Type": "application/json"}
+    put = {"values": [_rest_value(v, "string") for v in signed]}
+    status, answer, _ = await running.http(
+        "PUT", f"/api/handles/{name}?index=400&index=401", put, headers
+    )
+    assert status == 201, answer
+    changed = record_json(name, url="https://example.com/changed")
+    status, body, _ = await running.http("PUT", "/identityv2/data", changed, bearer)
+    assert status == 200 and body["status"] == 1, body
+    answer = await cl.tcp_call(
+        running.servers.handle.host, running.servers.handle.port, cl.resolution(name)
+    )
+    found = {v.index: v.data for v in cl.values_of(answer)}
+    assert found[2000] == b"https://example.com/changed"
+    assert {i: found[i] for i in (400, 401)} == {v.index: v.data for v in signed}

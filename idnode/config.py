@@ -349,7 +349,7 @@ class Config:
         moved: dict[str, Any] = {}
         for name in ("key_file", "server_key_file", "issuer_key_file"):
             path = Path(getattr(self, name))
-            if not path.is_absolute():
+            if getattr(self, name) and not path.is_absolute():  # an optional one may be unset
                 moved[name] = str(base / path)
         for name in ("database_url", "toplevel_database_url"):
             url = _sqlite_within(getattr(self, name), base)

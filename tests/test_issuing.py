@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from idnode.config import Config
+from idnode.config import Config, load
 from idnode.listen import StartupError
 from idnode.site import load_issuer
 from registry import store
@@ -284,3 +284,9 @@ def test_issuer_key_is_made_on_first_start(tmp_path: Path) -> None:
     assert again is not None and again.key.public_key() == made.key.public_key()
     assert str(again.identity) == NODE_IDENTITY
     assert load_issuer(Config()) is None
+
+
+def test_issuer_key_file_follows_the_data_dir_only_when_set() -> None:
+    assert load(environ={}, overrides={"data_dir": "/srv/idnode"}).issuer_key_file == ""
+    moved = load(environ={"IDNODE_ISSUER_KEY_FILE": "issuer.pem"}, overrides={"data_dir": "/srv/x"})
+    assert moved.issuer_key_file == "/srv/x/issuer.pem"

@@ -88,8 +88,7 @@ class _Library:
 
     def __init__(self) -> None:
         self._lib: ctypes.CDLL | None = None
-        self.sm3: int = 0
-        """The fetched SM3 EVP_MD, kept for the life of the process."""
+        self._sm3: int = 0
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -108,9 +107,16 @@ class _Library:
             if not sm3:
                 lib.ERR_clear_error()
                 raise Unavailable("this OpenSSL has no SM3")
-            self.sm3 = sm3
+            self._sm3 = sm3
             self._lib = lib
         return self._lib
+
+    @property
+    def sm3(self) -> int:
+        """The fetched SM3 EVP_MD, kept for the life of the process."""
+        if self._lib is None:
+            self.lib  # noqa: B018 - loading fetches it
+        return self._sm3
 
 
 libcrypto = _Library()

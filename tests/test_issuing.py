@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
@@ -31,7 +32,14 @@ from registry.trust.jws import parse_jws
 from registry.trust.keys import key_to_jwk
 from registry.values import decode_public_key
 from resolver.resolution import Resolver
-from tests.factories import ADMIN_AK, ADMIN_SK, application, hosted_enterprise, user_actor
+from tests.factories import (
+    ADMIN_AK,
+    ADMIN_SK,
+    application,
+    hosted_enterprise,
+    node_on_loopback,
+    user_actor,
+)
 from tests.issuing_tools import (
     NODE_IDENTITY,
     claims_of,
@@ -41,6 +49,7 @@ from tests.issuing_tools import (
     sm2_key,
     verifies,
 )
+from tests.test_cli import run_idnode
 from tests.trust_tools import rsa_key
 
 NODE_KEY = rsa_key(7)
@@ -290,3 +299,45 @@ def test_issuer_key_file_follows_the_data_dir_only_when_set() -> None:
     assert load(environ={}, overrides={"data_dir": "/srv/idnode"}).issuer_key_file == ""
     moved = load(environ={"IDNODE_ISSUER_KEY_FILE": "issuer.pem"}, overrides={"data_dir": "/srv/x"})
     assert moved.issuer_key_file == "/srv/x/issuer.pem"
+
+
+async def test_a_node_started_as_issuer_publishes_its_certificate(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The composition root's path: the key made at start, the certificate published
+    before the node serves, the issuer shown by the SNMS extension."""
+    key_file = tmp_path / "issuer.pem"
+    async with node_on_loopback(
+        database_url, tmp_path, issuer_key_file=str(key_file), issuer_algorithm="SM2256"
+    ) as (_, servers):
+        base = f"http://127.0.0.1:{servers.http.port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/api/handles/0.NA/88.100?index=400") as resp:
+                body = await resp.json()
+            cert = body["values"][0]
+            assert cert["type"] == "HS_CERT" and cert["index"] == 400
+            assert claims_of(cert["data"]["value"].encode())["sub"] == NODE_IDENTITY
+            login = {"username": ADMIN_AK, "password": ADMIN_SK}
+            async with session.post(f"{base}/identity/token", json=login) as resp:
+                token = (await resp.json())["data"]["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.get(f"{base}/snms/api/trust/issuer", headers=headers) as resp:
+                issuer = (await resp.json())["data"]
+    assert issuer["algorithm"] == "SM2256" and issuer["selfRooted"]
+    assert issuer["certificate"]["publicKey"]["kty"] == "SM2"
+    assert "PRIVATE" not in json.dumps(issuer)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.slow
+def test_idnode_refuses_a_bad_issuer_key_in_one_line(tmp_path: Path) -> None:
+    assert run_idnode("migrate", cwd=tmp_path).returncode == 0
+    (tmp_path / "issuer.pem").write_bytes(
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    )
+    (tmp_path / "issuer.pem").chmod(0o600)
+    done = run_idnode("serve", cwd=tmp_path, env={"IDNODE_ISSUER_KEY_FILE": "issuer.pem"})
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("idnode: cannot start: issuer_key_file issuer.pem"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

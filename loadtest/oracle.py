@@ -135,9 +135,10 @@ def read_native(request: bytes) -> c.Message | None:
 
 def native_answer_owed(request: bytes, asked: c.Message | None, *, udp: bool) -> bool:
     """Whether the protocol owes ``request`` (read as ``asked``) an answer: never to a
-    response (nothing was asked), and over UDP not to bytes that do not decode and are
-    shorter than an envelope and a header (any answer would be larger: amplification)."""
-    if asked is not None:
+    response (nothing was asked), and over UDP not to bytes that do not decode (or are
+    encrypted) and are shorter than an envelope and a header (any answer would be
+    larger: amplification)."""
+    if asked is not None and not c.is_encrypted(request):
         return not asked.is_response
     return not (udp and len(request) < c.ENVELOPE_SIZE + c.HEADER_SIZE)
 
@@ -158,7 +159,11 @@ def check_native_answer(request: bytes, asked: c.Message | None, answer: bytes) 
     code = message.header.response_code
     if code == 0:
         raise WrongAnswer("answer without a response code", answer[:_SHOWN].hex())
-    if asked is None:
+    if c.is_encrypted(request) and 500 <= code <= 505 and message.opcode == 0:
+        # Encrypted under no session the node holds: a session error (HANDLE.NET's
+        # opcode 0), whatever the ciphertext would read as in the clear.
+        asked_id = c.Envelope.from_bytes(request).request_id
+    elif asked is None:
         if code != RC_PROTOCOL_ERROR:
             raise WrongAnswer("garbage not answered with RC 4", str(code))
         asked_id = (

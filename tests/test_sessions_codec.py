@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +15,8 @@ from resolver.handle import codec as c
 from resolver.handle import credentials as cred
 from resolver.handle import session_codec as sc
 from resolver.handle import session_crypto as crypto
+from tests import vectors
 
-VECTORS = Path(__file__).parent / "vectors"
 OAKLEY_GROUP_2 = int(
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A0879"
     "8E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B"
@@ -29,7 +27,8 @@ OAKLEY_GROUP_2 = int(
 
 
 def homena() -> list[bytes]:
-    flow = json.loads((VECTORS / "cnri-homena-session.json").read_text())
+    """HomeNA's captured flow: every message's bytes, in order."""
+    flow = vectors.load("cnri-homena-session.json")
     return [bytes.fromhex(m["hex"]) for m in flow["messages"]]
 
 

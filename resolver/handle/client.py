@@ -1,6 +1,7 @@
 """A small native-protocol client on the same codec: UDP with retries, TCP
-one-shot or persistent with challenge–response. Tests, ``idnode resolve`` and
-the load tests use it."""
+one-shot or persistent with challenge–response, inside a session (HS_MACs,
+encryption) when given one (:mod:`.session_client` sets sessions up). Tests,
+``idnode resolve`` and the load tests use it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from registry.values import (
 from ..codes import RC_ERROR
 from . import codec as c
 from . import credentials as cred
+from . import session_codec as sc
+from . import session_crypto
 from .proofs import PrivateKey, challenge_message, encode_secret_key_proof, public_key_proof
 
 UDP_RETRIES = (0.5, 1.0, 1.5)
@@ -122,6 +125,68 @@ class KeyPair:
 Credentials = SecretKey | KeyPair
 
 
+@dataclass
+class SessionKey:
+    """A session agreed with a server: it MACs requests with the session key and
+    its counter, checks the server's MACs, and encrypts and decrypts messages."""
+
+    session_id: int
+    key: bytes
+    cipher: int
+    version: tuple[int, int]
+    """The session's version: its requests are sent at it (as HANDLE.NET's are)."""
+    sent: int = 0
+    """The last session counter used."""
+
+    def sign(self, message: c.Message, *, counter: int | None = None) -> c.Message:
+        """``message`` inside the session: its id and version, and an HS_MAC with the
+        next counter (or ``counter``, to replay one)."""
+        if counter is None:
+            self.sent += 1
+            counter = self.sent
+        envelope = replace(
+            message.envelope,
+            major=self.version[0],
+            minor=self.version[1],
+            session_id=self.session_id,
+        )
+        message = replace(message, envelope=envelope)
+        name = sc.mac_name(self.version)
+        mac = session_crypto.mac(message, counter, self.key, name)
+        assert mac is not None  # the session version's own MAC
+        return replace(message, credential=sc.mac_credential(counter, name, mac))
+
+    def verify(self, answer: c.Message) -> bool:
+        """Whether an answer carries a valid HS_MAC of this session."""
+        if not sc.is_mac(answer.credential):
+            return False
+        mac = cred.Credential.from_bytes(answer.credential)
+        return session_crypto.mac_holds(
+            answer, mac.signer_index, self.key, mac.digest_algorithm, mac.signature
+        )
+
+    def seal(self, encoded: bytes) -> bytes:
+        """An encoded message encrypted under the session key (envelope EC set)."""
+        envelope, rest = c.split_envelope(encoded)
+        ciphertext = session_crypto.encrypt(self.cipher, self.key, rest)
+        return replace(envelope, encrypted=True, length=len(ciphertext)).to_bytes() + ciphertext
+
+    def open(self, data: bytes) -> bytes:
+        """An encrypted message's plain encoding (CodecError: not under this key)."""
+        envelope, rest = c.split_envelope(data)
+        plain = session_crypto.decrypt(self.cipher, self.key, rest[: envelope.length])
+        return replace(envelope, encrypted=False, length=len(plain)).to_bytes() + plain
+
+
+def _decoded(data: bytes, session: SessionKey | None) -> c.Message:
+    """A received message, decrypted first when it says it is encrypted."""
+    if c.is_encrypted(data):
+        if session is None:
+            raise ClientError("an encrypted answer outside any session")
+        data = session.open(data)
+    return c.Message.from_bytes(data)
+
+
 # --- UDP ------------------------------------------------------------------------
 
 
@@ -165,21 +230,31 @@ class _UdpReceiver(asyncio.DatagramProtocol):
 
 
 async def udp_call(
-    host: str, port: int, message: c.Message, retries: Sequence[float] = UDP_RETRIES
+    host: str,
+    port: int,
+    message: c.Message,
+    retries: Sequence[float] = UDP_RETRIES,
+    *,
+    session: SessionKey | None = None,
+    encrypt: bool = False,
 ) -> c.Message:
+    """One exchange over UDP; ``encrypt``: under ``session``'s key, both ways."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
         lambda: _UdpReceiver(message.envelope.request_id), remote_addr=(host, port)
     )
+    encoded = message.to_bytes()
+    if encrypt and session is not None:
+        encoded = session.seal(encoded)
     try:
         for wait in retries:
-            for part in c.fragments(message.to_bytes()):
+            for part in c.fragments(encoded):
                 transport.sendto(part)
             try:
                 raw = await asyncio.wait_for(asyncio.shield(protocol.done), wait)
             except TimeoutError:
                 continue
-            return checked(message, c.Message.from_bytes(raw))
+            return checked(message, _decoded(raw, session))
         raise ClientError(f"no UDP answer from {host}:{port}")
     finally:
         transport.close()
@@ -188,12 +263,12 @@ async def udp_call(
 # --- TCP ------------------------------------------------------------------------
 
 
-async def _read_message(reader: asyncio.StreamReader) -> c.Message:
+async def _read_message(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readexactly(c.ENVELOPE_SIZE)
     length = c.message_length(head)
     if length > c.MAX_MESSAGE:
         raise ClientError(f"answer of {length} bytes is too long")
-    return c.Message.from_bytes(head + await reader.readexactly(length))
+    return head + await reader.readexactly(length)
 
 
 def checked(sent: c.Message, answer: c.Message) -> c.Message:
@@ -209,7 +284,9 @@ def checked(sent: c.Message, answer: c.Message) -> c.Message:
 
 
 class TcpSession:
-    """One TCP connection; several requests may be in flight (matched by id)."""
+    """One TCP connection; several requests may be in flight (matched by id).
+    With a native ``session`` its requests go MACed inside it (encrypted when
+    ``encrypt``); an answer that comes encrypted is decrypted with it."""
 
     def __init__(
         self,
@@ -222,6 +299,8 @@ class TcpSession:
         self.writer = writer
         self.credentials = credentials
         self.timeout = timeout
+        self.session: SessionKey | None = None
+        self.encrypt = False
         self._waiting: dict[int, asyncio.Future[c.Message]] = {}
         self._continued: dict[int, list[c.Message]] = {}
         """Messages of answers still coming (CN set), by request id."""
@@ -242,7 +321,7 @@ class TcpSession:
     async def _read_loop(self) -> None:
         try:
             while True:
-                message = await _read_message(self.reader)
+                message = _decoded(await _read_message(self.reader), self.session)
                 request_id = message.envelope.request_id
                 if request_id not in self._waiting:
                     continue
@@ -264,7 +343,12 @@ class TcpSession:
         digest the answer carries (the original one, after a challenge)."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[message.envelope.request_id] = future
-        self.writer.write(message.to_bytes())
+        if self.encrypt and self.session is not None:
+            envelope = replace(message.envelope, session_id=self.session.session_id)
+            encoded = self.session.seal(replace(message, envelope=envelope).to_bytes())
+        else:
+            encoded = message.to_bytes()
+        self.writer.write(encoded)
         await self.writer.drain()
         try:
             answer = await asyncio.wait_for(future, self.timeout)
@@ -274,7 +358,11 @@ class TcpSession:
         return checked(answering or message, answer)
 
     async def call(self, message: c.Message) -> c.Message:
-        """An exchange that answers a challenge (RC 402) with the session's credentials."""
+        """An exchange that answers a challenge (RC 402) with the connection's
+        credentials; inside the native session if there is one (the answer to the
+        challenge goes without MAC, as HANDLE.NET sends it)."""
+        if self.session is not None and not message.credential:
+            message = self.session.sign(message)
         answer = await self.send(message)
         if answer.header.response_code != 402 or self.credentials is None:
             return answer

@@ -343,6 +343,11 @@ def message_length(data: bytes | bytearray) -> int:
     return int.from_bytes(data[16:20], "big")
 
 
+def is_encrypted(data: bytes | bytearray) -> bool:
+    """Whether the envelope says what follows it is encrypted under a session key."""
+    return len(data) > 2 and bool(data[2] & _EC)
+
+
 def request_id_of(data: bytes | bytearray) -> int:
     return int.from_bytes(data[8:12], "big")
 

@@ -6,12 +6,16 @@ mock top-level node) answer the same listeners without importing the node's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from registry.permissions import HandleIdentity
 
+if TYPE_CHECKING:
+    from .sessions import Session
 
-@dataclass
+
+@dataclass(eq=False)
 class Connection:
     """What one TCP connection has proven (UDP requests have no such state)."""
 
@@ -21,3 +25,5 @@ class Connection:
     login_attempted: bool = False
     challenges: int = 0
     """Challenges issued on this connection and not yet answered or expired."""
+    sessions: dict[int, Session] = field(default_factory=dict)
+    """Sessions that live on this connection alone (IDIS encrypted transport), by id."""

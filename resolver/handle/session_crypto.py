@@ -4,27 +4,29 @@
   size; the session key is derived from the shared secret as HANDLE.NET does:
   for AES the first 32 bytes of the secret (leading zero bytes skipped), of
   which the cipher uses 16 and the MACs all 32.
-* Session keys wrapped for the client (modes 1 and 3: RSA PKCS#1 v1.5 over
-  ``int4 cipher ‖ key``) or unwrapped from it (mode 2), with implicit
-  rejection so that the server is no padding oracle.
+* Session keys wrapped for the client (modes 1 and 3): ``int4 cipher ‖ key``
+  encrypted to its RSA key (PKCS#1 v1.5, an AES key, as HANDLE.NET) or to its
+  SM2 key (C1C3C2, an SM4 key, as IDIS "cipher HDL"); or unwrapped from it
+  (mode 2), with implicit rejection so that the server is no padding oracle.
 * Message encryption: AES-128-CBC with a random IV sent ahead of the
   ciphertext (HANDLE.NET from 2.4); SM4-CBC with the key as IV and nothing
   ahead (IDIS).
 * HS_MAC: HMAC-SHA256 from 2.7, HANDLE.NET's SHA-1 constructions before, over
   what :func:`.session_codec.mac_covered` lays out.
+
+The primitives are :mod:`registry.crypto`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
 
-from cryptography.hazmat.primitives import padding as block_padding
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from registry.crypto import BadCiphertext, CryptoError, Sm2PublicKey, ciphers, digests
 from registry.values import ValueFormatError, decode_public_key
 
 from .codec import CodecError, Message
@@ -111,24 +113,26 @@ def new_session_key(cipher: int) -> bytes:
     return os.urandom(SESSION_KEY_BYTES)
 
 
-def rsa_key_of(record: bytes) -> rsa.RSAPublicKey | None:
-    """The RSA key in an HS_PUBKEY record; None for another kind of key. Keys of
-    absurd sizes are refused (:class:`InvalidSetup`)."""
+def wrap_new_key(record: bytes) -> tuple[int, bytes, bytes] | None:
+    """A fresh session key for the holder of the HS_PUBKEY ``record``: its cipher, the
+    key, and ``int4 cipher ‖ key`` encrypted to the record's key — AES under RSA
+    PKCS#1 v1.5 (HANDLE.NET from 2.2), SM4 under SM2 C1C3C2 (IDIS). None for a key
+    that cannot encrypt (DSA); keys that cannot be read, or of absurd sizes, are
+    refused (:class:`InvalidSetup`)."""
     try:
         key = decode_public_key(record)
     except ValueFormatError as exc:
         raise InvalidSetup(f"the exchange key cannot be read: {exc}") from None
+    if isinstance(key, Sm2PublicKey):
+        session_key = new_session_key(CIPHER_SM4)
+        return CIPHER_SM4, session_key, key.encrypt(with_cipher(CIPHER_SM4, session_key))
     if not isinstance(key, rsa.RSAPublicKey):
         return None
     if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
         raise InvalidSetup(f"a {key.key_size}-bit RSA key (from {MIN_RSA_BITS} to {MAX_RSA_BITS})")
-    return key
-
-
-def rsa_wrap(key: rsa.RSAPublicKey, cipher: int, session_key: bytes) -> bytes:
-    """``int4 cipher ‖ key`` encrypted to ``key`` (RSA PKCS#1 v1.5), as HANDLE.NET
-    answers modes 1 and 3 to clients from 2.2 on."""
-    return key.encrypt(with_cipher(cipher, session_key), padding.PKCS1v15())
+    session_key = new_session_key(CIPHER_AES)
+    wrapped = key.encrypt(with_cipher(CIPHER_AES, session_key), padding.PKCS1v15())
+    return CIPHER_AES, session_key, wrapped
 
 
 def rsa_unwrap(key: rsa.RSAPrivateKey, ciphertext: bytes, secret: bytes) -> tuple[int, bytes]:
@@ -137,7 +141,7 @@ def rsa_unwrap(key: rsa.RSAPrivateKey, ciphertext: bytes, secret: bytes) -> tupl
     bytes), a later one may name its cipher first. A ciphertext that does not
     decrypt to a key yields a key derived from it and ``secret`` instead of an
     error (implicit rejection): no answer tells a forger whether its padding held."""
-    decoy = hmac.digest(secret, ciphertext, "sha256")[:SESSION_KEY_BYTES]
+    decoy = digests.hmac(hashes.SHA256(), secret, ciphertext)[:SESSION_KEY_BYTES]
     try:
         plain = key.decrypt(ciphertext, padding.PKCS1v15())
     except ValueError:
@@ -154,61 +158,49 @@ def rsa_unwrap(key: rsa.RSAPrivateKey, ciphertext: bytes, secret: bytes) -> tupl
 # --- message encryption ----------------------------------------------------------------
 
 
-def _aes(key: bytes, iv: bytes) -> Cipher[modes.CBC]:
-    return Cipher(algorithms.AES(key[:16]), modes.CBC(iv))
-
-
-def _sm4(key: bytes) -> Cipher[modes.CBC]:
-    return Cipher(algorithms.SM4(key[:16]), modes.CBC(key[:16]))
-
-
-def _pad(data: bytes) -> bytes:
-    padder = block_padding.PKCS7(128).padder()
-    return padder.update(data) + padder.finalize()
-
-
-def _unpad(data: bytes) -> bytes:
-    unpadder = block_padding.PKCS7(128).unpadder()
-    try:
-        return unpadder.update(data) + unpadder.finalize()
-    except ValueError:
-        raise CodecError("the encrypted message does not decrypt") from None
-
-
 def encrypt(cipher: int, key: bytes, plaintext: bytes) -> bytes:
-    """What follows the envelope of an encrypted message."""
+    """What follows the envelope of an encrypted message: AES-128-CBC behind a
+    random IV (the cipher keys with the first 16 bytes of a longer session key,
+    as HANDLE.NET's does), or SM4-CBC with the key as IV."""
     if cipher == CIPHER_AES:
         iv = os.urandom(AES_BLOCK)
-        encryptor = _aes(key, iv).encryptor()
-        return iv + encryptor.update(_pad(plaintext)) + encryptor.finalize()
+        return iv + ciphers.aes_cbc_encrypt(key[:16], iv, plaintext)
     if cipher == CIPHER_SM4:
-        encryptor = _sm4(key).encryptor()
-        return encryptor.update(_pad(plaintext)) + encryptor.finalize()
+        return ciphers.sm4_cbc_encrypt(key[:16], key[:16], plaintext)
     raise CipherUnavailable(f"no encryption with cipher {cipher}")
 
 
 def decrypt(cipher: int, key: bytes, ciphertext: bytes) -> bytes:
     """An encrypted message's header, body and credential (CodecError: it does not
     decrypt under this key)."""
-    if cipher == CIPHER_AES:
-        iv, ciphertext = ciphertext[:AES_BLOCK], ciphertext[AES_BLOCK:]
-        if len(iv) < AES_BLOCK or not ciphertext or len(ciphertext) % AES_BLOCK:
-            raise CodecError("an encrypted message that is no whole AES-CBC ciphertext")
-        decryptor = _aes(key, iv).decryptor()
-    elif cipher == CIPHER_SM4:
-        if not ciphertext or len(ciphertext) % AES_BLOCK:
-            raise CodecError("an encrypted message that is no whole SM4-CBC ciphertext")
-        decryptor = _sm4(key).decryptor()
-    else:
-        raise CipherUnavailable(f"no decryption with cipher {cipher}")
-    return _unpad(decryptor.update(ciphertext) + decryptor.finalize())
+    try:
+        if cipher == CIPHER_AES:
+            iv, rest = ciphertext[:AES_BLOCK], ciphertext[AES_BLOCK:]
+            if len(iv) < AES_BLOCK:
+                raise BadCiphertext("no IV")
+            return ciphers.aes_cbc_decrypt(key[:16], iv, rest)
+        if cipher == CIPHER_SM4:
+            return ciphers.sm4_cbc_decrypt(key[:16], key[:16], ciphertext)
+    except CryptoError:  # BadCiphertext, or a key of the wrong size
+        raise CodecError("the encrypted message does not decrypt under the session key") from None
+    raise CipherUnavailable(f"no decryption with cipher {cipher}")
 
 
 # --- HS_MAC ----------------------------------------------------------------------------
 
-_KEYED_DIGESTS = {b"SHA1": "sha1", b"SHA-1": "sha1", b"\x02": "sha1", b"\x03": "sha256"}
-_KEYED_DIGESTS |= {b"SHA-256": "sha256", b"SHA256": "sha256"}
-_HMACS = {b"HMAC-SHA256": "sha256", b"HMAC-SHA1": "sha1", b"\x13": "sha256", b"\x12": "sha1"}
+_HMACS: dict[bytes, type[hashes.HashAlgorithm]] = {
+    b"HMAC-SHA256": hashes.SHA256,
+    b"HMAC-SHA1": hashes.SHA1,
+    b"\x13": hashes.SHA256,
+    b"\x12": hashes.SHA1,
+}
+
+
+def _keyed_digest(name: bytes) -> hashes.HashAlgorithm | None:
+    """A hash HANDLE.NET keys by hand (``key ‖ data ‖ key``): SHA-1 or SHA-256,
+    by name or code; never MD5."""
+    algorithm = digests.hash_by_name(name)
+    return algorithm if algorithm is not None and algorithm.name in ("sha1", "sha256") else None
 
 
 def mac(message: Message, counter: int, key: bytes, name: bytes) -> bytes | None:
@@ -216,13 +208,12 @@ def mac(message: Message, counter: int, key: bytes, name: bytes) -> bytes | None
     a name HANDLE.NET would not compute at the message's version."""
     covered = mac_covered(message, counter, key)
     version = message.envelope.version
+    keyed = _keyed_digest(name)
     if (2, 5) <= version < (2, 7):  # the key is already in the buffer: a plain digest
-        digest = _KEYED_DIGESTS.get(name)
-        return hashlib.new(digest, covered).digest() if digest else None
+        return digests.digest(keyed, covered) if keyed else None
     if name in _HMACS:
-        return hmac.digest(key, covered, _HMACS[name])
-    digest = _KEYED_DIGESTS.get(name)
-    return hashlib.new(digest, key + covered + key).digest() if digest else None
+        return digests.hmac(_HMACS[name](), key, covered)
+    return digests.digest(keyed, key + covered + key) if keyed else None
 
 
 def mac_holds(message: Message, counter: int, key: bytes, name: bytes, claimed: bytes) -> bool:

@@ -357,3 +357,23 @@ def test_bench_signs_within_bounds(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert figures["ok"] and [r["algorithm"] for r in figures["runs"]] == ["RS256", "SM2256"]
     assert all(r["verified"] and r["sign_ms_median"] > 0 for r in figures["runs"])
+
+
+async def test_a_handle_named_twice_is_signed_once(
+    registry: Registry, admin: Actor, prefix: str
+) -> None:
+    handle = f"{prefix}/sn-1"
+    results = await registry.trust.sign_many(admin, [handle, handle, f"{prefix}/sn-2"])
+    assert [r.ok for r in results] == [True, True, True]
+    signatures = [v for v in await stored_values(registry, handle) if v.type == "HS_SIGNATURE"]
+    assert len(signatures) == 1
+    async with registry.services.read() as conn:
+        events = await store.outbox_events(conn, after=0, limit=1000)
+    signed_events = [
+        e for e in events if e["event"] == "identifier.updated" and e["subject"] != "0.NA/88.100"
+    ]
+    assert sorted(e["subject"] for e in signed_events) == [handle, f"{prefix}/sn-2"]
+    assert all(
+        any(v["type"] == "HS_SIGNATURE" for v in e["payload"]["values"]) for e in signed_events
+    ), "the top-level node is sent the signed record"
+    assert await verdicts(registry, handle) == ("trusted", "trusted")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -153,6 +153,17 @@ class SignResult:
     issuer: str | None = None
     error: RegistryError | None = None
     """Why it was refused (each front end words it in its own codes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """A record signed, to be written."""
+
+    stored: Identifier
+    values: list[HandleValue]
+    version: str | None
+    """Its template version, as the top-level node is sent it."""
+    result: SignResult
 
 
 class Trust:
@@ -368,7 +379,9 @@ class Trust:
         self.require_issuer()
         _check_signer(signer)
         async with self.s.change(actor) as change:
-            return await self._sign_one(change, name_text, signer)
+            signed = await self._prepare(change, name_text, signer)
+            await self._write(change, [signed])
+        return signed.result
 
     async def sign_many(
         self, actor: Actor, names: Sequence[str], *, signer: str | None = None
@@ -388,21 +401,28 @@ class Trust:
         results: list[SignResult] = []
         async with self.s.change(actor) as change:
             directory = _TransactionDirectory(change.conn)
+            prepared: dict[int, _Signed] = {}
             for name_text in names:
                 try:
-                    results.append(await self._sign_one(change, name_text, signer, directory))
+                    signed = await self._prepare(change, name_text, signer, directory)
                 except RegistryError as exc:
                     results.append(SignResult(str(name_text), False, str(exc), error=exc))
+                    continue
+                # A handle named twice is signed once.
+                signed = prepared.setdefault(signed.stored.id, signed)
+                results.append(replace(signed.result, handle=name_text))
+            await self._write(change, list(prepared.values()))
         return results
 
-    async def _sign_one(
+    async def _prepare(
         self,
         change: Change,
         name_text: str,
         signer: str | None,
         directory: Directory | None = None,
-    ) -> SignResult:
-        """Sign one record inside ``change``; every refusal is raised before any write."""
+    ) -> _Signed:
+        """A record and its values signed, inside ``change``, not yet written: every
+        refusal is raised here, before anything is."""
         if not isinstance(name_text, str) or not name_text:
             raise InvalidRequest("handle 应为非空字符串 (a handle is a non-empty string)")
         name = self.handles.parse(name_text)
@@ -429,9 +449,34 @@ class Trust:
         )
         await self._require_rights(change, located, needed)
         issuer_ref, key = await self._signer_for(change, located, signer)
-        values = await self._signed(change, stored, issuer_ref, key)
-        index = issue.signature_index(values)
-        return SignResult(name_text, True, "success", index, str(issuer_ref))
+        values = self._with_fresh_signature(stored.name, stored.values, issuer_ref, key, change)
+        try:
+            check_value_count(len(values))
+        except LimitExceeded as exc:
+            raise InvalidValue(str(exc)) from None
+        version = await self._template_version(change, stored)
+        result = SignResult(
+            name_text, True, "success", issue.signature_index(values), str(issuer_ref)
+        )
+        return _Signed(stored, values, version, result)
+
+    async def _write(self, change: Change, signed: Sequence[_Signed]) -> None:
+        """The signed records, their audit entries and outbox events: a few statements
+        for a whole batch."""
+        if not signed:
+            return
+        await store.replace_values_of_many(change.conn, [(s.stored, s.values) for s in signed])
+        await change.record_many(
+            [
+                store.Entry(
+                    "identifier.updated",
+                    s.stored.name,
+                    record_payload(s.stored.name, s.version, s.values),
+                    {"indexes": [v.index for v in s.values], "signedBy": s.result.issuer},
+                )
+                for s in signed
+            ]
+        )
 
     async def _require_rights(self, change: Change, located: Located, bits: int) -> None:
         actor = change.actor
@@ -500,28 +545,6 @@ class Trust:
         while len(self._keys) > _KEY_CACHE:
             self._keys.popitem(last=False)
         return loaded
-
-    async def _signed(
-        self, change: Change, stored: Identifier, issuer_ref: ValueRef, key: SigningKey
-    ) -> list[HandleValue]:
-        """Sign ``stored`` and write it, inside ``change``."""
-        values = self._with_fresh_signature(stored.name, stored.values, issuer_ref, key, change)
-        try:
-            check_value_count(len(values))
-        except LimitExceeded as exc:
-            raise InvalidValue(str(exc)) from None
-        version = await self._template_version(change, stored)
-        # The writes, last: nothing above them may fail once they begin.
-        await store.replace_identifier_values(
-            change.conn, stored, template_id=stored.template_id, values=values
-        )
-        await change.record(
-            "identifier.updated",
-            stored.name,
-            record_payload(stored.name, version, values),
-            {"indexes": [v.index for v in values], "signedBy": str(issuer_ref)},
-        )
-        return values
 
     def _with_fresh_signature(
         self,

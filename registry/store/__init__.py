@@ -64,6 +64,7 @@ from .identifiers import (
     names_at_dns_path,
     node_level_names,
     replace_identifier_values,
+    replace_values_of_many,
 )
 from .journal import (
     CHANGE_CHANNEL,
@@ -207,6 +208,7 @@ __all__ = [
     "replace_identifier_values",
     "replace_secret_hash",
     "replace_template",
+    "replace_values_of_many",
     "reverse_lookup",
     "save_head",
     "search_text",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -237,6 +237,33 @@ async def replace_identifier_values(
         update(t.identifiers)
         .where(t.identifiers.c.id == identifier.id)
         .values(template_id=template_id, revision=identifier.revision + 1, updated_at=utcnow())
+    )
+
+
+async def replace_values_of_many(
+    conn: AsyncConnection, changes: Sequence[tuple[Identifier, Sequence[HandleValue]]]
+) -> None:
+    """:func:`replace_identifier_values` for many records in three statements (their
+    templates kept): what signing a batch of records writes."""
+    if not changes:
+        return
+    ids = [identifier.id for identifier, _ in changes]
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        await conn.execute(
+            delete(t.identifier_values).where(t.identifier_values.c.identifier_id.in_(chunk))
+        )
+    rows = [_value_row(identifier.id, v) for identifier, values in changes for v in values]
+    if rows:
+        await conn.execute(insert(t.identifier_values), rows)
+    await conn.execute(
+        update(t.identifiers)
+        .where(t.identifiers.c.id == bindparam("identifier_id"))
+        .values(revision=bindparam("next_revision"), updated_at=bindparam("now")),
+        [
+            {"identifier_id": i.id, "next_revision": i.revision + 1, "now": utcnow()}
+            for i, _ in changes
+        ],
     )
 
 

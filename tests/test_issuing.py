@@ -197,6 +197,9 @@ async def test_sm2_issuer_certificates_verify_with_openssl(
         assert verifies(node_cert.data, node_claims["publicKey"])
         assert verifies(ent_cert.data, node_claims["publicKey"])
         assert claims_of(ent_cert.data)["publicKey"]["kty"] == "SM2"
+        published = _at(await values_of("0.NA/88.100"), SIGNER_KEY_INDEX)
+        assert published is not None and published.data.startswith(b"\x00\x00\x00\x0bSM2_PUB_KEY")
+        assert decode_public_key(published.data) == key.public_key()
 
 
 async def test_imported_certificate_is_published_as_given(

@@ -20,11 +20,10 @@ from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from registry.crypto import Sm2PrivateKey, Sm2PublicKey
+from registry.crypto import Sm2PrivateKey
 from registry.models import PERM_PUBLIC, HandleValue
 from registry.secrets import is_sealed_value
 from registry.values import HS_PUBKEY, encode_public_key
-from registry.wire import blob, text
 
 from .chain import HS_CERT, HS_SIGNATURE
 from .claims import (
@@ -49,7 +48,6 @@ FIRST_SIGNATURE_INDEX = 400
 CLOCK_SKEW_SECONDS = 300
 """``nbf`` lies this far before the moment of issue, so a verifier whose clock is a
 little behind does not find a fresh signature "not yet valid"."""
-SM2_KEY_TYPE = "SM2_PUB_KEY"
 
 SigningKey = rsa.RSAPrivateKey | Sm2PrivateKey
 """What the node signs with: RSA (RS256) or SM2 (SM2256)."""
@@ -98,13 +96,9 @@ def jws_public_key(key: SigningKey) -> PublicKey:
 
 
 def pubkey_value_data(key: SigningKey) -> bytes:
-    """The ``HS_PUBKEY`` data of a signing key: HANDLE.NET's binary record for RSA;
-    for SM2 the IDIS SDK's record (``SM2_PUB_KEY``, then the PEM with CRLF lines of
-    76 columns)."""
-    public = key.public_key()
-    if isinstance(public, Sm2PublicKey):
-        return text(SM2_KEY_TYPE) + b"\x00\x00" + blob(public.to_pem(width=76, newline=b"\r\n"))
-    return encode_public_key(public)
+    """The ``HS_PUBKEY`` data of a signing key: HANDLE.NET's binary record for RSA,
+    the IDIS SDK's ``SM2_PUB_KEY`` record for SM2."""
+    return encode_public_key(key.public_key())
 
 
 def prefix_permissions(prefix: str) -> tuple[Permission, ...]:

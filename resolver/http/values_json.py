@@ -1,10 +1,26 @@
 """Handle values in the JSON form of the HANDLE.NET REST API, both ways.
 
 Output picks the ``data`` format by type — ``admin`` for HS_ADMIN, ``vlist``
-for HS_VLIST, ``site`` for HS_SITE — and otherwise ``string`` for text,
-``base64`` for anything that looks binary. Input accepts a bare string or
-``{"format", "value"}`` with ``string``, ``base64``, ``hex``, ``admin``,
-``vlist`` or ``site``, and the lenient spellings real clients send.
+for HS_VLIST, ``site`` for HS_SITE, ``key`` for HS_PUBKEY — and otherwise
+``string`` for text, ``base64`` for anything that looks binary (also a value
+that does not decode as its type promises, as HANDLE.NET falls back). Input
+accepts a bare string or ``{"format", "value"}`` with ``string``, ``base64``,
+``hex``, ``admin``, ``vlist``, ``site`` or ``key``, and the lenient spellings
+real clients send.
+
+Keys (``key``) are JWK-like objects as HANDLE.NET 9 writes them: ``{"kty":
+"RSA", "n", "e"}`` and ``{"kty": "DSA", "y", "p", "q", "g"}``, unsigned
+big-endian numbers in base64url without padding; SM2 as the IDIS SDK writes it,
+``{"kty": "SM2", "d": <base64url DER SubjectPublicKeyInfo>}`` (the public key in
+``d``; ``x``/``y`` coordinates are read too). Output decodes whatever form the
+HS_PUBKEY is stored in (HANDLE.NET's binary record, IDIS's ``SM2_PUB_KEY``
+record with PEM or DER, bare PEM) and never rewrites the stored bytes. Input
+writes the canonical form: HANDLE.NET's binary record for RSA and DSA, the IDIS
+SDK's ``SM2_PUB_KEY`` record with PEM text for SM2. So a value stored in another
+form (an SM2 key as DER or bare PEM, say) that a client reads as ``key`` and
+writes back as ``key`` comes back as the same key in the canonical bytes — a
+``HS_SIGNATURE`` digest over the old bytes no longer matches; a client that
+must keep the bytes sends them as ``base64``.
 """
 
 from __future__ import annotations
@@ -20,8 +36,10 @@ from typing import Any
 
 from registry.errors import InvalidValue
 from registry.models import DEFAULT_TTL, PERM_PUBLIC, TTL_ABSOLUTE, TTL_RELATIVE, HandleValue
+from registry.trust.keys import KeyFormatError, key_from_jwk, key_to_jwk
 from registry.values import (
     HS_ADMIN,
+    HS_PUBKEY,
     HS_VLIST,
     PROTOCOL_NAMES,
     SITE_TYPES,
@@ -31,7 +49,9 @@ from registry.values import (
     SiteServer,
     ValueFormatError,
     ValueRef,
+    decode_public_key,
     decode_vlist,
+    encode_public_key,
     encode_vlist,
 )
 
@@ -57,6 +77,27 @@ def parse_iso(text: str) -> int:
 
 
 # --- output -------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_jwk(data: bytes) -> tuple[tuple[str, str], ...]:
+    """The JWK of HS_PUBKEY data, memoized by its exact bytes (a record's keys are
+    read far more often than written; decoding an RSA key costs more than the rest
+    of the value). ValueFormatError when the bytes hold no key we can read."""
+    return tuple(key_to_jwk(decode_public_key(data)).items())
+
+
+def key_json(data: bytes) -> dict[str, Any] | None:
+    """``{"format": "key", "value": <JWK>}`` for bytes holding a public key, None if
+    they do not (the caller shows them as string or base64, as HANDLE.NET does)."""
+    try:
+        return {"format": "key", "value": dict(_key_jwk(bytes(data)))}
+    except ValueFormatError:
+        return None
+
+
+def _binary_json(data: bytes) -> dict[str, Any]:
+    return {"format": "base64", "value": base64.b64encode(data).decode()}
 
 
 def admin_permissions_text(bits: int) -> str:
@@ -90,10 +131,8 @@ def site_json(site: SiteInfo) -> dict[str, Any]:
             ],
         }
         if server.public_key:
-            entry["publicKey"] = {
-                "format": "base64",
-                "value": base64.b64encode(server.public_key).decode(),
-            }
+            # As HANDLE.NET writes a site: the key as a JWK, raw bytes if it is none.
+            entry["publicKey"] = key_json(server.public_key) or _binary_json(server.public_key)
         result["servers"].append(entry)
     return result
 
@@ -118,6 +157,8 @@ def _data_json(value: HandleValue) -> dict[str, Any]:
             }
         if kind in SITE_TYPES:
             return {"format": "site", "value": site_json(SiteInfo.from_bytes(value.data))}
+        if kind == HS_PUBKEY and (key := key_json(value.data)) is not None:
+            return key
     except ValueFormatError:
         pass  # not what its type promises: show the raw bytes instead
     try:
@@ -126,7 +167,7 @@ def _data_json(value: HandleValue) -> dict[str, Any]:
         text = None
     if text is not None and not _BINARY.search(text):
         return {"format": "string", "value": text}
-    return {"format": "base64", "value": base64.b64encode(value.data).decode()}
+    return _binary_json(value.data)
 
 
 def value_json(value: HandleValue) -> dict[str, Any]:
@@ -228,12 +269,9 @@ def _site(raw: Any) -> bytes:
                 )
                 for i in server.get("interfaces", [])
             )
-            key = server.get("publicKey") or {}
-            key_bytes = (
-                base64.b64decode(key["value"], validate=True)
-                if key.get("format") == "base64"
-                else b""
-            )
+            # Any data format, "key" and "base64" as HANDLE.NET writes them.
+            key = server.get("publicKey")
+            key_bytes = b"" if key is None else _data(key)
             servers.append(
                 SiteServer(
                     int(server.get("serverId", 1)),
@@ -265,6 +303,25 @@ def _site(raw: Any) -> bytes:
         raise InvalidValue(f"invalid site data: {exc}") from None
 
 
+def _key(raw: Any) -> bytes:
+    """HS_PUBKEY data from a JWK: HANDLE.NET's binary record for RSA and DSA, the
+    IDIS SDK's ``SM2_PUB_KEY`` record for SM2 (``d`` = SubjectPublicKeyInfo, or
+    ``x``/``y``; also ``{"kty": "EC", "crv": "SM2"}`` as generic JOSE tools write
+    it). Every number, point and curve is checked before anything is written."""
+    if isinstance(raw, Mapping) and str(raw.get("kty", "")).upper() == "EC":
+        if str(raw.get("crv", "")).upper() != "SM2":
+            raise InvalidValue(
+                f"invalid key data: EC keys on curve {raw.get('crv')!r} have no HS_PUBKEY "
+                "record (RSA, DSA and SM2 keys have)"
+            )
+        raw = {"kty": "SM2", "x": raw.get("x", ""), "y": raw.get("y", "")}
+    try:
+        key = key_from_jwk(dict(raw) if isinstance(raw, Mapping) else raw)
+    except KeyFormatError as exc:
+        raise InvalidValue(f"invalid key data: {exc}") from None
+    return encode_public_key(key)
+
+
 def _data(raw: Any) -> bytes:
     if isinstance(raw, str):
         return raw.encode("utf-8")
@@ -292,6 +349,8 @@ def _data(raw: Any) -> bytes:
         return _vlist(value)
     if fmt == "site":
         return _site(value)
+    if fmt == "key":
+        return _key(value)
     raise InvalidValue(f"unknown data format {fmt!r}")
 
 

@@ -114,7 +114,7 @@ def schemas() -> dict[str, Schema]:
                 "type": {"type": "string"},
                 "data": json_object(
                     {
-                        "format": {"enum": ["string", "base64", "admin", "vlist", "site"]},
+                        "format": {"enum": ["string", "base64", "admin", "vlist", "site", "key"]},
                         "value": {},
                     },
                     ("format", "value"),
@@ -126,6 +126,19 @@ def schemas() -> dict[str, Schema]:
             },
             ("index", "type", "data", "ttl"),
         ),
+        "PublicKeyJwk": {
+            **json_object(
+                {
+                    "kty": {"enum": ["RSA", "DSA", "SM2"]},
+                    **{name: {"type": "string"} for name in ("n", "e", "y", "p", "q", "g", "d")},
+                },
+                ("kty",),
+            ),
+            "description": "An HS_PUBKEY (data format key) as HANDLE.NET writes it: RSA n, e; "
+            "DSA y, p, q, g (unsigned big-endian, base64url without padding); SM2 as the IDIS "
+            "SDK writes it, d = the base64url DER SubjectPublicKeyInfo. Written back as "
+            "HANDLE.NET's binary record (RSA, DSA) or IDIS's SM2_PUB_KEY record (SM2).",
+        },
         "RestReferral": json_object(
             {
                 "responseCode": {"enum": [rc.RC_SERVICE_REFERRAL, rc.RC_PREFIX_REFERRAL]},

@@ -178,6 +178,10 @@ def paths(reserved: tuple[str, ...]) -> dict[str, Schema]:
     }
 
 
+DATA_FORMATS_IN = ("string", "base64", "hex", "admin", "vlist", "site", "key")
+"""The ``data`` formats a written value may use (resolver.http.values_json)."""
+
+
 def schemas() -> dict[str, Schema]:
     return {
         "RestDone": json_object(
@@ -212,9 +216,7 @@ def schemas() -> dict[str, Schema]:
                         {"type": "string"},
                         json_object(
                             {
-                                "format": {
-                                    "enum": ["string", "base64", "hex", "admin", "vlist", "site"]
-                                },
+                                "format": {"enum": [*DATA_FORMATS_IN]},
                                 "value": {},
                             },
                             ("value",),
@@ -267,7 +269,10 @@ def _site() -> Schema:
                         "serverId": {"type": "integer"},
                         "address": {"type": "string"},
                         "publicKey": json_object(
-                            {"format": {"const": "base64"}, "value": {"type": "string"}}
+                            {
+                                "format": {"enum": ["key", "base64"]},
+                                "value": {"anyOf": [{"type": "string"}, ref("PublicKeyJwk")]},
+                            }
                         ),
                         "interfaces": {
                             "type": "array",

@@ -72,16 +72,19 @@ def handle_net_dsa_record(key: dsa.DSAPublicKey) -> bytes:
     )
 
 
+def idis_pem(key: Sm2PublicKey) -> str:
+    """PEM as the IDIS SDK writes it (Java's MIME base64: 76 columns, CRLF)."""
+    body = base64.b64encode(key.to_der()).decode()
+    lines = [body[i : i + 76] for i in range(0, len(body), 76)]
+    return "\r\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----", ""])
+
+
 def idis_forms(key: Sm2PublicKey) -> dict[str, bytes]:
     """The three ways an SM2 key sits in an HS_PUBKEY: the IDIS SDK's record with
-    PEM text (CRLF, 76 columns), the record with DER, bare PEM."""
-    der = key.to_der()
-    body = base64.b64encode(der).decode()
-    lines = [body[i : i + 76] for i in range(0, len(body), 76)]
-    pem = "\r\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----", ""])
+    PEM text, the record with DER, bare PEM."""
     return {
-        "pem record": field(b"SM2_PUB_KEY") + b"\0\0" + field(pem.encode()),
-        "der record": field(b"SM2_PUB_KEY") + b"\0\0" + field(der),
+        "pem record": field(b"SM2_PUB_KEY") + b"\0\0" + field(idis_pem(key).encode()),
+        "der record": field(b"SM2_PUB_KEY") + b"\0\0" + field(key.to_der()),
         "bare pem": key.to_pem(),
     }
 

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import InvalidRequest, RegistryError
+from ..keytext import key_text
 from ..models import HandleValue
 from ..secrets import is_sealed_value
 from ..services import Actor
@@ -20,6 +21,7 @@ from ..services.identifiers import (
     SnmsRecord,
 )
 from ..templates import MAX_VALUE_CHARS, RecordValue
+from ..values import HS_PUBKEY
 from . import fields as f
 from .envelope import REGISTRY, authenticated, json_body, success
 
@@ -62,10 +64,16 @@ def _handle_of(raw: Any) -> str:
 
 
 def _value_json(value: HandleValue) -> dict[str, Any]:
-    try:
-        data = {"format": "string", "value": value.data.decode("utf-8")}
-    except UnicodeDecodeError:
-        data = {"format": "base64", "value": base64.b64encode(value.data).decode()}
+    # An HS_PUBKEY shows its key as PEM, whatever record holds it: the text a
+    # client wrote (and may write back), not the record's length-prefixed bytes.
+    pem = key_text(value.data) if value.type.upper() == HS_PUBKEY else None
+    if pem is not None:
+        data = {"format": "string", "value": pem}
+    else:
+        try:
+            data = {"format": "string", "value": value.data.decode("utf-8")}
+        except UnicodeDecodeError:
+            data = {"format": "base64", "value": base64.b64encode(value.data).decode()}
     return {
         "index": value.index,
         "type": value.type,

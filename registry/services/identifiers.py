@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from .. import store
 from ..errors import AlreadyExists, Forbidden, InvalidRequest, NotFound, RegistryError
 from ..grammar import MAX_NAME_BYTES, HandleName, check_value_count, normalize_prefix
+from ..keytext import KeyTextError, hs_pubkey_data
 from ..models import (
     PERM_PUBLIC,
     PERM_RESTRICTED,
@@ -24,6 +25,7 @@ from ..models import (
 )
 from ..secrets import is_sealed_value
 from ..templates import RecordValue, TemplateError, check_record, value_is_public
+from ..values import HS_PUBKEY
 from .base import Actor, Change, Services, registration_limit_text
 
 log = logging.getLogger("idnode.registry")
@@ -301,7 +303,7 @@ class Identifiers:
             HandleValue(
                 index=v.index,
                 type=v.type,
-                data=v.value.encode("utf-8"),
+                data=_value_data(v),
                 timestamp=timestamp,
                 permissions=PERM_PUBLIC if value_is_public(items[v.index], v) else PERM_RESTRICTED,
             )
@@ -394,6 +396,19 @@ class Identifiers:
             raise Forbidden("没有权限 (not your prefix)")
         await store.delete_identifier(change.conn, existing.id)
         await change.record("identifier.deleted", existing.name, {"handle": existing.name})
+
+
+def _value_data(value: RecordValue) -> bytes:
+    """A value's bytes: its text in UTF-8; an ``HS_PUBKEY``'s key (PEM, base64 DER or
+    an SM2 point in hex) as the record IDIS and HANDLE.NET clients read."""
+    if value.type.upper() != HS_PUBKEY:
+        return value.value.encode("utf-8")
+    try:
+        return hs_pubkey_data(value.value)
+    except KeyTextError as exc:
+        raise InvalidRequest(
+            f"索引{value.index}的公钥格式错误 (HS_PUBKEY at index {value.index}: {exc})"
+        ) from None
 
 
 def _check_batch_size(items: Sequence[object]) -> None:

@@ -72,13 +72,17 @@ def schemas() -> dict[str, Schema]:
                 "type": string(128, minLength=1),
                 "auth": {"enum": ["public", "restricted", ""]},
                 "data": {
+                    "description": "The value's text. A value of type HS_PUBKEY holds a public "
+                    "key (RSA, DSA or SM2): PEM, the base64 of its DER SubjectPublicKeyInfo, or an "
+                    "SM2 point in hex; it is stored as HANDLE.NET's key record (RSA, DSA) or the "
+                    "IDIS SDK's SM2_PUB_KEY record, and shown again as PEM.",
                     "anyOf": [
                         string(MAX_VALUE_CHARS),
                         json_object(
                             {"format": {"const": "string"}, "value": string(MAX_VALUE_CHARS)},
                             ("value",),
                         ),
-                    ]
+                    ],
                 },
             },
             ("index", "type", "data"),

@@ -181,6 +181,12 @@ class Config:
     server_key_file: str = "idnode-server.pem"
     """The node's signing key (published in its HS_SITE), PEM: RSA, made on first start,
     or a DSA site key brought from HANDLE.NET."""
+    site_sm2_key_file: str = ""
+    """The node's SM2 site key, PEM (mode 0600), made on first start: published beside
+    ``server_key_file``'s key as the HS_PUBKEY at index 302 of ``0.NA/<node prefix>``
+    (the IDIS SDK's SM2_PUB_KEY record), for IDIS clients that want an SM2 key of this
+    node. Name the same file in ``issuer_key_file`` (``issuer_algorithm = "SM2256"``) to
+    sign trusted resolution with this one key. Empty: no SM2 site key."""
     bootstrap_admin: str = ""
     """``<access-key>:<secret-key>`` of a node administrator to create at start."""
     suffix_case_sensitive: bool = True
@@ -347,7 +353,7 @@ class Config:
             return self
         base = Path(self.data_dir).expanduser()
         moved: dict[str, Any] = {}
-        for name in ("key_file", "server_key_file", "issuer_key_file"):
+        for name in ("key_file", "server_key_file", "site_sm2_key_file", "issuer_key_file"):
             path = Path(getattr(self, name))
             if getattr(self, name) and not path.is_absolute():  # an optional one may be unset
                 moved[name] = str(base / path)

@@ -339,6 +339,14 @@ class Config:
             raise ConfigError(
                 f"toplevel: expected an http:// or https:// URL, got {self.toplevel!r}"
             )
+        one_sm2_key = bool(self.site_sm2_key_file) and os.path.normpath(
+            self.site_sm2_key_file
+        ) == os.path.normpath(self.issuer_key_file or ".")
+        if one_sm2_key and self.issuer_algorithm.lower() != "sm2256":
+            raise ConfigError(
+                "site_sm2_key_file: the same file as issuer_key_file, so issuer_algorithm "
+                "must be SM2256 (one SM2 key for both)"
+            )
         self.metrics_endpoint()
         self.tls_files()
         ipv6_twin(self.listen_ipv6, "127.0.0.1")

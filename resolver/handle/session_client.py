@@ -1,6 +1,7 @@
 """Setting up native sessions from the client side (op 400, and op 402 for mode 2),
 as HANDLE.NET's resolver does: Diffie-Hellman in RFC 2409's 1024-bit group by
-default, or a session key encrypted to the client's RSA key (modes 1 and 3).
+default, or a session key encrypted to the client's RSA key (modes 1 and 3) —
+or to its SM2 key, the IDIS SDK's "cipher HDL" (mode 3, an SM4 session).
 The :class:`.client.SessionKey` it returns MACs and encrypts what follows."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from registry.crypto import Sm2PrivateKey
 from registry.values import decode_public_key, encode_public_key
 
 from . import client as cl
@@ -41,7 +43,7 @@ class Setup:
     identity: tuple[str, int] | None = None
     timeout: int = 0
     """Seconds of idleness before the session ends (0: the server's maximum)."""
-    private_key: rsa.RSAPrivateKey | None = None
+    private_key: rsa.RSAPrivateKey | Sm2PrivateKey | None = None
     """Modes 1 and 3: the key the session key comes encrypted to."""
     exchange: tuple[str, int] | None = None
     """Mode 3: where the server finds the public half of ``private_key``."""
@@ -100,8 +102,13 @@ async def open_session(
         return cl.SessionKey(session_id, key, cipher, version), answer
     if setup.mode == sc.KEY_EXCHANGE_CIPHER_SERVER:
         return await _send_key(host, port, data, session_id, version, udp=udp, on=on), answer
-    assert setup.private_key is not None
-    cipher, key = sc.split_cipher(setup.private_key.decrypt(data, padding.PKCS1v15()))
+    private = setup.private_key
+    assert private is not None
+    if isinstance(private, Sm2PrivateKey):
+        wrapped = private.decrypt(data)
+    else:
+        wrapped = private.decrypt(data, padding.PKCS1v15())
+    cipher, key = sc.split_cipher(wrapped)
     return cl.SessionKey(session_id, key, cipher, version), answer
 
 

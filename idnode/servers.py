@@ -39,7 +39,7 @@ from .health import add_health_routes
 from .limits import rate_limit
 from .listen import Listening, StartupError, announce, listen_service
 from .logs import request_ids
-from .site import load_server_key, node_site
+from .site import load_server_key, node_site, site_sm2_pubkey
 
 if TYPE_CHECKING:
     from .node import Node
@@ -173,6 +173,7 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
             public_key=encode_public_key(server_key.public_key()),
         )
         node.registry.services.site = site
+        node.registry.services.site_sm2_key = site_sm2_pubkey(config)
         site_bytes = site.to_bytes()
         service = HandleService(
             node.resolver,

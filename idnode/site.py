@@ -1,6 +1,14 @@
 """This node's HS_SITE — where and how it answers, and the key its signed
 answers verify with — and the signing keys themselves: the server key of
-certified answers, and the issuer key of trusted resolution."""
+certified answers, the optional SM2 site key published beside it, and the
+issuer key of trusted resolution.
+
+The HS_SITE's server key field holds one key, the RSA (or DSA) key CNRI clients
+check certified answers with; the SM2 site key (``site_sm2_key_file``) is
+published as an ``HS_PUBKEY`` of the node's prefix record instead, at
+``registry.records.SITE_SM2_KEY_INDEX`` (302), in the IDIS SDK's ``SM2_PUB_KEY``
+record. When ``issuer_key_file`` names the same file, that one key also signs
+the node's certificates and records (SM2256)."""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from registry.crypto import CryptoError, Sm2PrivateKey
-from registry.crypto.keys import kind, load_private_key, private_pem
+from registry.crypto.keys import PrivateKey, kind, load_private_key, private_pem
 from registry.secrets import ServerKey, create_private_file, load_or_create_server_key
 from registry.services.trust import NodeIssuer, new_signing_key
 from registry.trust.issue import IssueError, SigningKey, check_algorithm
@@ -81,6 +89,47 @@ def configured_site(config: Config) -> bytes:
     return site.to_bytes()
 
 
+def _private_key_file(path: Path, setting: str) -> PrivateKey:
+    """The key in a private key file that only its owner may read; StartupError in one
+    line naming ``setting`` otherwise."""
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StartupError(f"cannot read {setting} {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StartupError(
+            f"{setting} {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
+        )
+    try:
+        return load_private_key(data)
+    except CryptoError as exc:
+        raise StartupError(f"{setting} {path}: {exc}") from None
+
+
+def load_site_sm2_key(config: Config) -> Sm2PrivateKey | None:
+    """The node's SM2 site key (``site_sm2_key_file``, PEM, mode 0600): made on first
+    start, else read and checked; None when the setting is empty."""
+    if not config.site_sm2_key_file:
+        return None
+    path = Path(config.site_sm2_key_file)
+    if not path.exists():
+        made = Sm2PrivateKey.generate()
+        if create_private_file(path, private_pem(made)):
+            return made
+    key = _private_key_file(path, "site_sm2_key_file")
+    if not isinstance(key, Sm2PrivateKey):
+        raise StartupError(f"site_sm2_key_file {path} holds a {kind(key)} key, not an SM2 key")
+    return key
+
+
+def site_sm2_pubkey(config: Config) -> bytes:
+    """The ``HS_PUBKEY`` data the node publishes for its SM2 site key (the IDIS SDK's
+    ``SM2_PUB_KEY`` record); empty when it has none."""
+    key = load_site_sm2_key(config)
+    return b"" if key is None else encode_public_key(key.public_key())
+
+
 def load_or_create_issuer_key(path: Path, algorithm: str) -> SigningKey:
     """The node's issuer key (PEM, mode 0600): made on first start in ``algorithm``
     (RS256: RSA-2048; SM2256: SM2), else read and checked to sign with it."""
@@ -88,19 +137,7 @@ def load_or_create_issuer_key(path: Path, algorithm: str) -> SigningKey:
         made = new_signing_key(algorithm)
         if create_private_file(path, private_pem(made)):
             return made
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except OSError as exc:
-        raise StartupError(f"cannot read issuer_key_file {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise StartupError(
-            f"issuer_key_file {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
-        )
-    try:
-        key = load_private_key(data)
-    except CryptoError as exc:
-        raise StartupError(f"issuer_key_file {path}: {exc}") from None
+    key = _private_key_file(path, "issuer_key_file")
     if not isinstance(key, rsa.RSAPrivateKey | Sm2PrivateKey):
         raise StartupError(
             f"issuer_key_file {path} holds a {kind(key)} key; trusted resolution signs with "

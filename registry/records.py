@@ -27,6 +27,7 @@ from .models import PERM_PUBLIC, Enterprise, HandleValue, Identifier, Prefix, Si
 from .values import (
     ALL_ADMIN_PERMISSIONS,
     HS_ADMIN,
+    HS_PUBKEY,
     HS_SITE,
     HS_SITE_PREFIX,
     INTERFACE_BOTH,
@@ -47,6 +48,10 @@ DESC_INDEX = 2
 URL_INDEX = 3
 ADMIN_INDEX = 100
 OWNER_ADMIN_INDEX = 101
+SITE_SM2_KEY_INDEX = 302
+"""The node's SM2 site key (``site_sm2_key_file``) is the ``HS_PUBKEY`` here on
+``0.NA/<node prefix>``, beside the HS_SITE, whose server key field holds the one key
+CNRI clients check certified answers with (RSA or DSA)."""
 PREFIX_RECORD_TTL = 3600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -248,8 +253,10 @@ async def locate(
     node_prefix: str,
     site: SiteInfo | None,
     directory: Directory | None = None,
+    site_sm2_key: bytes = b"",
 ) -> Located:
-    """Decide where ``name`` lives and load its record if it lives here."""
+    """Decide where ``name`` lives and load its record if it lives here
+    (``site_sm2_key``: the HS_PUBKEY data of the node's SM2 site key, if any)."""
     directory = directory or StoreDirectory(conn)
     served = name.handled_prefix
     if not is_under(served, node_prefix):
@@ -265,6 +272,8 @@ async def locate(
         ]
         if site is not None:
             synthesized.append(_value(SITE_INDEX, HS_SITE, site.to_bytes(), now))
+        if site_sm2_key:
+            synthesized.append(_value(SITE_SM2_KEY_INDEX, HS_PUBKEY, site_sm2_key, now))
         return Located(name, Where.HERE, _merge(stored, synthesized, name, EPOCH))
     prefix = await _longest_known_prefix(directory, served)
     if prefix is None:

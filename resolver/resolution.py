@@ -210,6 +210,7 @@ class Resolver:
                 node_prefix=services.node_prefix,
                 site=services.site,
                 directory=self.directory,
+                site_sm2_key=services.site_sm2_key,
             )
             access = NO_ACCESS
             if caller is not None and located.record is not None:

@@ -267,6 +267,9 @@ class Services:
         self._write_turn = asyncio.Lock()
         self.site: SiteInfo | None = None
         """This node's own ``HS_SITE``, set by whoever knows the served interfaces."""
+        self.site_sm2_key = b""
+        """The ``HS_PUBKEY`` data of this node's SM2 site key, published beside its
+        HS_SITE (records.SITE_SM2_KEY_INDEX); empty: it has none."""
         self.listeners: list[ChangeListener] = []
         """Called (in this process) right after a change commits, e.g. to evict
         cached answers before the writer's client can ask again."""

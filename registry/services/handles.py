@@ -144,7 +144,13 @@ class Handles:
             raise InvalidName(str(exc)) from None
 
     async def locate(self, conn: AsyncConnection, name: HandleName) -> Located:
-        return await locate(conn, name, node_prefix=self.s.node_prefix, site=self.s.site)
+        return await locate(
+            conn,
+            name,
+            node_prefix=self.s.node_prefix,
+            site=self.s.site,
+            site_sm2_key=self.s.site_sm2_key,
+        )
 
     async def rights(self, conn: AsyncConnection, actor: Actor, located: Located) -> int:
         """The HS_ADMIN permission bits ``actor`` holds over ``located``'s record."""

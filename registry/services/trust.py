@@ -436,6 +436,7 @@ class Trust:
             node_prefix=self.s.node_prefix,
             site=self.s.site,
             directory=directory,
+            site_sm2_key=self.s.site_sm2_key,
         )
         if located.where is not Where.HERE:
             raise NotServedHere(f"handle {name.text} is not kept by this node")

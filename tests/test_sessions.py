@@ -44,14 +44,15 @@ def java_int(n: int) -> bytes:
     return n.to_bytes(n.bit_length() // 8 + 1, "big")
 
 
-def dh_record(y: int) -> bytes:
-    return (
-        blob(b"DH_PUB_KEY")
-        + b"\x00\x00"
-        + blob(java_int(y))
-        + blob(java_int(OAKLEY_GROUP_2))
-        + blob(b"\x02")
-    )
+def dh_record(y: int, p: int = OAKLEY_GROUP_2) -> bytes:
+    return blob(b"DH_PUB_KEY") + b"\x00\x00" + blob(java_int(y)) + blob(java_int(p)) + blob(b"\x02")
+
+
+def rsa_record(e: int) -> bytes:
+    """An RSA_PUB_KEY record with a real 2048-bit modulus and the exponent ``e``."""
+    n = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    modulus = n.public_numbers().n
+    return blob(b"RSA_PUB_KEY") + b"\x00\x00" + blob(java_int(e)) + blob(java_int(modulus))
 
 
 def handle_net_key(secret: bytes) -> bytes:
@@ -459,8 +460,22 @@ def _setup_request(body: bytes) -> c.Message:
         sc.SessionSetup(4, 60, public_key=dh_record(OAKLEY_GROUP_2 - 1)).to_bytes(),
         sc.SessionSetup(4, 60, public_key=b"\x00\x00\x00\x0bRSA_PUB_KEY\x00\x00").to_bytes(),
         sc.SessionSetup(1, 60, public_key=b"garbage").to_bytes(),
+        sc.SessionSetup(1, 60, public_key=rsa_record(2**100 + 1)).to_bytes(),
+        sc.SessionSetup(4, 60, public_key=dh_record(5, (1 << 4095) + 1)).to_bytes(),
     ],
-    ids=["empty", "truncated", "mode-7", "huge-key", "y-0", "y-1", "y-p-1", "not-dh", "bad-rsa"],
+    ids=[
+        "empty",
+        "truncated",
+        "mode-7",
+        "huge-key",
+        "y-0",
+        "y-1",
+        "y-p-1",
+        "not-dh",
+        "bad-rsa",
+        "rsa-e-100-bits",
+        "dh-4096",
+    ],
 )
 async def test_malformed_setups_are_refused_precisely(native: Native, body: bytes) -> None:
     for udp in (True, False):

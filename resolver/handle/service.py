@@ -80,7 +80,7 @@ class HandleService:
         self.fast_path = FastPath(resolver.cache)
         self.challenges = Challenges(registry.services, self.replies)
         self.admin = Administration(registry, self.replies)
-        self.sessions = sessions or Sessions(server_key)
+        self.sessions = sessions if sessions is not None else Sessions(server_key)
         """Session ids are never those of pending challenges (which share the field)."""
         self.sessions.reserved = self.challenges.pending.__contains__
 

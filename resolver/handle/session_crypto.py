@@ -41,13 +41,17 @@ from .session_codec import (
 )
 
 MIN_DH_BITS = 1024
-MAX_DH_BITS = 4096
-"""Groups a client may ask for: HANDLE.NET's clients send 1024-bit ones; past
-4096 bits a key exchange costs the server more than any client needs."""
-DH_EXPONENT_BITS = 320
+MAX_DH_BITS = 2048
+"""Groups a client may ask for: HANDLE.NET's clients send 1024-bit ones (RFC 2409's
+second group). A 2048-bit exchange costs the server some 5 ms of one core, a
+4096-bit one 25 ms: more than a session is worth to anyone but a flooder."""
+DH_EXPONENT_BITS = 256
 """The server's private exponent: twice the strength of the largest group taken."""
 MIN_RSA_BITS = 1024
 MAX_RSA_BITS = 8192
+MAX_RSA_EXPONENT_BITS = 64
+"""A public exponent past this (OpenSSL's own bound for large keys) would make each
+encryption a full-size exponentiation."""
 SESSION_KEY_BYTES = 16
 AES_DH_KEY_BYTES = 32
 """HANDLE.NET keeps 32 bytes of a Diffie-Hellman secret for an AES session."""
@@ -130,6 +134,8 @@ def wrap_new_key(record: bytes) -> tuple[int, bytes, bytes] | None:
         return None
     if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
         raise InvalidSetup(f"a {key.key_size}-bit RSA key (from {MIN_RSA_BITS} to {MAX_RSA_BITS})")
+    if key.public_numbers().e.bit_length() > MAX_RSA_EXPONENT_BITS:
+        raise InvalidSetup(f"an RSA public exponent over {MAX_RSA_EXPONENT_BITS} bits")
     session_key = new_session_key(CIPHER_AES)
     wrapped = key.encrypt(with_cipher(CIPHER_AES, session_key), padding.PKCS1v15())
     return CIPHER_AES, session_key, wrapped

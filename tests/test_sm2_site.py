@@ -23,6 +23,7 @@ from registry.records import SITE_SM2_KEY_INDEX
 from registry.services import Registry
 from registry.values import SiteInfo
 from resolver.handle import client as cl
+from resolver.handle import codec as c
 from tests.conftest import ApiClient
 from tests.factories import NODE_PREFIX, node_on_loopback
 from tests.sm2_tools import OPENSSL, openssl_run, openssl_verifies
@@ -141,3 +142,35 @@ def test_settings_of_the_site_key() -> None:
         Config(site_sm2_key_file="k.pem", issuer_key_file="./k.pem").validate()
     Config(site_sm2_key_file="k.pem", issuer_key_file="k.pem", issuer_algorithm="sm2256").validate()
     Config(site_sm2_key_file="sm2.pem", issuer_key_file="rsa.pem").validate()  # two keys
+
+
+async def test_the_node_machine_keys_are_not_administrators(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The keys the node publishes for itself on ``0.NA/<node prefix>`` — the site
+    key (302, synthesized, no identity at all) and the issuer's key (401) — prove
+    the node's machine, not its administrator (``300:``): whoever holds the key
+    files logs in, yet homing is refused."""
+    key_file = tmp_path / "sm2-site.pem"
+    async with node_on_loopback(
+        database_url,
+        tmp_path,
+        site_sm2_key_file=str(key_file),
+        issuer_key_file=str(key_file),
+        issuer_algorithm="SM2256",
+    ) as (_, servers):
+        machine_key = Sm2PrivateKey.load(key_file.read_bytes())
+        outcomes = {}
+        for index in (SITE_SM2_KEY_INDEX, 401):
+            credentials = cl.KeyPair(NODE_RECORD, index, machine_key)
+            session = await cl.TcpSession.open("127.0.0.1", servers.handle.port, credentials)
+            try:
+                login = await session.login()
+                home = c.HandleOnly(f"0.NA/{NODE_PREFIX}.99".encode()).to_bytes()
+                refused = await session.call(cl.request(c.OC_HOME_NA, home))
+                outcomes[index] = (login.header.response_code, refused.header.response_code)
+            finally:
+                await session.close()
+    # 302 is not a stored key: no login. 401 logs in, and may not home (RC 401).
+    # Without a login the node asks for one first (408).
+    assert outcomes == {SITE_SM2_KEY_INDEX: (403, 408), 401: (1, 401)}

@@ -48,7 +48,7 @@ from ..permissions import (
     principal_rights,
     required_bits,
 )
-from ..records import NODE_KEPT_INDEXES, Located, Where, locate
+from ..records import NODE_ADMIN_INDEX, NODE_KEPT_INDEXES, Located, Where, locate
 from ..secrets import is_sealed_value, open_value, seal_value
 from ..templates import TemplateError, check_handle_values
 from ..values import (
@@ -527,10 +527,17 @@ class Handles:
         return f"0.NA/{self.s.node_prefix_key}"
 
     def is_node_admin(self, actor: Actor) -> bool:
-        """A node administrator: a registry admin, or the node's own Handle identity."""
+        """A node administrator: a registry admin, or the node's own Handle identity,
+        ``300:0.NA/<node prefix>``. Only that index: the record's other keys (the SM2
+        site key, the issuer's key) are the node's machine keys, not administrators."""
         if actor.principal is not None:
             return actor.principal.is_admin
-        return actor.identity is not None and actor.identity.key == self._node_identity_key
+        identity = actor.identity
+        return (
+            identity is not None
+            and identity.key == self._node_identity_key
+            and identity.index == NODE_ADMIN_INDEX
+        )
 
     async def home(self, actor: Actor, prefix_text: str, *, homed: bool) -> None:
         """Ops 300/301: start or stop serving an enterprise prefix's records here.

@@ -67,7 +67,7 @@ from ..values import (
 )
 from .base import Actor, Change, Services
 from .grants import Grants
-from .identifiers import record_payload
+from .identifiers import write_record
 
 MAX_LIST = 100_000
 """A list without paging returns at most this many handles."""
@@ -309,29 +309,21 @@ class Handles:
         name = located.name
         stored = await store.get_identifier(change.conn, name.key)
         values = await self.s.values_to_store(change, stored.name if stored else name.text, values)
-        if stored is None:
-            prefix_id = located.prefix.id if located.prefix and not name.is_prefix_handle else None
-            if located.prefix is not None and prefix_id is not None:
-                await self.s.require_identifier_room(change.conn, located.prefix.enterprise_id)
-            await store.insert_identifier(
-                change.conn,
-                name=name.text,
-                name_key=name.key,
-                prefix_id=prefix_id,
-                template_id=None,
-                values=values,
-                dns_path=self.s.dns_path(name),
-            )
-        else:
-            await store.replace_identifier_values(
-                change.conn, stored, template_id=template.id if template else None, values=values
-            )
-        record_name = stored.name if stored else name.text
-        await change.record(
-            action,
-            record_name,
-            record_payload(record_name, template.version if template else None, values),
-            {"indexes": [v.index for v in values]},
+        prefix_id = None
+        if stored is None and located.prefix is not None and not name.is_prefix_handle:
+            # A new identifier under an enterprise's prefix counts against its quota.
+            prefix_id = located.prefix.id
+            await self.s.require_identifier_room(change.conn, located.prefix.enterprise_id)
+        await write_record(
+            self.s,
+            change,
+            name,
+            stored,
+            values,
+            prefix_id=prefix_id,
+            template_id=template.id if template else None,
+            template_version=template.version if template else None,
+            action=action,
         )
 
     # --- operations ---------------------------------------------------------

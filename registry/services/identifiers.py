@@ -84,6 +84,45 @@ def record_payload(
     }
 
 
+async def write_record(
+    services: Services,
+    change: Change,
+    name: HandleName,
+    stored: Identifier | None,
+    values: list[HandleValue],
+    *,
+    prefix_id: int | None,
+    template_id: int | None,
+    template_version: str | None,
+    action: str,
+) -> None:
+    """A record written whole outside the SNMS registration path (the Handle protocol's
+    writes, the issuer's identity records): a new identifier under ``prefix_id`` with no
+    template of its own, or ``stored``'s values replaced and its template set to
+    ``template_id``; ``action`` goes to the audit trail and the outbox with the record."""
+    if stored is None:
+        await store.insert_identifier(
+            change.conn,
+            name=name.text,
+            name_key=name.key,
+            prefix_id=prefix_id,
+            template_id=None,
+            values=values,
+            dns_path=services.dns_path(name),
+        )
+    else:
+        await store.replace_identifier_values(
+            change.conn, stored, template_id=template_id, values=values
+        )
+    record_name = stored.name if stored else name.text
+    await change.record(
+        action,
+        record_name,
+        record_payload(record_name, template_version, values),
+        {"indexes": [v.index for v in values]},
+    )
+
+
 class Identifiers:
     def __init__(self, services: Services) -> None:
         self.s = services

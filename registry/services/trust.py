@@ -52,7 +52,7 @@ from ..trust.issue import SigningKey, Validity
 from ..values import ADD_VALUE, MODIFY_VALUE, REMOVE_VALUE
 from .base import SYSTEM_ACTOR, Actor, Change, Services, managed_prefix
 from .handles import Handles
-from .identifiers import record_payload
+from .identifiers import record_payload, write_record
 
 log = logging.getLogger("idnode.trust")
 
@@ -622,26 +622,16 @@ class Trust:
         *,
         prefix_id: int | None,
     ) -> None:
-        if stored is None:
-            await store.insert_identifier(
-                change.conn,
-                name=name.text,
-                name_key=name.key,
-                prefix_id=prefix_id,
-                template_id=None,
-                values=values,
-                dns_path=self.s.dns_path(name),
-            )
-        else:
-            await store.replace_identifier_values(
-                change.conn, stored, template_id=stored.template_id, values=values
-            )
-        record_name = stored.name if stored else name.text
-        await change.record(
-            "identifier.updated" if stored else "identifier.created",
-            record_name,
-            record_payload(record_name, None, values),
-            {"indexes": [v.index for v in values]},
+        await write_record(
+            self.s,
+            change,
+            name,
+            stored,
+            values,
+            prefix_id=prefix_id,
+            template_id=stored.template_id if stored else None,
+            template_version=None,
+            action="identifier.updated" if stored else "identifier.created",
         )
 
 

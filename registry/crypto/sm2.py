@@ -174,6 +174,14 @@ def _pem_or_der(data: bytes, labels: tuple[str, ...], what: str) -> tuple[str | 
     return label, body
 
 
+def _pem_text(pem: bytes | str, what: str) -> bytes:
+    """``pem`` as bytes, refused unless it is PEM (``from_pem`` takes no DER or raw forms)."""
+    data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
+    if not der.is_pem(data):
+        raise BadKey(f"{what}: not PEM text")
+    return data
+
+
 def signature_to_der(raw: bytes) -> bytes:
     """DER ``SEQUENCE {r, s}`` of a raw 64-byte ``r ‖ s``; CryptoError if out of range."""
     if len(raw) != 2 * SIZE:
@@ -339,10 +347,7 @@ class Sm2PublicKey(_Key):
 
     @classmethod
     def from_pem(cls, pem: bytes | str) -> Sm2PublicKey:
-        data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
-        if not der.is_pem(data):
-            raise BadKey("SM2 public key: not PEM text")
-        return cls.load(data)
+        return cls.load(_pem_text(pem, "SM2 public key"))
 
     @classmethod
     def load(cls, data: bytes) -> Sm2PublicKey:
@@ -439,10 +444,7 @@ class Sm2PrivateKey(_Key):
 
     @classmethod
     def from_pem(cls, pem: bytes | str) -> Sm2PrivateKey:
-        data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
-        if not der.is_pem(data):
-            raise BadKey("SM2 private key: not PEM text")
-        return cls.load(data)
+        return cls.load(_pem_text(pem, "SM2 private key"))
 
     @classmethod
     def load(cls, data: bytes) -> Sm2PrivateKey:

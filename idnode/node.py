@@ -249,7 +249,9 @@ async def serve(
         workers_wanted = worker_count(config)
         # Stopped in reverse: the workers first, the servers last.
         async with contextlib.AsyncExitStack() as running:
-            servers = await start_servers(node, reuse_port=workers_wanted > 1, node_gauges=True)
+            servers = await start_servers(
+                node, reuse_port=workers_wanted > 1, node_gauges=True, processes=workers_wanted
+            )
             running.push_async_callback(servers.close)
             if config.toplevel:
                 running.push_async_callback((await start_sync(node, servers.site_bytes, zone)).stop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from dataclasses import dataclass
 from functools import partial
@@ -40,6 +41,9 @@ from .limits import rate_limit
 from .listen import Listening, StartupError, announce, listen_service
 from .logs import request_ids
 from .site import load_server_key, node_site, site_sm2_pubkey
+from .steering import steer_by_client
+
+log = logging.getLogger("idnode")
 
 if TYPE_CHECKING:
     from .node import Node
@@ -145,9 +149,13 @@ class Servers:
         announce("dns", self.dns, self.twins["dns"])
 
 
-async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> Servers:
+async def start_servers(
+    node: Node, *, reuse_port: bool, node_gauges: bool, processes: int = 1
+) -> Servers:
     """Bind and start every listener at the configured endpoints (port 0: any;
-    ``reuse_port``: other processes of the node bind the same ports)."""
+    ``reuse_port``: other processes of the node bind the same ports). The first
+    of ``processes`` sharing them steers each client's native administration to
+    one of them (:mod:`.steering`)."""
     config = node.config
     context = tls_context(config)
     running = contextlib.AsyncExitStack()
@@ -162,6 +170,7 @@ async def start_servers(node: Node, *, reuse_port: bool, node_gauges: bool) -> S
 
         http_sockets = bound(config.http, udp=False)
         handle_sockets = bound(config.handle, udp=True)
+        steer_native(handle_sockets, processes)
         dns_sockets = bound(config.dns, udp=True)
         http, handle, dns_at = http_sockets.endpoint, handle_sockets.endpoint, dns_sockets.endpoint
         server_key = load_server_key(config)
@@ -242,3 +251,17 @@ def dns_service(node: Node, dns_at: Endpoint) -> DnsService:
         amplification=max(0, config.udp_amplification),
         guard=node.guard,
     )
+
+
+def steer_native(sockets: Listening, processes: int) -> None:
+    """Attach the steering program to the native port's groups; a kernel that
+    refuses it leaves the kernel's spread (and says what that costs)."""
+    try:
+        for sock in (*sockets.tcp, *sockets.udp):
+            steer_by_client(sock, processes)
+    except OSError as exc:
+        log.warning(
+            "native clients not steered by address (%s): a session or challenge may "
+            "meet another process than the one that made it",
+            exc.strerror,
+        )

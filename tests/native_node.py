@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from idnode.config import Config, Endpoint
 from idnode.listen import bind_pair
 from idnode.site import node_site
+from idnode.steering import steer_by_client
 from registry.models import PERM_RESTRICTED, HandleValue
 from registry.secrets import ServerKey
 from registry.services import Actor, Registry
@@ -47,11 +48,19 @@ class Native:
 
 
 @contextlib.asynccontextmanager
-async def native_server(registry: Registry, key: ServerKey) -> AsyncIterator[Native]:
-    """The native service on loopback UDP and TCP, signing with ``key``."""
+async def native_server(
+    registry: Registry, key: ServerKey, *, processes: int = 1
+) -> AsyncIterator[Native]:
+    """The native service on loopback UDP and TCP, signing with ``key``; with
+    ``processes`` > 1, as many services (each its own sessions and challenges, as
+    the node's processes) sharing the port, steered as the node steers them."""
     resolver = Resolver(registry)
-    tcp_sock, udp_sock = bind_pair(Endpoint("127.0.0.1", 0))
+    tcp_sock, udp_sock = bind_pair(Endpoint("127.0.0.1", 0), reuse_port=processes > 1)
     port = tcp_sock.getsockname()[1]
+    pairs = [(tcp_sock, udp_sock)]
+    pairs += [bind_pair(Endpoint("127.0.0.1", port), reuse_port=True) for _ in range(processes - 1)]
+    steer_by_client(tcp_sock, processes)
+    steer_by_client(udp_sock, processes)
     site = node_site(
         Config(),
         Endpoint("127.0.0.1", 8000),
@@ -60,21 +69,28 @@ async def native_server(registry: Registry, key: ServerKey) -> AsyncIterator[Nat
         public_key=encode_public_key(key.public_key()),
     )
     registry.services.site = site
-    service = svc.HandleService(
-        resolver,
-        registry,
-        site_serial=site.serial,
-        server_key=key,
-        site_bytes=site.to_bytes,
-        # Whole answers over UDP, however large: these tests are about the protocol
-        # (tests/test_limits.py sends large ones to TCP).
-        udp_amplification=0,
-    )
-    listeners = await srv.start(service, tcp_sock, udp_sock, idle=1.0)
+    services = [
+        svc.HandleService(
+            resolver,
+            registry,
+            site_serial=site.serial,
+            server_key=key,
+            site_bytes=site.to_bytes,
+            # Whole answers over UDP, however large: these tests are about the protocol
+            # (tests/test_limits.py sends large ones to TCP).
+            udp_amplification=0,
+        )
+        for _ in pairs
+    ]
+    listeners = [
+        await srv.start(service, tcp, udp, idle=1.0)
+        for service, (tcp, udp) in zip(services, pairs, strict=True)
+    ]
     try:
-        yield Native("127.0.0.1", port, service, registry, resolver)
+        yield Native("127.0.0.1", port, services[0], registry, resolver)
     finally:
-        await listeners.close()
+        for listener in listeners:
+            await listener.close()
 
 
 async def seed(registry: Registry, admin: Actor) -> str:

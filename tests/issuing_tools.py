@@ -3,24 +3,17 @@ what anyone may resolve, and an independent verifier of what the node signs.
 
 The verifier is written afresh from the published rules (trust.md §3, HANDLE.NET's
 and the IDIS SDK's chain walk and permission checks), not from the node's code:
-RS256 through PyJWT, SM2256 through the ``openssl`` tool, value digests from
-RFC 3651 (``tests.trust_tools.rfc3651_digest``), the chain by ``iss`` handles to
-the newest certificate about each issuer, up to a self-issued root.
+signatures checked by ``tests.trust_tools.independently_verifies`` (RS256 through
+PyJWT, SM2256 through the ``openssl`` tool), value digests from RFC 3651
+(``tests.trust_tools.rfc3651_digest``), the chain by ``iss`` handles to the newest
+certificate about each issuer, up to a self-issued root.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
-
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from registry.crypto import Sm2PrivateKey
 from registry.db import create_engine
@@ -31,18 +24,9 @@ from registry.services import NodeIssuer, Registry, Services
 from registry.trust.issue import SigningKey
 from resolver.resolution import Resolver
 from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC
-from tests.sm2_tools import openssl_verifies
-from tests.trust_tools import rfc3651_digest, rsa_key
+from tests.trust_tools import claims_of, independently_verifies, rfc3651_digest, rsa_key
 
 NODE_IDENTITY = f"401:0.NA/{NODE_PREFIX}"
-SM2_ID = "1234567812345678"
-_SM2_KEYS: dict[int, Sm2PrivateKey] = {}
-
-
-def sm2_key(n: int = 0) -> Sm2PrivateKey:
-    if n not in _SM2_KEYS:
-        _SM2_KEYS[n] = Sm2PrivateKey.generate()
-    return _SM2_KEYS[n]
 
 
 def node_issuer(key: SigningKey | None = None, **options: Any) -> NodeIssuer:
@@ -102,54 +86,6 @@ def public_values(registry: Registry) -> ValuesOf:
 # --- the independent verifier -----------------------------------------------------
 
 
-def b64url(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def jws_parts(data: bytes) -> tuple[str, str, str]:
-    head, payload, signature = data.decode().split(".")
-    return head, payload, signature
-
-
-def claims_of(data: bytes) -> dict[str, Any]:
-    claims = json.loads(b64url(jws_parts(data)[1]))
-    assert isinstance(claims, dict)
-    return claims
-
-
-def jwk_pem(jwk: dict[str, str]) -> bytes:
-    """PEM of a ``publicKey`` claim: RSA from n, e; SM2 from the SPKI in ``d``."""
-    if jwk["kty"] == "SM2":
-        body = base64.encodebytes(b64url(jwk["d"])).decode().replace("\n", "")
-        lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
-        return f"-----BEGIN PUBLIC KEY-----\n{lines}\n-----END PUBLIC KEY-----\n".encode()
-    n = int.from_bytes(b64url(jwk["n"]), "big")
-    e = int.from_bytes(b64url(jwk["e"]), "big")
-    return (
-        rsa.RSAPublicNumbers(e, n)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-
-
-def verifies(data: bytes, jwk: dict[str, str]) -> bool:
-    """The JWS signature, checked by PyJWT (RS256) or the openssl tool (SM2256)."""
-    head, payload, signature = jws_parts(data)
-    alg = json.loads(b64url(head))["alg"]
-    pem = jwk_pem(jwk)
-    if alg == "RS256":
-        try:
-            jwt.PyJWS().decode(f"{head}.{payload}.{signature}", pem, algorithms=["RS256"])
-        except jwt.InvalidTokenError:
-            return False
-        return True
-    assert alg == "SM2256", alg
-    with tempfile.TemporaryDirectory() as folder:
-        return openssl_verifies(
-            Path(folder), pem, b64url(signature), f"{head}.{payload}".encode(), SM2_ID
-        )
-
-
 def _prefix_of(handle: str) -> str:
     head, _, rest = handle.partition("/")
     return rest if head.upper() == "0.NA" else head
@@ -205,7 +141,7 @@ async def independent_verdict(
         return "wrong_handle"
     for position, (data, claims) in enumerate(links):
         issuer = links[min(position + 1, len(links) - 1)][1]
-        if not verifies(data, issuer["publicKey"]):
+        if not independently_verifies(data, issuer["publicKey"]):
             return "bad_signature" if position == 0 else "chain_not_trusted"
         if not claims.get("nbf", 0) <= now <= claims.get("exp", now):
             return "outside_dates" if position == 0 else "chain_not_trusted"

@@ -34,14 +34,12 @@ from tests.factories import (
     user_actor,
 )
 from tests.issuing_tools import (
-    claims_of,
     independent_verdict,
     issuing_registry,
     node_issuer,
     public_values,
-    sm2_key,
 )
-from tests.trust_tools import rsa_key
+from tests.trust_tools import claims_of, rsa_key, sm2_key
 
 NODE_KEY = rsa_key(7)
 ROOT_HANDLE = "0.NA/88.100"

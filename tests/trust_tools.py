@@ -4,8 +4,9 @@
 signer (``registry.trust.sign_jws``) into an in-memory set of records. The
 checks at the bottom (:func:`independent_verdict`) re-implement the digest and
 the chain walk from the published rules, with PyJWT for RS256 and OpenSSL's
-command line for DS256, so that a mistake shared by our signer and our
-verifier cannot pass unseen.
+command line for DS256 and SM2256, so that a mistake shared by our signer and our
+verifier cannot pass unseen; tests/issuing_tools.py checks what the node issues
+with the same JWS primitives.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -167,7 +169,9 @@ def rfc3651_digest(value: HandleValue) -> str:
     return base64.b64encode(hashlib.sha256(bytes(out)).digest()).decode()
 
 
-def _segments(data: bytes) -> tuple[str, str, str]:
+def jws_segments(data: bytes) -> tuple[str, str, str]:
+    """Protected header, payload and signature of a compact or (its first signature)
+    JSON-serialized JWS, as they were sent."""
     text = data.decode()
     if text.startswith("{"):
         doc = json.loads(text)
@@ -177,14 +181,27 @@ def _segments(data: bytes) -> tuple[str, str, str]:
     return head, payload, signature
 
 
-def _b64(segment: str) -> bytes:
+def b64url(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-def _jwk_pem(jwk: dict[str, str]) -> bytes:
-    def num(name: str) -> int:
-        return int.from_bytes(_b64(jwk[name]), "big")
+def claims_of(data: bytes) -> dict[str, Any]:
+    claims = json.loads(b64url(jws_segments(data)[1]))
+    assert isinstance(claims, dict)
+    return claims
 
+
+def jwk_pem(jwk: dict[str, str]) -> bytes:
+    """PEM of a ``publicKey`` claim: RSA from n, e; DSA from y, p, q, g; SM2 from the
+    SubjectPublicKeyInfo in ``d`` (as the IDIS SDK writes it)."""
+
+    def num(name: str) -> int:
+        return int.from_bytes(b64url(jwk[name]), "big")
+
+    if jwk["kty"] == "SM2":
+        spki = base64.encodebytes(b64url(jwk["d"])).decode().replace("\n", "")
+        lines = "\n".join(spki[i : i + 64] for i in range(0, len(spki), 64))
+        return f"-----BEGIN PUBLIC KEY-----\n{lines}\n-----END PUBLIC KEY-----\n".encode()
     if jwk["kty"] == "RSA":
         key: rsa.RSAPublicKey | dsa.DSAPublicKey = rsa.RSAPublicNumbers(
             num("e"), num("n")
@@ -199,22 +216,18 @@ def _jwk_pem(jwk: dict[str, str]) -> bytes:
 
 def independently_verifies(data: bytes, jwk: dict[str, str]) -> bool:
     """RS256 through PyJWT; DS256 through ``openssl dgst -sha256 -verify``; SM2256
-    through ``openssl pkeyutl -verify`` with the distinguishing ID 1234567812345678."""
-    head, payload, signature = _segments(data)
-    alg = json.loads(_b64(head))["alg"]
+    through ``openssl pkeyutl -verify`` with the distinguishing ID 1234567812345678.
+    An SM2 key never verifies another algorithm, nor another key SM2256."""
+    head, payload, signature = jws_segments(data)
+    alg = json.loads(b64url(head))["alg"]
+    if (alg == "SM2256") != (jwk.get("kty") == "SM2"):
+        return False
+    pem = jwk_pem(jwk)
     if alg == "SM2256":
-        if jwk.get("kty") != "SM2":
-            return False
-        spki = base64.encodebytes(_b64(jwk["d"])).decode().replace("\n", "")
-        lines = "\n".join(spki[i : i + 64] for i in range(0, len(spki), 64))
-        pem = f"-----BEGIN PUBLIC KEY-----\n{lines}\n-----END PUBLIC KEY-----\n".encode()
         with tempfile.TemporaryDirectory() as folder:
             return openssl_verifies(
-                Path(folder), pem, _b64(signature), f"{head}.{payload}".encode(), SM2_ID
+                Path(folder), pem, b64url(signature), f"{head}.{payload}".encode(), SM2_ID
             )
-    if jwk.get("kty") == "SM2":
-        return False
-    pem = _jwk_pem(jwk)
     if alg == "RS256":
         try:
             jwt.PyJWS().decode(f"{head}.{payload}.{signature}", pem, algorithms=["RS256"])
@@ -224,7 +237,7 @@ def independently_verifies(data: bytes, jwk: dict[str, str]) -> bool:
     with tempfile.TemporaryDirectory() as folder:
         where = Path(folder)
         (where / "pub.pem").write_bytes(pem)
-        (where / "sig.der").write_bytes(_b64(signature))
+        (where / "sig.der").write_bytes(b64url(signature))
         (where / "in.bin").write_bytes(f"{head}.{payload}".encode())
         done = subprocess.run(
             ["openssl", "dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "in.bin"],
@@ -246,7 +259,7 @@ def independent_verdict(
     """The verdict for a record with one HS_SIGNATURE whose chain follows ``iss``
     handles only (no ``chain`` claims): the rules of trust.md §3, written afresh."""
     signature = next(v for v in values if v.type == "HS_SIGNATURE")
-    claims = json.loads(_b64(_segments(signature.data)[1]))
+    claims = claims_of(signature.data)
     links = [(signature.data, claims)]
     seen: set[str] = set()
     while claims["sub"] != claims["iss"]:
@@ -257,7 +270,7 @@ def independent_verdict(
             return "chain_not_built"
         seen.add(parent_handle)
         certs = [
-            (v.data, json.loads(_b64(_segments(v.data)[1])))
+            (v.data, claims_of(v.data))
             for v in records.get(parent_handle, [])
             if v.type == "HS_CERT"
         ]

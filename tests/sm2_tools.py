@@ -9,8 +9,20 @@ import subprocess
 from pathlib import Path
 
 import gmalg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 OPENSSL = shutil.which("openssl")
+
+
+def p256_spki() -> bytes:
+    """DER SubjectPublicKeyInfo of a fresh key on NIST P-256: the same shape as an SM2
+    key but another curve, which SM2 readers must refuse by name."""
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
 
 
 def _openssl(directory: Path, *args: str) -> subprocess.CompletedProcess[bytes]:

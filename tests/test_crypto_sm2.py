@@ -26,6 +26,7 @@ from tests.sm2_tools import (
     openssl_run,
     openssl_signs,
     openssl_verifies,
+    p256_spki,
 )
 
 # GB/T 32918.5-2017 annex (the recommended curve): key, message, and the signature
@@ -243,14 +244,6 @@ def test_public_keys_load_from_raw_points_in_every_form() -> None:
     )
 
 
-def _p256_spki() -> bytes:
-    return (
-        ec.generate_private_key(ec.SECP256R1())
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-
-
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
@@ -259,7 +252,7 @@ def _p256_spki() -> bytes:
         (b"\x04" + b"\xff" * 64, "not on the curve"),
         (ANNEX_POINT[:40], "SM2 point of 40 bytes"),
         (b"\x05" + ANNEX_POINT[1:], "SM2 point of 65 bytes"),
-        (_p256_spki(), "curve 1.2.840.10045.3.1.7 is not SM2"),
+        (p256_spki(), "curve 1.2.840.10045.3.1.7 is not SM2"),
         (
             Sm2PrivateKey(ANNEX_D).public_key().to_der().replace(b"\x82\x2d", b"\x82\x2e"),
             "is not SM2",

@@ -10,14 +10,14 @@ from pathlib import Path
 import gmalg
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from registry.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey
 from registry.values import ValueFormatError, decode_public_key, encode_public_key
 from resolver.handle.credentials import SignedProof
 from resolver.handle.proofs import public_key_proof
 from tests.factories import needs
-from tests.sm2_tools import OPENSSL, openssl_run
+from tests.sm2_tools import OPENSSL, openssl_run, p256_spki
 
 
 def lp(data: bytes) -> bytes:
@@ -83,19 +83,11 @@ def test_rsa_still_reads_in_both_forms() -> None:
         assert decoded.public_numbers() == rsa_key.public_numbers()
 
 
-def _p256_spki() -> bytes:
-    return (
-        ec.generate_private_key(ec.SECP256R1())
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-
-
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
         (lp(b"SM2_PUB_KEY") + b"\x00\x00" + lp(b"garbage"), "SM2_PUB_KEY key is invalid"),
-        (lp(b"SM2_PUB_KEY") + b"\x00\x00" + lp(_p256_spki()), "is not SM2"),
+        (lp(b"SM2_PUB_KEY") + b"\x00\x00" + lp(p256_spki()), "is not SM2"),
         (lp(b"SM2_PUB_KEY") + b"\x00\x00" + b"\x00\x00\x01\x00abc", "ends early"),
         (lp(b"SM2_PUB_KEY") + b"\x00\x00" + lp(b"\x04" + bytes(64)), "not on the curve"),
         (

@@ -9,6 +9,24 @@ from .envelope import operation
 from .schema import Schema, json_object, nullable, query, ref, string
 
 
+def sign_batch(handle_chars: int) -> Schema:
+    """The body asking to sign several records, each on its own: ``handles`` (names of up
+    to ``handle_chars``) and, if the caller insists on one, the ``signer`` (this API and
+    the REST API's ``POST /api/signatures`` both take it)."""
+    return json_object(
+        {
+            "handles": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_SIGN_BATCH,
+                "items": string(handle_chars, minLength=1),
+            },
+            "signer": {"enum": list(SIGNERS)},
+        },
+        ("handles",),
+    )
+
+
 def paths() -> dict[str, Schema]:
     return {
         f"{ROOT}/issuer": {
@@ -46,18 +64,7 @@ def paths() -> dict[str, Schema]:
                             },
                             ("handle",),
                         ),
-                        json_object(
-                            {
-                                "handles": {
-                                    "type": "array",
-                                    "minItems": 1,
-                                    "maxItems": MAX_SIGN_BATCH,
-                                    "items": string(MAX_SNMS_HANDLE_CHARS, minLength=1),
-                                },
-                                "signer": {"enum": list(SIGNERS)},
-                            },
-                            ("handles",),
-                        ),
+                        sign_batch(MAX_SNMS_HANDLE_CHARS),
                     ]
                 },
             )

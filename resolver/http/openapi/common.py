@@ -1,13 +1,14 @@
 """What the REST API's and reverse lookup's operations share in the document:
 the tag, who may call, JSON-or-JSONP answers, the error bodies with their
-statuses, the formatting parameters, the values an answer carries."""
+statuses, the formatting parameters, the name in the path, the values an answer
+carries."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from registry.api import MAX_BODY_BYTES
-from registry.api.openapi.schema import Schema, json_object, query, ref, string
+from registry.api.openapi.schema import Schema, json_object, path_param, query, ref, string
 
 from ... import codes as rc
 from ..rest import CALLBACK_PATTERN
@@ -24,6 +25,20 @@ FORMAT = [
         "JSONP: wrap the answer in this function call (ignored with credentials)",
     ),
 ]
+NAME_IN_PATH = string(512, minLength=1, pattern="^[0-9][^\\n]*$")
+"""A handle or an OID in the path: every name of the node starts with a digit."""
+
+
+def handle_in_path() -> Schema:
+    """The ``{handle}`` of a route about one record (signing it, verifying it)."""
+    return path_param(
+        "handle",
+        NAME_IN_PATH,
+        "The handle, percent-encoded (``/`` may stay as it is)",
+        "88.100.1/SN-1",
+    )
+
+
 _MEANING = {
     300: "Referral: the prefix is served by another node (HS_SITE values)",
     400: "Malformed request, invalid handle or value, or a prefix not served here",

@@ -6,7 +6,7 @@ from registry.api.openapi.schema import Schema, integer, json_object, path_param
 
 from ... import codes as rc
 from ..rest import API_ROOT, MAX_LIST_PAGE, OID_ROOT
-from .common import FORMAT, REST_TAG, VALUE_REFERENCE, answer, operation
+from .common import FORMAT, NAME_IN_PATH, REST_TAG, VALUE_REFERENCE, answer, operation
 
 _INDEXES = {"type": "array", "items": integer(0), "maxItems": 16}
 _RESOLUTION_PARAMETERS = [
@@ -20,8 +20,6 @@ _RESOLUTION_PARAMETERS = [
     query("publicOnly", string(16), "true: public values only, even with credentials"),
     *FORMAT,
 ]
-_NAME = string(512, minLength=1, pattern="^[0-9][^\\n]*$")
-"""A handle or an OID in the path: every name of the node starts with a digit."""
 _RESOLUTION_ERRORS = (300, 400, 401, 403, 404, 503, 504)
 _ENDPOINTS = ("handles", "prefixes", "site")
 """What follows ``/api/`` on the API's own routes (the catch-all leaves them alone)."""
@@ -41,7 +39,7 @@ def _handle_operations() -> Schema:
         "parameters": [
             path_param(
                 "handle",
-                _NAME,
+                NAME_IN_PATH,
                 "The handle, percent-encoded (``88.100.1%2Fabc``; ``/`` may also stay as it is)",
                 "0.NA/88.100",
             )
@@ -133,7 +131,10 @@ def paths(reserved: tuple[str, ...]) -> dict[str, Schema]:
                 "Resolve an identifier named by an OID (the answer of /api/handles/<oid>)",
                 [
                     path_param(
-                        "oid", _NAME, "dotted numeric arcs (1.2.156.86.1.3.7)", "1.2.156.86.1"
+                        "oid",
+                        NAME_IN_PATH,
+                        "dotted numeric arcs (1.2.156.86.1.3.7)",
+                        "1.2.156.86.1",
                     ),
                     *_RESOLUTION_PARAMETERS,
                 ],

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from registry.api.openapi.schema import Schema, json_object, path_param, query, ref, string
+from registry.api.openapi.schema import Schema, json_object, query, ref
+from registry.api.openapi.trust import sign_batch
 from registry.services.trust import MAX_SIGN_BATCH, SIGNERS
 
 from ... import codes as rc
 from ..signing import MAX_HANDLE_CHARS, ROOT
-from .common import FORMAT, answer, operation
+from .common import FORMAT, answer, handle_in_path, operation
 
 _SIGNER = query("signer", {"enum": list(SIGNERS)}, "insist on the enterprise's or the node's key")
 
@@ -22,22 +23,7 @@ def paths() -> dict[str, Schema]:
                 parameters=FORMAT,
                 requestBody={
                     "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": json_object(
-                                {
-                                    "handles": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": MAX_SIGN_BATCH,
-                                        "items": string(MAX_HANDLE_CHARS, minLength=1),
-                                    },
-                                    "signer": {"enum": list(SIGNERS)},
-                                },
-                                ("handles",),
-                            )
-                        }
-                    },
+                    "content": {"application/json": {"schema": sign_batch(MAX_HANDLE_CHARS)}},
                 },
             )
         },
@@ -48,12 +34,7 @@ def paths() -> dict[str, Schema]:
                 {"200": answer(ref("RestSigned"), "Signed")},
                 (400, 401, 403, 404, 503),
                 parameters=[
-                    path_param(
-                        "handle",
-                        string(512, minLength=1, pattern="^[0-9][^\\n]*$"),
-                        "The handle, percent-encoded (``/`` may stay as it is)",
-                        "88.100.1/SN-1",
-                    ),
+                    handle_in_path(),
                     _SIGNER,
                     *FORMAT,
                 ],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from registry.api.openapi.schema import Schema, integer, json_object, path_param, ref, string
+from registry.api.openapi.schema import Schema, integer, json_object, ref
 from registry.trust import Verdict
 
 from ... import codes as rc
 from ..verify import VERIFY_ROOT
-from .common import FORMAT, answer, operation
+from .common import FORMAT, answer, handle_in_path, operation
 
 _INDEXES: Schema = {"type": "array", "items": integer(0)}
 _OPTIONAL_NUMBER: Schema = {"type": ["integer", "null"]}
@@ -28,12 +28,7 @@ def paths() -> dict[str, Schema]:
                 },
                 (300, 400, 401, 403, 404, 503, 504),
                 parameters=[
-                    path_param(
-                        "handle",
-                        string(512, minLength=1, pattern="^[0-9][^\\n]*$"),
-                        "The handle, percent-encoded (``/`` may stay as it is)",
-                        "88.100.1/SN-1",
-                    ),
+                    handle_in_path(),
                     *FORMAT,
                 ],
             )

@@ -5,7 +5,7 @@ The verifier is written afresh from the published rules (trust.md §3, HANDLE.NE
 and the IDIS SDK's chain walk and permission checks), not from the node's code:
 signatures checked by ``tests.trust_tools.independently_verifies`` (RS256 through
 PyJWT, SM2256 through the ``openssl`` tool), value digests from RFC 3651
-(``tests.trust_tools.rfc3651_digest``), the chain by ``iss`` handles to the newest
+(``tests.trust_tools.digests_verdict``), the chain by ``iss`` handles to the newest
 certificate about each issuer, up to a self-issued root.
 """
 
@@ -24,7 +24,13 @@ from registry.services import NodeIssuer, Registry, Services
 from registry.trust.issue import SigningKey
 from resolver.resolution import Resolver
 from tests.factories import ADMIN_AK, ADMIN_SK, NODE_PREFIX, OID_ARC
-from tests.trust_tools import claims_of, independently_verifies, rfc3651_digest, rsa_key
+from tests.trust_tools import (
+    claims_of,
+    digests_verdict,
+    independently_verifies,
+    leaves_public_values_unsigned,
+    rsa_key,
+)
 
 NODE_IDENTITY = f"401:0.NA/{NODE_PREFIX}"
 
@@ -145,18 +151,14 @@ async def independent_verdict(
             return "bad_signature" if position == 0 else "chain_not_trusted"
         if not claims.get("nbf", 0) <= now <= claims.get("exp", now):
             return "outside_dates" if position == 0 else "chain_not_trusted"
-    signed = {d["index"]: d["digest"] for d in first["digests"]["digests"]}
-    present = {v.index: v for v in values}
-    if any(i in present and rfc3651_digest(present[i]) != d for i, d in signed.items()):
-        return "digest_mismatch"
-    if any(i not in present for i in signed):
-        return "values_missing"
+    problem = digests_verdict(first, values)
+    if problem is not None:
+        return problem
     root = links[-1][1]
     if root["sub"].partition(":")[2] != root_handle or root["publicKey"] != root_jwk:
         return "chain_not_trusted"
     if not all(allowed(links[p + 1][1].get("perms", []), handle) for p in range(len(links) - 1)):
         return "not_authorized"
-    public = [v.index for v in values if v.type != "HS_SIGNATURE" and v.permissions & 2]
-    if any(i not in signed for i in public):
+    if leaves_public_values_unsigned(first, values):
         return "unsigned_values"
     return "trusted"

@@ -169,6 +169,27 @@ def rfc3651_digest(value: HandleValue) -> str:
     return base64.b64encode(hashlib.sha256(bytes(out)).digest()).decode()
 
 
+def digests_verdict(claims: dict[str, Any], values: Sequence[HandleValue]) -> str | None:
+    """A signature's ``digests`` claim against the record (RFC 3651 digests):
+    ``digest_mismatch``, ``values_missing``, or None when every signed value is there
+    as it was signed."""
+    signed = {d["index"]: d["digest"] for d in claims["digests"]["digests"]}
+    present = {v.index: v for v in values}
+    if any(i in present and rfc3651_digest(present[i]) != d for i, d in signed.items()):
+        return "digest_mismatch"
+    if any(i not in present for i in signed):
+        return "values_missing"
+    return None
+
+
+def leaves_public_values_unsigned(claims: dict[str, Any], values: Sequence[HandleValue]) -> bool:
+    """Does the record hold a publicly readable value, not a signature, that the
+    signature's ``digests`` claim leaves out?"""
+    signed = {d["index"] for d in claims["digests"]["digests"]}
+    public = [v.index for v in values if v.type != "HS_SIGNATURE" and v.permissions & 2]
+    return any(i not in signed for i in public)
+
+
 def jws_segments(data: bytes) -> tuple[str, str, str]:
     """Protected header, payload and signature of a compact or (its first signature)
     JSON-serialized JWS, as they were sent."""
@@ -302,18 +323,14 @@ def independent_verdict(
         return "bad_signature"
     if not checks[0][1]:
         return "outside_dates"
-    signed = {d["index"]: d["digest"] for d in links[0][1]["digests"]["digests"]}
-    present = {v.index: v for v in values}
-    if any(i in present and rfc3651_digest(present[i]) != d for i, d in signed.items()):
-        return "digest_mismatch"
-    if any(i not in present for i in signed):
-        return "values_missing"
+    problem = digests_verdict(links[0][1], values)
+    if problem is not None:
+        return problem
     root = links[-1][1]
     root_ok = root["sub"].partition(":")[2] == ROOT and root["publicKey"] in root_keys
     if not all(good and dated for good, dated, _ in checks[1:]) or not root_ok:
         return "chain_not_trusted"
-    public = [v.index for v in values if v.type != "HS_SIGNATURE" and v.permissions & 2]
-    if any(i not in signed for i in public):
+    if leaves_public_values_unsigned(links[0][1], values):
         return "unsigned_values"
     if not all(allowed for _, _, allowed in checks):
         return "not_authorized"

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
-from loadtest.demo_node import DemoNode, write_results
+from loadtest.demo_node import DemoNode, cpu_seconds, write_results
 from loadtest.harness import DEMO_ADMIN
 from registry.crypto import Sm2PrivateKey
 from registry.models import HandleValue
@@ -81,6 +81,9 @@ class HttpFigure:
     seconds: float
     per_second: float
     answer_bytes: int
+    server_cpu_us_per_answer: float
+    """The node's CPU time (its processes, from ``/proc``) per answer: what the record
+    costs the node, whatever the client in this process reaches."""
 
 
 def _values() -> list[HandleValue]:
@@ -171,16 +174,19 @@ def _rest(values: Sequence[HandleValue]) -> dict[str, Any]:
     }
 
 
-async def _put(session: aiohttp.ClientSession, base: str, name: str, values: Any) -> None:
+async def put_record(
+    session: aiohttp.ClientSession, base: str, name: str, values: Sequence[HandleValue]
+) -> None:
+    """Write a whole record through the node's Handle REST API, as the demo's administrator."""
     headers = {"Authorization": aiohttp.BasicAuth(*DEMO_ADMIN).encode()}
     url = f"{base}/api/handles/{name}"
     async with session.put(url, json=_rest(values), headers=headers) as resp:
         if resp.status not in (200, 201):
-            raise SystemExit(f"bench_trust: PUT {name}: HTTP {resp.status} {await resp.text()}")
+            raise SystemExit(f"PUT {name}: HTTP {resp.status} {await resp.text()}")
 
 
 async def time_http(
-    base: str, path: str, record: str, requests: int, concurrency: int
+    base: str, path: str, record: str, requests: int, concurrency: int, pids: Sequence[int]
 ) -> HttpFigure:
     url = f"{base}{path}/{record}"
     sizes: list[int] = []
@@ -196,11 +202,22 @@ async def time_http(
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         await client(session, 1)  # warm the answer cache
+        server_before = cpu_seconds(pids)
         started = time.perf_counter()
         share = [requests // concurrency + (i < requests % concurrency) for i in range(concurrency)]
         await asyncio.gather(*(client(session, n) for n in share))
         elapsed = time.perf_counter() - started
-    return HttpFigure(path, record, requests, concurrency, elapsed, requests / elapsed, sizes[-1])
+        server = cpu_seconds(pids) - server_before
+    return HttpFigure(
+        path,
+        record,
+        requests,
+        concurrency,
+        elapsed,
+        requests / elapsed,
+        sizes[-1],
+        round(server / requests * 1e6, 1),
+    )
 
 
 async def node_figures(
@@ -216,8 +233,8 @@ async def node_figures(
     with DemoNode(workdir, "--enterprises", "30", "--identifiers", "0", env=env) as node:
         async with aiohttp.ClientSession() as session:
             for name, values in records.items():
-                await _put(session, node.base, name, values)
-            await _put(session, node.base, UNSIGNED, _values())
+                await put_record(session, node.base, name, values)
+            await put_record(session, node.base, UNSIGNED, _values())
             async with session.get(f"{node.base}/api/verify/{SIGNED}") as resp:
                 verdict = (await resp.json())["verdict"]
         for path, record in (
@@ -225,7 +242,9 @@ async def node_figures(
             ("/api/handles", SIGNED),
             ("/api/verify", SIGNED),
         ):
-            figures.append(await time_http(node.base, path, record, requests, concurrency))
+            figures.append(
+                await time_http(node.base, path, record, requests, concurrency, node.pids())
+            )
     return figures, verdict
 
 
@@ -241,7 +260,8 @@ def _table(verifies: list[VerifyFigure], http: list[HttpFigure]) -> str:
         lines.append("over HTTP against idnode demo (1 worker):")
         lines += [
             f"  GET {f.path}/{f.record:<24} {f.per_second:>8.0f}/s  "
-            f"{f.answer_bytes:>5} B answers  ({f.requests} requests, {f.concurrency} clients)"
+            f"{f.answer_bytes:>5} B answers  node CPU {f.server_cpu_us_per_answer:>5.0f} µs each  "
+            f"({f.requests} requests, {f.concurrency} clients)"
             for f in http
         ]
     return "\n".join(lines)

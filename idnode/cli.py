@@ -359,14 +359,14 @@ async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> 
 
 
 async def _demo(config: Config, reload: Callable[[], Config] | None = None) -> int:
-    from . import demo
+    from . import demo, demo_trust
 
     admin = config.bootstrap_pair() or demo.DEMO_ADMIN
 
     def demo_settings(config: Config) -> Config:
         # Loopback development: Handle REST credentials over plain HTTP are accepted.
-        return dataclasses.replace(
-            config, bootstrap_admin=":".join(admin), allow_plain_http_auth=True
+        return demo_trust.settings(
+            dataclasses.replace(config, bootstrap_admin=":".join(admin), allow_plain_http_auth=True)
         )
 
     config = demo_settings(config)
@@ -387,6 +387,8 @@ async def _demo(config: Config, reload: Callable[[], Config] | None = None) -> i
             f"application modes with {summary.identifiers} identifiers",
             flush=True,
         )
+        signed = await demo_trust.sign_records(node.registry, admin)
+        print(demo_trust.describe(config, signed), flush=True)
 
     def show(node: Node, http: Any) -> None:
         base = f"http://{http}"
@@ -408,6 +410,8 @@ async def _demo(config: Config, reload: Callable[[], Config] | None = None) -> i
             return f"dig @{dns_at.host} -p {dns_at.port} +short {owner} URI"
 
         for line in demo.examples(base, admin, dig if dns_at else None):
+            print("  " + line, flush=True)
+        for line in demo_trust.examples(config, base, node.endpoints.get("handle")):
             print("  " + line, flush=True)
 
     await serve(

@@ -233,12 +233,26 @@ def test_demo_seeds_serves_and_its_examples_work(workdir: Path) -> None:
     try:
         base = server.wait_for_http(300)
         lines = server.read_more("try these")
-        lines = server.read_more("/identityv2/data -d")
+        lines = server.read_more("?type=HS_SIGNATURE")
         summary = next(line for line in lines if " enterprises in " in line)
         numbers = [int(n) for n in re.findall(r"\d+", summary)]
         assert numbers[0] >= 30 and numbers[1] >= 5 and numbers[2] >= 10000, summary
-        examples = [line.strip() for line in lines if line.startswith("  ")]
-        assert len(examples) >= 5 and base in "\n".join(examples)
+        assert any("trusted resolution SM2256, self-rooted" in line for line in lines), lines
+        printed = [line.strip() for line in lines if line.startswith("  ")]
+        verify = [cmd for cmd in printed if cmd.startswith("idnode verify ")]
+        examples = [cmd for cmd in printed if cmd not in verify]
+        assert len(examples) >= 5 and base in "\n".join(examples) and len(verify) == 1
+        # The verifier it prints, with the idnode installed beside this Python.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        verified = subprocess.run(
+            ["bash", "-c", verify[0]],
+            env=_env({"PATH": path}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert verified.returncode == 0 and ": trusted" in verified.stdout, verified
         # Run them as a user would, in one shell (the token example sets $TOKEN).
         script = "\n".join(cmd if cmd.startswith("TOKEN=") else f"{cmd}; echo" for cmd in examples)
         result = subprocess.run(

@@ -15,7 +15,6 @@ import os
 import time
 from dataclasses import dataclass, replace
 
-from registry import store
 from registry.errors import LockedOut
 from registry.grammar import GrammarError
 from registry.models import HandleValue
@@ -29,6 +28,7 @@ from . import codec as c
 from . import credentials as cred
 from .answers import Replies
 from .connection import Connection
+from .identities import IdentityRecords
 from .proofs import challenge_message, verify_public_key_proof, verify_secret_key_proof
 
 CHALLENGE_SECONDS = 60.0
@@ -72,8 +72,12 @@ class Proven:
 class Challenges:
     """The native service's pending challenges and the proofs that answer them."""
 
-    def __init__(self, services: Services, replies: Replies) -> None:
+    def __init__(
+        self, services: Services, replies: Replies, *, identities: IdentityRecords | None = None
+    ) -> None:
         self.services = services
+        self.identities = identities if identities is not None else IdentityRecords(services)
+        """Where proofs find the identities' stored keys and secrets."""
         self.grammar = services.grammar
         self.replies = replies
         self.pending: dict[int, _Pending] = {}
@@ -265,9 +269,7 @@ class Challenges:
             self._slow_proofs_waiting -= 1
 
     async def _record(self, key: str) -> tuple[HandleValue, ...]:
-        async with self.services.read() as conn:
-            record = await store.get_identifier(conn, key)
-        return record.values if record else ()
+        return await self.identities.values(key)
 
     async def verify(self, request: c.Message, version: tuple[int, int]) -> c.Message:
         """Op 201: does this HS_SECKEY proof hold for an identity stored here?"""

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from metrics.tally import NO_PREFIX, TALLY
-from registry import store
 from registry.errors import InvalidName, RegistryError, StorageUnavailable
 from registry.grammar import GrammarError
 from registry.services import Actor, Registry
@@ -34,6 +33,7 @@ from .admin import Administration
 from .challenges import RC_LOGIN_FIRST, Busy, Challenges, Proven
 from .connection import Connection
 from .fastpath import FastPath, Template, patch, shape, template_of
+from .identities import IdentityRecords
 from .proofs import PrivateKey, sign_response
 from .sessions import RC_INVALID_SESSION_SETUP, Session, SessionRefused, Sessions
 
@@ -78,7 +78,10 @@ class HandleService:
         """Per-client limits (``guard``; None: none), answers over UDP at most
         ``udp_amplification`` times their request (0: any size), and the tally."""
         self.fast_path = FastPath(resolver.cache)
-        self.challenges = Challenges(registry.services, self.replies)
+        # Identities' records are kept between proofs, evicted with the answers.
+        self.identities = IdentityRecords(registry.services, stale=resolver.stale)
+        resolver.followers.append(self.identities.on_changes)
+        self.challenges = Challenges(registry.services, self.replies, identities=self.identities)
         self.admin = Administration(registry, self.replies)
         self.sessions = sessions if sessions is not None else Sessions(server_key)
         """Session ids are never those of pending challenges (which share the field)."""
@@ -292,9 +295,7 @@ class HandleService:
             key = self.registry.services.grammar.parse(handle.decode("utf-8"), bare_prefix=True).key
         except (UnicodeDecodeError, GrammarError):
             return None
-        async with self.registry.services.read() as conn:
-            record = await store.get_identifier(conn, key)
-        for value in record.values if record else ():
+        for value in await self.identities.values(key):
             if value.type.upper() == HS_PUBKEY and (index <= 0 or value.index == index):
                 return value.data
         return None

@@ -122,7 +122,8 @@ class Envelope:
             return self.version
         return (self.suggested_major, self.suggested_minor)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, length: int | None = None) -> bytes:
+        """Encoded; with ``length``, as if it were the envelope's."""
         flags = (
             (_CP if self.compressed else 0)
             | (_EC if self.encrypted else 0)
@@ -137,7 +138,7 @@ class Envelope:
             self.session_id,
             self.request_id,
             self.sequence,
-            self.length,
+            self.length if length is None else length,
         )
 
     @classmethod
@@ -172,7 +173,9 @@ class Header:
     reserved: int = 0
     """Kept as received: request digests cover the header exactly as sent."""
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, body_length: int | None = None) -> bytes:
+        """Encoded; with ``body_length``, as if it were the header's (what a
+        message writes, without copying the header to say so)."""
         return _HEADER.pack(
             self.opcode,
             self.response_code,
@@ -181,7 +184,7 @@ class Header:
             self.recursion,
             self.reserved,
             self.expiration,
-            self.body_length,
+            self.body_length if body_length is None else body_length,
         )
 
     @classmethod
@@ -217,12 +220,11 @@ class Message:
     @property
     def signed_part(self) -> bytes:
         """Header and body: what request digests and signatures cover."""
-        return replace(self.header, body_length=len(self.body)).to_bytes() + self.body
+        return self.header.to_bytes(len(self.body)) + self.body
 
     def to_bytes(self) -> bytes:
-        header = replace(self.header, body_length=len(self.body))
-        rest = header.to_bytes() + self.body + blob(self.credential)
-        return replace(self.envelope, length=len(rest)).to_bytes() + rest
+        rest = self.header.to_bytes(len(self.body)) + self.body + blob(self.credential)
+        return self.envelope.to_bytes(len(rest)) + rest
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Message:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 
 from registry.errors import LockedOut
-from registry.grammar import GrammarError
+from registry.grammar import GrammarError, HandleName
 from registry.models import HandleValue
 from registry.permissions import HandleIdentity
 from registry.secrets import open_value
@@ -184,12 +184,13 @@ class Challenges:
             original, envelope=replace(original.envelope, request_id=request.envelope.request_id)
         )
         lockout = self.services.lockout
-        account = self._account(answer)
+        name = self._claimed(answer)
+        account = self._account(answer, name)
         try:
             self.services.refuse_if_locked(account, connection.remote, "proof")
         except LockedOut as exc:
             return self.replies.error(original, version, rc.RC_AUTHENTICATION_FAILED, str(exc))
-        identity = await self._check_proof(answer, pending)
+        identity = await self._check_proof(answer, pending, name)
         if identity is None:
             self.services.auth_failed("proof")
             lockout.failed(account, connection.remote)
@@ -200,24 +201,26 @@ class Challenges:
         connection.identity = identity
         return Proven(original, pending.login)
 
-    def _account(self, answer: cred.ChallengeAnswer) -> str:
+    def _claimed(self, answer: cred.ChallengeAnswer) -> HandleName | None:
+        """The identity's name a challenge answer claims; None: no valid handle."""
+        try:
+            return self.grammar.parse(answer.handle.decode("utf-8"), bare_prefix=True)
+        except (UnicodeDecodeError, GrammarError):
+            return None
+
+    @staticmethod
+    def _account(answer: cred.ChallengeAnswer, name: HandleName | None) -> str:
         """The lockout's name for the identity a challenge answer claims (the same
         as for Handle secrets over HTTP Basic: ``index:name key``)."""
-        try:
-            handle = answer.handle.decode("utf-8")
-            key = self.grammar.parse(handle, bare_prefix=True).key
-        except (UnicodeDecodeError, GrammarError):
-            key = answer.handle.decode("utf-8", "replace")
+        key = name.key if name is not None else answer.handle.decode("utf-8", "replace")
         return f"{answer.index}:{key}"
 
     async def _check_proof(
-        self, answer: cred.ChallengeAnswer, pending: _Pending
+        self, answer: cred.ChallengeAnswer, pending: _Pending, name: HandleName | None
     ) -> HandleIdentity | None:
-        try:
-            handle = answer.handle.decode("utf-8")
-            name = self.grammar.parse(handle, bare_prefix=True)
-        except (UnicodeDecodeError, GrammarError):
+        if name is None:
             return None
+        handle = answer.handle.decode("utf-8")
         if pending.login:
             wanted = cred.Login.from_bytes(pending.request.body)
             if wanted.handle != answer.handle or wanted.index not in (0, answer.index):

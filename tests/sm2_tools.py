@@ -16,10 +16,11 @@ OPENSSL = shutil.which("openssl")
 
 
 def p256_spki() -> bytes:
-    """DER SubjectPublicKeyInfo of a fresh key on NIST P-256: the same shape as an SM2
-    key but another curve, which SM2 readers must refuse by name."""
+    """DER SubjectPublicKeyInfo of a key on NIST P-256: the same shape as an SM2 key but
+    another curve, which SM2 readers must refuse by name. Always the same key: tests
+    are parametrized with it, and every xdist worker must collect the same ones."""
     return (
-        ec.generate_private_key(ec.SECP256R1())
+        ec.derive_private_key(0x1D0DE, ec.SECP256R1())
         .public_key()
         .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )

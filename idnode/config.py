@@ -4,9 +4,7 @@ then command-line flags — each later source overriding the earlier ones."""
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
-import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -21,7 +19,13 @@ from sqlalchemy.exc import ArgumentError
 
 from registry.dnsnames import ZoneNames
 from registry.grammar import Grammar
-from registry.trust import IDIS_TRUST_ROOT, KeyFormatError, PublicKey, TrustRoot, load_public_key
+from registry.trust import IDIS_TRUST_ROOT, TrustRoot
+
+# Re-exported: the settings' error and parsers are spelt idnode.config.X by their users.
+from .setting_values import ConfigError as ConfigError
+from .setting_values import ipv6_twin as ipv6_twin
+from .setting_values import parse_networks as parse_networks
+from .setting_values import trust_root_keys
 
 ENV_PREFIX = "IDNODE_"
 DEFAULT_DB = "sqlite+aiosqlite:///idnode.db"
@@ -29,10 +33,6 @@ DEMO_DB = "sqlite+aiosqlite:///idnode-demo.db"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ISSUER_ALGORITHMS = ("rs256", "sm2256")
 """``issuer_algorithm``, compared in lower case."""
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +297,7 @@ class Config:
     def trust_root(self) -> TrustRoot:
         """The trust root verification believes: ``trust_root_handle`` and the keys of
         ``trust_root_keys`` (ConfigError if a file cannot be read or holds no key)."""
-        return TrustRoot(self.trust_root_handle.strip(), _trust_root_keys(self.trust_root_keys))
+        return TrustRoot(self.trust_root_handle.strip(), trust_root_keys(self.trust_root_keys))
 
     def grammar(self) -> Grammar:
         """How this node reads identifiers: its suffix case rule, and OIDs under
@@ -370,68 +370,6 @@ class Config:
             if url is not None:
                 moved[name] = url
         return dataclasses.replace(self, **moved)
-
-
-def ipv6_twin(setting: str, host: str) -> str | None:
-    """The IPv6 address to serve beside ``host`` (``listen_ipv6``): ``auto``
-    pairs loopback with ``::1`` and the IPv4 wildcard with ``::``; ``off`` pairs
-    nothing; an address is used as given. An IPv6 host needs no twin."""
-    choice = setting.strip().lower()
-    if choice in ("", "off", "no", "false") or ":" in host:
-        return None
-    if choice != "auto":
-        try:
-            return str(ipaddress.IPv6Address(setting.strip().strip("[]")))
-        except ValueError:
-            raise ConfigError(
-                f"listen_ipv6: {setting!r} is not auto, off or an IPv6 address"
-            ) from None
-    if host == "0.0.0.0":  # noqa: S104 - the wildcard's twin is the IPv6 wildcard
-        return "::"
-    try:
-        return "::1" if ipaddress.ip_address(host).is_loopback else None
-    except ValueError:  # a host name: its addresses are the operator's to list
-        return "::1" if host == "localhost" else None
-
-
-_PEM_KEY_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
-
-
-def _trust_root_keys(setting: str) -> tuple[PublicKey, ...]:
-    """``trust_root_keys``: PEM text (any number of keys), or PEM files separated by commas."""
-    if "-----BEGIN" in setting:
-        blocks = [block.encode("ascii", "replace") for block in _PEM_KEY_BLOCK.findall(setting)]
-        sources = [("trust_root_keys", block) for block in blocks] or [
-            ("trust_root_keys", setting.encode("utf-8", "replace"))
-        ]
-    else:
-        sources = []
-        for path in (p.strip() for p in setting.split(",") if p.strip()):
-            try:
-                text = Path(path).expanduser().read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"trust_root_keys: cannot read {path}: {exc.strerror}") from None
-            found = _PEM_KEY_BLOCK.findall(text.decode("ascii", "replace"))
-            sources += [(path, b.encode("ascii")) for b in found] or [(path, text)]
-    keys = []
-    for origin, data in sources:
-        try:
-            keys.append(load_public_key(data))
-        except KeyFormatError as exc:
-            raise ConfigError(f"trust_root_keys: {origin}: {exc}") from None
-    return tuple(keys)
-
-
-def parse_networks(text: str, setting: str) -> tuple[str, ...]:
-    """``10.0.0.0/8, ::1/128``: the networks listed, each checked (ConfigError
-    naming ``setting`` if one is not a network)."""
-    listed = tuple(n.strip() for n in text.split(",") if n.strip())
-    for network in listed:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"{setting}: {exc}") from None
-    return listed
 
 
 INT_RANGES: dict[str, tuple[int, int | None]] = {

@@ -25,7 +25,8 @@ from registry.models import PUBLIC_READ, HandleValue
 from registry.schema import audit_log, outbox
 from registry.secrets import NodeKey, is_sealed_value
 from registry.services import Actor, Registry
-from registry.services.trust import SEALED_KEY_INDEX, SIGNER_KEY_INDEX, NodeIssuer
+from registry.services.signing import SEALED_KEY_INDEX, SIGNER_KEY_INDEX
+from registry.services.trust import NodeIssuer
 from registry.trust.claims import Claims, Permission, ValueRef
 from registry.trust.issue import CERT_INDEX, IssueError, Validity, certificate, jws_public_key
 from registry.trust.jws import parse_jws

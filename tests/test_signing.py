@@ -20,7 +20,7 @@ from registry.errors import Forbidden, InvalidRequest, InvalidValue, NotFound
 from registry.models import HandleValue
 from registry.secrets import NodeKey
 from registry.services import Actor, Registry
-from registry.services.trust import MAX_SIGN_BATCH
+from registry.services.signing import MAX_SIGN_BATCH
 from registry.trust import TrustRoot, verify_record
 from registry.trust.issue import FIRST_SIGNATURE_INDEX, jws_public_key
 from registry.trust.keys import key_to_jwk

@@ -23,7 +23,8 @@ from aiohttp import web
 from ..errors import InvalidRequest
 from ..services import Actor
 from ..services.identifiers import MAX_SNMS_HANDLE_CHARS
-from ..services.trust import CertificateView, SignResult
+from ..services.signing import SignResult
+from ..services.trust import CertificateView
 from ..trust.keys import key_to_jwk
 from . import fields as f
 from .envelope import FAILED, OK, REGISTRY, authenticated, json_body, success

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from registry.errors import RegistryError
-from registry.services.trust import SignResult
+from registry.services.signing import SignResult
 
 from .. import codes as rc
 from .keys import AUTH, REGISTRY

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...services.identifiers import MAX_SNMS_HANDLE_CHARS
-from ...services.trust import MAX_SIGN_BATCH, SIGNERS
+from ...services.signing import MAX_SIGN_BATCH, SIGNERS
 from ..trust import ROOT
 from .envelope import operation
 from .schema import Schema, json_object, nullable, query, ref, string

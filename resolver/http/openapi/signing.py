@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from registry.api.openapi.schema import Schema, json_object, query, ref
 from registry.api.openapi.trust import sign_batch
-from registry.services.trust import MAX_SIGN_BATCH, SIGNERS
+from registry.services.signing import MAX_SIGN_BATCH, SIGNERS
 
 from ... import codes as rc
 from ..signing import MAX_HANDLE_CHARS, ROOT

@@ -5,6 +5,7 @@ counted in idnode_workers_live / idnode_workers_configured."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -178,6 +179,25 @@ def test_a_killed_worker_is_started_again(tmp_path: Path) -> None:
         wait_for(lambda: "starting another in 2 s" in node.log_tail(), "the longer pause")
         wait_for(lambda: gauges(node).get("idnode_workers_live") == 3, "another new worker")
         assert gauges(node)["idnode_worker_restarts"] == 2
+
+
+@pytest.mark.slow
+def test_every_serving_process_freezes_its_start_up_heap(tmp_path: Path) -> None:
+    """The cycle collector's full passes over the start-up heap stalled DNS
+    answers for tens of milliseconds: the node and each worker freeze it once
+    they serve (gc.freeze), and say how many objects they froze."""
+    with DemoNode(tmp_path, *SMALL_DEMO, "--workers", "2") as node:
+        serving = {node.pid, *children(node.pid)}
+        assert len(serving) == 2
+    frozen: dict[int, int] = {}
+    for line in (tmp_path / "node.log").read_text().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            said = re.fullmatch(r"heap settled: (\d+) start-up objects frozen", entry["msg"])
+            if said is not None:
+                frozen[entry["pid"]] = int(said[1])
+    assert frozen.keys() == serving
+    assert all(count > 10_000 for count in frozen.values()), frozen
 
 
 @pytest.mark.slow

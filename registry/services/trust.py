@@ -324,8 +324,6 @@ class Trust(RecordSigning):
         held = key_held if key_held is not None else SEALED_KEY_INDEX in current
         return CertificateView(str(identity), found.jws, found.claims, held)
 
-    # --- signing records ---------------------------------------------------------
-
     # --- writing identity records ------------------------------------------------
 
     async def _save(
